@@ -1,0 +1,241 @@
+"""Result model: check results, gap results and run results, and their JSON form.
+
+Gap status is derived from the capability checks, never set by hand (DESIGN.md, "Vocabulary
+and status rules").  Results are written atomically so an interrupted run always leaves a
+parseable file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from gaps.catalog import BY_SLUG, CHECKS, GAPS, Kind
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).parent / "schema" / "results.schema.json"
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    NON_STRICT = "non-strict"  # conformant, misses a SHOULD or the canonical behaviour
+    FAIL = "fail"
+    SKIP = "skip"
+    ERROR = "error"
+
+    @property
+    def passed(self) -> bool:
+        return self in (Verdict.PASS, Verdict.NON_STRICT)
+
+
+class Method(StrEnum):
+    OBSERVED = "observed"
+    DECLARED = "declared"
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    PARTIAL = "partial"
+    MISSING = "missing"
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class CheckResult:
+    """One check's verdict with the evidence behind it."""
+
+    id: str
+    verdict: Verdict
+    summary: str
+    method: Method = Method.OBSERVED
+    evidence: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None  # for declared facts: file and symbol, or doc URL
+    wait: float | None = None  # seconds the check was allowed to wait, after scaling
+    duration: float = 0.0
+    tries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def kind(self) -> Kind:
+        return CHECKS[self.id].kind
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = str(self.kind)
+        data["verdict"] = str(self.verdict)
+        data["method"] = str(self.method)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CheckResult:
+        data = dict(data)
+        data.pop("kind", None)
+        data["verdict"] = Verdict(data["verdict"])
+        data["method"] = Method(data["method"])
+        return cls(**data)
+
+
+def derive_status(checks: list[CheckResult]) -> tuple[Status, str | None]:
+    """Gap status from the capability checks, and the error flag's reason if any check erred.
+
+    Errored checks do not count; skipped ones are not applicable.  Non-strict counts as pass.
+    """
+    errors = [c for c in checks if c.verdict is Verdict.ERROR]
+    error = "; ".join(f"{c.id}: {c.summary}" for c in errors) or None
+    applicable = [
+        c for c in checks
+        if c.kind is Kind.CAPABILITY and c.verdict not in (Verdict.ERROR, Verdict.SKIP)
+        and not (CHECKS[c.id].optional and not c.verdict.passed)
+    ]
+    if not applicable:
+        return Status.UNKNOWN, error
+    passed = sum(1 for c in applicable if c.verdict.passed)
+    if passed == len(applicable):
+        return Status.PASS, error
+    return (Status.PARTIAL if passed else Status.MISSING), error
+
+
+@dataclass
+class GapResult:
+    """A gap's checks on one target instance; status and error flag are derived."""
+
+    slug: str
+    checks: list[CheckResult] = field(default_factory=list)
+    note: str | None = None  # why nothing was probed ("not probed yet", "target skipped")
+    logs: str | None = None  # bounded tail of the instance's stdout/stderr
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def gap(self):  # -> catalog.Gap
+        return BY_SLUG[self.slug]
+
+    @property
+    def status(self) -> Status:
+        return derive_status(self.checks)[0]
+
+    @property
+    def error(self) -> str | None:
+        return derive_status(self.checks)[1]
+
+    def to_json(self) -> dict[str, Any]:
+        gap = self.gap
+        return {
+            "id": gap.id,
+            "slug": self.slug,
+            "title": gap.title,
+            "priority": str(gap.priority),
+            "status": str(self.status),
+            "error": self.error,
+            "note": self.note,
+            "started": self.started,
+            "finished": self.finished,
+            "logs": self.logs,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GapResult:
+        return cls(
+            slug=data["slug"],
+            checks=[CheckResult.from_json(c) for c in data["checks"]],
+            note=data.get("note"),
+            logs=data.get("logs"),
+            started=data.get("started"),
+            finished=data.get("finished"),
+        )
+
+
+@dataclass
+class TargetInfo:
+    name: str
+    description: str = ""
+    version: str | None = None
+    kind: str = "managed"  # "managed" (started by the harness) or "url" (external)
+    url: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    hints: dict[str, float] = field(default_factory=dict)
+    skipped: str | None = None  # why the whole target was skipped (build failed, no runtime)
+
+
+@dataclass
+class RunResult:
+    target: TargetInfo
+    harness_version: str
+    time_scale: float = 1.0
+    seed: int = 0
+    started: float = 0.0
+    finished: float | None = None
+    waits: dict[str, float] = field(default_factory=dict)
+    gaps: dict[str, GapResult] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for gap in GAPS:
+            self.gaps.setdefault(gap.slug, GapResult(gap.slug, note="not probed yet"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "harness_version": self.harness_version,
+            "target": asdict(self.target),
+            "time_scale": self.time_scale,
+            "seed": self.seed,
+            "started": self.started,
+            "finished": self.finished,
+            "waits": dict(sorted(self.waits.items())),
+            "gaps": [self.gaps[gap.slug].to_json() for gap in GAPS],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunResult:
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}"
+            )
+        return cls(
+            target=TargetInfo(**data["target"]),
+            harness_version=data["harness_version"],
+            time_scale=data["time_scale"],
+            seed=data["seed"],
+            started=data["started"],
+            finished=data.get("finished"),
+            waits=data.get("waits", {}),
+            gaps={g["slug"]: GapResult.from_json(g) for g in data["gaps"]},
+        )
+
+    def write(self, path: Path) -> None:
+        """Write atomically: a reader sees the old file or the new one, never a torn one."""
+        write_json_atomic(path, self.to_json())
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2, ensure_ascii=False)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultsError(Exception):
+    """A results file that is missing, unreadable or not of this schema."""
+
+
+def load_results(path: Path) -> RunResult:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return RunResult.from_json(data)
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ResultsError(f"{path}: not a wsgaps results file ({exc})") from None

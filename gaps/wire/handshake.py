@@ -1,0 +1,166 @@
+"""The opening handshake (RFC 6455 section 4): build the request, read the response, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+MAX_HEAD = 16 * 1024  # bytes of status line and headers we accept from a server
+MAX_BODY = 4 * 1024  # bytes of a refusal's body kept as evidence
+
+Headers = list[tuple[str, str]]
+
+
+def accept_for(key: str) -> str:
+    return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
+
+
+@dataclass
+class HandshakeResponse:
+    status: int
+    reason: str
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+    elapsed: float = 0.0
+
+    def get(self, name: str) -> str | None:
+        """All values of header ``name`` joined with ", " (RFC 9110 5.3), or None."""
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return ", ".join(values) if values else None
+
+    def values(self, name: str) -> list[str]:
+        """Comma-separated elements of every ``name`` header, stripped."""
+        joined = self.get(name)
+        if joined is None:
+            return []
+        return [part.strip() for part in joined.split(",") if part.strip()]
+
+    def evidence(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "reason": self.reason[:200],
+            "headers": [[k[:100], v[:300]] for k, v in self.headers[:50]],
+            "body": self.body[:512].decode("utf-8", "replace"),
+        }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    resource: str  # path and query
+    secure: bool
+
+    @property
+    def authority(self) -> str:
+        default = 443 if self.secure else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+
+def parse_url(url: str) -> Endpoint:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss", "http", "https"):
+        raise ValueError(f"{url!r}: not a ws://, wss:// or http:// URL")
+    secure = parts.scheme in ("wss", "https")
+    if not parts.hostname:
+        raise ValueError(f"{url!r}: no host")
+    resource = parts.path or "/"
+    if parts.query:
+        resource += "?" + parts.query
+    return Endpoint(parts.hostname, parts.port or (443 if secure else 80), resource, secure)
+
+
+def build_request(
+    endpoint: Endpoint,
+    *,
+    key: str | None,
+    version: str | None = "13",
+    method: str = "GET",
+    subprotocols: Iterable[str] = (),
+    extensions: str | None = None,
+    origin: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    upgrade: bool = True,
+) -> bytes:
+    """A handshake request.  ``key=None`` or ``version=None`` leave that header out."""
+    lines = [f"{method} {endpoint.resource} HTTP/1.1", f"Host: {endpoint.authority}"]
+    if upgrade:
+        lines += ["Upgrade: websocket", "Connection: Upgrade"]
+    if key is not None:
+        lines.append(f"Sec-WebSocket-Key: {key}")
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    protocols = list(subprotocols)
+    if protocols:
+        lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
+    if extensions:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    lines += [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def new_key() -> str:
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+class HandshakeError(Exception):
+    """The server's answer was not an HTTP response we could read within the bounds."""
+
+
+async def read_response(
+    reader: asyncio.StreamReader, *, read_body: bool
+) -> tuple[HandshakeResponse, bytes]:
+    """Read status line and headers (bounded); for a non-101 answer also a bounded body.
+
+    Returns the response and any bytes read past the head (the first frames after a 101).
+    """
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        chunk = await reader.read(4096)
+        if not chunk:
+            raise HandshakeError(
+                f"connection closed before the response head ended ({len(head)} bytes read)"
+            )
+        head += chunk
+        if len(head) > MAX_HEAD and b"\r\n\r\n" not in head[:MAX_HEAD + 4]:
+            raise HandshakeError(f"response head longer than {MAX_HEAD} bytes")
+    raw_head, _, rest = bytes(head).partition(b"\r\n\r\n")
+    lines = raw_head.decode("latin-1").split("\r\n")
+    status_parts = lines[0].split(" ", 2)
+    if len(status_parts) < 2 or not status_parts[0].startswith("HTTP/"):
+        raise HandshakeError(f"not an HTTP status line: {lines[0][:100]!r}")
+    try:
+        status = int(status_parts[1])
+    except ValueError:
+        raise HandshakeError(f"not an HTTP status line: {lines[0][:100]!r}") from None
+    headers: Headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers.append((name.strip(), value.strip()))
+    response = HandshakeResponse(status, status_parts[2] if len(status_parts) > 2 else "", headers)
+    if status == 101 or not read_body:
+        return response, rest
+    body = bytearray(rest[:MAX_BODY])
+    length = response.get("Content-Length")
+    wanted = MAX_BODY
+    if length is not None and length.strip().isdigit():
+        wanted = min(int(length), MAX_BODY)
+    while len(body) < wanted:
+        try:
+            chunk = await asyncio.wait_for(reader.read(MAX_BODY - len(body)), 1.0)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        body += chunk
+    response.body = bytes(body[:MAX_BODY])
+    return response, b""
