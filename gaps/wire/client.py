@@ -412,3 +412,9 @@ __all__ = [
     "opcode_name",
     "open_handshake",
 ]
+
+
+async def handshake_ok(url: str, timeout: float) -> None:
+    """Open and drop one connection; raises unless the handshake succeeds within ``timeout``."""
+    client = await WireClient.connect(url, timeout=timeout)
+    await client.aclose()

@@ -1,0 +1,352 @@
+"""Target manifests (``target.toml``): loading and validation with one-line errors.
+
+A manifest describes a server under analysis: how to build, start and stop it, where its
+contract endpoints are, the timers it is configured with (hints), what its adapter switched
+on (settings), and the capabilities it declares absent or facts it declares.  Every error
+names the file and the field, e.g. ``targets/x/target.toml: start.command: unknown
+placeholder {prot}``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gaps.catalog import CHECKS
+
+ENDPOINTS = {
+    "echo": "ws",
+    "subprotocols": "ws",
+    "chat": "ws",
+    "broadcast": "ws",
+    "room": "ws",
+    "secure": "ws",
+    "connections": "http",
+    "metrics": "http",
+    "upstream": "placeholder",
+}
+ENDPOINT_KEYS = {
+    "path", "url", "subprotocols", "same_origin", "auth", "includes_sender", "metrics_map",
+    "note",
+}
+AUTH_KEYS = {"token", "via", "name"}
+AUTH_VIA = {"header", "query", "cookie", "subprotocol"}
+HINTS = {
+    "ping_interval", "ping_timeout", "max_message_size", "max_connections", "rate_limit",
+    "backoff_initial", "backoff_max", "backoff_factor", "handshake_timeout", "close_timeout",
+}
+TOP_KEYS = {
+    "name", "description", "version", "build", "start", "stop", "ready", "endpoints", "hints",
+    "settings", "absent", "declared", "notes",
+}
+BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "requires"}
+START_KEYS = {"command", "cwd", "env", "requires"}
+STOP_KEYS = {"grace"}
+READY_KEYS = {"timeout"}
+DECLARED_KEYS = {"verdict", "source", "summary"}
+DECLARED_VERDICTS = {"pass", "non-strict", "fail"}
+FIXED_PLACEHOLDERS = {"python", "target_dir", "upstream"}
+PORT_PLACEHOLDER = re.compile(r"^[a-z_]*port$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class ManifestError(Exception):
+    """A manifest that cannot be used; the message is one line naming file and field."""
+
+
+@dataclass(frozen=True)
+class Auth:
+    token: str
+    via: str = "header"
+    name: str = "Authorization"
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    name: str
+    path: str | None = None
+    url: str | None = None
+    subprotocols: tuple[str, ...] = ()
+    same_origin: str | None = None
+    auth: Auth | None = None
+    includes_sender: bool | None = None
+    metrics_map: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Declared:
+    check_id: str
+    verdict: str
+    source: str
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    cwd: str = "."
+    env: dict[str, str] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Build(Command):
+    timeout: float = 300.0
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+@dataclass
+class Manifest:
+    """A validated manifest.  ``directory`` resolves relative paths in it."""
+
+    name: str
+    path: Path | None
+    description: str = ""
+    version: Command | None = None
+    build: Build | None = None
+    start: Command | None = None  # None for an external URL target
+    grace: float = 5.0
+    ready_timeout: float = 30.0
+    endpoints: dict[str, EndpointSpec] = field(default_factory=dict)
+    hints: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
+    absent: dict[str, str] = field(default_factory=dict)
+    declared: dict[str, Declared] = field(default_factory=dict)
+    notes: str = ""
+    url: str | None = None  # external targets: the echo URL
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def managed(self) -> bool:
+        return self.start is not None
+
+    def placeholders(self) -> set[str]:
+        """Port placeholder names used anywhere in the start command, env or endpoints."""
+        found: set[str] = set()
+        texts = [*self.start.argv, *self.start.env.values()] if self.start else []
+        texts += [e.url for e in self.endpoints.values() if e.url]
+        for text in texts:
+            found |= {n for n in _names(text) if PORT_PLACEHOLDER.match(n)}
+        return found
+
+
+def _names(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+class _Reader:
+    """Field access with errors that name the file and the dotted field."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, fieldname: str, message: str) -> ManifestError:
+        return ManifestError(f"{self.where}: {fieldname}: {message}")
+
+    def table(self, data: Any, fieldname: str, allowed: set[str] | None = None) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.fail(fieldname, f"must be a table, not {type(data).__name__}")
+        if allowed is not None:
+            for key in data:
+                if key not in allowed:
+                    raise self.fail(f"{fieldname}.{key}" if fieldname else key,
+                                    f"unknown key (known: {', '.join(sorted(allowed))})")
+        return data
+
+    def string(self, data: Any, fieldname: str) -> str:
+        if not isinstance(data, str):
+            raise self.fail(fieldname, f"must be a string, not {type(data).__name__}")
+        return data
+
+    def strings(self, data: Any, fieldname: str) -> tuple[str, ...]:
+        if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+            raise self.fail(fieldname, "must be a list of strings")
+        return tuple(data)
+
+    def number(self, data: Any, fieldname: str) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float) or data < 0:
+            raise self.fail(fieldname, "must be a non-negative number")
+        return float(data)
+
+    def placeholders(self, text: str, fieldname: str, extra: set[str] = frozenset()) -> None:
+        try:
+            names = _names(text)
+        except ValueError as exc:
+            raise self.fail(fieldname, f"bad placeholder syntax in {text!r} ({exc})") from None
+        for name in names:
+            if not (name in FIXED_PLACEHOLDERS or name in extra or PORT_PLACEHOLDER.match(name)):
+                raise self.fail(fieldname, f"unknown placeholder {{{name}}} in {text!r}")
+
+
+def _command(r: _Reader, data: Any, fieldname: str, allowed: set[str]) -> dict[str, Any]:
+    table = r.table(data, fieldname, allowed)
+    if "command" not in table:
+        raise r.fail(f"{fieldname}.command", "missing")
+    argv = r.strings(table["command"], f"{fieldname}.command")
+    if not argv:
+        raise r.fail(f"{fieldname}.command", "is empty")
+    for arg in argv:
+        r.placeholders(arg, f"{fieldname}.command")
+    env = r.table(table.get("env", {}), f"{fieldname}.env")
+    for key, value in env.items():
+        r.placeholders(r.string(value, f"{fieldname}.env.{key}"), f"{fieldname}.env.{key}")
+    return {
+        "argv": argv,
+        "cwd": r.string(table.get("cwd", "."), f"{fieldname}.cwd"),
+        "env": dict(env),
+        "requires": r.strings(table.get("requires", []), f"{fieldname}.requires"),
+    }
+
+
+def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
+    fieldname = f"endpoints.{name}"
+    if name not in ENDPOINTS:
+        raise r.fail(fieldname, f"unknown endpoint (known: {', '.join(ENDPOINTS)})")
+    table = r.table(data, fieldname, ENDPOINT_KEYS)
+    kind = ENDPOINTS[name]
+    path = table.get("path")
+    url = table.get("url")
+    if kind == "placeholder":
+        return EndpointSpec(name, note=table.get("note"))
+    if (path is None) == (url is None):
+        raise r.fail(fieldname, "needs exactly one of path or url")
+    extra = {"room"} if name == "room" else set()
+    if path is not None:
+        path = r.string(path, f"{fieldname}.path")
+        if kind != "ws":
+            raise r.fail(f"{fieldname}.path", f"a {kind} endpoint takes a full url")
+        if not path.startswith("/"):
+            raise r.fail(f"{fieldname}.path", f"must start with '/': {path!r}")
+        r.placeholders(path, f"{fieldname}.path", extra)
+    if url is not None:
+        url = r.string(url, f"{fieldname}.url")
+        r.placeholders(url, f"{fieldname}.url", extra)
+        scheme = urlsplit(url.replace("{", "").replace("}", "")).scheme
+        wanted = ("ws", "wss") if kind == "ws" else ("http", "https")
+        if scheme not in wanted:
+            raise r.fail(f"{fieldname}.url", f"a {kind} endpoint needs a {'/'.join(wanted)} URL")
+    if name == "room" and "{room}" not in (path or url or ""):
+        raise r.fail(fieldname, "the room endpoint needs a {room} placeholder")
+    auth = None
+    if "auth" in table:
+        at = r.table(table["auth"], f"{fieldname}.auth", AUTH_KEYS)
+        if "token" not in at:
+            raise r.fail(f"{fieldname}.auth.token", "missing")
+        via = r.string(at.get("via", "header"), f"{fieldname}.auth.via")
+        if via not in AUTH_VIA:
+            raise r.fail(f"{fieldname}.auth.via", f"must be one of {', '.join(sorted(AUTH_VIA))}")
+        auth = Auth(r.string(at["token"], f"{fieldname}.auth.token"), via,
+                    r.string(at.get("name", "Authorization"), f"{fieldname}.auth.name"))
+    includes = table.get("includes_sender")
+    if includes is not None and not isinstance(includes, bool):
+        raise r.fail(f"{fieldname}.includes_sender", "must be true or false")
+    metrics_map = r.table(table.get("metrics_map", {}), f"{fieldname}.metrics_map")
+    return EndpointSpec(
+        name=name,
+        path=path,
+        url=url,
+        subprotocols=r.strings(table.get("subprotocols", []), f"{fieldname}.subprotocols"),
+        same_origin=(r.string(table["same_origin"], f"{fieldname}.same_origin")
+                     if "same_origin" in table else None),
+        auth=auth,
+        includes_sender=includes,
+        metrics_map={k: r.string(v, f"{fieldname}.metrics_map.{k}")
+                     for k, v in metrics_map.items()},
+        note=table.get("note"),
+    )
+
+
+def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = None) -> Manifest:
+    r = _Reader(where or (str(path) if path else "<manifest>"))
+    r.table(data, "", TOP_KEYS)
+    if "name" not in data:
+        raise r.fail("name", "missing")
+    name = r.string(data["name"], "name")
+    if not NAME.match(name):
+        raise r.fail("name", f"{name!r} must be lower-case letters, digits, '-', '_' or '.'")
+    manifest = Manifest(name=name, path=path,
+                        description=r.string(data.get("description", ""), "description"))
+    if "version" in data:
+        manifest.version = Command(**_command(r, {"command": data["version"]}, "version",
+                                              {"command"}))
+    if "build" in data:
+        table = r.table(data["build"], "build", BUILD_KEYS)
+        fields = _command(r, table, "build", BUILD_KEYS)
+        manifest.build = Build(
+            **fields,
+            timeout=r.number(table.get("timeout", 300), "build.timeout"),
+            inputs=r.strings(table.get("inputs", []), "build.inputs"),
+            outputs=r.strings(table.get("outputs", []), "build.outputs"),
+        )
+    if "start" not in data:
+        raise r.fail("start", "missing (external targets are given as a ws:// URL instead)")
+    manifest.start = Command(**_command(r, data["start"], "start", START_KEYS))
+    if "stop" in data:
+        stop = r.table(data["stop"], "stop", STOP_KEYS)
+        manifest.grace = r.number(stop.get("grace", 5.0), "stop.grace")
+    if "ready" in data:
+        ready = r.table(data["ready"], "ready", READY_KEYS)
+        manifest.ready_timeout = r.number(ready.get("timeout", 30.0), "ready.timeout")
+    endpoints = r.table(data.get("endpoints", {}), "endpoints")
+    manifest.endpoints = {n: _endpoint(r, n, v) for n, v in endpoints.items()}
+    if "echo" not in manifest.endpoints:
+        raise r.fail("endpoints.echo", "missing (every target needs an echo endpoint)")
+    hints = r.table(data.get("hints", {}), "hints", HINTS)
+    manifest.hints = {k: r.number(v, f"hints.{k}") for k, v in hints.items()}
+    settings = r.table(data.get("settings", {}), "settings")
+    manifest.settings = {k: r.string(v, f"settings.{k}") for k, v in settings.items()}
+    absent = r.table(data.get("absent", {}), "absent")
+    manifest.absent = {k: r.string(v, f"absent.{k}") for k, v in absent.items()}
+    declared = r.table(data.get("declared", {}), "declared")
+    for check_id, value in declared.items():
+        fieldname = f"declared.{check_id}"
+        if check_id not in CHECKS:
+            raise r.fail(fieldname, "unknown check ID")
+        table = r.table(value, fieldname, DECLARED_KEYS)
+        for key in ("verdict", "source"):
+            if key not in table:
+                raise r.fail(f"{fieldname}.{key}", "missing")
+        verdict = r.string(table["verdict"], f"{fieldname}.verdict")
+        if verdict not in DECLARED_VERDICTS:
+            raise r.fail(f"{fieldname}.verdict", f"must be one of {sorted(DECLARED_VERDICTS)}")
+        manifest.declared[check_id] = Declared(
+            check_id, verdict, r.string(table["source"], f"{fieldname}.source"),
+            r.string(table.get("summary", ""), f"{fieldname}.summary"),
+        )
+    manifest.notes = r.string(data.get("notes", ""), "notes")
+    return manifest
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Load and validate ``path``; ManifestError with a one-line message on any problem."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: not valid TOML ({exc})") from None
+    return parse_manifest(data, path.resolve())
+
+
+def url_manifest(url: str) -> Manifest:
+    """An external target given as a ws:// or wss:// URL: echo only, shared between gaps."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ManifestError(f"{url}: not a ws:// or wss:// URL")
+    name = re.sub(r"[^a-z0-9_.-]+", "-", f"{parts.hostname}-{parts.port or ''}".lower()).strip("-")
+    return Manifest(
+        name=name, path=None, description=f"external server at {url}", url=url,
+        endpoints={"echo": EndpointSpec("echo", url=url)},
+    )

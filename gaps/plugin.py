@@ -1,0 +1,273 @@
+"""The wsgaps pytest plugin: options, the ``gaps`` marker, target fixtures, result writing.
+
+Hooks stay thin; the work is in plain functions (``gaps.targets``, ``gaps.probe``,
+``gaps.model``) that tests call directly.  Options here are the CLI's with a ``gaps-``
+prefix: ``--target`` is ``--gaps-target``, and so on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import pytest_asyncio
+
+from gaps import __version__
+from gaps.catalog import BY_SLUG, CHECKS
+from gaps.manifest import Manifest, ManifestError
+from gaps.model import CheckResult, GapResult, Method, RunResult, TargetInfo, Verdict
+from gaps.probe import CheckDef, ProbeContext
+from gaps.summary import render_summary
+from gaps.targets import (
+    Instance,
+    TargetFailed,
+    TargetSkipped,
+    resolve,
+    run_build,
+    target_version,
+)
+from gaps.wire.client import handshake_ok
+
+DEFAULT_TARGET = "reference"
+REFERENCE_TARGETS = {"reference"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wsgaps", "WebSocket gap analysis")
+    group.addoption("--gaps-target", action="append", default=[], metavar="NAME|PATH|URL",
+                    help="target to probe: a built-in name, a target.toml path or a ws:// URL "
+                         f"(repeatable; default {DEFAULT_TARGET})")
+    group.addoption("--gaps-out", default="reports", metavar="DIR",
+                    help="folder for <target>/results.json (default: reports)")
+    group.addoption("--gaps-time-scale", type=float, default=1.0, metavar="X",
+                    help="multiply every wait by X, for slow machines (default 1.0)")
+    group.addoption("--gaps-seed", type=int, default=None, metavar="N",
+                    help="seed for random payloads (default: random, recorded in results)")
+    group.addoption("--gaps-without", default="", metavar="LIST",
+                    help="switch capabilities off on the reference target, e.g. heartbeat")
+
+
+@dataclass
+class TargetRun:
+    """One target's state for the session: manifest, results and where they are written."""
+
+    label: str
+    manifest: Manifest
+    run: RunResult
+    path: Path
+    extra_args: tuple[str, ...] = ()
+    prepared: bool = False
+    skipped: str | None = None
+    shared: Instance | None = None
+
+    def write(self) -> None:
+        self.run.write(self.path)
+
+
+@dataclass
+class GapsSession:
+    targets: dict[str, TargetRun] = field(default_factory=dict)
+    time_scale: float = 1.0
+    seed: int = 0
+
+
+SESSION_KEY = pytest.StashKey[GapsSession]()
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def make_session(config: pytest.Config) -> GapsSession:
+    """Resolve the targets named on the command line; UsageError with one line if one is bad."""
+    scale = config.getoption("gaps_time_scale")
+    if scale <= 0:
+        raise pytest.UsageError("--gaps-time-scale must be greater than 0")
+    seed = config.getoption("gaps_seed")
+    session = GapsSession(time_scale=scale,
+                          seed=seed if seed is not None else random.randrange(2**31))
+    out = Path(config.getoption("gaps_out"))
+    without = config.getoption("gaps_without")
+    for spec in config.getoption("gaps_target") or [DEFAULT_TARGET]:
+        try:
+            manifest = resolve(spec)
+        except ManifestError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        extra: tuple[str, ...] = ()
+        settings = dict(manifest.settings)
+        if without:
+            if manifest.name not in REFERENCE_TARGETS:
+                raise pytest.UsageError(
+                    f"--gaps-without applies to the reference target only, not {manifest.name}")
+            extra = ("--without", without)
+            settings["without"] = f"switched off with --without {without}"
+        info = TargetInfo(
+            name=manifest.name, description=manifest.description,
+            kind="managed" if manifest.managed else "url", url=manifest.url,
+            settings=settings, hints=dict(manifest.hints),
+        )
+        run = RunResult(target=info, harness_version=__version__, time_scale=scale,
+                        seed=session.seed, started=time.time())
+        session.targets[manifest.name] = TargetRun(
+            manifest.name, manifest, run, out / manifest.name / "results.json", extra)
+    return session
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "gaps: a wsgaps probe")
+    config.stash[SESSION_KEY] = make_session(config)
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+        # A terminated run tears down like Ctrl-C: targets stopped, results written.
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "gap_target" in metafunc.fixturenames:
+        labels = list(metafunc.config.stash[SESSION_KEY].targets)
+        metafunc.parametrize("gap_target", labels, indirect=True, scope="module", ids=labels)
+
+
+def _prepare(target: TargetRun, scale: float) -> None:
+    """Build (cached) and record the version, once per target per session."""
+    if target.prepared:
+        return
+    target.prepared = True
+    try:
+        target.run.target.settings.setdefault("build", run_build(target.manifest,
+                                                                 time_scale=scale))
+    except TargetSkipped as exc:
+        target.skipped = str(exc)
+        target.run.target.skipped = str(exc)
+        for gap in target.run.gaps.values():
+            gap.note = f"target skipped: {str(exc).splitlines()[0]}"
+        target.write()
+        return
+    target.run.target.version = target_version(target.manifest)
+    target.write()
+
+
+@pytest.fixture(scope="module")
+def gap_target(request: pytest.FixtureRequest) -> TargetRun:
+    session = request.config.stash[SESSION_KEY]
+    target = session.targets[request.param]
+    _prepare(target, session.time_scale)
+    if target.skipped:
+        pytest.skip(f"{target.label} skipped: {target.skipped.splitlines()[0]}")
+    return target
+
+
+def module_checks(module: ModuleType) -> list[CheckDef]:
+    return [v for v in vars(module).values() if isinstance(v, CheckDef)]
+
+
+class GapProbe:
+    """One gap on one target instance: runs its checks and collects their results."""
+
+    def __init__(self, target: TargetRun, gap: GapResult, ctx: ProbeContext) -> None:
+        self.target = target
+        self.gap = gap
+        self.ctx = ctx
+
+    async def run(self, defn: CheckDef) -> CheckResult:
+        result = await defn(self.ctx)
+        self.gap.checks = [c for c in self.gap.checks if c.id != defn.id] + [result]
+        return result
+
+
+async def start_instance(manifest: Manifest, scale: float,
+                         extra_args: tuple[str, ...] = ()) -> Instance:
+    """A fresh, ready instance of a managed target; TargetFailed (stopped) if never ready."""
+    instance = Instance(manifest)
+    instance.start(extra_args)
+    try:
+        await instance.wait_ready(manifest.ready_timeout * scale, handshake_ok)
+    except BaseException:
+        instance.stop()
+        raise
+    return instance
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def gap_probe(request: pytest.FixtureRequest,
+                    gap_target: TargetRun) -> AsyncIterator[GapProbe]:
+    session = request.config.stash[SESSION_KEY]
+    slug = request.module.GAP
+    if slug not in BY_SLUG:
+        raise pytest.UsageError(f"{request.module.__name__}: GAP {slug!r} is not in the catalog")
+    target = gap_target
+    gap = GapResult(slug, started=time.time())
+    target.run.gaps[slug] = gap
+    manifest = target.manifest
+    try:
+        if manifest.managed:
+            instance = await start_instance(manifest, session.time_scale, target.extra_args)
+        else:
+            instance = target.shared or Instance(manifest)
+            target.shared = instance
+    except TargetFailed as exc:
+        gap.checks = [
+            CheckResult(d.id, Verdict.ERROR, f"target not ready: {exc}"[:500], Method.OBSERVED)
+            for d in module_checks(request.module)
+        ]
+        gap.logs = exc.logs or None
+        gap.finished = time.time()
+        target.write()
+        pytest.fail(f"{target.label}: {exc}", pytrace=False)
+    ctx = ProbeContext(manifest, instance, time_scale=session.time_scale, seed=session.seed,
+                       waits=target.run.waits)
+    try:
+        yield GapProbe(target, gap, ctx)
+    finally:
+        if instance.managed:
+            instance.stop()
+            gap.logs = instance.logs() or None
+        gap.finished = time.time()
+        order = [d.id for d in module_checks(request.module)]
+        gap.checks.sort(key=lambda c: order.index(c.id) if c.id in order else len(order))
+        target.write()
+
+
+def probe_test(defn: CheckDef):
+    """The pytest test for one check: runs it and records it.  Only ``error`` fails the test."""
+
+    @pytest.mark.asyncio(loop_scope="session")
+    async def test(gap_probe: GapProbe) -> None:
+        result = await gap_probe.run(defn)
+        if result.verdict is Verdict.ERROR:
+            pytest.fail(f"{defn.id}: the probe could not complete: {result.summary}",
+                        pytrace=False)
+
+    test.__name__ = "test_" + defn.id.split(".", 1)[1].replace("-", "_")
+    test.__doc__ = CHECKS[defn.id].summary
+    return test
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    gaps_session = session.config.stash.get(SESSION_KEY, None)
+    if gaps_session is None:
+        return
+    for target in gaps_session.targets.values():
+        if target.prepared:
+            target.run.finished = time.time()
+            with contextlib.suppress(OSError):
+                target.write()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    gaps_session = config.stash.get(SESSION_KEY, None)
+    if gaps_session is None:
+        return
+    color = terminalreporter.hasmarkup
+    for target in gaps_session.targets.values():
+        if target.prepared:
+            terminalreporter.write(render_summary(target.run, color=color))
+            terminalreporter.write_line(f"results: {target.path}")

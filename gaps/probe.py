@@ -1,0 +1,239 @@
+"""Probe contract: the check decorator, the context a check runs in, and the check runner.
+
+A check is a short async function ``(ctx) -> Outcome``.  The runner around it turns manifest
+declarations into declared verdicts, a missing endpoint into ``skip``, an exception or an
+overrun into ``error``, and repeats timing-sensitive checks until k of n tries agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import random
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gaps.catalog import CHECKS
+from gaps.manifest import Manifest
+from gaps.model import CheckResult, Method, Verdict
+from gaps.targets import Instance
+from gaps.wire.client import WireClient
+
+RETRY_K, RETRY_N = 2, 3
+HARNESS_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+@dataclass
+class Outcome:
+    """What one try of a check saw: a verdict, one line saying why, and the evidence."""
+
+    verdict: Verdict
+    summary: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def passed(summary: str, **evidence: Any) -> Outcome:
+    return Outcome(Verdict.PASS, summary, evidence)
+
+
+def non_strict(summary: str, **evidence: Any) -> Outcome:
+    return Outcome(Verdict.NON_STRICT, summary, evidence)
+
+
+def failed(summary: str, **evidence: Any) -> Outcome:
+    return Outcome(Verdict.FAIL, summary, evidence)
+
+
+def skipped(summary: str, **evidence: Any) -> Outcome:
+    return Outcome(Verdict.SKIP, summary, evidence)
+
+
+CheckFn = Callable[["ProbeContext"], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class CheckDef:
+    """A registered check: its ID, function, what it needs from the target, its time budget.
+
+    ``budget`` (seconds, before the time scale) caps the whole try: a check still running
+    then is an ``error``, never a hang.  It must exceed the check's longest documented wait.
+    """
+
+    id: str
+    fn: CheckFn
+    needs: tuple[str, ...]
+    absent: str | None
+    timing: bool
+    budget: float
+
+    async def __call__(self, ctx: ProbeContext) -> CheckResult:
+        return await run_check(self, ctx)
+
+
+def check(
+    check_id: str,
+    *,
+    needs: tuple[str, ...] = ("echo",),
+    absent: str | None = None,
+    timing: bool = False,
+    budget: float = 60.0,
+) -> Callable[[CheckFn], CheckDef]:
+    """Register ``fn`` as the check ``check_id`` (which must be in the catalog)."""
+    if check_id not in CHECKS:
+        raise KeyError(f"{check_id!r} is not a check ID of the catalog")
+
+    def wrap(fn: CheckFn) -> CheckDef:
+        return CheckDef(check_id, fn, needs, absent, timing, budget)
+
+    return wrap
+
+
+class ProbeContext:
+    """What a check may use: the target's manifest and instance, waits, clients, randomness."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        instance: Instance,
+        *,
+        time_scale: float = 1.0,
+        seed: int = 0,
+        waits: dict[str, float] | None = None,
+        retry: tuple[int, int] = (RETRY_K, RETRY_N),
+    ) -> None:
+        self.manifest = manifest
+        self.instance = instance
+        self.time_scale = time_scale
+        self.seed = seed
+        self.waits = waits if waits is not None else {}
+        self.retry = retry
+        self.check_id = ""
+        self.rng = random.Random(seed)
+        self._clients: list[WireClient] = []
+
+    # -- target facts --------------------------------------------------------------------
+
+    def has(self, endpoint: str) -> bool:
+        return endpoint in self.manifest.endpoints
+
+    def url(self, endpoint: str = "echo", **fields: str) -> str:
+        return self.instance.url(endpoint, **fields)
+
+    def hint(self, name: str) -> float | None:
+        return self.manifest.hints.get(name)
+
+    # -- waits ---------------------------------------------------------------------------
+
+    def wait(self, default: float, hinted: float | None = None, name: str = "") -> float:
+        """The wait to use, scaled: ``hinted`` (derived from a hint) if given, else ``default``.
+
+        Recorded under the check ID (and ``name``) so reports show every wait used.
+        """
+        seconds = (hinted if hinted is not None else default) * self.time_scale
+        key = f"{self.check_id}{'.' + name if name else ''}"
+        self.waits[key] = round(seconds, 3)
+        return seconds
+
+    def scaled(self, seconds: float) -> float:
+        """A short internal bound (not a documented wait), scaled for slow machines."""
+        return seconds * self.time_scale
+
+    # -- clients -------------------------------------------------------------------------
+
+    async def connect(self, endpoint: str = "echo", *, timeout: float = 10.0,
+                      **kwargs: Any) -> WireClient:
+        """A wire client on ``endpoint``, closed automatically when the check ends."""
+        client = await WireClient.connect(self.url(endpoint), timeout=self.scaled(timeout),
+                                          **kwargs)
+        self._clients.append(client)
+        return client
+
+    async def close_clients(self) -> None:
+        clients, self._clients = self._clients, []
+        for client in clients:
+            await client.aclose()
+
+
+def _declared(defn: CheckDef, ctx: ProbeContext) -> CheckResult | None:
+    fact = ctx.manifest.declared.get(defn.id)
+    if fact is not None:
+        return CheckResult(defn.id, Verdict(fact.verdict), fact.summary or "declared by the target",
+                           Method.DECLARED, source=fact.source)
+    if defn.absent and defn.absent in ctx.manifest.absent:
+        source = ctx.manifest.absent[defn.absent]
+        return CheckResult(defn.id, Verdict.FAIL, f"declared absent: {defn.absent}",
+                           Method.DECLARED, source=source)
+    return None
+
+
+def _harness_side(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, OSError) and exc.errno in HARNESS_ERRNOS)
+
+
+async def _one_try(defn: CheckDef, ctx: ProbeContext) -> Outcome:
+    budget = defn.budget * ctx.time_scale
+    try:
+        async with asyncio.timeout(budget):
+            return await defn.fn(ctx)
+    except TimeoutError:
+        return Outcome(Verdict.ERROR, f"probe did not finish within its budget of {budget:.1f} s")
+    except Exception as exc:
+        where = "harness side" if _harness_side(exc) else "probe"
+        tail = traceback.format_exception(exc)[-3:]
+        return Outcome(Verdict.ERROR, f"{where}: {type(exc).__name__}: {exc}"[:500],
+                       {"traceback": "".join(tail)[-2000:]})
+    finally:
+        await ctx.close_clients()
+
+
+def _decide(outcomes: list[Outcome], k: int, n: int) -> Verdict | None:
+    """The verdict k tries agree on (non-strict counting as pass), or None while undecided."""
+    passes = [o for o in outcomes if o.verdict.passed]
+    fails = [o for o in outcomes if o.verdict is Verdict.FAIL]
+    if len(passes) >= k:
+        return passes[-1].verdict
+    if len(fails) >= k:
+        return Verdict.FAIL
+    if len(outcomes) >= n:
+        return Verdict.ERROR
+    return None
+
+
+async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
+    """Run one check on ``ctx``: declared facts, skips, retries and errors handled here."""
+    ctx.check_id = defn.id
+    ctx.rng = random.Random(f"{ctx.seed}:{defn.id}")
+    started = time.monotonic()
+    declared = _declared(defn, ctx)
+    if declared is not None:
+        return declared
+    missing = [name for name in defn.needs if not ctx.has(name)]
+    if missing:
+        return CheckResult(defn.id, Verdict.SKIP,
+                           f"target has no {', '.join(missing)} endpoint", Method.OBSERVED)
+    if not defn.timing:
+        outcome = await _one_try(defn, ctx)
+        return CheckResult(defn.id, outcome.verdict, outcome.summary, evidence=outcome.evidence,
+                           wait=ctx.waits.get(defn.id), duration=time.monotonic() - started)
+    k, n = ctx.retry
+    outcomes: list[Outcome] = []
+    while (verdict := _decide(outcomes, k, n)) is None:
+        outcome = await _one_try(defn, ctx)
+        outcomes.append(outcome)
+        if outcome.verdict in (Verdict.SKIP,):
+            verdict = outcome.verdict
+            break
+    chosen = next((o for o in reversed(outcomes) if o.verdict == verdict), outcomes[-1])
+    summary = chosen.summary
+    if verdict is Verdict.ERROR and chosen.verdict is not Verdict.ERROR:
+        summary = f"inconclusive: no {k} of {n} tries agreed"
+    tries = [{"verdict": str(o.verdict), "summary": o.summary, "evidence": o.evidence}
+             for o in outcomes]
+    return CheckResult(
+        defn.id, verdict, summary, evidence=chosen.evidence,
+        wait=ctx.waits.get(defn.id), duration=time.monotonic() - started, tries=tries,
+    )

@@ -1,0 +1,47 @@
+"""``python -m gaps.reference --port N [--without LIST] [--profile seed]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from gaps.reference.config import CAPABILITIES, PROFILES, Config
+from gaps.reference.server import run
+
+
+def capability_list(text: str) -> set[str]:
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = names - set(CAPABILITIES)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown capability {', '.join(sorted(unknown))} (known: {', '.join(CAPABILITIES)})")
+    return names
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(prog="python -m gaps.reference", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--profile", choices=PROFILES, default="full",
+                        help="seed: the seed document's POC app, every capability off")
+    parser.add_argument("--without", type=capability_list, action="append", default=[],
+                        metavar="LIST",
+                        help=f"capabilities to switch off: {', '.join(CAPABILITIES)}")
+    parser.add_argument("--ping-interval", type=float, default=1.0, metavar="S")
+    parser.add_argument("--ping-timeout", type=float, default=1.0, metavar="S",
+                        help="0: send Pings but never close a silent peer")
+    parser.add_argument("--max-message-size", type=int, default=8 * 1024 * 1024, metavar="BYTES")
+    args = parser.parse_args(argv)
+    return Config(
+        port=args.port, host=args.host, profile=args.profile,
+        without=set().union(*args.without), ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout or None, max_message_size=args.max_message_size,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    asyncio.run(run(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

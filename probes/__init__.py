@@ -1,0 +1,1 @@
+"""One probe module per gap; each is a pytest module marked ``gaps``."""

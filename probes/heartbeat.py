@@ -1,0 +1,98 @@
+"""Gap 1, heartbeat: does the server find dead peers on its own?
+
+``server-pings``: connect to ``echo``, send nothing, answer Pings (so that keepalive never
+closes us), and wait for the first server Ping.  Default wait 45 s: websockets and uvicorn
+ping every 20 s (websockets ``asyncio.connection.Connection.keepalive``), so 45 s covers two
+intervals; with a ``ping_interval`` hint the wait is 2 x interval + 1 s.
+
+``reaps-silent-peer``: a silent client (answers nothing, sends nothing) and a control client
+(answers every Ping) connect at once.  The silent one must be closed at the TCP level after
+it received at least one Ping it did not answer; the control one must still be open, and
+still echo, a moment after that.  Default wait 60 s (websockets: Ping at 20 s plus a 20 s Pong
+timeout); with hints, 2 x (ping_interval + ping_timeout) + 1 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gaps.plugin import probe_test
+from gaps.probe import Outcome, ProbeContext, check, failed, passed
+
+GAP = "heartbeat"
+pytestmark = pytest.mark.gaps
+
+PINGS_WAIT = 45.0
+REAP_WAIT = 60.0
+CONTROL_GRACE = 1.0  # how long the control client must outlive the silent one
+
+
+def _ping_wait(ctx: ProbeContext) -> float:
+    interval = ctx.hint("ping_interval")
+    return ctx.wait(PINGS_WAIT, 2 * interval + 1 if interval else None)
+
+
+def _reap_wait(ctx: ProbeContext) -> float:
+    interval, timeout = ctx.hint("ping_interval"), ctx.hint("ping_timeout")
+    hinted = 2 * (interval + timeout) + 1 if interval and timeout else None
+    return ctx.wait(REAP_WAIT, hinted)
+
+
+@check("heartbeat.server-pings", absent="heartbeat", timing=True, budget=PINGS_WAIT + 30)
+async def server_pings(ctx: ProbeContext) -> Outcome:
+    wait = _ping_wait(ctx)
+    client = await ctx.connect("echo", auto_pong=True)
+    deadline = asyncio.get_running_loop().time() + wait
+    while not client.pings and not client.closed:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            break
+        await client.wait_closed(min(0.05, remaining))
+    if client.pings:
+        first, payload = client.pings[0]
+        return passed(f"first server Ping after {first:.2f} s", ping_times=[
+            round(t, 3) for t, _ in client.pings], payload=payload[:64].hex(), wait=wait)
+    if client.closed:
+        return failed(f"connection ended after {client.eof_at:.2f} s with no Ping",
+                      **client.evidence())
+    return failed(f"no Ping within {wait:.1f} s", wait=wait, **client.evidence())
+
+
+@check("heartbeat.reaps-silent-peer", absent="heartbeat", timing=True, budget=REAP_WAIT + 30)
+async def reaps_silent_peer(ctx: ProbeContext) -> Outcome:
+    wait = _reap_wait(ctx)
+    silent = await ctx.connect("echo", auto_pong=False)
+    control = await ctx.connect("echo", auto_pong=True)
+    closed = await silent.wait_closed(wait)
+    evidence = {"wait": wait, "silent": silent.evidence(), "control": control.evidence()}
+    if not closed:
+        return failed(f"silent peer still open after {wait:.1f} s with {len(silent.pings)} "
+                      "unanswered Ping(s)", **evidence)
+    end = silent.eof_at
+    close = (f"Close {silent.close_code}" if silent.close_frame is not None
+             else "no Close frame")
+    unanswered = [t for t, _ in silent.pings if t <= end]
+    if not unanswered:
+        return failed(f"silent peer closed after {end:.2f} s ({close}) without any Ping first: "
+                      "not a heartbeat", **evidence)
+    await asyncio.sleep(ctx.scaled(CONTROL_GRACE))
+    if not control.closed:
+        await control.send_text("wsgaps control")
+        try:
+            await control.recv_message(ctx.scaled(5.0))
+        except Exception as exc:
+            evidence["control_error"] = f"{type(exc).__name__}: {exc}"
+    evidence["control"] = control.evidence()
+    if control.closed or "control_error" in evidence:
+        return failed(f"silent peer closed after {end:.2f} s, but the control client that "
+                      "answered every Ping was closed too", **evidence)
+    return passed(f"silent peer closed after {end:.2f} s ({close}) following "
+                  f"{len(unanswered)} unanswered Ping(s); the control client stayed open",
+                  time_to_close=round(end, 3), close_code=silent.close_code,
+                  close_frame=silent.close_frame is not None, **evidence)
+
+
+test_server_pings = probe_test(server_pings)
+test_reaps_silent_peer = probe_test(reaps_silent_peer)
