@@ -1,0 +1,40 @@
+"""Helpers for the harness's own tests: reference instances and probe contexts on demand."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gaps.manifest import Manifest
+from gaps.plugin import start_instance
+from gaps.probe import ProbeContext
+from gaps.targets import resolve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reference_manifest() -> Manifest:
+    return resolve("reference")
+
+
+@contextlib.asynccontextmanager
+async def reference_ctx(*args: str, manifest: Manifest | None = None,
+                        time_scale: float = 1.0) -> AsyncIterator[ProbeContext]:
+    """A fresh reference server started with extra ``args`` and a probe context on it.
+
+    ``manifest`` replaces the built-in reference manifest (e.g. with other hints).
+    """
+    manifest = manifest or reference_manifest()
+    instance = await start_instance(manifest, time_scale, tuple(args))
+    try:
+        yield ProbeContext(manifest, instance, time_scale=time_scale, seed=1)
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def root() -> Path:
+    return ROOT
