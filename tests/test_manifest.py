@@ -1,0 +1,99 @@
+"""Manifest errors are one line naming the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gaps.manifest import ManifestError, load_manifest, url_manifest
+from gaps.targets import builtin_names, resolve
+
+GOOD = """
+name = "demo"
+[start]
+command = ["{python}", "-m", "gaps.reference", "--port", "{port}"]
+[endpoints.echo]
+path = "/echo"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "target.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    return message
+
+
+def test_good_manifest_loads(tmp_path: Path) -> None:
+    manifest = load_manifest(write(tmp_path, GOOD))
+    assert manifest.name == "demo"
+    assert manifest.endpoints["echo"].path == "/echo"
+    assert manifest.placeholders() == {"port"}
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    assert "colour: unknown key" in error_of(tmp_path, GOOD + 'colour = "red"\n')
+
+
+def test_unknown_nested_key(tmp_path: Path) -> None:
+    message = error_of(tmp_path, GOOD.replace('path = "/echo"', 'path = "/echo"\npaht = "/x"'))
+    assert "endpoints.echo.paht: unknown key" in message
+
+
+def test_missing_echo(tmp_path: Path) -> None:
+    text = GOOD.replace("[endpoints.echo]", "[endpoints.chat]")
+    assert "endpoints.echo: missing" in error_of(tmp_path, text)
+
+
+def test_unknown_placeholder(tmp_path: Path) -> None:
+    text = GOOD.replace('"{port}"]', '"{prot}"]')
+    assert "start.command: unknown placeholder {prot}" in error_of(tmp_path, text)
+
+
+def test_unknown_hint_and_bad_value(tmp_path: Path) -> None:
+    assert "hints.ping_intervall: unknown key" in error_of(
+        tmp_path, GOOD + "[hints]\nping_intervall = 1\n")
+    assert "hints.ping_interval: must be a non-negative number" in error_of(
+        tmp_path, GOOD + '[hints]\nping_interval = "soon"\n')
+
+
+def test_declared_needs_known_check_and_source(tmp_path: Path) -> None:
+    assert "declared.heartbeat.nope: unknown check ID" in error_of(
+        tmp_path, GOOD + '[declared."heartbeat.nope"]\nverdict = "pass"\nsource = "x"\n')
+    assert "declared.concurrency.documented.source: missing" in error_of(
+        tmp_path, GOOD + '[declared."concurrency.documented"]\nverdict = "pass"\n')
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    assert "not valid TOML" in error_of(tmp_path, "name = \n")
+    with pytest.raises(ManifestError, match="cannot read"):
+        load_manifest(tmp_path / "nope.toml")
+
+
+def test_room_endpoint_needs_placeholder(tmp_path: Path) -> None:
+    assert "{room} placeholder" in error_of(tmp_path, GOOD + '[endpoints.room]\npath = "/room"\n')
+
+
+def test_url_targets_and_resolution() -> None:
+    manifest = url_manifest("ws://127.0.0.1:9001/echo")
+    assert not manifest.managed
+    assert manifest.endpoints["echo"].url == "ws://127.0.0.1:9001/echo"
+    assert resolve("ws://127.0.0.1:9001/echo").name == "127.0.0.1-9001"
+    with pytest.raises(ManifestError, match="not a built-in target"):
+        resolve("no-such-target")
+    assert "reference" in builtin_names()
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_builtin_manifests_load(name: str) -> None:
+    assert resolve(name).name == name
