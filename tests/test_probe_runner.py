@@ -1,0 +1,95 @@
+"""The check runner: declared facts, skips, errors, budgets and k-of-n retries."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gaps.manifest import Declared
+from gaps.model import Method, Verdict, load_results
+from gaps.probe import ProbeContext, check, failed, passed
+from gaps.targets import Instance
+from tests.conftest import ROOT, reference_ctx, reference_manifest
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def context(**changes) -> ProbeContext:
+    manifest = dataclasses.replace(reference_manifest(), **changes)
+    return ProbeContext(manifest, Instance(manifest), time_scale=0.1, seed=3)
+
+
+def scripted(verdicts: list[str], *, timing: bool = True):
+    calls = iter(verdicts)
+
+    @check("heartbeat.server-pings", timing=timing, budget=5)
+    async def fake(ctx: ProbeContext):
+        verdict = next(calls)
+        if verdict == "raise":
+            raise ValueError("bad probe")
+        return passed("ok") if verdict == "pass" else failed("no")
+
+    return fake
+
+
+@pytest.mark.parametrize(("script", "verdict", "tries"), [
+    (["pass", "pass"], Verdict.PASS, 2),
+    (["fail", "pass", "pass"], Verdict.PASS, 3),
+    (["fail", "fail"], Verdict.FAIL, 2),
+    (["pass", "fail", "fail"], Verdict.FAIL, 3),
+    (["pass", "fail", "raise"], Verdict.ERROR, 3),
+])
+async def test_k_of_n(script: list[str], verdict: Verdict, tries: int) -> None:
+    result = await scripted(script)(context())
+    assert result.verdict is verdict
+    assert len(result.tries) == tries
+
+
+async def test_exception_and_budget_become_error() -> None:
+    result = await scripted(["raise"], timing=False)(context())
+    assert result.verdict is Verdict.ERROR
+    assert "ValueError: bad probe" in result.summary
+
+    @check("heartbeat.server-pings", budget=2)
+    async def slow(ctx: ProbeContext):
+        await asyncio.sleep(10)
+        return passed("never")
+
+    result = await slow(context())  # time scale 0.1: budget 0.2 s
+    assert result.verdict is Verdict.ERROR
+    assert "budget of 0.2 s" in result.summary
+
+
+async def test_missing_endpoint_skips_and_declared_wins() -> None:
+    @check("message-types.text", needs=("echo", "chat"))
+    async def needs_chat(ctx: ProbeContext):
+        return passed("ran")
+
+    ctx = context(endpoints={"echo": reference_manifest().endpoints["echo"]})
+    result = await needs_chat(ctx)
+    assert result.verdict is Verdict.SKIP and "no chat endpoint" in result.summary
+    declared = {"message-types.text": Declared("message-types.text", "pass", "docs/x.md")}
+    result = await needs_chat(context(declared=declared))
+    assert (result.verdict, result.method, result.source) == (
+        Verdict.PASS, Method.DECLARED, "docs/x.md")
+
+
+async def test_url_target_is_probed_as_external(tmp_path: Path) -> None:
+    async with reference_ctx() as ctx:
+        url = ctx.url("echo")
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "pytest", "-m", "gaps", "-q", "-p", "no:cacheprovider",
+             "--gaps-target", url, "--gaps-out", str(tmp_path), str(ROOT / "probes/heartbeat.py")],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    (folder,) = tmp_path.iterdir()
+    run = load_results(folder / "results.json")
+    assert run.target.kind == "url" and run.target.url == url, done.stdout[-2000:]
+    # No hints for an external server: default waits, and the reference pings every second.
+    assert run.gaps["heartbeat"].checks[0].verdict is Verdict.PASS
+    assert run.waits["heartbeat.server-pings"] == 45.0
