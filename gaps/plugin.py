@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import resource
 import signal
 import threading
 import time
@@ -121,8 +122,18 @@ def make_session(config: pytest.Config) -> GapsSession:
     return session
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard one; load checks open many sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gaps: a wsgaps probe")
+    raise_open_file_limit()
     config.stash[SESSION_KEY] = make_session(config)
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
