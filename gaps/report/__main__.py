@@ -1,0 +1,84 @@
+"""``python -m gaps.report [RESULTS.json ...] [--out DIR]``: render reports from results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gaps.model import ResultsError
+from gaps.report.templates import ReportError, TemplatesNotFound
+from gaps.report.write import write_reports
+
+EXIT_OK = 0
+EXIT_WRITE = 1
+EXIT_INPUT = 2
+
+DEFAULT_GLOB = "reports/*/results.json"
+
+EPILOG = f"""\
+exit status:
+  {EXIT_OK}  reports written
+  {EXIT_WRITE}  a report could not be written (file system error, templates missing)
+  {EXIT_INPUT}  bad input: a results file missing, corrupt or of another schema version,
+     no results files found, two targets clashing on one folder, or bad usage
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m gaps.report",
+        description=(
+            "Render wsgaps results into gap-report.md and gap-report.html per target, plus "
+            "matrix.md and index.html across targets. Prints the paths written."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("results", nargs="*", type=Path, metavar="RESULTS.json",
+                   help=f"results files to render (default: every {DEFAULT_GLOB})")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="write <DIR>/<target>/gap-report.{md,html} and <DIR>/matrix.md and "
+                        "index.html (default: beside each results.json, the matrix in the "
+                        "folder holding the target folders)")
+    return p
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it lies inside it, for shorter output."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _fail(message: str, status: int) -> int:
+    # One line whatever the message quotes (a results file's text can hold line breaks).
+    print(f"gaps.report: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status (documented in ``--help``)."""
+    args = parser().parse_args(argv)
+    files = list(args.results) or sorted(Path().glob(DEFAULT_GLOB))
+    if not files:
+        print(f"gaps.report: no results files given and none match {DEFAULT_GLOB}",
+              file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        written = write_reports(files, args.out)
+    except TemplatesNotFound as exc:
+        return _fail(str(exc), EXIT_WRITE)
+    except (ResultsError, ReportError) as exc:
+        return _fail(str(exc), EXIT_INPUT)
+    except OSError as exc:
+        return _fail(f"cannot write reports: {exc}", EXIT_WRITE)
+    for path in written:
+        print(_shown(path))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Rendering results to text: per-target Markdown and HTML, and the cross-target matrix.
+
+Pure functions of their input: no clock, no environment, so the same results always render
+to the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gaps.model import RunResult
+from gaps.report.safe import MdSafe
+from gaps.report.templates import html_environment, markdown_environment
+from gaps.report.view import LOG_LIMIT, matrix_view, report_view
+
+# A run and its report folder, relative to where the matrix is written (e.g. "reference").
+RunWithFolder = tuple[RunResult, str]
+
+_MD_GLOBALS = {"br": MdSafe("  "), "log_limit": LOG_LIMIT}  # br: a Markdown hard line break
+
+
+def render_markdown(run: RunResult) -> str:
+    """The Markdown gap report of one target's run (``gap-report.md``).
+
+    Seed shape per gap (status icon and word, priority, description, current state from the
+    evidence, recommended solution), conformance findings and figures beside it, evidence as
+    bounded JSON and logs as a bounded tail in fenced blocks, then a summary by priority.
+    Target text is Markdown-escaped, inline-code-quoted or fenced, and bounded.
+    """
+    template = markdown_environment().get_template("gap-report.md.j2")
+    return template.render(r=report_view(run), **_MD_GLOBALS)
+
+
+def render_html(run: RunResult) -> str:
+    """The self-contained HTML gap report of one target's run (``gap-report.html``).
+
+    Same content as ``render_markdown``; inline CSS, no script and no external resource
+    (a Content-Security-Policy forbids both); all target text autoescaped and bounded.
+    """
+    template = html_environment().get_template("gap-report.html.j2")
+    return template.render(r=report_view(run), log_limit=LOG_LIMIT)
+
+
+def render_matrix_markdown(runs: Sequence[RunWithFolder]) -> str:
+    """``matrix.md``: gaps as rows, targets as columns in the order given, status icons.
+
+    Each ``(run, folder)`` names the folder holding that target's reports relative to the
+    matrix file; every cell links to ``<folder>/gap-report.md`` at the gap's anchor.
+    """
+    template = markdown_environment().get_template("matrix.md.j2")
+    return template.render(m=matrix_view(runs), **_MD_GLOBALS)
+
+
+def render_index_html(runs: Sequence[RunWithFolder]) -> str:
+    """``index.html``: the matrix as a self-contained HTML page linking to each HTML report.
+
+    Takes the same ``(run, folder)`` pairs as ``render_matrix_markdown``.
+    """
+    template = html_environment().get_template("index.html.j2")
+    return template.render(m=matrix_view(runs))

@@ -1,0 +1,351 @@
+"""View models: what the templates show, built from results and the catalog.
+
+This is the one place where report text is chosen, bounded and cleaned; the Markdown and
+HTML templates only lay it out and escape it, so both formats state the same facts.
+Every string taken from a results file passes through ``clip``, ``tail`` or ``compact_json``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from gaps.catalog import GAPS, Kind, Priority
+from gaps.model import CheckResult, GapResult, Method, RunResult, Status, Verdict
+from gaps.report.safe import clip, compact_json, tail
+
+# Bounds on untrusted text, in characters.
+INLINE_LIMIT = 200  # names, versions, setting values, sources
+SUMMARY_LIMIT = 500  # a check's one-line summary, an error flag, a note
+FIGURE_LIMIT = 120  # one key figure's JSON value
+FIGURES_MAX = 8  # key figures shown per check; the rest are in the evidence block
+EVIDENCE_LIMIT = 2000  # a check's whole evidence as compact JSON
+LOG_LIMIT = 4096  # tail of a target's logs per gap
+DETAIL_LIMIT = 4096  # tail of a skipped target's reason (it may hold build output)
+MAP_MAX = 50  # entries shown from settings, hints and waits
+TRIES_MAX = 10  # verdicts of retried tries listed per check
+
+STATUS_ICON = {Status.PASS: "✅", Status.PARTIAL: "⚠️", Status.MISSING: "❌",
+               Status.UNKNOWN: "❔"}
+STATUS_WORD = {Status.PASS: "Pass", Status.PARTIAL: "Partial", Status.MISSING: "Missing",
+               Status.UNKNOWN: "Unknown"}
+VERDICT_ICON = {Verdict.PASS: "✅", Verdict.NON_STRICT: "☑️", Verdict.FAIL: "❌",
+                Verdict.SKIP: "⏭️", Verdict.ERROR: "⛔"}
+ERROR_ICON = "⛔"
+DECLARED_ICON = "📄"
+
+REPORT_MD = "gap-report.md"
+REPORT_HTML = "gap-report.html"
+
+
+def seconds(value: float) -> str:
+    """A duration for people: ``5 s``, ``1.25 s`` (at most two decimals)."""
+    return f"{value:.2f}".rstrip("0").rstrip(".") + " s"
+
+
+def number(value: Any) -> str:
+    """A hint or setting number without float noise: ``1`` not ``1.0``, no exponent."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return clip(value, INLINE_LIMIT)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def timestamp(value: float | None) -> str:
+    """A run's start time in UTC, or an empty string when the results do not have one."""
+    if not isinstance(value, int | float) or value <= 0:
+        return ""
+    try:
+        return datetime.fromtimestamp(value, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):  # out of the platform's time range
+        return ""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One key/value pair shown in the header (a setting, hint or wait)."""
+
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class CheckView:
+    """One check as reported: verdict, what was seen, how, and the evidence behind it."""
+
+    id: str
+    kind: str
+    tests: str  # what the check tests, from the catalog
+    verdict: str
+    icon: str
+    passed: bool
+    summary: str
+    declared: bool
+    source: str
+    wait: str
+    took: str
+    tries: str
+    figures: tuple[Entry, ...]
+    more_figures: int  # top-level evidence entries not shown as figures
+    evidence: str  # compact JSON, bounded; empty when there is none
+
+
+@dataclass(frozen=True)
+class GapView:
+    """One gap in the seed document's shape, with its current state from the evidence."""
+
+    id: int
+    slug: str
+    title: str
+    priority: str
+    status: str  # the Status value, for CSS classes
+    status_word: str
+    icon: str
+    error: str
+    note: str
+    description: str
+    recommended: tuple[str, ...]
+    capability: tuple[CheckView, ...]
+    conformance: tuple[CheckView, ...]
+    figures: tuple[CheckView, ...]  # evidence-kind checks
+    not_reported: tuple[str, ...]  # catalog checks of this gap absent from the results
+    logs: str
+
+
+@dataclass(frozen=True)
+class PriorityGroup:
+    priority: str
+    gaps: tuple[GapView, ...]
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """A whole per-target report: header facts, the fourteen gaps, the summary."""
+
+    name: str
+    description: str
+    version: str
+    kind: str
+    url: str
+    skipped: str  # first line of the reason
+    skipped_detail: str  # the rest (e.g. the build output tail), bounded
+    settings: tuple[Entry, ...]
+    hints: tuple[Entry, ...]
+    waits: tuple[Entry, ...]
+    more_entries: int  # settings, hints and waits left out beyond MAP_MAX each
+    time_scale: str
+    seed: str
+    harness_version: str
+    started: str
+    duration: str
+    counts: tuple[Entry, ...]  # status word -> number of gaps
+    gaps: tuple[GapView, ...]
+    summary: tuple[PriorityGroup, ...]
+
+
+def _first_line_and_rest(value: Any) -> list[str]:
+    """A reason split into its first line and the rest; ``[""]`` for none."""
+    text = "" if value is None else value if isinstance(value, str) else str(value)
+    return text.strip().split("\n", 1)
+
+
+def _entries(mapping: Any, fmt: Callable[[Any], str]) -> tuple[tuple[Entry, ...], int]:
+    """Sorted, bounded entries of a mapping, and how many were left out."""
+    if not isinstance(mapping, Mapping):
+        return (), 0
+    items = sorted(mapping.items(), key=lambda kv: str(kv[0]))
+    shown = tuple(Entry(clip(k, INLINE_LIMIT), fmt(v)) for k, v in items[:MAP_MAX])
+    return shown, max(0, len(items) - MAP_MAX)
+
+
+def _is_figure(value: Any) -> bool:
+    """A top-level evidence value worth showing inline: a scalar or a flat list of them."""
+    scalar = (str, int, float, bool, type(None))
+    if isinstance(value, scalar):
+        return True
+    return isinstance(value, list | tuple) and all(isinstance(v, scalar) for v in value)
+
+
+def _check_view(check: CheckResult, tests: str) -> CheckView:
+    """One check's view; ``tests`` is the catalog's line on what the check tests.
+
+    Key figures are the first top-level evidence entries that fit on a line (close codes,
+    times, waits); everything, nested parts included, is in the bounded evidence JSON.
+    """
+    evidence = check.evidence
+    figures: list[Entry] = []
+    skipped_figures = 0
+    if isinstance(evidence, Mapping):
+        for key, value in evidence.items():
+            if _is_figure(value) and len(figures) < FIGURES_MAX:
+                figures.append(Entry(clip(key, INLINE_LIMIT), compact_json(value, FIGURE_LIMIT)))
+            else:
+                skipped_figures += 1
+    tries = check.tries if isinstance(check.tries, list) else []
+    verdicts = [str(t.get("verdict", "?")) if isinstance(t, Mapping) else "?" for t in tries]
+    tries_text = ""
+    if len(verdicts) > 1:
+        tries_text = clip(", ".join(verdicts[:TRIES_MAX]), INLINE_LIMIT)
+        if len(verdicts) > TRIES_MAX:
+            tries_text += f", … ({len(verdicts)} tries)"
+    wait = check.wait
+    return CheckView(
+        id=check.id,
+        kind=str(check.kind),
+        tests=tests,
+        verdict=str(check.verdict),
+        icon=VERDICT_ICON[check.verdict],
+        passed=check.verdict.passed,
+        summary=clip(check.summary, SUMMARY_LIMIT),
+        declared=check.method is Method.DECLARED,
+        source=clip(check.source, SUMMARY_LIMIT) if check.source else "",
+        wait=seconds(wait) if isinstance(wait, int | float) else "",
+        took=seconds(check.duration) if isinstance(check.duration, int | float)
+        and check.duration > 0 else "",
+        tries=tries_text,
+        figures=tuple(figures),
+        more_figures=skipped_figures,
+        evidence=compact_json(evidence, EVIDENCE_LIMIT) if evidence else "",
+    )
+
+
+def gap_view(result: GapResult) -> GapView:
+    """The view of one gap's results, with the catalog's texts beside the evidence."""
+    gap = result.gap
+    specs = {spec.id: spec for spec in gap.checks}
+    views = [_check_view(c, specs[c.id].summary if c.id in specs else "") for c in result.checks]
+    reported = {c.id for c in result.checks}
+    status = result.status
+    return GapView(
+        id=gap.id,
+        slug=gap.slug,
+        title=gap.title,
+        priority=str(gap.priority),
+        status=str(status),
+        status_word=STATUS_WORD[status],
+        icon=STATUS_ICON[status],
+        error=clip(result.error, SUMMARY_LIMIT) if result.error else "",
+        note=clip(result.note, SUMMARY_LIMIT) if result.note else "",
+        description=gap.description,
+        recommended=gap.recommended,
+        capability=tuple(v for v in views if v.kind == Kind.CAPABILITY),
+        conformance=tuple(v for v in views if v.kind == Kind.CONFORMANCE),
+        figures=tuple(v for v in views if v.kind == Kind.EVIDENCE),
+        # Only for gaps that ran: an unprobed gap already says so in its note.
+        not_reported=tuple(s.id for s in gap.checks if s.id not in reported)
+        if result.checks else (),
+        logs=tail(result.logs, LOG_LIMIT) if result.logs else "",
+    )
+
+
+def report_view(run: RunResult) -> ReportView:
+    """The view of one target's run: header, gaps in catalog order, summary by priority."""
+    target = run.target
+    gaps = tuple(gap_view(run.gaps[gap.slug]) for gap in GAPS)
+    settings, more_settings = _entries(target.settings, lambda v: clip(v, INLINE_LIMIT))
+    hints, more_hints = _entries(target.hints, number)
+    waits, more_waits = _entries(run.waits, lambda v: seconds(v)
+                                 if isinstance(v, int | float) else clip(v, INLINE_LIMIT))
+    skipped_lines = _first_line_and_rest(target.skipped)
+    duration = ""
+    if isinstance(run.finished, int | float) and isinstance(run.started, int | float) \
+            and run.started > 0 and run.finished >= run.started:
+        duration = seconds(run.finished - run.started)
+    counts = tuple(Entry(STATUS_WORD[s], str(sum(1 for g in gaps if g.status == s)))
+                   for s in Status)
+    return ReportView(
+        name=clip(target.name, INLINE_LIMIT),
+        description=clip(target.description, SUMMARY_LIMIT) if target.description else "",
+        version=clip(target.version, INLINE_LIMIT) if target.version else "",
+        kind=clip(target.kind, INLINE_LIMIT),
+        url=clip(target.url, INLINE_LIMIT) if target.url else "",
+        skipped=clip(skipped_lines[0], SUMMARY_LIMIT),
+        skipped_detail=tail(skipped_lines[1], DETAIL_LIMIT) if len(skipped_lines) > 1 else "",
+        settings=settings,
+        hints=hints,
+        waits=waits,
+        more_entries=more_settings + more_hints + more_waits,
+        time_scale=number(run.time_scale),
+        seed=number(run.seed),
+        harness_version=clip(run.harness_version, INLINE_LIMIT),
+        started=timestamp(run.started),
+        duration=duration,
+        counts=counts,
+        gaps=gaps,
+        summary=tuple(
+            PriorityGroup(str(p), tuple(g for g in gaps if g.priority == p)) for p in Priority
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    status: str
+    status_word: str
+    icon: str
+    error: bool
+    md_href: str
+    html_href: str
+
+
+@dataclass(frozen=True)
+class MatrixColumn:
+    name: str
+    version: str
+    skipped: str
+    md_href: str
+    html_href: str
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    id: int
+    title: str
+    priority: str
+    cells: tuple[MatrixCell, ...]
+
+
+@dataclass(frozen=True)
+class MatrixView:
+    """Gaps as rows, targets as columns; every cell links to that target's report."""
+
+    columns: tuple[MatrixColumn, ...]
+    rows: tuple[MatrixRow, ...]
+
+
+def matrix_view(runs: Sequence[tuple[RunResult, str]]) -> MatrixView:
+    """The matrix of ``runs``, each given with its report folder relative to the matrix.
+
+    Columns keep the order given.  Links are percent-encoded relative paths, so a folder
+    name can never become a URL scheme or break out of a Markdown link.
+    """
+    columns = []
+    hrefs = []
+    for run, folder in runs:
+        base = quote(folder.strip("/"), safe="/")
+        md_href, html_href = f"{base}/{REPORT_MD}", f"{base}/{REPORT_HTML}"
+        hrefs.append((md_href, html_href))
+        skipped = _first_line_and_rest(run.target.skipped)[0]
+        columns.append(MatrixColumn(
+            name=clip(run.target.name, INLINE_LIMIT),
+            version=clip(run.target.version, INLINE_LIMIT) if run.target.version else "",
+            skipped=clip(skipped, SUMMARY_LIMIT),
+            md_href=md_href,
+            html_href=html_href,
+        ))
+    rows = []
+    for gap in GAPS:
+        cells = []
+        for (run, _), (md_href, html_href) in zip(runs, hrefs, strict=True):
+            result = run.gaps[gap.slug]
+            status = result.status
+            cells.append(MatrixCell(str(status), STATUS_WORD[status], STATUS_ICON[status],
+                                    bool(result.error), f"{md_href}#gap-{gap.id}",
+                                    f"{html_href}#gap-{gap.id}"))
+        rows.append(MatrixRow(gap.id, gap.title, str(gap.priority), tuple(cells)))
+    return MatrixView(tuple(columns), tuple(rows))

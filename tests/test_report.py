@@ -1,0 +1,458 @@
+"""The report renderer: shape, statuses, escaping of hostile target text, determinism, CLI.
+
+Runs are built in memory with ``gaps.model`` (no server needed).  Markdown is checked by
+rendering it with markdown-it (CommonMark, raw HTML allowed, as GitHub's renderer allows
+some) and parsing the result, so an escape that does not hold shows up as a real element.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from gaps.catalog import GAPS
+from gaps.model import CheckResult, GapResult, Method, RunResult, TargetInfo, Verdict
+from gaps.report import (
+    ReportError,
+    render_html,
+    render_index_html,
+    render_markdown,
+    render_matrix_markdown,
+    templates_dir,
+    write_reports,
+)
+from gaps.report.__main__ import main
+from gaps.report.safe import md_code, md_fence, md_text
+from gaps.report.view import LOG_LIMIT, SUMMARY_LIMIT
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+BACKTICKS = "``` `` ` ````"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- building runs ---------------------------------------------------------------------
+
+def check(check_id: str, verdict: Verdict, summary: str = "", **kw) -> CheckResult:
+    return CheckResult(check_id, verdict, summary or f"{check_id} {verdict}", **kw)
+
+
+def hostile_run(name: str = "hostile") -> RunResult:
+    """A run whose target text tries every injection the reports must defuse.
+
+    Gap statuses: heartbeat partial (with an error flag), broadcast missing (declared),
+    message-types pass with a failed conformance finding, concurrency pass (declared),
+    subprotocols unknown (skipped), the rest unknown (not probed).
+    """
+    run = RunResult(
+        target=TargetInfo(
+            name=name,
+            description=f"a target **bold** {SCRIPT}",
+            version=f"evil 1.0 {BACKTICKS}",
+            settings={"compression": "WithCompression() (off by default)",
+                      "banner": IMG},
+            hints={"ping_interval": 1.0, "max_message_size": 8388608.0},
+        ),
+        harness_version="0.1.0",
+        time_scale=2.0,
+        seed=42,
+        started=1_700_000_000.0,
+        finished=1_700_000_012.5,
+        waits={"heartbeat.server-pings": 45.0, "heartbeat.reaps-silent-peer": 61.0},
+    )
+    run.gaps["heartbeat"] = GapResult("heartbeat", checks=[
+        check("heartbeat.server-pings", Verdict.PASS, "first server Ping after 1.00 s",
+              evidence={"ping_times": [1.001], "wait": 45.0}, wait=45.0, duration=1.5,
+              tries=[{"verdict": "pass"}, {"verdict": "pass"}]),
+        check("heartbeat.reaps-silent-peer", Verdict.FAIL,
+              f"closed with Close 1000 {SCRIPT}\n# Injected heading",
+              evidence={"close_code": 1000, "close_reason": SCRIPT,
+                        "headers": {"Server": IMG}, "fence": BACKTICKS},
+              wait=61.0),
+        check("heartbeat.server-pings", Verdict.ERROR, "probe crashed: " + "x" * 2000),
+    ], logs="early line\n" + "y" * (LOG_LIMIT + 100) + f"\n````\n{SCRIPT}\n{IMG}\nlast line")
+    run.gaps["broadcast"] = GapResult("broadcast", checks=[
+        check("broadcast.fan-out", Verdict.FAIL, "declared absent: broadcast",
+              method=Method.DECLARED, source="gofr websocket.go: Manager has Get/List/Add"),
+        check("broadcast.rooms", Verdict.FAIL, "declared absent: broadcast",
+              method=Method.DECLARED, source="gofr websocket.go: Manager has Get/List/Add"),
+        check("broadcast.scale", Verdict.PASS, "p50 3 ms, p99 9 ms at 500 clients",
+              evidence={"p50_ms": 3.0, "p99_ms": 9.0}),
+    ])
+    run.gaps["message-types"] = GapResult("message-types", checks=[
+        check(c.id, Verdict.PASS) for c in GAPS[2].checks if c.kind == "capability"
+    ] + [check("message-types.ping-pong", Verdict.FAIL, f"Pong payload differs: {IMG}"),
+         check("message-types.close-handshake", Verdict.NON_STRICT, "TCP closed, no Close")])
+    run.gaps["concurrency"] = GapResult("concurrency", checks=[
+        check("concurrency.documented", Verdict.PASS, "documented",
+              method=Method.DECLARED, source="https://example.invalid/docs#concurrency"),
+    ])
+    run.gaps["subprotocols"] = GapResult("subprotocols", checks=[
+        check("subprotocols.selects-offered", Verdict.SKIP, "no subprotocols endpoint"),
+    ])
+    return run
+
+
+def plain_run(name: str, status_pass: bool) -> RunResult:
+    run = RunResult(target=TargetInfo(name=name, version="1"), harness_version="0.1.0",
+                    started=1_700_000_000.0)
+    verdict = Verdict.PASS if status_pass else Verdict.FAIL
+    run.gaps["heartbeat"] = GapResult("heartbeat", checks=[
+        check("heartbeat.server-pings", verdict), check("heartbeat.reaps-silent-peer", verdict),
+    ])
+    return run
+
+
+# --- parsing rendered output ------------------------------------------------------------
+
+class Elements(HTMLParser):
+    """Every start tag with its attributes, and the text inside each open element."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.stack: list[str] = []
+        self.text_in: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag not in {"meta", "br", "hr", "img", "input", "link"}:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.stack:
+            while self.stack.pop() != tag:
+                pass
+
+    def handle_data(self, data):
+        for tag in self.stack:
+            self.text_in.setdefault(tag, []).append(data)
+
+    def names(self) -> set[str]:
+        return {tag for tag, _ in self.tags}
+
+    def attributes(self) -> set[str]:
+        return {name for _, attrs in self.tags for name in attrs}
+
+    def hrefs(self) -> list[str]:
+        return [attrs["href"] for tag, attrs in self.tags if tag == "a" and "href" in attrs]
+
+
+def parse(html: str) -> Elements:
+    parser = Elements()
+    parser.feed(html)
+    parser.close()
+    return parser
+
+
+def markdown_to_html(text: str) -> str:
+    markdown_it = pytest.importorskip("markdown_it")
+    return markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
+
+
+def assert_no_injection(elements: Elements) -> None:
+    assert "script" not in elements.names()
+    assert "img" not in elements.names()
+    assert not {a for a in elements.attributes() if a.startswith("on")}
+
+
+def gap_section(markdown: str, gap_id: int) -> str:
+    start = markdown.index(f"### {gap_id}. ")
+    return markdown[start:markdown.index("\n---\n", start)]
+
+
+# --- safety -----------------------------------------------------------------------------
+
+def test_html_contains_no_element_from_target_text() -> None:
+    html = render_html(hostile_run())
+    elements = parse(html)
+    assert_no_injection(elements)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    # Self-contained: no external resource, no script at all.
+    assert not any("src" in attrs for _, attrs in elements.tags)
+    assert all(h.startswith("#") for h in elements.hrefs())
+    assert "link" not in elements.names()
+
+
+def test_index_html_contains_no_element_from_target_text() -> None:
+    html = render_index_html([(hostile_run(f"x{SCRIPT}{IMG}"), "x")])
+    assert_no_injection(parse(html))
+
+
+def test_markdown_keeps_target_text_in_code_and_fences() -> None:
+    markdown = render_markdown(hostile_run())
+    elements = parse(markdown_to_html(markdown))
+    assert_no_injection(elements)
+    # The close reason and header survive as text, inside code or escaped prose.
+    code_text = "".join(elements.text_in.get("code", []))
+    assert SCRIPT in code_text and IMG in code_text
+    # The summary's line break cannot start a heading.
+    headings = "".join(t for h in ("h1", "h2", "h3") for t in elements.text_in.get(h, []))
+    assert "Injected" not in headings
+    assert "bold" not in "".join(elements.text_in.get("strong", []))
+
+
+def test_markdown_and_matrix_survive_hostile_target_name() -> None:
+    name = f"a|b]({SCRIPT}) `x` {IMG}"
+    markdown = render_matrix_markdown([(hostile_run(name), "a"), (plain_run("b", True), "b")])
+    elements = parse(markdown_to_html(markdown))
+    assert_no_injection(elements)
+    # The pipe did not split the table: header and rows still have 3 + 2 cells.
+    html = markdown_to_html(markdown)
+    assert len(re.findall(r"<th[ >]", html)) == 5
+    assert len(re.findall(r"<td[ >]", html)) == len(GAPS) * 5
+
+
+@pytest.mark.parametrize("text", [
+    "plain", "`", "``", "a ` b", "```js", " lead", "trail ", "`edge`", "x" + "`" * 7 + "y",
+])
+def test_md_code_round_trips(text: str) -> None:
+    html = markdown_to_html(f"see {md_code(text)}\n")
+    elements = parse(html)
+    assert "".join(elements.text_in["code"]) == text
+
+
+def test_md_fence_cannot_be_closed_from_inside() -> None:
+    body = f"line\n```\n{SCRIPT}\n````\n{'`' * 9}\nend"
+    html = markdown_to_html(f"{md_fence(body)}\n\n# after\n")
+    elements = parse(html)
+    assert "".join(elements.text_in["code"]) == body + "\n"
+    assert "script" not in elements.names()
+    assert "".join(elements.text_in["h1"]) == "after"
+
+
+def test_md_text_renders_literally() -> None:
+    text = f"*a* _b_ [c](d) <e> &amp; ~f~ $g$ \\ {SCRIPT}"
+    html = markdown_to_html(f"x {md_text(text)}\n")
+    assert parse(html).names() == {"p"}
+    assert "".join(parse(html).text_in["p"]) == f"x {text}"
+
+
+def test_untrusted_text_is_bounded() -> None:
+    run = hostile_run()
+    for text in (render_markdown(run), render_html(run)):
+        assert "[truncated: " in text  # the 2000-character error summary
+        assert "x" * (SUMMARY_LIMIT + 1) not in text
+        assert "earlier characters omitted]" in text  # logs keep only their tail
+        assert "early line" not in text
+        assert "last line" in text
+
+
+def test_control_and_bidi_characters_are_made_visible() -> None:
+    run = plain_run("t", True)
+    run.gaps["heartbeat"].checks[0].summary = "a\x1b[31mred\u202eevil"
+    markdown, html = render_markdown(run), render_html(run)
+    for text in (markdown, html):
+        assert "\x1b" not in text and "\u202e" not in text
+        assert "\\u001b" in text and "\\u202e" in text
+
+
+# --- shape and statuses -----------------------------------------------------------------
+
+def test_gap_statuses_and_icons() -> None:
+    markdown = render_markdown(hostile_run())
+    expected = {1: "⚠️ Partial", 2: "❌ Missing", 3: "✅ Pass", 6: "✅ Pass", 9: "❔ Unknown",
+                4: "❔ Unknown"}
+    for gap_id, status in expected.items():
+        assert f"**Status**: {status}" in gap_section(markdown, gap_id), gap_id
+    assert "⛔ error: " in gap_section(markdown, 1)
+    assert "not probed yet" in gap_section(markdown, 4)
+    html = render_html(hostile_run())
+    assert 'class="gap st-partial" id="gap-1"' in html
+    assert 'class="gap st-missing" id="gap-2"' in html
+
+
+def test_seed_shape_and_header() -> None:
+    markdown = render_markdown(hostile_run())
+    section = gap_section(markdown, 1)
+    for heading in ("### 1. **Ping/Pong Heartbeat**", "**Priority**: High",
+                    "**Description**: ", "**Current State**:", "**Recommended Solution**:"):
+        assert heading in section
+    assert GAPS[0].recommended[0] in section
+    summary = markdown[markdown.index("## Summary"):]
+    assert summary.index("### High Priority Gaps") < summary.index("### Medium Priority Gaps") \
+        < summary.index("### Low Priority Gaps")
+    header = markdown[:markdown.index("## Identified Gaps")]
+    for fact in ("WithCompression() (off by default)", "`ping_interval`: 1",
+                 "`max_message_size`: 8388608", "`heartbeat.server-pings`: 45 s",
+                 "**Time scale**: \u00d72", "**Seed**: 42", "wsgaps `0.1.0`", "managed",
+                 "took 12.5 s"):
+        assert fact in header, fact
+
+
+def test_conformance_findings_and_figures_are_listed() -> None:
+    markdown = render_markdown(hostile_run())
+    section = gap_section(markdown, 3)
+    findings = section[section.index("**Conformance findings**"):]
+    assert "❌ **fail** `message-types.ping-pong`" in findings
+    assert "☑️ **non-strict** `message-types.close-handshake`: TCP closed, no Close" in findings
+    figures = gap_section(markdown, 2)
+    assert "**Figures**" in figures and "`p99_ms=9.0`" in figures
+    assert "`close_code=1000`" in gap_section(markdown, 1)
+
+
+def test_declared_facts_are_marked_declared() -> None:
+    run = hostile_run()
+    markdown = render_markdown(run)
+    assert ("📄 **declared** (source: `gofr websocket.go: Manager has Get/List/Add`)"
+            in gap_section(markdown, 2))
+    assert "📄 **declared**" not in gap_section(markdown, 3)
+    elements = parse(render_html(run))
+    declared = "".join(elements.text_in.get("span", []))
+    assert "📄 declared" in declared
+    assert '<span class="declared">📄 declared</span> source: <code>https://example.invalid' \
+        in render_html(run)
+
+
+def test_skipped_target_shows_reason() -> None:
+    run = plain_run("t", True)
+    run.target.skipped = "build failed: npm ci exited 1\nnpm ERR! " + SCRIPT
+    markdown, html = render_markdown(run), render_html(run)
+    assert "> **Target skipped**: build failed: npm ci exited 1" in markdown
+    assert "npm ERR!" in markdown and "npm ERR!" in html
+    assert_no_injection(parse(html))
+
+
+# --- matrix -----------------------------------------------------------------------------
+
+def test_matrix_links_every_cell_of_two_targets() -> None:
+    runs = [(plain_run("alpha", True), "alpha"), (plain_run("beta", False), "beta")]
+    markdown = render_matrix_markdown(runs)
+    for gap in GAPS:
+        row = next(line for line in markdown.splitlines()
+                   if line.startswith(f"| {gap.id} | "))
+        assert f"](alpha/gap-report.md#gap-{gap.id})" in row
+        assert f"](beta/gap-report.md#gap-{gap.id})" in row
+    assert "[✅ Pass](alpha/gap-report.md#gap-1)" in markdown
+    assert "[❌ Missing](beta/gap-report.md#gap-1)" in markdown
+    hrefs = parse(render_index_html(runs)).hrefs()
+    for gap in GAPS:
+        assert f"alpha/gap-report.html#gap-{gap.id}" in hrefs
+        assert f"beta/gap-report.html#gap-{gap.id}" in hrefs
+    assert "alpha/gap-report.md" in hrefs
+
+
+# --- writing and determinism ------------------------------------------------------------
+
+def write_results(folder: Path, run: RunResult) -> Path:
+    path = folder / run.target.name / "results.json"
+    run.write(path)
+    return path
+
+
+def test_rendering_is_deterministic(tmp_path: Path) -> None:
+    run = hostile_run()
+    assert render_markdown(run) == render_markdown(hostile_run())
+    assert render_html(run) == render_html(hostile_run())
+    files = [write_results(tmp_path / "in", hostile_run("one")),
+             write_results(tmp_path / "in", plain_run("two", True))]
+    first = write_reports(files, tmp_path / "a")
+    second = write_reports(list(reversed(files)), tmp_path / "b")
+    assert [p.relative_to(tmp_path / "a") for p in first] == \
+        [p.relative_to(tmp_path / "b") for p in second]
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_write_reports_beside_results_by_default(tmp_path: Path) -> None:
+    files = [write_results(tmp_path, plain_run("one", True)),
+             write_results(tmp_path, plain_run("two", False))]
+    written = write_reports(files)
+    names = {p.relative_to(tmp_path).as_posix() for p in written}
+    assert names == {"one/gap-report.md", "one/gap-report.html", "two/gap-report.md",
+                     "two/gap-report.html", "matrix.md", "index.html"}
+    assert all(p.is_file() for p in written)
+
+
+def test_write_reports_out_dir_makes_names_path_safe(tmp_path: Path) -> None:
+    path = write_results(tmp_path / "in", plain_run("x", True))
+    data = json.loads(path.read_text())
+    data["target"]["name"] = "../../etc/passwd"
+    path.write_text(json.dumps(data))
+    written = write_reports([path], tmp_path / "out")
+    assert all(p.is_relative_to(tmp_path / "out") for p in written)
+    assert (tmp_path / "out" / "etc-passwd" / "gap-report.md").is_file()
+
+
+def test_write_reports_refuses_two_targets_on_one_folder(tmp_path: Path) -> None:
+    files = [write_results(tmp_path / "a", plain_run("same", True)),
+             write_results(tmp_path / "b", plain_run("same", False))]
+    with pytest.raises(ReportError, match="both write reports"):
+        write_reports(files, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_templates_found_in_checkout() -> None:
+    assert templates_dir() == ROOT / "templates"
+
+
+# --- CLI --------------------------------------------------------------------------------
+
+def test_cli_renders_and_prints_paths(tmp_path: Path, capsys) -> None:
+    path = write_results(tmp_path, plain_run("one", True))
+    assert main([str(path), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out.split()
+    assert len(printed) == 4
+    assert {Path(p).name for p in printed} == {"gap-report.md", "gap-report.html",
+                                              "matrix.md", "index.html"}
+
+
+def test_cli_default_renders_every_reports_folder(tmp_path: Path, monkeypatch, capsys) -> None:
+    write_results(tmp_path / "reports", plain_run("one", True))
+    write_results(tmp_path / "reports", plain_run("two", True))
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0
+    assert (tmp_path / "reports" / "two" / "gap-report.html").is_file()
+    assert "reports/matrix.md" in capsys.readouterr().out.split()
+
+
+def corrupt(tmp_path: Path, kind: str) -> Path:
+    path = write_results(tmp_path, plain_run("one", True))
+    data = json.loads(path.read_text())
+    if kind == "json":
+        path.write_text('{"schema_version": 1, "gaps": [')
+    elif kind == "schema":
+        data["schema_version"] = 99
+        path.write_text(json.dumps(data))
+    elif kind == "check":
+        data["gaps"][0]["checks"][0]["id"] = "heartbeat.renamed-later"
+        path.write_text(json.dumps(data))
+    elif kind == "missing":
+        path.unlink()
+    return path
+
+
+@pytest.mark.parametrize("kind", ["missing", "json", "schema", "check"])
+def test_cli_bad_results_file_exits_2(tmp_path: Path, kind: str, capsys) -> None:
+    good = write_results(tmp_path / "good", plain_run("good", True))
+    bad = corrupt(tmp_path / "bad", kind)
+    assert main([str(good), str(bad), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+    assert str(bad) in captured.err
+    assert not (tmp_path / "out").exists()  # nothing written when one input is bad
+
+
+def test_cli_no_results_found_exits_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 2
+    assert "reports/*/results.json" in capsys.readouterr().err
+
+
+def test_cli_as_module_documents_exit_codes(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "gaps.report", "--help"],
+                          capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert done.returncode == 0
+    assert "exit status" in done.stdout and "  2  bad input" in done.stdout
+    missing = subprocess.run([sys.executable, "-m", "gaps.report", "nope.json"],
+                             capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "gaps.report: nope.json: no such file"
