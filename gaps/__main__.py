@@ -66,7 +66,8 @@ async def run_all(specs: list[str], args: argparse.Namespace, console: Console) 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    console = Console(stderr=False)
+    # Piped output (CI logs) gets a fixed width so tables are not squeezed to 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 120)
     specs = expand_targets(args.target)
     names = []
     try:
@@ -108,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         written = write_reports(result_files, args.out)
         for path in written:
             if path.name in ("index.html",) or path.suffix == ".html":
-                console.print(f"report: {path}", highlight=False)
+                console.print(f"report: {path}", highlight=False, soft_wrap=True)
     console.print(f"wall time {time.monotonic() - started:.1f} s", highlight=False)
     return status
 
