@@ -1,0 +1,105 @@
+"""wsgaps adapter for the websockets asyncio server (``websockets.asyncio.server.serve``).
+
+Endpoints on ``--port``: ``/echo`` (every message back, same type) and ``/chat`` (the seed's
+chat: acknowledgement, structured errors).  ``/subprotocols`` is a second ``serve()`` on
+``--subprotocols-port`` with ``subprotocols=[...]``: websockets applies that option to every
+path of a server and then refuses handshakes without a shared subprotocol (HTTP 400), so it
+cannot share a server with ``echo``, which must work without one.
+
+Keepalive is the library's own (``ping_interval``/``ping_timeout``); ``close_timeout`` is
+shortened so that a shutdown with peers that never answer the Close ends within the harness's
+grace period.  SIGTERM leaves the
+``serve()`` context, whose exit is ``Server.close()``: the library closes every connection
+with 1001 (the shutdown pattern of the websockets deployment docs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.server import Request, Response, ServerConnection, serve
+
+SUBPROTOCOLS = ["wsgaps.v2", "wsgaps.v1"]
+CHAT_FIELDS = ("user", "message", "room")
+
+
+async def echo(connection: ServerConnection) -> None:
+    async for message in connection:  # str for text, bytes for binary
+        await connection.send(message)
+
+
+def chat_error(message: str | bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return {"error": {"code": "invalid_json", "message": "message is not valid JSON"}}
+    if not isinstance(data, dict):
+        return {"error": {"code": "invalid_message", "message": "message must be a JSON object"}}
+    missing = [name for name in CHAT_FIELDS if not isinstance(data.get(name), str)]
+    if missing:
+        return {"error": {"code": "missing_field",
+                          "message": f"missing or non-string field(s): {', '.join(missing)}"}}
+    return None
+
+
+async def chat(connection: ServerConnection) -> None:
+    async for message in connection:
+        error = chat_error(message)
+        if error is not None:
+            await connection.send(json.dumps(error))
+            continue
+        data = json.loads(message)
+        await connection.send(json.dumps({"status": "received", "user": data["user"],
+                                          "room": data["room"], "message": data["message"]}))
+
+
+ROUTES = {"/echo": echo, "/chat": chat}
+
+
+def only(paths: set[str]) -> Callable[[ServerConnection, Request], Response | None]:
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?")[0] not in paths:
+            return connection.respond(404, "no such endpoint\n")
+        return None
+
+    return process_request
+
+
+async def main_handler(connection: ServerConnection) -> None:
+    assert connection.request is not None
+    await ROUTES[connection.request.path.split("?")[0]](connection)
+
+
+async def main(port: int, subprotocols_port: int, interval: float, timeout: float,
+               close_timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+    loop.add_signal_handler(signal.SIGINT, stop.set_result, None)
+    keepalive = {"ping_interval": interval, "ping_timeout": timeout,
+                 "close_timeout": close_timeout}
+    async with (
+        serve(main_handler, "127.0.0.1", port, process_request=only(set(ROUTES)),
+              **keepalive),
+        serve(echo, "127.0.0.1", subprotocols_port, process_request=only({"/subprotocols"}),
+              subprotocols=SUBPROTOCOLS, **keepalive),
+    ):
+        print(f"websockets adapter on 127.0.0.1:{port} and :{subprotocols_port}", flush=True)
+        await stop
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--subprotocols-port", type=int, required=True)
+    parser.add_argument("--ping-interval", type=float, default=1.0)
+    parser.add_argument("--ping-timeout", type=float, default=1.0)
+    parser.add_argument("--close-timeout", type=float, default=2.0)
+    args = parser.parse_args()
+    asyncio.run(main(args.port, args.subprotocols_port, args.ping_interval, args.ping_timeout,
+                     args.close_timeout))
