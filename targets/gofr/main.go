@@ -1,0 +1,111 @@
+// wsgaps built-in target: a GoFr app (gofr.dev, version pinned in go.mod and go.sum).
+//
+// Only GoFr's public API, as its docs show it (docs/advanced-guide/websocket):
+// app.WebSocket routes whose handlers Bind the next message and return the answer, and
+// one upgrader built with websocket.NewWSUpgrader options, installed with
+// app.OverrideWebsocketUpgrader.  GoFr writes every handler result back as a text message
+// (pkg/gofr/websocket.go handleWebSocketConnection); the handlers here add nothing to that.
+//
+//	/echo          the message back (GoFr's handler loop decides the opcode)
+//	/subprotocols  the same handler; the upgrader offers wsgaps.v2 and wsgaps.v1
+//	/chat          the seed's chat: an acknowledgement to the sender (no fan-out: GoFr gives
+//	               handlers no access to other connections), GoFr's own error path on bad input
+//
+// `gofr-wsgaps --version` prints the linked versions and exits.
+//
+// Ports, telemetry and shutdown come from GoFr's config (environment or configs/.env):
+// HTTP_PORT, METRICS_PORT, GOFR_TELEMETRY, SHUTDOWN_GRACE_PERIOD.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"gofr.dev/pkg/gofr"
+	gofrHTTP "gofr.dev/pkg/gofr/http"
+	"gofr.dev/pkg/gofr/version"
+	"gofr.dev/pkg/gofr/websocket"
+)
+
+// ChatMessage is the seed's chat message.
+type ChatMessage struct {
+	User    string `json:"user"`
+	Message string `json:"message"`
+	Room    string `json:"room"`
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "--version" {
+		printVersion()
+		return
+	}
+
+	app := gofr.New()
+
+	app.OverrideWebsocketUpgrader(websocket.NewWSUpgrader(
+		websocket.WithSubprotocols("wsgaps.v2", "wsgaps.v1"),
+		websocket.WithCompression(),
+	))
+
+	app.WebSocket("/echo", echo)
+	app.WebSocket("/subprotocols", echo)
+	app.WebSocket("/chat", chat)
+
+	app.Run()
+}
+
+// printVersion prints the versions linked into this binary (for target.toml's version).
+func printVersion() {
+	gorilla := "unknown"
+
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if dep.Path == "github.com/gorilla/websocket" {
+				gorilla = dep.Version
+			}
+		}
+	}
+
+	fmt.Printf("gofr.dev %s (github.com/gorilla/websocket %s, %s)\n", version.Framework, gorilla, runtime.Version())
+}
+
+func echo(ctx *gofr.Context) (any, error) {
+	var message string
+
+	if err := ctx.Bind(&message); err != nil {
+		return nil, err
+	}
+
+	return message, nil
+}
+
+func chat(ctx *gofr.Context) (any, error) {
+	var msg ChatMessage
+
+	if err := ctx.Bind(&msg); err != nil {
+		return nil, err
+	}
+
+	var missing []string
+
+	for _, field := range [][2]string{{"user", msg.User}, {"message", msg.Message}, {"room", msg.Room}} {
+		if field[1] == "" {
+			missing = append(missing, field[0])
+		}
+	}
+
+	if len(missing) > 0 {
+		return nil, gofrHTTP.ErrorMissingParam{Params: missing}
+	}
+
+	return map[string]any{
+		"status":  "received",
+		"user":    msg.User,
+		"message": msg.Message,
+		"room":    msg.Room,
+		"time":    time.Now().UTC().Format(time.RFC3339Nano),
+	}, nil
+}
