@@ -1,0 +1,81 @@
+"""wsgaps adapter for tornado's ``tornado.websocket.WebSocketHandler``.
+
+Endpoints: ``/echo`` (every message back, same type), ``/subprotocols`` (the same, with
+``select_subprotocol`` overridden, tornado's hook for negotiation) and ``/chat`` (the seed's
+chat: acknowledgement and structured errors).  Keepalive is tornado's own application
+settings ``websocket_ping_interval`` / ``websocket_ping_timeout`` (off by default);
+permessage-deflate is switched on with ``get_compression_options`` (off by default).
+SIGTERM keeps Python's default action (the process ends; tornado installs no handler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from typing import Any
+
+from tornado.web import Application
+from tornado.websocket import WebSocketHandler
+
+SUBPROTOCOLS = ("wsgaps.v2", "wsgaps.v1")
+CHAT_FIELDS = ("user", "message", "room")
+
+
+class EchoHandler(WebSocketHandler):
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {}  # permessage-deflate with tornado's defaults; None (the default) is off
+
+    async def on_message(self, message: str | bytes) -> None:
+        await self.write_message(message, binary=isinstance(message, bytes))
+
+
+class SubprotocolsHandler(EchoHandler):
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return next((p for p in SUBPROTOCOLS if p in subprotocols), None)
+
+
+def chat_error(message: str | bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return {"error": {"code": "invalid_json", "message": "message is not valid JSON"}}
+    if not isinstance(data, dict):
+        return {"error": {"code": "invalid_message", "message": "message must be a JSON object"}}
+    missing = [name for name in CHAT_FIELDS if not isinstance(data.get(name), str)]
+    if missing:
+        return {"error": {"code": "missing_field",
+                          "message": f"missing or non-string field(s): {', '.join(missing)}"}}
+    return None
+
+
+class ChatHandler(WebSocketHandler):
+    async def on_message(self, message: str | bytes) -> None:
+        error = chat_error(message)
+        if error is not None:
+            await self.write_message(json.dumps(error))
+            return
+        data = json.loads(message)
+        await self.write_message(json.dumps({"status": "received", "user": data["user"],
+                                             "room": data["room"], "message": data["message"]}))
+
+
+async def main(port: int, interval: float, timeout: float) -> None:
+    app = Application(
+        [(r"/echo", EchoHandler), (r"/subprotocols", SubprotocolsHandler),
+         (r"/chat", ChatHandler)],
+        websocket_ping_interval=interval,
+        websocket_ping_timeout=timeout,
+    )
+    app.listen(port, address="127.0.0.1")
+    print(f"tornado adapter on 127.0.0.1:{port}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--ping-interval", type=float, default=1.0)
+    parser.add_argument("--ping-timeout", type=float, default=1.0)
+    args = parser.parse_args()
+    asyncio.run(main(args.port, args.ping_interval, args.ping_timeout))
