@@ -185,7 +185,9 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0) -> str:
         raise TargetSkipped(f"build could not start: {exc}") from None
     if done.returncode != 0:
         tail = done.stdout[-BUILD_TAIL:].decode("utf-8", "replace")
-        raise TargetSkipped(f"build failed with exit status {done.returncode}\n{tail}")
+        last = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")
+        raise TargetSkipped(
+            f"build failed with exit status {done.returncode}: {last[:300]}\n{tail}")
     stamp_path.parent.mkdir(exist_ok=True)
     stamp_path.write_text(stamp)
     return "built"

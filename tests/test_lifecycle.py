@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -190,3 +191,34 @@ def test_no_orphan_when_pytest_is_interrupted(tmp_path: Path, sig: int) -> None:
     data = json.loads(results.read_text())
     assert data["gaps"][0]["status"] == "pass"
     assert len(data["gaps"]) == 14
+
+
+def test_build_is_cached_and_a_failed_build_skips(tmp_path: Path) -> None:
+    from gaps.targets import TargetSkipped, run_build
+
+    folder = tmp_path / "t"
+    folder.mkdir()
+    (folder / "input.txt").write_text("v1")
+    (folder / "target.toml").write_text("""
+name = "built"
+[build]
+command = ["{python}", "-c", "open('out.bin', 'w').write('x')"]
+inputs = ["input.txt"]
+outputs = ["out.bin"]
+[start]
+command = ["{python}", "-m", "gaps.reference", "--port", "{port}"]
+[endpoints.echo]
+path = "/echo"
+""")
+    manifest = load_manifest(folder / "target.toml")
+    assert run_build(manifest) == "built"
+    assert run_build(manifest) == "cached"
+    (folder / "input.txt").write_text("v2")
+    assert run_build(manifest) == "built"
+    (folder / "out.bin").unlink()
+    assert run_build(manifest) == "built"
+    failing = load_manifest(folder / "target.toml")
+    failing.build = dataclasses.replace(
+        manifest.build, argv=("{python}", "-c", "import sys; print('403 Forbidden'); sys.exit(3)"))
+    with pytest.raises(TargetSkipped, match="exit status 3: 403 Forbidden"):
+        run_build(failing)
