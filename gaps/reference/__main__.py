@@ -1,11 +1,14 @@
-"""``python -m gaps.reference --port N [--without LIST] [--profile seed]``."""
+"""``python -m gaps.reference --port N [--without LIST] [--profile seed] [--defect LIST]``.
+
+``--defect`` switches on deliberately defective modes, for the harness's own tests only.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
-from gaps.reference.config import CAPABILITIES, PROFILES, Config
+from gaps.reference.config import CAPABILITIES, DEFECTS, PROFILES, Config
 from gaps.reference.server import run
 
 
@@ -18,6 +21,15 @@ def capability_list(text: str) -> set[str]:
     return names
 
 
+def defect_list(text: str) -> set[str]:
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = names - set(DEFECTS)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown defect {', '.join(sorted(unknown))} (known: {', '.join(DEFECTS)})")
+    return names
+
+
 def parse_args(argv: list[str] | None = None) -> Config:
     parser = argparse.ArgumentParser(prog="python -m gaps.reference", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -27,6 +39,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--without", type=capability_list, action="append", default=[],
                         metavar="LIST",
                         help=f"capabilities to switch off: {', '.join(CAPABILITIES)}")
+    parser.add_argument("--defect", type=defect_list, action="append", default=[],
+                        metavar="LIST",
+                        help="TESTS ONLY: deliberately defective modes: "
+                             + "; ".join(f"{k}: {v}" for k, v in DEFECTS.items()))
     parser.add_argument("--ping-interval", type=float, default=1.0, metavar="S")
     parser.add_argument("--ping-timeout", type=float, default=1.0, metavar="S",
                         help="0: send Pings but never close a silent peer")
@@ -34,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     args = parser.parse_args(argv)
     return Config(
         port=args.port, host=args.host, profile=args.profile,
-        without=set().union(*args.without), ping_interval=args.ping_interval,
+        without=set().union(*args.without), defects=set().union(*args.defect),
+        ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout or None, max_message_size=args.max_message_size,
     )
 

@@ -1,11 +1,37 @@
-"""Reference server configuration: which capabilities are on, and their timers and sizes."""
+"""Reference server configuration: which capabilities are on, and their timers and sizes.
+
+``defects`` name deliberately defective modes (``gaps.reference.defects``) that the harness's
+own tests switch on to show that a check can fail; a normal run has none.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CAPABILITIES = ("heartbeat", "app-errors")
+CAPABILITIES = ("heartbeat", "app-errors", "subprotocols")
 PROFILES = ("full", "seed")
+
+# Offered on /subprotocols, most preferred first (the target manifest lists the same names).
+SUBPROTOCOLS = ("wsgaps.v2", "wsgaps.v1")
+
+# Deliberately defective modes, for tests only; each one makes at least one check fail.
+DEFECTS = {
+    # message types: the echo endpoints stop being a faithful echo
+    "text-unsupported": "text messages are answered with Close 1003, like a binary-only stack",
+    "binary-unsupported": "binary messages are answered with Close 1003, like a text-only stack",
+    "binary-as-text": "binary messages are echoed in Text frames",
+    "drop-empty": "empty messages are not echoed",
+    "no-fragments": "a fragmented message is answered with Close 1003",
+    # control frames and the closing handshake
+    "pong-payload": "Pings are answered with a Pong carrying another payload",
+    "no-close-reply": "no Close frame is ever sent; a client Close gets a bare TCP close",
+    "close-code-1005": "every Close frame sent carries code 1005 on the wire",
+    "close-linger": "after the closing handshake the TCP connection is left open",
+    # subprotocol negotiation on /subprotocols
+    "unoffered-subprotocol": "any offer gets the preferred protocol, offered or not",
+    "echo-any-subprotocol": "the first offered protocol is accepted, supported or not",
+    "subprotocol-without-offer": "a handshake without an offer still gets a protocol",
+}
 
 
 @dataclass
@@ -14,6 +40,7 @@ class Config:
     host: str = "127.0.0.1"
     profile: str = "full"
     without: set[str] = field(default_factory=set)
+    defects: set[str] = field(default_factory=set)
     ping_interval: float = 1.0
     ping_timeout: float | None = 1.0  # None: Pings are sent but silent peers are never reaped
     max_message_size: int = 8 * 1024 * 1024
@@ -22,3 +49,8 @@ class Config:
         if capability not in CAPABILITIES:
             raise KeyError(f"unknown capability {capability!r}")
         return self.profile != "seed" and capability not in self.without
+
+    def defective(self, defect: str) -> bool:
+        if defect not in DEFECTS:
+            raise KeyError(f"unknown defect {defect!r}")
+        return defect in self.defects

@@ -1,10 +1,49 @@
-"""The ``echo`` contract endpoint: every message back unchanged, with the same opcode."""
+"""The ``echo`` contract endpoint: every message back unchanged, with the same opcode.
+
+``make_echo`` returns the plain echo unless a message-type defect is switched on (tests
+only, see ``gaps.reference.defects``); ``/echo`` and ``/subprotocols`` both use it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import CloseCode
+
+from gaps.reference.config import Config
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+MESSAGE_DEFECTS = ("text-unsupported", "binary-unsupported", "binary-as-text", "drop-empty")
 
 
 async def echo(connection: ServerConnection) -> None:
     async for message in connection:
         await connection.send(message)
+
+
+def make_echo(config: Config) -> Handler:
+    """The echo handler for ``config``: faithful, or with its message-type defects."""
+    if not any(config.defective(name) for name in MESSAGE_DEFECTS):
+        return echo
+
+    # DELIBERATELY DEFECTIVE (tests only): each branch breaks the echo contract one way.
+    async def defective_echo(connection: ServerConnection) -> None:
+        async for message in connection:
+            is_text = isinstance(message, str)
+            if is_text and config.defective("text-unsupported"):
+                await connection.close(CloseCode.UNSUPPORTED_DATA, "text is not supported")
+                return
+            if not is_text and config.defective("binary-unsupported"):
+                await connection.close(CloseCode.UNSUPPORTED_DATA, "binary is not supported")
+                return
+            if len(message) == 0 and config.defective("drop-empty"):
+                continue
+            if not is_text and config.defective("binary-as-text"):
+                # text=True puts the bytes in a Text frame unchecked, invalid UTF-8 and all.
+                await connection.send(message, text=True)
+                continue
+            await connection.send(message)
+
+    return defective_echo

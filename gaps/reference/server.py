@@ -11,15 +11,21 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from gaps.reference.config import Config
-from gaps.reference.echo import echo
+from gaps.reference.defects import serve_options
+from gaps.reference.echo import make_echo
 from gaps.reference.heartbeat import keepalive_options
 from gaps.reference.seed import make_chat, seed_echo
+from gaps.reference.subprotocols import PATH as SUBPROTOCOLS_PATH
+from gaps.reference.subprotocols import make_selector
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
 def routes(config: Config) -> dict[str, Handler]:
-    return {"/echo": echo, "/ws": seed_echo, "/chat": make_chat(config)}
+    echo = make_echo(config)
+    # /subprotocols is an echo too; only its handshake differs (see subprotocols.py).
+    return {"/echo": echo, "/ws": seed_echo, "/chat": make_chat(config),
+            SUBPROTOCOLS_PATH: echo}
 
 
 async def run(config: Config) -> None:
@@ -40,9 +46,11 @@ async def run(config: Config) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
     async with serve(
         dispatch, config.host, config.port, max_size=config.max_message_size,
-        **keepalive_options(config),
+        select_subprotocol=make_selector(config),
+        **keepalive_options(config), **serve_options(config),
     ):
         print(f"wsgaps reference listening on ws://{config.host}:{config.port} "
-              f"(profile {config.profile}, without {sorted(config.without) or 'nothing'})",
+              f"(profile {config.profile}, without {sorted(config.without) or 'nothing'}"
+              + (f", DEFECTS {sorted(config.defects)}" if config.defects else "") + ")",
               flush=True)
         await stop

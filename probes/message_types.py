@@ -1,0 +1,337 @@
+"""Gap 3, message types: do text, binary, empty, large and fragmented messages travel intact,
+and do Ping and Close follow RFC 6455?
+
+Every check runs on ``echo`` (every message back unchanged, same opcode) with a client that
+answers the target's Pings (``auto_pong``), so a short keepalive never closes it mid-check.
+
+Checks and verdicts:
+
+- ``text`` [capability]: one Text message mixing 1-, 2-, 3- and 4-byte UTF-8 sequences must
+  come back as one Text message with identical bytes.
+- ``binary`` [capability]: one Binary message holding bytes that are never valid UTF-8
+  (0xFF, an overlong form, a surrogate, a lone continuation byte, all 256 byte values and
+  seeded random bytes) must come back as Binary, identical.  Manifest ``absent.binary``
+  makes it a declared fail.
+- ``empty`` [capability]: an empty Text message, followed by a marker message, must come
+  back as an empty Text message before the marker; the marker coming back first means the
+  empty one was dropped, so this fails at once instead of waiting out the echo wait.
+- ``large`` [capability]: a Binary message of 1 MiB, or of the declared maximum when the
+  ``max_message_size`` hint is smaller (``min`` of the two), of seeded random bytes must
+  come back identical (compared by SHA-256).
+- ``fragmented`` [capability]: one Text message sent as three frames (TEXT fin=0, CONT
+  fin=0, CONT fin=1, each fragment valid UTF-8 on its own) must come back as one Text
+  message equal to the three fragments joined, in any number of frames.  Manifest
+  ``absent.fragmentation`` makes it a declared fail.
+- ``ping-pong`` [conformance]: Pings with payloads of 0, 11, 16 and 125 bytes (the last
+  seeded random, including bytes that are not UTF-8), one at a time, each must get a Pong
+  with the identical payload: RFC 6455 5.5.2 ("MUST send a Pong frame in response") and
+  5.5.3 ("identical Application data").  A Pong with another payload before the matching one
+  is tolerated as unsolicited (5.5.3 allows those) and recorded; if no matching Pong follows
+  within ``MISMATCH_GRACE`` the check fails.
+- ``close-handshake`` [conformance]: the client sends Close 1000.  Pass: a Close frame comes
+  back and the TCP connection ends within the wait.  Fail: no Close frame (5.5.1: the
+  endpoint "MUST send a Close frame in response"), also when TCP simply ends; TCP still open
+  after the Close reply (5.5.1: "The server MUST close the underlying TCP connection
+  immediately"); a reply with code 1005, 1006 or 1015 (7.4.1: these "MUST NOT be set as a
+  status code in a Close control frame"), with a code outside 1000-4999 (7.4.2), with a
+  one-byte body (5.5.1: a body starts with a two-byte code) or with a reason that is not
+  UTF-8 (5.5.1).  Echoing the client's code is typical, not required (5.5.1), so any other
+  valid code, or an empty body, passes and is named in the summary.
+
+No check here has a ``non-strict`` verdict: the capability checks test the echo contract,
+and the conformance rules they apply are MUSTs, so there is no SHOULD to miss.
+
+Waits (each scaled by ``--gaps-time-scale``; no hint shortens them, since finishing early
+only needs the echo or Pong to arrive, and they end as soon as it does):
+
+- ``ECHO_WAIT`` = 10 s for each echo of text, binary, empty and fragmented messages.
+- ``LARGE_WAIT`` = 30 s for the large echo (1 MiB each way, slow links included); the
+  ``max_message_size`` hint changes the size sent, not the wait.
+- ``PONG_WAIT`` = 5 s per Ping; after a Pong with another payload at most
+  ``MISMATCH_GRACE`` = 1 s more for the matching one.
+- ``CLOSE_WAIT`` = 10 s for the Close reply and the end of TCP after the client's Close.
+
+Everything the target sends is recorded (``WireClient.evidence``) and only shown bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+
+from gaps.plugin import probe_test
+from gaps.probe import Outcome, ProbeContext, check, failed, passed
+from gaps.wire.client import ClosedError, Message, WireClient
+from gaps.wire.frames import Opcode, opcode_name, parse_close
+
+GAP = "message-types"
+pytestmark = pytest.mark.gaps
+
+ECHO_WAIT = 10.0
+LARGE_WAIT = 30.0
+PONG_WAIT = 5.0
+MISMATCH_GRACE = 1.0
+CLOSE_WAIT = 10.0
+
+LARGE_SIZE = 1024 * 1024
+SHOWN = 80  # bytes of a payload quoted in a summary
+
+# One character of each UTF-8 length: 1 byte (ASCII), 2 (é ß Ω), 3 (€ 日本語), 4 (🚀 𝄞).
+TEXT = "wsgaps: ascii, é ß Ω, € 日本語, 🚀 𝄞 (1- to 4-byte UTF-8)"
+NOT_UTF8 = (
+    b"\xff\xfe\xfd"  # bytes that never occur in UTF-8
+    + b"\xc0\xaf"  # overlong encoding of '/'
+    + b"\xed\xa0\x80"  # UTF-16 surrogate U+D800
+    + b"\x80"  # continuation byte without a lead
+    + bytes(range(256))
+)
+FRAGMENTS = ("wsgaps fragment 1/3 ", "· fragment 2/3 é ", "· fragment 3/3 🚀")
+CLOSE_REASON = "wsgaps: closing handshake"
+RESERVED_CODES = {1005: "no status received", 1006: "abnormal closure", 1015: "TLS handshake"}
+
+
+def _show(data: bytes) -> str:
+    """A bounded, printable quote of bytes the target sent (untrusted)."""
+    text = repr(data[:SHOWN])
+    return text + ("..." if len(data) > SHOWN else "")
+
+
+async def _receive(client: WireClient, wait: float, max_size: int) -> Message | str:
+    """The next data message, or why there was none (timeout, Close frame, TCP end)."""
+    try:
+        return await client.recv_message(wait, max_size=max_size)
+    except TimeoutError:
+        return f"no echo within {wait:.1f} s"
+    except ClosedError as exc:
+        return str(exc)
+
+
+def _judge_echo(what: str, opcode: Opcode, sent: bytes, got: Message | str,
+                client: WireClient, **extra: object) -> Outcome:
+    """Pass when ``got`` is ``sent`` with the same opcode; otherwise say what differed."""
+    evidence = {"sent_opcode": opcode.name, "sent_length": len(sent), **extra,
+                **client.evidence()}
+    if isinstance(got, str):
+        return failed(f"{what}: {got}", **evidence)
+    got_name = opcode_name(got.opcode)
+    evidence.update(echo_opcode=got_name, echo_length=len(got.data),
+                    echo_frames=len(got.frames))
+    if got.opcode != opcode:
+        return failed(f"{what} came back as {got_name}, not {opcode.name}", **evidence)
+    if got.data != sent:
+        return failed(f"{what} came back altered ({len(got.data)} bytes: {_show(got.data)})",
+                      **evidence)
+    return passed(f"{what} came back as {got_name}, identical", **evidence)
+
+
+@check("message-types.text", budget=ECHO_WAIT + 20)
+async def text(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(ECHO_WAIT)
+    client = await ctx.connect("echo", auto_pong=True)
+    payload = TEXT.encode()
+    await client.send_text(payload)
+    got = await _receive(client, wait, 4 * len(payload))
+    return _judge_echo(f"a {len(payload)}-byte text message of 1- to 4-byte UTF-8",
+                       Opcode.TEXT, payload, got, client, wait=wait)
+
+
+@check("message-types.binary", absent="binary", budget=ECHO_WAIT + 20)
+async def binary(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(ECHO_WAIT)
+    client = await ctx.connect("echo", auto_pong=True)
+    payload = NOT_UTF8 + ctx.rng.randbytes(256)
+    await client.send_binary(payload)
+    got = await _receive(client, wait, 4 * len(payload))
+    return _judge_echo(f"a {len(payload)}-byte binary message that is not UTF-8",
+                       Opcode.BINARY, payload, got, client, wait=wait, seed=ctx.seed)
+
+
+@check("message-types.empty", budget=ECHO_WAIT + 20)
+async def empty(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(ECHO_WAIT)
+    client = await ctx.connect("echo", auto_pong=True)
+    marker = b"wsgaps: the message after the empty one"
+    await client.send_text(b"")
+    await client.send_text(marker)
+    got = await _receive(client, wait, 4 * len(marker))
+    if isinstance(got, Message) and got.data == marker:
+        # Echo keeps order, so the marker first means the empty message was dropped.
+        return failed("the empty text message was not echoed: the message sent after it "
+                      "came back first", sent_opcode="TEXT", wait=wait, **client.evidence())
+    return _judge_echo("an empty text message", Opcode.TEXT, b"", got, client, wait=wait)
+
+
+@check("message-types.large", budget=LARGE_WAIT + 30)
+async def large(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(LARGE_WAIT)
+    declared = ctx.hint("max_message_size")
+    size = min(LARGE_SIZE, int(declared)) if declared else LARGE_SIZE
+    client = await ctx.connect("echo", auto_pong=True)
+    payload = ctx.rng.randbytes(size)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await client.send_binary(payload)
+    got = await _receive(client, wait, 2 * size + 1024)
+    elapsed = loop.time() - started
+    facts: dict[str, object] = {
+        "size": size, "declared_max": declared, "seed": ctx.seed, "wait": wait,
+        "round_trip_s": round(elapsed, 3),
+        "sent_sha256": hashlib.sha256(payload).hexdigest()[:16],
+    }
+    if isinstance(got, Message):
+        facts["echo_sha256"] = hashlib.sha256(got.data).hexdigest()[:16]
+    limit = f"declared maximum {int(declared)}" if declared else "no declared maximum"
+    what = f"a {size}-byte binary message ({limit})"
+    if isinstance(got, Message) and got.opcode == Opcode.BINARY and got.data != payload:
+        # Do not quote a megabyte: say where the echo first differs.
+        first = next((i for i, (a, b) in enumerate(zip(got.data, payload, strict=False))
+                      if a != b), min(len(got.data), len(payload)))
+        return failed(f"{what} came back altered: {len(got.data)} bytes, first difference "
+                      f"at byte {first}", **facts, **client.evidence())
+    outcome = _judge_echo(what, Opcode.BINARY, payload, got, client, **facts)
+    if outcome.verdict.passed:
+        outcome.summary += f" after {elapsed:.2f} s"
+    return outcome
+
+
+@check("message-types.fragmented", absent="fragmentation", budget=ECHO_WAIT + 20)
+async def fragmented(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(ECHO_WAIT)
+    client = await ctx.connect("echo", auto_pong=True)
+    parts = [p.encode() for p in FRAGMENTS]
+    await client.send_frame(Opcode.TEXT, parts[0], fin=False)
+    await client.send_frame(Opcode.CONT, parts[1], fin=False)
+    await client.send_frame(Opcode.CONT, parts[2], fin=True)
+    whole = b"".join(parts)
+    got = await _receive(client, wait, 4 * len(whole))
+    outcome = _judge_echo("a text message sent in 3 fragments (TEXT, CONT, CONT)",
+                          Opcode.TEXT, whole, got, client, wait=wait)
+    if outcome.verdict.passed and isinstance(got, Message):
+        outcome.summary += f" as one message in {len(got.frames)} frame(s)"
+    return outcome
+
+
+async def _await_pong(client: WireClient, payload: bytes, wait: float,
+                      grace: float) -> tuple[float | None, list[bytes], str]:
+    """Wait for the Pong matching ``payload``: (latency or None, other Pongs, problem)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + wait
+    others: list[bytes] = []
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            frame = await client.recv(remaining)
+        except TimeoutError:
+            break
+        except ClosedError as exc:
+            return None, others, str(exc)
+        if frame.opcode == Opcode.CLOSE:
+            code, reason = parse_close(frame.payload)
+            return None, others, f"Close frame {code} {reason[:120]!r} instead of a Pong"
+        if frame.opcode != Opcode.PONG:
+            continue  # data and the target's own Pings are not the answer
+        if frame.payload == payload:
+            return loop.time() - started, others, ""
+        # Possibly unsolicited (5.5.3): allow a short grace for the real answer.
+        others.append(frame.payload)
+        deadline = min(deadline, loop.time() + grace)
+    if others:
+        return None, others, (f"answered by a Pong with another payload "
+                              f"({len(others[0])} bytes: {_show(others[0])})")
+    return None, others, "no Pong"
+
+
+@check("message-types.ping-pong", budget=4 * (PONG_WAIT + MISMATCH_GRACE) + 20)
+async def ping_pong(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(PONG_WAIT)
+    grace = ctx.scaled(MISMATCH_GRACE)
+    client = await ctx.connect("echo", auto_pong=True)
+    payloads = [b"", b"wsgaps-ping", "ping é 🚀 ∑".encode(), ctx.rng.randbytes(125)]
+    answered: list[dict[str, object]] = []
+    for payload in payloads:
+        await client.ping(payload)
+        latency, others, problem = await _await_pong(client, payload, wait, grace)
+        record: dict[str, object] = {"ping_length": len(payload),
+                                     "unsolicited_pongs": len(others)}
+        if latency is None:
+            rule = ("RFC 6455 5.5.3: a Pong answering a Ping carries identical data"
+                    if others else "RFC 6455 5.5.2: a Ping MUST be answered with a Pong")
+            when = "" if others else f" within {wait:.1f} s"
+            return failed(f"Ping of {len(payload)} bytes: {problem}{when} ({rule})",
+                          wait=wait, seed=ctx.seed, answered=answered,
+                          other_pong_payloads=[o[:125].hex() for o in others[:5]],
+                          **client.evidence())
+        record["latency_ms"] = round(latency * 1000, 2)
+        answered.append(record)
+    sizes = ", ".join(str(len(p)) for p in payloads)
+    return passed(f"{len(payloads)} Pings ({sizes} bytes), one at a time, each answered by a "
+                  "Pong with the identical payload", wait=wait, seed=ctx.seed,
+                  answered=answered, **client.evidence())
+
+
+def _close_body_problem(payload: bytes) -> str:
+    """Why a Close frame body breaks RFC 6455, or "" when it is valid."""
+    if len(payload) == 1:
+        return "a one-byte Close body (RFC 6455 5.5.1: a body starts with a two-byte code)"
+    code, reason = parse_close(payload)
+    if code is None:
+        return ""
+    if code in RESERVED_CODES:
+        return (f"code {code} ({RESERVED_CODES[code]}) on the wire: RFC 6455 7.4.1 says it "
+                "MUST NOT be set as a status code in a Close frame")
+    if not 1000 <= code <= 4999:
+        return f"code {code}, outside the ranges of RFC 6455 7.4.2 (1000-4999)"
+    try:
+        reason.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"a close reason that is not UTF-8 ({_show(reason)}; RFC 6455 5.5.1)"
+    return ""
+
+
+@check("message-types.close-handshake", budget=CLOSE_WAIT + 20)
+async def close_handshake(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(CLOSE_WAIT)
+    client = await ctx.connect("echo", auto_pong=True)
+    loop = asyncio.get_running_loop()
+    sent_at = loop.time() - client.opened_at
+    await client.close(1000, CLOSE_REASON)
+    ended = await client.wait_closed(wait)
+    evidence = {"wait": wait, "close_sent_at": round(sent_at, 3), **client.evidence()}
+    frame = client.close_frame
+    if frame is None:
+        if ended:
+            return failed(f"TCP closed {client.eof_at - sent_at:.2f} s after the client's Close "
+                          "without a Close frame (RFC 6455 5.5.1: the endpoint MUST send a "
+                          "Close frame in response)", **evidence)
+        return failed(f"no Close frame and TCP still open {wait:.1f} s after the client's "
+                      "Close (RFC 6455 5.5.1)", **evidence)
+    assert client.close_at is not None
+    reply_after = client.close_at - sent_at
+    problem = _close_body_problem(frame.payload)
+    if problem:
+        return failed(f"the Close reply carries {problem}", **evidence)
+    if not ended:
+        return failed(f"Close reply after {reply_after:.2f} s, but TCP still open {wait:.1f} s "
+                      "after the client's Close (RFC 6455 5.5.1: the server MUST close the "
+                      "TCP connection immediately)", **evidence)
+    code = client.close_code
+    if code is None:
+        how = "an empty Close (no code; allowed by RFC 6455 5.5.1)"
+    elif code == 1000:
+        how = "Close 1000, echoing the client's code"
+    else:
+        how = f"Close {code} (echoing 1000 is typical, not required: RFC 6455 5.5.1)"
+    assert client.eof_at is not None
+    return passed(f"client Close 1000 answered after {reply_after:.3f} s with {how}; TCP "
+                  f"ended {client.eof_at - sent_at:.3f} s after the client's Close", **evidence)
+
+
+test_text = probe_test(text)
+test_binary = probe_test(binary)
+test_empty = probe_test(empty)
+test_large = probe_test(large)
+test_fragmented = probe_test(fragmented)
+test_ping_pong = probe_test(ping_pong)
+test_close_handshake = probe_test(close_handshake)

@@ -1,0 +1,251 @@
+"""Gap 9, subprotocols: does the server negotiate Sec-WebSocket-Protocol, and only that way?
+
+Every check uses the target's ``subprotocols`` endpoint, never ``echo``: a stack with
+subprotocols configured may rightly refuse clients that offer none, and ``echo`` must not
+require one.  Without that endpoint every check is skipped (the runner does it).  The
+protocols the target supports are the manifest's ``endpoints.subprotocols.subprotocols``;
+the bogus protocol is ``wsgaps-bogus-<6 hex digits>`` from the check's seeded RNG, never one
+the manifest lists.
+
+Checks and verdicts:
+
+- ``selects-offered`` [capability]: offered ``[bogus, *supported]`` (bogus first, so that
+  picking the first offer blindly is caught), the 101 answer must carry exactly one
+  protocol that was offered and is supported, and the connection must then echo a message.
+  No header, a refusal, an unsupported or unoffered pick, or no echo fail.  Manifest
+  ``absent.subprotocols`` makes it a declared fail; a manifest listing no supported
+  protocol makes it skip (nothing to offer).
+- ``never-unoffered`` [conformance]: handshakes offering each supported protocol alone (up
+  to ``MAX_SINGLE``), all supported ones in reverse order, ``[bogus, *supported]``, the
+  bogus one alone, and nothing.  Any 101 whose Sec-WebSocket-Protocol is not exactly one of
+  that handshake's offers fails (RFC 6455 4.2.2: the server selects "one of the values" the
+  client sent, a single value; 4.1: a client MUST fail a connection whose server "has
+  indicated a subprotocol not requested by the client").  Refusals and unanswered
+  handshakes are evidence, not violations; if no handshake got any HTTP answer the check
+  fails, as the endpoint is then unusable.
+- ``refuses-bogus`` [conformance]: offered only the bogus protocol.
+- ``no-offer`` [conformance]: no Sec-WebSocket-Protocol header at all.
+
+  For these two: a 4xx refusal passes, and so does a 101 without Sec-WebSocket-Protocol
+  (4.2.2: the server may go on with no subprotocol).  A 101 with the header fails (the
+  server "accepts blindly", or answers what nobody offered).  A 5xx, any other status, or
+  no answer within the wait fails.  A TCP close without any HTTP answer is ``non-strict``:
+  the server did decline, which is what the check is about, but RFC 6455 4.2.2 expects an
+  HTTP error status when a server does not accept a handshake.
+
+Waits: ``HANDSHAKE_WAIT`` = 10 s for each handshake's answer and ``ECHO_WAIT`` = 10 s for
+the echo on the negotiated connection, scaled by ``--gaps-time-scale``.  No hint changes
+them (``handshake_timeout`` says when a server drops a stalled handshake, not how fast it
+answers a complete one), and a prompt answer ends each wait at once.
+
+Evidence: every handshake's offer and answer (status, bounded headers and body through
+``HandshakeResponse.evidence``) and the frames of the negotiated connection.  Header values
+from the target are quoted bounded (``SHOWN`` characters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from gaps.plugin import probe_test
+from gaps.probe import Outcome, ProbeContext, check, failed, non_strict, passed, skipped
+from gaps.wire.client import ClosedError, HandshakeRefused, open_handshake
+from gaps.wire.handshake import HandshakeError, HandshakeResponse
+
+GAP = "subprotocols"
+pytestmark = pytest.mark.gaps
+
+ENDPOINT = "subprotocols"
+HANDSHAKE_WAIT = 10.0
+ECHO_WAIT = 10.0
+MAX_SINGLE = 4  # supported protocols offered one by one in never-unoffered
+SHOWN = 100  # characters of a target's header value quoted in a summary
+HEADER = "Sec-WebSocket-Protocol"
+
+
+@dataclass
+class Answer:
+    """One handshake's offer and what came back: a response, or why none did."""
+
+    offer: list[str]
+    response: HandshakeResponse | None = None
+    problem: str = ""
+    dropped: bool = False  # TCP closed or reset without an HTTP answer
+
+    @property
+    def selected(self) -> list[str]:
+        """The protocol values of a 101 answer (empty for no header or no 101)."""
+        if self.response is None or self.response.status != 101:
+            return []
+        return self.response.values(HEADER)
+
+    def header(self) -> str:
+        raw = self.response.get(HEADER) if self.response is not None else None
+        return "" if raw is None else raw[:SHOWN]
+
+    def unoffered(self) -> bool:
+        """True when a 101 names anything but exactly one of the offered protocols."""
+        chosen = self.selected
+        if self.response is None or self.response.status != 101 or not self.header():
+            return False
+        return len(chosen) != 1 or chosen[0] not in self.offer
+
+    def evidence(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"offer": self.offer}
+        if self.response is not None:
+            facts.update(self.response.evidence())
+            facts["protocol"] = self.header() or None
+        else:
+            facts["problem"] = self.problem[:300]
+        return facts
+
+
+def _supported(ctx: ProbeContext) -> list[str]:
+    return list(ctx.manifest.endpoints[ENDPOINT].subprotocols)
+
+
+def _bogus(ctx: ProbeContext) -> str:
+    supported = set(_supported(ctx))
+    for _ in range(10):  # bounded: a clash with a listed name is already unlikely
+        name = f"wsgaps-bogus-{ctx.rng.randrange(16**6):06x}"
+        if name not in supported:
+            return name
+    raise RuntimeError("could not draw a bogus protocol name outside the supported list")
+
+
+def _offer_text(offer: list[str]) -> str:
+    return "[" + ", ".join(offer) + "]" if offer else "no offer"
+
+
+async def _handshake(ctx: ProbeContext, offer: list[str], wait: float) -> Answer:
+    """One raw handshake on the subprotocols endpoint offering ``offer``; never raises for
+    what the target does (timeouts and drops are recorded in the answer)."""
+    try:
+        response = await open_handshake(ctx.url(ENDPOINT), timeout=wait, subprotocols=offer)
+    except TimeoutError:
+        return Answer(offer, problem=f"no answer within {wait:.1f} s")
+    except HandshakeError as exc:
+        return Answer(offer, problem=f"no HTTP answer: {exc}", dropped=True)
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        return Answer(offer, problem=f"no HTTP answer: {type(exc).__name__}", dropped=True)
+    return Answer(offer, response)
+
+
+def judge_refusal(what: str, answer: Answer) -> Outcome:
+    """The verdict of refuses-bogus and no-offer on one answer (see the module docstring)."""
+    evidence = {"handshake": answer.evidence()}
+    response = answer.response
+    if response is None:
+        if answer.dropped:
+            return non_strict(f"{what}: declined by closing the connection without an HTTP "
+                              "answer (RFC 6455 4.2.2 expects an HTTP error status)", **evidence)
+        return failed(f"{what}: {answer.problem}", **evidence)
+    if response.status == 101:
+        if answer.header():
+            return failed(f"{what}: accepted with {HEADER}: {answer.header()!r}", **evidence)
+        return passed(f"{what}: accepted without a {HEADER} header", **evidence)
+    if 400 <= response.status < 500:
+        return passed(f"{what}: refused with HTTP {response.status}", **evidence)
+    return failed(f"{what}: answered HTTP {response.status}, neither a 4xx refusal nor a 101 "
+                  f"without {HEADER}", **evidence)
+
+
+@check("subprotocols.selects-offered", needs=(ENDPOINT,), absent="subprotocols",
+       budget=HANDSHAKE_WAIT + ECHO_WAIT + 20)
+async def selects_offered(ctx: ProbeContext) -> Outcome:
+    supported = _supported(ctx)
+    if not supported:
+        return skipped(f"the manifest lists no protocols in endpoints.{ENDPOINT}.subprotocols")
+    wait = ctx.wait(HANDSHAKE_WAIT)
+    echo_wait = ctx.wait(ECHO_WAIT, name="echo")
+    offer = [_bogus(ctx), *supported]
+    facts: dict[str, Any] = {"offer": offer, "supported": supported}
+    try:
+        client = await ctx.connect(ENDPOINT, timeout=HANDSHAKE_WAIT, subprotocols=offer,
+                                   auto_pong=True)
+    except HandshakeRefused as exc:
+        return failed(f"offer {_offer_text(offer)} refused with HTTP {exc.response.status}",
+                      handshake=exc.response.evidence(), **facts)
+    except TimeoutError:
+        return failed(f"offer {_offer_text(offer)}: no answer within {wait:.1f} s", **facts)
+    except (HandshakeError, ConnectionResetError) as exc:
+        return failed(f"offer {_offer_text(offer)}: {str(exc)[:300]}", **facts)
+    facts["handshake"] = client.response.evidence()
+    chosen = client.response.values(HEADER)
+    header = (client.subprotocol or "")[:SHOWN]
+    if not chosen:
+        return failed(f"offer {_offer_text(offer)} accepted without selecting a protocol "
+                      f"(no {HEADER} header)", **facts)
+    if len(chosen) != 1 or chosen[0] not in offer:
+        return failed(f"offer {_offer_text(offer)} answered with {header!r}, which was not "
+                      "offered (RFC 6455 4.2.2)", **facts)
+    if chosen[0] not in supported:
+        return failed(f"offer {_offer_text(offer)}: selected {header!r}, which the target "
+                      "does not support: accepted blindly", **facts)
+    message = f"wsgaps over {chosen[0]}".encode()
+    await client.send_text(message)
+    try:
+        echoed = await client.recv_message(echo_wait, max_size=4 * len(message))
+    except TimeoutError:
+        return failed(f"selected {chosen[0]!r}, but no echo within {echo_wait:.1f} s",
+                      **facts, **client.evidence())
+    except ClosedError as exc:
+        return failed(f"selected {chosen[0]!r}, but then {exc}", **facts, **client.evidence())
+    if echoed.data != message:
+        return failed(f"selected {chosen[0]!r}, but the echo differs", **facts,
+                      **client.evidence())
+    return passed(f"offer {_offer_text(offer)}: selected {chosen[0]!r}, a supported protocol "
+                  "that was offered; the connection echoes", selected=chosen[0], **facts,
+                  **client.evidence())
+
+
+@check("subprotocols.never-unoffered", needs=(ENDPOINT,),
+       budget=(MAX_SINGLE + 4) * HANDSHAKE_WAIT + 20)
+async def never_unoffered(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(HANDSHAKE_WAIT)
+    supported = _supported(ctx)
+    bogus = _bogus(ctx)
+    offers = [[name] for name in supported[:MAX_SINGLE]]
+    if len(supported) > 1:
+        offers.append(list(reversed(supported)))
+    offers += [[bogus, *supported], [bogus], []]
+    answers = [await _handshake(ctx, offer, wait) for offer in offers]
+    evidence = {"wait": wait, "handshakes": [a.evidence() for a in answers]}
+    bad = [a for a in answers if a.unoffered()]
+    if bad:
+        shown = "; ".join(f"{_offer_text(a.offer)} -> {a.header()!r}" for a in bad[:3])
+        return failed(f"{len(bad)} of {len(answers)} handshakes got a protocol that was not "
+                      f"offered: {shown} (RFC 6455 4.2.2, 4.1)", **evidence)
+    if all(a.response is None for a in answers):
+        return failed(f"none of {len(answers)} handshakes got an HTTP answer "
+                      f"({answers[-1].problem})", **evidence)
+    picks = [f"{_offer_text(a.offer)} -> "
+             + (repr(a.header()) if a.header() and a.response and a.response.status == 101
+                else (f"HTTP {a.response.status}" if a.response else "no answer"))
+             for a in answers]
+    return passed(f"{len(answers)} handshakes, none got a protocol it did not offer: "
+                  + "; ".join(picks), **evidence)
+
+
+@check("subprotocols.refuses-bogus", needs=(ENDPOINT,), budget=HANDSHAKE_WAIT + 20)
+async def refuses_bogus(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(HANDSHAKE_WAIT)
+    bogus = _bogus(ctx)
+    answer = await _handshake(ctx, [bogus], wait)
+    return judge_refusal(f"offer [{bogus}] (unsupported only)", answer)
+
+
+@check("subprotocols.no-offer", needs=(ENDPOINT,), budget=HANDSHAKE_WAIT + 20)
+async def no_offer(ctx: ProbeContext) -> Outcome:
+    wait = ctx.wait(HANDSHAKE_WAIT)
+    answer = await _handshake(ctx, [], wait)
+    return judge_refusal("no offer", answer)
+
+
+test_selects_offered = probe_test(selects_offered)
+test_never_unoffered = probe_test(never_unoffered)
+test_refuses_bogus = probe_test(refuses_bogus)
+test_no_offer = probe_test(no_offer)

@@ -1,0 +1,169 @@
+"""Each message-types check tells both states apart on the reference server.
+
+The passing state is the reference as shipped; the failing one switches a capability off
+(a small maximum message size) or a deliberately defective mode on (``--defect``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from gaps.model import Method, Verdict
+from gaps.probe import ProbeContext
+from probes import message_types
+from tests.conftest import reference_ctx as _reference_ctx
+from tests.conftest import reference_manifest
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@contextlib.asynccontextmanager
+async def reference_ctx(*args: str, **kwargs: Any) -> AsyncIterator[ProbeContext]:
+    """``tests.conftest.reference_ctx``, letting the loop run once before the server stops.
+
+    A check aborts its sockets on the way out, but asyncio closes them on the next loop
+    iteration; ``Instance.stop()`` blocks the loop, so without this the server would see
+    the connections still open, wait for their closing handshakes and be killed only after
+    the 5 s grace.
+    """
+    async with _reference_ctx(*args, **kwargs) as ctx:
+        yield ctx
+        await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def full() -> AsyncIterator[ProbeContext]:
+    """One reference server with every capability on and no defect, shared by the module."""
+    async with reference_ctx() as ctx:
+        yield ctx
+
+
+async def test_text_echo_and_binary_only_stack(full: ProbeContext) -> None:
+    on = await message_types.text(full)
+    async with reference_ctx("--defect", "text-unsupported") as ctx:
+        off = await message_types.text(ctx)
+    assert on.verdict is Verdict.PASS, on
+    assert on.evidence["echo_opcode"] == "TEXT"
+    assert off.verdict is Verdict.FAIL, off
+    assert "Close frame 1003" in off.summary
+
+
+async def test_binary_echo_binary_as_text_and_text_only_stack(full: ProbeContext) -> None:
+    on = await message_types.binary(full)
+    async with reference_ctx("--defect", "binary-as-text") as ctx:
+        as_text = await message_types.binary(ctx)
+    async with reference_ctx("--defect", "binary-unsupported") as ctx:
+        refused = await message_types.binary(ctx)
+    assert on.verdict is Verdict.PASS, on
+    assert as_text.verdict is Verdict.FAIL, as_text
+    assert "came back as TEXT, not BINARY" in as_text.summary
+    assert refused.verdict is Verdict.FAIL, refused
+    assert "Close frame 1003" in refused.summary
+
+
+async def test_binary_declared_absent() -> None:
+    manifest = dataclasses.replace(reference_manifest(),
+                                   absent={"binary": "example: text frames only"})
+    async with reference_ctx(manifest=manifest) as ctx:
+        result = await message_types.binary(ctx)
+    assert result.verdict is Verdict.FAIL
+    assert result.method is Method.DECLARED
+
+
+async def test_empty_echo_and_dropped(full: ProbeContext) -> None:
+    on = await message_types.empty(full)
+    async with reference_ctx("--defect", "drop-empty") as ctx:
+        off = await message_types.empty(ctx)
+    assert on.verdict is Verdict.PASS, on
+    assert on.evidence["echo_length"] == 0 and on.evidence["echo_opcode"] == "TEXT"
+    assert off.verdict is Verdict.FAIL, off
+    assert "not echoed" in off.summary
+    assert off.duration < 5.0  # the marker ends the wait; no full echo wait
+
+
+async def test_large_echo_and_small_maximum(full: ProbeContext) -> None:
+    on = await message_types.large(full)
+    async with reference_ctx("--max-message-size", "65536") as ctx:
+        off = await message_types.large(ctx)
+    assert on.verdict is Verdict.PASS, on
+    assert on.evidence["size"] == 1024 * 1024
+    assert off.verdict is Verdict.FAIL, off
+    assert "Close frame 1009" in off.summary  # websockets: message too big
+
+
+async def test_large_uses_the_declared_maximum_when_smaller() -> None:
+    manifest = reference_manifest()
+    manifest = dataclasses.replace(manifest, hints={**manifest.hints,
+                                                    "max_message_size": 65536.0})
+    async with reference_ctx("--max-message-size", "65536", manifest=manifest) as ctx:
+        result = await message_types.large(ctx)
+    assert result.verdict is Verdict.PASS, result
+    assert result.evidence["size"] == 65536
+
+
+async def test_fragmented_reassembled_and_refused(full: ProbeContext) -> None:
+    on = await message_types.fragmented(full)
+    async with reference_ctx("--defect", "no-fragments") as ctx:
+        off = await message_types.fragmented(ctx)
+    assert on.verdict is Verdict.PASS, on
+    assert off.verdict is Verdict.FAIL, off
+    assert "Close frame 1003" in off.summary
+
+
+async def test_ping_pong_identical_and_other_payload(full: ProbeContext) -> None:
+    on = await message_types.ping_pong(full)
+    async with reference_ctx("--defect", "pong-payload") as ctx:
+        off = await message_types.ping_pong(ctx)
+    assert on.verdict is Verdict.PASS, on
+    assert [a["ping_length"] for a in on.evidence["answered"]] == [0, 11, 16, 125]
+    assert off.verdict is Verdict.FAIL, off
+    assert "another payload" in off.summary and "5.5.3" in off.summary
+    assert off.duration < 5.0  # the mismatch grace, not the whole Pong wait
+
+
+async def test_close_handshake_and_its_defects(full: ProbeContext) -> None:
+    on = await message_types.close_handshake(full)
+    async with reference_ctx("--defect", "no-close-reply") as ctx:
+        no_reply = await message_types.close_handshake(ctx)
+    async with reference_ctx("--defect", "close-code-1005") as ctx:
+        code_1005 = await message_types.close_handshake(ctx)
+    assert on.verdict is Verdict.PASS, on
+    assert on.evidence["close_code"] == 1000
+    assert no_reply.verdict is Verdict.FAIL, no_reply
+    assert "without a Close frame" in no_reply.summary
+    assert code_1005.verdict is Verdict.FAIL, code_1005
+    assert "code 1005" in code_1005.summary and "7.4.1" in code_1005.summary
+
+
+async def test_close_handshake_tcp_left_open() -> None:
+    # time_scale 0.2: the 10 s close wait becomes 2 s, so the failing state is quick.
+    async with reference_ctx("--defect", "close-linger", time_scale=0.2) as ctx:
+        result = await message_types.close_handshake(ctx)
+    assert result.verdict is Verdict.FAIL, result
+    assert "TCP still open 2.0 s" in result.summary
+    assert result.evidence["close_code"] == 1000  # the Close reply itself was fine
+
+
+@pytest.mark.parametrize(("body", "wanted"), [
+    (b"", ""),
+    (b"\x03\xe8", ""),
+    (b"\x03\xe9going away", ""),
+    (b"\x0f\xa0private code", ""),
+    (b"\x03", "one-byte"),
+    (b"\x03\xed", "1005"),
+    (b"\x03\xee", "1006"),
+    (b"\x03\xf7", "1015"),
+    (b"\x03\xe7", "outside"),
+    (b"\x13\x88", "outside"),
+    (b"\x03\xe8\xff\xfe", "not UTF-8"),
+], ids=lambda value: value.hex() if isinstance(value, bytes) else value or "valid")
+async def test_close_body_rules(body: bytes, wanted: str) -> None:
+    problem = message_types._close_body_problem(body)
+    assert (wanted in problem) if wanted else problem == "", problem

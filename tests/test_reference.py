@@ -1,0 +1,53 @@
+"""The reference server's switches: capabilities, defects and the subprotocol rule."""
+
+from __future__ import annotations
+
+import pytest
+from websockets.exceptions import NegotiationError
+
+from gaps.reference.__main__ import parse_args
+from gaps.reference.config import DEFECTS, SUBPROTOCOLS, Config
+from gaps.reference.defects import other_payload, serve_options
+from gaps.reference.subprotocols import select
+
+
+def test_default_has_every_capability_and_no_defect() -> None:
+    config = parse_args(["--port", "1"])
+    assert config.has("subprotocols") and config.has("heartbeat")
+    assert config.defects == set()
+    assert serve_options(config) == {}  # the stock ServerConnection, untouched
+
+
+def test_seed_profile_keeps_every_capability_off() -> None:
+    config = parse_args(["--port", "1", "--profile", "seed"])
+    assert not config.has("subprotocols") and not config.has("heartbeat")
+
+
+def test_defects_are_named_and_validated(capsys: pytest.CaptureFixture[str]) -> None:
+    config = parse_args(["--port", "1", "--defect", "pong-payload,close-linger",
+                         "--defect", "drop-empty"])
+    assert config.defects == {"pong-payload", "close-linger", "drop-empty"}
+    options = serve_options(config)
+    assert options["create_connection"].defects == {"pong-payload", "close-linger"}
+    assert options["close_timeout"] > 10  # lingers past the probe's close wait
+    with pytest.raises(SystemExit):
+        parse_args(["--port", "1", "--defect", "no-such-defect"])
+    assert "unknown defect no-such-defect" in capsys.readouterr().err
+    with pytest.raises(KeyError):
+        Config(port=1).defective("no-such-defect")
+    assert all(isinstance(text, str) and text for text in DEFECTS.values())
+
+
+def test_subprotocol_rule_is_websockets_default() -> None:
+    assert select(["bogus", "wsgaps.v1", "wsgaps.v2"]) == SUBPROTOCOLS[0]
+    assert select(["wsgaps.v1"]) == "wsgaps.v1"
+    with pytest.raises(NegotiationError, match="missing subprotocol"):
+        select([])
+    with pytest.raises(NegotiationError, match="invalid subprotocol"):
+        select(["bogus"])
+
+
+@pytest.mark.parametrize("payload", [b"", b"a", bytes(range(125))])
+def test_other_payload_always_differs(payload: bytes) -> None:
+    altered = other_payload(payload)
+    assert altered != payload and len(altered) <= 125
