@@ -202,7 +202,7 @@ async def start_instance(manifest: Manifest, scale: float,
     try:
         await instance.wait_ready(manifest.ready_timeout * scale, handshake_ok)
     except BaseException:
-        instance.stop()
+        await instance.astop()
         raise
     return instance
 
@@ -239,7 +239,7 @@ async def gap_probe(request: pytest.FixtureRequest,
         yield GapProbe(target, gap, ctx)
     finally:
         if instance.managed:
-            instance.stop()
+            await instance.astop()
             gap.logs = instance.logs() or None
         gap.finished = time.time()
         order = [d.id for d in module_checks(request.module)]

@@ -337,5 +337,14 @@ class Instance:
         _live.discard(self)
         return process.returncode
 
+    async def astop(self, grace: float | None = None) -> int | None:
+        """``stop`` in a worker thread, so the event loop keeps running meanwhile.
+
+        Probes abort their sockets on the way out and asyncio closes them on the next loop
+        iterations; stopping from the loop thread would freeze those closes, and the server
+        would wait out its closing handshakes until the grace period ends.
+        """
+        return await asyncio.to_thread(self.stop, grace)
+
     def logs(self) -> str:
         return self.output.text()

@@ -15,9 +15,10 @@ Checks and verdicts:
 - ``empty`` [capability]: an empty Text message, followed by a marker message, must come
   back as an empty Text message before the marker; the marker coming back first means the
   empty one was dropped, so this fails at once instead of waiting out the echo wait.
-- ``large`` [capability]: a Binary message of 1 MiB, or of the declared maximum when the
-  ``max_message_size`` hint is smaller (``min`` of the two), of seeded random bytes must
-  come back identical (compared by SHA-256).
+- ``large`` [capability]: a Text message of 1 MiB, or of the declared maximum when the
+  ``max_message_size`` hint is smaller (``min`` of the two), of seeded random ASCII letters
+  must come back identical (compared by SHA-256).  Text, because this check measures size
+  alone: a stack that cannot echo Binary already fails ``binary`` and must not fail twice.
 - ``fragmented`` [capability]: one Text message sent as three frames (TEXT fin=0, CONT
   fin=0, CONT fin=1, each fragment valid UTF-8 on its own) must come back as one Text
   message equal to the three fragments joined, in any number of frames.  Manifest
@@ -76,6 +77,7 @@ MISMATCH_GRACE = 1.0
 CLOSE_WAIT = 10.0
 
 LARGE_SIZE = 1024 * 1024
+LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 SHOWN = 80  # bytes of a payload quoted in a summary
 
 # One character of each UTF-8 length: 1 byte (ASCII), 2 (é ß Ω), 3 (€ 日本語), 4 (🚀 𝄞).
@@ -169,10 +171,10 @@ async def large(ctx: ProbeContext) -> Outcome:
     declared = ctx.hint("max_message_size")
     size = min(LARGE_SIZE, int(declared)) if declared else LARGE_SIZE
     client = await ctx.connect("echo", auto_pong=True)
-    payload = ctx.rng.randbytes(size)
+    payload = bytes(ctx.rng.choices(LETTERS, k=size))
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await client.send_binary(payload)
+    await client.send_text(payload)
     got = await _receive(client, wait, 2 * size + 1024)
     elapsed = loop.time() - started
     facts: dict[str, object] = {
@@ -183,14 +185,14 @@ async def large(ctx: ProbeContext) -> Outcome:
     if isinstance(got, Message):
         facts["echo_sha256"] = hashlib.sha256(got.data).hexdigest()[:16]
     limit = f"declared maximum {int(declared)}" if declared else "no declared maximum"
-    what = f"a {size}-byte binary message ({limit})"
-    if isinstance(got, Message) and got.opcode == Opcode.BINARY and got.data != payload:
+    what = f"a {size}-byte text message ({limit})"
+    if isinstance(got, Message) and got.opcode == Opcode.TEXT and got.data != payload:
         # Do not quote a megabyte: say where the echo first differs.
         first = next((i for i, (a, b) in enumerate(zip(got.data, payload, strict=False))
                       if a != b), min(len(got.data), len(payload)))
         return failed(f"{what} came back altered: {len(got.data)} bytes, first difference "
                       f"at byte {first}", **facts, **client.evidence())
-    outcome = _judge_echo(what, Opcode.BINARY, payload, got, client, **facts)
+    outcome = _judge_echo(what, Opcode.TEXT, payload, got, client, **facts)
     if outcome.verdict.passed:
         outcome.summary += f" after {elapsed:.2f} s"
     return outcome

@@ -32,7 +32,7 @@ async def reference_ctx(*args: str, manifest: Manifest | None = None,
     try:
         yield ProbeContext(manifest, instance, time_scale=time_scale, seed=1)
     finally:
-        instance.stop()
+        await instance.astop()
 
 
 @pytest.fixture

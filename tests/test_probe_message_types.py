@@ -6,11 +6,8 @@ The passing state is the reference as shipped; the failing one switches a capabi
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -18,24 +15,9 @@ import pytest_asyncio
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from probes import message_types
-from tests.conftest import reference_ctx as _reference_ctx
-from tests.conftest import reference_manifest
+from tests.conftest import reference_ctx, reference_manifest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@contextlib.asynccontextmanager
-async def reference_ctx(*args: str, **kwargs: Any) -> AsyncIterator[ProbeContext]:
-    """``tests.conftest.reference_ctx``, letting the loop run once before the server stops.
-
-    A check aborts its sockets on the way out, but asyncio closes them on the next loop
-    iteration; ``Instance.stop()`` blocks the loop, so without this the server would see
-    the connections still open, wait for their closing handshakes and be killed only after
-    the 5 s grace.
-    """
-    async with _reference_ctx(*args, **kwargs) as ctx:
-        yield ctx
-        await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -22,24 +21,9 @@ from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.targets import Instance
 from probes import subprotocols
-from tests.conftest import reference_ctx as _reference_ctx
-from tests.conftest import reference_manifest
+from tests.conftest import reference_ctx, reference_manifest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@contextlib.asynccontextmanager
-async def reference_ctx(*args: str, **kwargs: Any) -> AsyncIterator[ProbeContext]:
-    """``tests.conftest.reference_ctx``, letting the loop run once before the server stops.
-
-    A check aborts its sockets on the way out, but asyncio closes them on the next loop
-    iteration; ``Instance.stop()`` blocks the loop, so without this the server would see
-    the connections still open, wait for their closing handshakes and be killed only after
-    the 5 s grace.
-    """
-    async with _reference_ctx(*args, **kwargs) as ctx:
-        yield ctx
-        await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
