@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 
+from gaps.contract import chat_reply
 from gaps.reference.config import Config
-
-CHAT_FIELDS = ("user", "message", "room")
 
 
 async def seed_echo(connection: ServerConnection) -> None:
@@ -26,33 +24,12 @@ async def seed_echo(connection: ServerConnection) -> None:
         await connection.send(f"Echo: {text} (sent at {sent_at})")
 
 
-def chat_error(message: str | bytes) -> dict[str, Any] | None:
-    """The structured error for bad chat input, or None when the input is a valid message."""
-    try:
-        data = json.loads(message)
-    except (ValueError, UnicodeDecodeError):
-        return {"error": {"code": "invalid_json", "message": "message is not valid JSON"}}
-    if not isinstance(data, dict):
-        return {"error": {"code": "invalid_message", "message": "message must be a JSON object"}}
-    missing = [name for name in CHAT_FIELDS if not isinstance(data.get(name), str)]
-    if missing:
-        return {"error": {"code": "missing_field",
-                          "message": f"missing or non-string field(s): {', '.join(missing)}"}}
-    return None
-
-
 def make_chat(config: Config):
     async def chat(connection: ServerConnection) -> None:
         async for message in connection:
-            error = chat_error(message)
-            if error is not None:
-                if config.has("app-errors"):
-                    await connection.send(json.dumps(error))
-                continue
-            data = json.loads(message)
-            await connection.send(json.dumps({
-                "status": "received", "user": data["user"], "room": data["room"],
-                "message": data["message"],
-            }))
+            reply, valid = chat_reply(message)
+            # Without structured errors, bad input is ignored, as the seed's app did.
+            if valid or config.has("app-errors"):
+                await connection.send(json.dumps(reply))
 
     return chat

@@ -9,30 +9,15 @@ pong deadline is aiohttp's fixed ``heartbeat / 2``.  ``web.run_app`` handles SIG
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from gaps.contract import chat_reply  # the contract's chat format, shared
+
 SUBPROTOCOLS = ("wsgaps.v2", "wsgaps.v1")
-CHAT_FIELDS = ("user", "message", "room")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def chat_error(message: str) -> dict[str, Any] | None:
-    try:
-        data = json.loads(message)
-    except ValueError:
-        return {"error": {"code": "invalid_json", "message": "message is not valid JSON"}}
-    if not isinstance(data, dict):
-        return {"error": {"code": "invalid_message", "message": "message must be a JSON object"}}
-    missing = [name for name in CHAT_FIELDS if not isinstance(data.get(name), str)]
-    if missing:
-        return {"error": {"code": "missing_field",
-                          "message": f"missing or non-string field(s): {', '.join(missing)}"}}
-    return None
 
 
 def echo_handler(heartbeat: float, protocols: tuple[str, ...] = ()) -> Handler:
@@ -54,18 +39,9 @@ def chat_handler(heartbeat: float) -> Handler:
         ws = web.WebSocketResponse(heartbeat=heartbeat)
         await ws.prepare(request)
         async for msg in ws:
-            if msg.type is WSMsgType.BINARY:
-                error = chat_error(msg.data.decode("utf-8", "replace"))
-            elif msg.type is WSMsgType.TEXT:
-                error = chat_error(msg.data)
-            else:
-                continue
-            if error is not None:
-                await ws.send_json(error)
-                continue
-            data = json.loads(msg.data)
-            await ws.send_json({"status": "received", "user": data["user"],
-                                "room": data["room"], "message": data["message"]})
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                reply, _ = chat_reply(msg.data)
+                await ws.send_json(reply)
         return ws
 
     return chat

@@ -18,8 +18,9 @@ from typing import Any
 from tornado.web import Application
 from tornado.websocket import WebSocketHandler
 
+from gaps.contract import chat_reply  # the contract's chat format, shared
+
 SUBPROTOCOLS = ("wsgaps.v2", "wsgaps.v1")
-CHAT_FIELDS = ("user", "message", "room")
 
 
 class EchoHandler(WebSocketHandler):
@@ -35,29 +36,10 @@ class SubprotocolsHandler(EchoHandler):
         return next((p for p in SUBPROTOCOLS if p in subprotocols), None)
 
 
-def chat_error(message: str | bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(message)
-    except (ValueError, UnicodeDecodeError):
-        return {"error": {"code": "invalid_json", "message": "message is not valid JSON"}}
-    if not isinstance(data, dict):
-        return {"error": {"code": "invalid_message", "message": "message must be a JSON object"}}
-    missing = [name for name in CHAT_FIELDS if not isinstance(data.get(name), str)]
-    if missing:
-        return {"error": {"code": "missing_field",
-                          "message": f"missing or non-string field(s): {', '.join(missing)}"}}
-    return None
-
-
 class ChatHandler(WebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
-        error = chat_error(message)
-        if error is not None:
-            await self.write_message(json.dumps(error))
-            return
-        data = json.loads(message)
-        await self.write_message(json.dumps({"status": "received", "user": data["user"],
-                                             "room": data["room"], "message": data["message"]}))
+        reply, _ = chat_reply(message)
+        await self.write_message(json.dumps(reply))
 
 
 async def main(port: int, interval: float, timeout: float) -> None:

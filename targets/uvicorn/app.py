@@ -12,14 +12,14 @@ structured errors).  uvicorn handles SIGTERM itself.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
+from gaps.contract import chat_reply  # the contract's chat format, shared
+
 SUBPROTOCOLS = ("wsgaps.v2", "wsgaps.v1")
-CHAT_FIELDS = ("user", "message", "room")
 
 
 async def relay(websocket: WebSocket) -> None:
@@ -44,20 +44,6 @@ async def subprotocols(websocket: WebSocket) -> None:
     await relay(websocket)
 
 
-def chat_error(message: str | bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(message)
-    except (ValueError, UnicodeDecodeError):
-        return {"error": {"code": "invalid_json", "message": "message is not valid JSON"}}
-    if not isinstance(data, dict):
-        return {"error": {"code": "invalid_message", "message": "message must be a JSON object"}}
-    missing = [name for name in CHAT_FIELDS if not isinstance(data.get(name), str)]
-    if missing:
-        return {"error": {"code": "missing_field",
-                          "message": f"missing or non-string field(s): {', '.join(missing)}"}}
-    return None
-
-
 async def chat(websocket: WebSocket) -> None:
     await websocket.accept()
     while True:
@@ -67,13 +53,8 @@ async def chat(websocket: WebSocket) -> None:
         raw = message.get("text")
         if raw is None:
             raw = message.get("bytes") or b""
-        error = chat_error(raw)
-        if error is not None:
-            await websocket.send_text(json.dumps(error))
-            continue
-        data = json.loads(raw)
-        await websocket.send_text(json.dumps({"status": "received", "user": data["user"],
-                                              "room": data["room"], "message": data["message"]}))
+        reply, _ = chat_reply(raw)
+        await websocket.send_text(json.dumps(reply))
 
 
 app = Starlette(routes=[

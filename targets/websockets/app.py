@@ -20,12 +20,12 @@ import asyncio
 import json
 import signal
 from collections.abc import Callable
-from typing import Any
 
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 
+from gaps.contract import chat_reply  # the contract's chat format, shared
+
 SUBPROTOCOLS = ["wsgaps.v2", "wsgaps.v1"]
-CHAT_FIELDS = ("user", "message", "room")
 
 
 async def echo(connection: ServerConnection) -> None:
@@ -33,29 +33,10 @@ async def echo(connection: ServerConnection) -> None:
         await connection.send(message)
 
 
-def chat_error(message: str | bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(message)
-    except (ValueError, UnicodeDecodeError):
-        return {"error": {"code": "invalid_json", "message": "message is not valid JSON"}}
-    if not isinstance(data, dict):
-        return {"error": {"code": "invalid_message", "message": "message must be a JSON object"}}
-    missing = [name for name in CHAT_FIELDS if not isinstance(data.get(name), str)]
-    if missing:
-        return {"error": {"code": "missing_field",
-                          "message": f"missing or non-string field(s): {', '.join(missing)}"}}
-    return None
-
-
 async def chat(connection: ServerConnection) -> None:
     async for message in connection:
-        error = chat_error(message)
-        if error is not None:
-            await connection.send(json.dumps(error))
-            continue
-        data = json.loads(message)
-        await connection.send(json.dumps({"status": "received", "user": data["user"],
-                                          "room": data["room"], "message": data["message"]}))
+        reply, _ = chat_reply(message)
+        await connection.send(json.dumps(reply))
 
 
 ROUTES = {"/echo": echo, "/chat": chat}
