@@ -8,8 +8,8 @@ overrun into ``error``, and repeats timing-sensitive checks until k of n tries a
 from __future__ import annotations
 
 import asyncio
-import errno
 import random
+import ssl
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -20,10 +20,10 @@ from gaps.catalog import CHECKS
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
 from gaps.targets import Instance
-from gaps.wire.client import WireClient
+from gaps.wire.client import HARNESS_ERRNOS, WireClient
 
 RETRY_K, RETRY_N = 2, 3
-HARNESS_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
 
 
 @dataclass
@@ -59,7 +59,9 @@ class CheckDef:
     """A registered check: its ID, function, what it needs from the target, its time budget.
 
     ``budget`` (seconds, before the time scale) caps the whole try: a check still running
-    then is an ``error``, never a hang.  It must exceed the check's longest documented wait.
+    then is an ``error``, never a hang.  A wait taken with ``ProbeContext.wait`` that would
+    end later than the budget allows (a long hinted interval) pushes the cap out to the end
+    of that wait plus ``BUDGET_MARGIN``, so a hint can never turn a verdict into an error.
     """
 
     id: str
@@ -103,6 +105,7 @@ class ProbeContext:
         seed: int = 0,
         waits: dict[str, float] | None = None,
         retry: tuple[int, int] = (RETRY_K, RETRY_N),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.manifest = manifest
         self.instance = instance
@@ -112,7 +115,9 @@ class ProbeContext:
         self.retry = retry
         self.check_id = ""
         self.rng = random.Random(seed)
+        self.ssl_context = ssl_context
         self._clients: list[WireClient] = []
+        self._budget: asyncio.Timeout | None = None  # the running try's cap
 
     # -- target facts --------------------------------------------------------------------
 
@@ -135,6 +140,10 @@ class ProbeContext:
         seconds = (hinted if hinted is not None else default) * self.time_scale
         key = f"{self.check_id}{'.' + name if name else ''}"
         self.waits[key] = round(seconds, 3)
+        if self._budget is not None and (when := self._budget.when()) is not None:
+            needed = asyncio.get_running_loop().time() + seconds + BUDGET_MARGIN * self.time_scale
+            if needed > when:
+                self._budget.reschedule(needed)
         return seconds
 
     def scaled(self, seconds: float) -> float:
@@ -146,6 +155,7 @@ class ProbeContext:
     async def connect(self, endpoint: str = "echo", *, timeout: float = 10.0,
                       **kwargs: Any) -> WireClient:
         """A wire client on ``endpoint``, closed automatically when the check ends."""
+        kwargs.setdefault("ssl_context", self.ssl_context)
         client = await WireClient.connect(self.url(endpoint), timeout=self.scaled(timeout),
                                           **kwargs)
         self._clients.append(client)
@@ -176,18 +186,30 @@ def _harness_side(exc: BaseException) -> bool:
 
 async def _one_try(defn: CheckDef, ctx: ProbeContext) -> Outcome:
     budget = defn.budget * ctx.time_scale
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    cap = asyncio.timeout(budget)
     try:
-        async with asyncio.timeout(budget):
+        async with cap:
+            ctx._budget = cap
             return await defn.fn(ctx)
-    except TimeoutError:
-        return Outcome(Verdict.ERROR, f"probe did not finish within its budget of {budget:.1f} s")
+    except TimeoutError as exc:
+        if cap.expired():
+            return Outcome(Verdict.ERROR, f"probe did not finish within its budget of "
+                                          f"{loop.time() - started:.1f} s")
+        return _error_outcome(exc)
     except Exception as exc:
-        where = "harness side" if _harness_side(exc) else "probe"
-        tail = traceback.format_exception(exc)[-3:]
-        return Outcome(Verdict.ERROR, f"{where}: {type(exc).__name__}: {exc}"[:500],
-                       {"traceback": "".join(tail)[-2000:]})
+        return _error_outcome(exc)
     finally:
+        ctx._budget = None
         await ctx.close_clients()
+
+
+def _error_outcome(exc: BaseException) -> Outcome:
+    where = "harness side" if _harness_side(exc) else "probe"
+    tail = traceback.format_exception(exc)[-3:]
+    return Outcome(Verdict.ERROR, f"{where}: {type(exc).__name__}: {exc}"[:500],
+                   {"traceback": "".join(tail)[-2000:]})
 
 
 def _decide(outcomes: list[Outcome], k: int, n: int) -> Verdict | None:

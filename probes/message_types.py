@@ -64,7 +64,7 @@ import pytest
 
 from gaps.plugin import probe_test
 from gaps.probe import Outcome, ProbeContext, check, failed, passed
-from gaps.wire.client import ClosedError, Message, WireClient
+from gaps.wire.client import ClosedError, Message, ReceiveError, WireClient
 from gaps.wire.frames import Opcode, opcode_name, parse_close
 
 GAP = "message-types"
@@ -106,7 +106,7 @@ async def _receive(client: WireClient, wait: float, max_size: int) -> Message | 
         return await client.recv_message(wait, max_size=max_size)
     except TimeoutError:
         return f"no echo within {wait:.1f} s"
-    except ClosedError as exc:
+    except ReceiveError as exc:  # Close frame, TCP end, or fragments out of order
         return str(exc)
 
 

@@ -29,9 +29,11 @@ Checks and verdicts:
   For these two: a 4xx refusal passes, and so does a 101 without Sec-WebSocket-Protocol
   (4.2.2: the server may go on with no subprotocol).  A 101 with the header fails (the
   server "accepts blindly", or answers what nobody offered).  A 5xx, any other status, or
-  no answer within the wait fails.  A TCP close without any HTTP answer is ``non-strict``:
-  the server did decline, which is what the check is about, but RFC 6455 4.2.2 expects an
-  HTTP error status when a server does not accept a handshake.
+  no answer within the wait fails, and so does an answer that is not HTTP (garbage, a head
+  over 16 KiB): that is a broken server, not a refusal.  A TCP close without a single byte
+  of answer is ``non-strict``: the server did decline, which is what the check is about,
+  but RFC 6455 4.2.2 expects an HTTP error status when a server does not accept a
+  handshake.
 
 Waits: ``HANDSHAKE_WAIT`` = 10 s for each handshake's answer and ``ECHO_WAIT`` = 10 s for
 the echo on the negotiated connection, scaled by ``--gaps-time-scale``.  No hint changes
@@ -53,7 +55,7 @@ import pytest
 from gaps.plugin import probe_test
 from gaps.probe import Outcome, ProbeContext, check, failed, non_strict, passed, skipped
 from gaps.wire.client import ClosedError, HandshakeRefused, open_handshake
-from gaps.wire.handshake import HandshakeError, HandshakeResponse
+from gaps.wire.handshake import HandshakeError, HandshakeResponse, NoAnswer
 
 GAP = "subprotocols"
 pytestmark = pytest.mark.gaps
@@ -74,6 +76,7 @@ class Answer:
     response: HandshakeResponse | None = None
     problem: str = ""
     dropped: bool = False  # TCP closed or reset without an HTTP answer
+    received: bytes = b""  # the start of a non-HTTP answer, for evidence
 
     @property
     def selected(self) -> list[str]:
@@ -100,6 +103,8 @@ class Answer:
             facts["protocol"] = self.header() or None
         else:
             facts["problem"] = self.problem[:300]
+            if self.received:
+                facts["received"] = repr(self.received[:200])
         return facts
 
 
@@ -124,11 +129,14 @@ async def _handshake(ctx: ProbeContext, offer: list[str], wait: float) -> Answer
     """One raw handshake on the subprotocols endpoint offering ``offer``; never raises for
     what the target does (timeouts and drops are recorded in the answer)."""
     try:
-        response = await open_handshake(ctx.url(ENDPOINT), timeout=wait, subprotocols=offer)
+        response = await open_handshake(ctx.url(ENDPOINT), timeout=wait, subprotocols=offer,
+                                        ssl_context=ctx.ssl_context)
     except TimeoutError:
         return Answer(offer, problem=f"no answer within {wait:.1f} s")
-    except HandshakeError as exc:
+    except NoAnswer as exc:
         return Answer(offer, problem=f"no HTTP answer: {exc}", dropped=True)
+    except HandshakeError as exc:  # an answer, but not HTTP: not a refusal
+        return Answer(offer, problem=f"malformed answer: {exc}", received=exc.received)
     except (ConnectionResetError, BrokenPipeError) as exc:
         return Answer(offer, problem=f"no HTTP answer: {type(exc).__name__}", dropped=True)
     return Answer(offer, response)

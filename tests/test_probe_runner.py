@@ -93,3 +93,34 @@ async def test_url_target_is_probed_as_external(tmp_path: Path) -> None:
     # No hints for an external server: default waits, and the reference pings every second.
     assert run.gaps["heartbeat"].checks[0].verdict is Verdict.PASS
     assert run.waits["heartbeat.server-pings"] == 45.0
+
+
+async def test_a_long_wait_extends_the_budget() -> None:
+    @check("heartbeat.server-pings", budget=1)
+    async def waits(ctx: ProbeContext):
+        seconds = ctx.wait(5.0)  # 0.5 s at time scale 0.1, past the 0.1 s budget
+        await asyncio.sleep(seconds)
+        return passed(f"waited {seconds} s")
+
+    result = await waits(context())
+    assert result.verdict is Verdict.PASS, result
+
+
+async def test_a_handshake_timeout_is_not_reported_as_a_budget_overrun() -> None:
+    from gaps.manifest import EndpointSpec
+    from tests.rawserver import raw_server, read_request
+
+    async def silent(reader, writer) -> None:
+        await read_request(reader)
+        await asyncio.sleep(10)
+
+    @check("heartbeat.server-pings", budget=100)
+    async def connects(ctx: ProbeContext):
+        await ctx.connect("echo", timeout=5)
+        return passed("connected")
+
+    async with raw_server(silent) as url:
+        ctx = context(endpoints={"echo": EndpointSpec("echo", url=url)})
+        result = await connects(ctx)
+    assert result.verdict is Verdict.ERROR
+    assert "no handshake answer" in result.summary and "budget" not in result.summary

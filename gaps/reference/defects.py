@@ -32,7 +32,7 @@ from gaps.reference.config import Config
 
 FRAME_DEFECTS = ("pong-payload", "no-close-reply", "close-code-1005", "close-linger",
                  "no-fragments")
-LINGER = 60.0  # close_timeout used with close-linger: far beyond any probe's close wait
+LINGER = 3600.0  # close_timeout used with close-linger: beyond any close wait at any time scale
 
 
 def other_payload(payload: bytes) -> bytes:

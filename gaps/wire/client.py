@@ -1,14 +1,17 @@
 """An asyncio WebSocket client for probes: records every frame, answers nothing on its own.
 
-It never answers a Ping unless ``auto_pong`` is switched on, never answers a Close unless the
-probe sends one, never validates UTF-8, and bounds every read in size and every wait in time.
+It never answers a Ping unless ``auto_pong`` is switched on (and then only valid Pings, with
+the Pong recorded), never answers a Close unless the probe sends one, never validates UTF-8,
+never stops reading the socket, and bounds every read in size and every wait in time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ssl
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,16 +29,23 @@ from gaps.wire.frames import (
 from gaps.wire.handshake import (
     HandshakeError,
     HandshakeResponse,
+    NoAnswer,
     accept_for,
     build_request,
     new_key,
     parse_url,
-    read_response,
+    read_body,
+    read_head,
 )
 
 DEFAULT_MAX_PAYLOAD = 32 * 1024 * 1024
+MAX_BUFFERED = 64 * 1024 * 1024  # unread payload bytes kept for the probe
 RECORD_LIMIT = 2000  # frame records kept per connection (first and last halves)
 PREVIEW = 48  # payload bytes kept per frame record
+SEND_TIMEOUT = 30.0  # seconds a send may wait for the socket to drain
+MAX_CONTROL = 125  # RFC 6455 5.5: control frame payloads are at most 125 bytes
+# Running out of these is the harness's problem, never evidence about the target.
+HARNESS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
 class HandshakeRefused(Exception):
@@ -46,12 +56,27 @@ class HandshakeRefused(Exception):
         self.response = response
 
 
-class ClosedError(Exception):
+class ReceiveError(Exception):
+    """The probe waited for data and the connection could not deliver it."""
+
+
+class ClosedError(ReceiveError):
     """The connection ended (Close frame or TCP end) while the probe waited for data."""
 
     def __init__(self, message: str, close_frame: Frame | None = None) -> None:
         super().__init__(message)
         self.close_frame = close_frame
+
+
+class ProtocolViolation(ReceiveError):
+    """The server broke the framing rules of RFC 6455 (e.g. fragments out of order)."""
+
+
+class BufferOverflow(OSError):
+    """More unread data arrived than the client keeps; a harness-side limit, not evidence."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOBUFS, message)
 
 
 @dataclass(frozen=True)
@@ -63,13 +88,14 @@ class FrameRecord:
     opcode: str
     fin: bool
     rsv: str
+    masked: bool
     length: int
     preview: str
     note: str = ""
 
     def as_list(self) -> list[Any]:
-        return [round(self.t, 4), self.direction, self.opcode, self.fin, self.rsv, self.length,
-                self.preview, self.note]
+        return [round(self.t, 4), self.direction, self.opcode, self.fin, self.rsv, self.masked,
+                self.length, self.preview, self.note]
 
 
 @dataclass
@@ -87,6 +113,10 @@ def _preview(payload: bytes) -> str:
     shown = payload[:PREVIEW]
     text = repr(shown)[2:-1]
     return text + ("..." if len(payload) > PREVIEW else "")
+
+
+def _client_ssl(endpoint_secure: bool, ssl_context: ssl.SSLContext | None):
+    return (ssl_context or True) if endpoint_secure else None
 
 
 class WireClient:
@@ -109,7 +139,10 @@ class WireClient:
         self._loop = asyncio.get_running_loop()
         self.opened_at = self._loop.time()
         self._parser = FrameParser(max_payload)
-        self._queue: asyncio.Queue[Frame | None] = asyncio.Queue(maxsize=4096)
+        self._frames: deque[Frame] = deque()
+        self._buffered = 0
+        self._arrived = asyncio.Event()
+        self.overflow: str | None = None
         self._records: list[FrameRecord] = []
         self.records_dropped = 0
         self.pings: list[tuple[float, bytes]] = []  # (time since open, payload) of each Ping
@@ -117,6 +150,7 @@ class WireClient:
         self.close_at: float | None = None  # when the server's Close frame arrived
         self.eof_at: float | None = None  # when TCP ended (read side)
         self.read_error: str | None = None
+        self.harness_error: OSError | None = None
         self.close_sent = False
         self._eof = asyncio.Event()
         self._task = asyncio.create_task(self._read_loop(leftover))
@@ -137,7 +171,10 @@ class WireClient:
         auto_pong: bool = False,
         ssl_context: ssl.SSLContext | None = None,
     ) -> WireClient:
-        """Open a connection; HandshakeRefused for any answer but a valid 101."""
+        """Open a connection; HandshakeRefused for any answer but a valid 101.
+
+        TimeoutError (saying so) when the handshake is not answered within ``timeout``.
+        """
         endpoint = parse_url(url)
         key = new_key()
         request = build_request(
@@ -146,20 +183,26 @@ class WireClient:
         )
         loop = asyncio.get_running_loop()
         started = loop.time()
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                endpoint.host, endpoint.port,
-                ssl=(ssl_context or True) if endpoint.secure else None,
-                limit=2**20,
-            )
-            try:
+        writer = None
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
+                    endpoint.host, endpoint.port,
+                    ssl=_client_ssl(endpoint.secure, ssl_context), limit=2**20,
+                )
                 writer.write(request)
-                response, leftover = await read_response(reader, read_body=True)
-            except BaseException:
+                response, leftover = await read_head(reader)
+        except TimeoutError:
+            if writer is not None:
                 writer.transport.abort()
-                raise
+            raise TimeoutError(f"no handshake answer from {url} within {timeout:.1f} s") from None
+        except BaseException:
+            if writer is not None:
+                writer.transport.abort()
+            raise
         response.elapsed = loop.time() - started
         if response.status != 101:
+            await read_body(reader, response, leftover, min(1.0, timeout))
             writer.transport.abort()
             raise HandshakeRefused(response)
         if response.get("Sec-WebSocket-Accept") != accept_for(key):
@@ -179,10 +222,10 @@ class WireClient:
     def _now(self) -> float:
         return self._loop.time() - self.opened_at
 
-    def _record(self, direction: str, frame: Frame, note: str = "") -> None:
+    def _record(self, direction: str, frame: Frame, note: str = "", name: str = "") -> None:
         rsv = "".join("1" if bit else "0" for bit in (frame.rsv1, frame.rsv2, frame.rsv3))
-        record = FrameRecord(self._now(), direction, frame.name, frame.fin, rsv,
-                             len(frame.payload), _preview(frame.payload), note)
+        record = FrameRecord(self._now(), direction, name or frame.name, frame.fin, rsv,
+                             frame.masked, len(frame.payload), _preview(frame.payload), note)
         if len(self._records) >= RECORD_LIMIT:
             # Keep the first half (how it started) and a rolling last half (how it ended).
             del self._records[RECORD_LIMIT // 2]
@@ -194,57 +237,80 @@ class WireClient:
         return list(self._records)
 
     async def _read_loop(self, leftover: bytes) -> None:
+        # Reads all the time, whatever the probe does, so a Close frame or the TCP end is
+        # always seen when it happens; unread data is bounded by MAX_BUFFERED instead.
         try:
             if leftover:
-                await self._deliver(self._parser.feed(leftover))
+                self._deliver(self._parser.feed(leftover))
             while True:
                 chunk = await self._reader.read(65536)
                 if not chunk:
                     break
-                await self._deliver(self._parser.feed(chunk))
+                self._deliver(self._parser.feed(chunk))
         except FrameTooLarge as exc:
+            self._deliver(exc.frames)
             self.read_error = str(exc)
             self._writer.transport.abort()
-        except (ConnectionError, OSError) as exc:
+        except OSError as exc:
+            if exc.errno in HARNESS_ERRNOS:
+                self.harness_error = exc
             self.read_error = f"{type(exc).__name__}: {exc}"
         finally:
             self.eof_at = self._now()
             self._eof.set()
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(None)
+            self._arrived.set()
 
-    async def _deliver(self, frames: list[Frame]) -> None:
+    def _deliver(self, frames: list[Frame]) -> None:
         for frame in frames:
             note = ""
             if frame.opcode == Opcode.PING:
                 self.pings.append((self._now(), frame.payload))
-                if self.auto_pong and not self.close_sent:
-                    note = "answered"
-                    await self._send(encode_frame(Opcode.PONG, frame.payload), None)
+                note = self._auto_pong(frame)
             elif frame.opcode == Opcode.CLOSE and self.close_frame is None:
                 self.close_frame = frame
                 self.close_at = self._now()
             self._record("in", frame, note)
-            await self._queue.put(frame)
+            if self.overflow is None and self._buffered + len(frame.payload) > MAX_BUFFERED:
+                self.overflow = (f"more than {MAX_BUFFERED} bytes arrived unread; frames from "
+                                 f"{self._now():.3f} s on were not kept")
+            if self.overflow is None:
+                self._frames.append(frame)
+                self._buffered += len(frame.payload)
+                self._arrived.set()
+
+    def _auto_pong(self, ping: Frame) -> str:
+        if not self.auto_pong or self.close_sent or self._writer.is_closing():
+            return ""
+        if len(ping.payload) > MAX_CONTROL or not ping.fin:
+            return "not answered: invalid Ping (RFC 6455 5.5)"
+        pong = Frame(Opcode.PONG, ping.payload, masked=True)
+        self._record("out", pong, "auto-pong")
+        self._writer.write(encode_frame(Opcode.PONG, ping.payload))
+        return "answered"
 
     async def recv(self, timeout: float) -> Frame:
         """The next frame; TimeoutError if none within ``timeout``, ClosedError after TCP end."""
-        if self._queue.empty() and self._eof.is_set():
-            raise ClosedError(self._end_description(), self.close_frame)
         async with asyncio.timeout(timeout):
-            frame = await self._queue.get()
-        if frame is None:
-            self._queue.put_nowait(None)  # keep reporting the end to later callers
-            raise ClosedError(self._end_description(), self.close_frame)
+            while not self._frames:
+                if self.harness_error is not None:
+                    raise self.harness_error
+                if self.overflow is not None:
+                    raise BufferOverflow(self.overflow)
+                if self._eof.is_set():
+                    raise ClosedError(self._end_description(), self.close_frame)
+                self._arrived.clear()
+                await self._arrived.wait()
+        frame = self._frames.popleft()
+        self._buffered -= len(frame.payload)
         return frame
 
     async def recv_message(self, timeout: float, *, max_size: int = DEFAULT_MAX_PAYLOAD) -> Message:
         """The next data message, fragments reassembled; control frames are passed over.
 
-        A Close frame raises ClosedError.  ``timeout`` bounds the whole message.
+        A Close frame raises ClosedError; fragments out of order (RFC 6455 5.4) raise
+        ProtocolViolation.  ``timeout`` bounds the whole message.
         """
         async with asyncio.timeout(timeout):
-            first: Frame | None = None
             parts: list[Frame] = []
             size = 0
             while True:
@@ -254,14 +320,19 @@ class WireClient:
                     raise ClosedError(f"Close frame {code} {reason[:120]!r}", frame)
                 if frame.is_control:
                     continue
-                if first is None:
-                    first = frame
+                if not parts and frame.opcode == Opcode.CONT:
+                    raise ProtocolViolation("a continuation frame with no message to continue "
+                                            "(RFC 6455 5.4)")
+                if parts and frame.opcode != Opcode.CONT:
+                    raise ProtocolViolation(
+                        f"a new {frame.name} frame inside a fragmented message; later "
+                        "fragments must be continuation frames (RFC 6455 5.4)")
                 parts.append(frame)
                 size += len(frame.payload)
                 if size > max_size:
-                    raise ClosedError(f"message larger than the bound of {max_size} bytes")
+                    raise ProtocolViolation(f"message larger than the bound of {max_size} bytes")
                 if frame.fin:
-                    return Message(first.opcode, b"".join(f.payload for f in parts), parts)
+                    return Message(parts[0].opcode, b"".join(f.payload for f in parts), parts)
 
     def _end_description(self) -> str:
         if self.close_frame is not None:
@@ -290,11 +361,18 @@ class WireClient:
 
     # -- writing -----------------------------------------------------------------------
 
-    async def _send(self, data: bytes, frame: Frame | None, note: str = "") -> None:
-        if frame is not None:
-            self._record("out", frame, note)
-        self._writer.write(data)
-        await self._writer.drain()
+    async def _send(self, data: bytes, timeout: float = SEND_TIMEOUT) -> None:
+        """Write and drain within ``timeout``; a lost connection is a ClosedError."""
+        try:
+            self._writer.write(data)
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+        except TimeoutError:
+            raise TimeoutError(f"the target did not read {len(data)} bytes within "
+                               f"{timeout:.1f} s") from None
+        except ConnectionError as exc:
+            raise ClosedError(f"{self._end_description()}; sending failed: "
+                              f"{type(exc).__name__}", self.close_frame) from None
 
     async def send_frame(
         self,
@@ -310,14 +388,14 @@ class WireClient:
         frame = Frame(opcode, payload, fin, rsv1, rsv2, rsv3, masked=mask is not False)
         if opcode == Opcode.CLOSE:
             self.close_sent = True
+        self._record("out", frame)
         await self._send(
-            encode_frame(opcode, payload, fin=fin, rsv1=rsv1, rsv2=rsv2, rsv3=rsv3, mask=mask),
-            frame,
-        )
+            encode_frame(opcode, payload, fin=fin, rsv1=rsv1, rsv2=rsv2, rsv3=rsv3, mask=mask))
 
-    async def send_raw(self, data: bytes, note: str = "raw bytes") -> None:
-        self._record("out", Frame(-1 & 0xF, data), note)
-        await self._send(data, None)
+    async def send_raw(self, data: bytes, note: str = "") -> None:
+        """Bytes exactly as given, recorded as a ``raw`` entry."""
+        self._record("out", Frame(0, data), note, name="raw")
+        await self._send(data)
 
     async def send_text(self, text: str | bytes) -> None:
         await self.send_frame(Opcode.TEXT, text.encode() if isinstance(text, str) else text)
@@ -351,7 +429,10 @@ class WireClient:
         await self.aclose()
 
     def evidence(self, limit: int = 40) -> dict[str, Any]:
-        """The frames seen (most recent ``limit``), the close frame and the end time."""
+        """The frames seen (most recent ``limit``), the close frame and the end time.
+
+        Each frame is [t, direction, opcode, fin, rsv, masked, length, preview, note].
+        """
         code, reason = parse_close(self.close_frame.payload) if self.close_frame else (None, b"")
         return {
             "frames": [r.as_list() for r in self._records[-limit:]],
@@ -361,6 +442,7 @@ class WireClient:
             "close_at": None if self.close_at is None else round(self.close_at, 3),
             "tcp_end_at": None if self.eof_at is None else round(self.eof_at, 3),
             "read_error": self.read_error,
+            "overflow": self.overflow,
         }
 
 
@@ -376,10 +458,13 @@ async def open_handshake(
     origin: str | None = None,
     headers: Iterable[tuple[str, str]] = (),
     upgrade: bool = True,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> HandshakeResponse:
     """Send one (possibly malformed) handshake and return the answer; the socket is closed.
 
-    TimeoutError if no complete answer within ``timeout``; HandshakeError if it is not HTTP.
+    TimeoutError if no response head within ``timeout``; NoAnswer if the server ends the
+    connection without a byte; HandshakeError if what comes back is not HTTP.  A refusal's
+    body is read within what is left of ``timeout`` and kept as far as it came.
     """
     endpoint = parse_url(url)
     request = build_request(
@@ -392,29 +477,41 @@ async def open_handshake(
     writer = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+            reader, writer = await asyncio.open_connection(
+                endpoint.host, endpoint.port, ssl=_client_ssl(endpoint.secure, ssl_context))
             writer.write(request)
-            response, _ = await read_response(reader, read_body=True)
+            try:
+                response, rest = await read_head(reader)
+            except ConnectionError as exc:
+                raise NoAnswer(f"connection reset without an HTTP answer "
+                               f"({type(exc).__name__})") from None
+        response.elapsed = loop.time() - started
+        if response.status != 101:
+            await read_body(reader, response, rest, max(0.0, started + timeout - loop.time()))
     finally:
         if writer is not None:
             writer.transport.abort()
-    response.elapsed = loop.time() - started
     return response
-
-
-__all__ = [
-    "ClosedError",
-    "FrameRecord",
-    "HandshakeError",
-    "HandshakeRefused",
-    "Message",
-    "WireClient",
-    "opcode_name",
-    "open_handshake",
-]
 
 
 async def handshake_ok(url: str, timeout: float) -> None:
     """Open and drop one connection; raises unless the handshake succeeds within ``timeout``."""
     client = await WireClient.connect(url, timeout=timeout)
     await client.aclose()
+
+
+__all__ = [
+    "BufferOverflow",
+    "ClosedError",
+    "FrameRecord",
+    "HandshakeError",
+    "HandshakeRefused",
+    "Message",
+    "NoAnswer",
+    "ProtocolViolation",
+    "ReceiveError",
+    "WireClient",
+    "handshake_ok",
+    "opcode_name",
+    "open_handshake",
+]

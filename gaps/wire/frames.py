@@ -34,7 +34,14 @@ def opcode_name(opcode: int) -> str:
 
 
 class FrameTooLarge(Exception):
-    """The server announced a frame larger than the reader's bound."""
+    """The server announced a frame larger than the reader's bound.
+
+    ``frames`` are the complete frames parsed before it, so no evidence is lost.
+    """
+
+    def __init__(self, message: str, frames: list[Frame] | None = None) -> None:
+        super().__init__(message)
+        self.frames = frames or []
 
 
 @dataclass(frozen=True)
@@ -122,10 +129,14 @@ class FrameParser:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[Frame]:
+        """Complete frames in the bytes so far; FrameTooLarge (with them) past the bound."""
         self._buffer += data
         frames: list[Frame] = []
         while True:
-            frame = self._next()
+            try:
+                frame = self._next()
+            except FrameTooLarge as exc:
+                raise FrameTooLarge(str(exc), frames) from None
             if frame is None:
                 return frames
             frames.append(frame)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable
@@ -59,8 +60,9 @@ class Endpoint:
 
     @property
     def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
         default = 443 if self.secure else 80
-        return self.host if self.port == default else f"{self.host}:{self.port}"
+        return host if self.port == default else f"{host}:{self.port}"
 
 
 def parse_url(url: str) -> Endpoint:
@@ -112,55 +114,77 @@ def new_key() -> str:
 
 
 class HandshakeError(Exception):
-    """The server's answer was not an HTTP response we could read within the bounds."""
+    """The server's answer was not an HTTP response we could read within the bounds.
+
+    ``received`` holds the first bytes of what did arrive, for evidence.
+    """
+
+    def __init__(self, message: str, received: bytes = b"") -> None:
+        super().__init__(message)
+        self.received = received[:200]
 
 
-async def read_response(
-    reader: asyncio.StreamReader, *, read_body: bool
-) -> tuple[HandshakeResponse, bytes]:
-    """Read status line and headers (bounded); for a non-101 answer also a bounded body.
+class NoAnswer(HandshakeError):
+    """The server ended the connection without sending a single byte."""
 
-    Returns the response and any bytes read past the head (the first frames after a 101).
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[HandshakeResponse, bytes]:
+    """Read the status line and headers (bounded to MAX_HEAD bytes).
+
+    Returns the response and the bytes read past the head (a refusal's body, or the first
+    frames after a 101).  NoAnswer if the connection ends before any byte; HandshakeError
+    for anything else that is not an HTTP response head.
     """
     head = bytearray()
     while b"\r\n\r\n" not in head:
         chunk = await reader.read(4096)
         if not chunk:
+            if not head:
+                raise NoAnswer("connection closed without an HTTP answer")
             raise HandshakeError(
-                f"connection closed before the response head ended ({len(head)} bytes read)"
-            )
+                f"connection closed before the response head ended ({len(head)} bytes read)",
+                bytes(head))
         head += chunk
         if len(head) > MAX_HEAD and b"\r\n\r\n" not in head[:MAX_HEAD + 4]:
-            raise HandshakeError(f"response head longer than {MAX_HEAD} bytes")
+            raise HandshakeError(f"response head longer than {MAX_HEAD} bytes", bytes(head))
     raw_head, _, rest = bytes(head).partition(b"\r\n\r\n")
     lines = raw_head.decode("latin-1").split("\r\n")
     status_parts = lines[0].split(" ", 2)
-    if len(status_parts) < 2 or not status_parts[0].startswith("HTTP/"):
-        raise HandshakeError(f"not an HTTP status line: {lines[0][:100]!r}")
-    try:
-        status = int(status_parts[1])
-    except ValueError:
-        raise HandshakeError(f"not an HTTP status line: {lines[0][:100]!r}") from None
+    status = None
+    if len(status_parts) >= 2 and status_parts[0].startswith("HTTP/"):
+        with contextlib.suppress(ValueError):
+            status = int(status_parts[1])
+    if status is None:
+        raise HandshakeError(f"not an HTTP status line: {lines[0][:100]!r}", bytes(head))
     headers: Headers = []
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if sep:
             headers.append((name.strip(), value.strip()))
     response = HandshakeResponse(status, status_parts[2] if len(status_parts) > 2 else "", headers)
-    if status == 101 or not read_body:
-        return response, rest
+    return response, rest
+
+
+async def read_body(reader: asyncio.StreamReader, response: HandshakeResponse, rest: bytes,
+                    timeout: float) -> None:
+    """Read a refusal's body into ``response.body``: at most MAX_BODY bytes, within ``timeout``.
+
+    A body still arriving at the deadline is kept as far as it came; the status already
+    received is never lost to a slow body.
+    """
     body = bytearray(rest[:MAX_BODY])
     length = response.get("Content-Length")
     wanted = MAX_BODY
     if length is not None and length.strip().isdigit():
         wanted = min(int(length), MAX_BODY)
-    while len(body) < wanted:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(body) < wanted and (remaining := deadline - loop.time()) > 0:
         try:
-            chunk = await asyncio.wait_for(reader.read(MAX_BODY - len(body)), 1.0)
+            chunk = await asyncio.wait_for(reader.read(MAX_BODY - len(body)), remaining)
         except TimeoutError:
             break
         if not chunk:
             break
         body += chunk
     response.body = bytes(body[:MAX_BODY])
-    return response, b""
