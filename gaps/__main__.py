@@ -56,7 +56,8 @@ async def run_all(specs: list[str], args: argparse.Namespace, console: Console) 
         async def one(p: TargetProgress) -> None:
             async with semaphore:
                 argv = pytest_argv(p.spec, args.out, time_scale=args.time_scale,
-                                   seed=args.seed, without=args.without)
+                                   seed=args.seed, without=args.without,
+                                   allow_remote=args.allow_remote, ca_file=args.ca_file)
                 await run_target(argv, p, lambda: refresh(p))
                 p.current = "done" if p.returncode in (0, 5) else f"exit {p.returncode}"
                 refresh(p)
@@ -72,7 +73,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     names = []
     try:
         for spec in specs:
-            names.append(resolve(spec).name)
+            manifest = resolve(spec)
+            beyond = manifest.needs_opt_in()
+            if beyond and not args.allow_remote:
+                raise ManifestError(f"{spec}: {beyond[0]} is not on 127.0.0.1 or uses TLS; "
+                                    "probing it needs --allow-remote")
+            names.append(manifest.name)
     except ManifestError as exc:
         print(f"wsgaps: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -153,6 +159,10 @@ def parser() -> argparse.ArgumentParser:
                      help="switch capabilities off on the reference target")
     run.add_argument("--jobs", type=int, default=3, metavar="N",
                      help="targets probed at once (default 3)")
+    run.add_argument("--allow-remote", action="store_true",
+                     help="allow targets beyond 127.0.0.1 and wss:// targets")
+    run.add_argument("--ca-file", default=None, metavar="PATH",
+                     help="CA certificates (PEM) to verify wss:// targets with")
     run.set_defaults(func=cmd_run)
     report = sub.add_parser("report", help="render reports from results files "
                             "(same as python -m gaps.report)")

@@ -9,6 +9,7 @@ placeholder {prot}``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import string
 import tomllib
@@ -138,6 +139,30 @@ class Manifest:
         for text in texts:
             found |= {n for n in _names(text) if PORT_PLACEHOLDER.match(n)}
         return found
+
+
+    def needs_opt_in(self) -> list[str]:
+        """URLs that reach beyond 127.0.0.1 or use TLS: probing them needs an explicit opt-in.
+
+        Port placeholders are ignored; only the scheme and the host count.
+        """
+        found = []
+        urls = [e.url for e in self.endpoints.values() if e.url]
+        for url in urls:
+            parts = urlsplit(url.replace("{", "").replace("}", ""))
+            host = (parts.hostname or "").lower()
+            if parts.scheme in ("wss", "https") or not _loopback(host):
+                found.append(url)
+        return found
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _names(text: str) -> set[str]:

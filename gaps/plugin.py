@@ -11,6 +11,7 @@ import contextlib
 import random
 import resource
 import signal
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -54,6 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seed for random payloads (default: random, recorded in results)")
     group.addoption("--gaps-without", default="", metavar="LIST",
                     help="switch capabilities off on the reference target, e.g. heartbeat")
+    group.addoption("--gaps-allow-remote", action="store_true", default=False,
+                    help="allow targets beyond 127.0.0.1 and wss:// targets")
+    group.addoption("--gaps-ca-file", default=None, metavar="PATH",
+                    help="CA certificates (PEM) to verify wss:// targets with")
 
 
 @dataclass
@@ -78,6 +83,7 @@ class GapsSession:
     targets: dict[str, TargetRun] = field(default_factory=dict)
     time_scale: float = 1.0
     seed: int = 0
+    ssl_context: ssl.SSLContext | None = None
 
 
 SESSION_KEY = pytest.StashKey[GapsSession]()
@@ -97,11 +103,22 @@ def make_session(config: pytest.Config) -> GapsSession:
                           seed=seed if seed is not None else random.randrange(2**31))
     out = Path(config.getoption("gaps_out"))
     without = config.getoption("gaps_without")
+    ca_file = config.getoption("gaps_ca_file")
+    if ca_file:
+        try:
+            session.ssl_context = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise pytest.UsageError(f"--gaps-ca-file {ca_file}: {exc}") from None
     for spec in config.getoption("gaps_target") or [DEFAULT_TARGET]:
         try:
             manifest = resolve(spec)
         except ManifestError as exc:
             raise pytest.UsageError(str(exc)) from None
+        beyond = manifest.needs_opt_in()
+        if beyond and not config.getoption("gaps_allow_remote"):
+            raise pytest.UsageError(
+                f"{spec}: {beyond[0]} is not on 127.0.0.1 or uses TLS; probing it needs "
+                "--gaps-allow-remote (--allow-remote on the CLI)")
         extra: tuple[str, ...] = ()
         settings = dict(manifest.settings)
         if without:
@@ -234,7 +251,7 @@ async def gap_probe(request: pytest.FixtureRequest,
         target.write()
         pytest.fail(f"{target.label}: {exc}", pytrace=False)
     ctx = ProbeContext(manifest, instance, time_scale=session.time_scale, seed=session.seed,
-                       waits=target.run.waits)
+                       waits=target.run.waits, ssl_context=session.ssl_context)
     try:
         yield GapProbe(target, gap, ctx)
     finally:

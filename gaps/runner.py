@@ -39,7 +39,8 @@ class TargetProgress:
 
 
 def pytest_argv(spec: str, out: Path, *, time_scale: float, seed: int | None,
-                without: str, probes_dir: Path = PROBES_DIR) -> list[str]:
+                without: str, allow_remote: bool = False, ca_file: str | None = None,
+                probes_dir: Path = PROBES_DIR) -> list[str]:
     """The pytest command line for one target; ini values are given so no config file is needed."""
     argv = [
         sys.executable, "-m", "pytest", str(probes_dir), "-m", "gaps", "-v", "--color=no",
@@ -55,6 +56,10 @@ def pytest_argv(spec: str, out: Path, *, time_scale: float, seed: int | None,
         argv += ["--gaps-seed", str(seed)]
     if without:
         argv += ["--gaps-without", without]
+    if allow_remote:
+        argv.append("--gaps-allow-remote")
+    if ca_file:
+        argv += ["--gaps-ca-file", ca_file]
     return argv
 
 

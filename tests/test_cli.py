@@ -81,3 +81,15 @@ def test_missing_runtime_is_skipped_not_failed(tmp_path: Path) -> None:
     run = load_results(tmp_path / "out" / "no-runtime" / "results.json")
     assert run.target.skipped == "wsgaps-no-such-runtime not found on PATH"
     assert "skipped" in done.stdout
+
+
+def test_remote_and_tls_targets_need_an_opt_in(tmp_path: Path) -> None:
+    for url in ("ws://192.0.2.1:9/echo", "wss://127.0.0.1:9/echo"):
+        done = wsgaps("run", "--target", url, "--out", str(tmp_path))
+        assert done.returncode == 2
+        assert "--allow-remote" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gaps", "-p", "no:cacheprovider",
+         "--gaps-target", "ws://192.0.2.1:9/echo", str(ROOT / "probes")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 4 and "--gaps-allow-remote" in done.stderr
