@@ -7,6 +7,9 @@ researched from (file and symbol at the pinned version, or a doc page)::
     verdict = "pass"
     source = "websockets 17.4: src/websockets/asyncio/connection.py Connection.keepalive"
 
+``method`` is ``observed`` unless the entry says ``method = "declared"``: a fact that the
+manifest declares must not silently replace one that was measured, nor the other way round.
+
 These are the harness's own test oracle; a user's ``--gaps-baseline`` is a separate thing.
 """
 
@@ -20,6 +23,7 @@ from gaps.catalog import CHECKS
 from gaps.model import RunResult, Verdict
 
 KEYS = {"verdict", "source", "method", "note"}
+METHODS = {"observed", "declared"}
 
 
 class ExpectationError(Exception):
@@ -31,7 +35,7 @@ class Expectation:
     check_id: str
     verdict: Verdict
     source: str
-    method: str | None = None
+    method: str = "observed"
     note: str = ""
 
 
@@ -60,8 +64,10 @@ def load_expectations(path: Path) -> dict[str, Expectation]:
         source = entry.get("source")
         if not isinstance(source, str) or not source.strip():
             raise ExpectationError(f"{where}.source: missing (every expectation needs one)")
-        found[check_id] = Expectation(check_id, verdict, source, entry.get("method"),
-                                      entry.get("note", ""))
+        method = entry.get("method", "observed")
+        if method not in METHODS:
+            raise ExpectationError(f"{where}.method: must be observed or declared")
+        found[check_id] = Expectation(check_id, verdict, source, method, entry.get("note", ""))
     return found
 
 
@@ -86,6 +92,6 @@ def compare(expected: dict[str, Expectation], run: RunResult,
         if got.verdict is not exp.verdict:
             problems.append(f"{check_id}: expected {exp.verdict} ({exp.source}), "
                             f"got {got.verdict}: {got.summary}")
-        elif exp.method and str(got.method) != exp.method:
+        elif str(got.method) != exp.method:
             problems.append(f"{check_id}: expected method {exp.method}, got {got.method}")
     return problems

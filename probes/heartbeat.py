@@ -1,18 +1,22 @@
 """Gap 1, heartbeat: does the server find dead peers on its own?
 
 ``server-pings``: connect to ``echo``, send nothing, answer Pings (so that keepalive never
-closes us), and wait for the first server Ping.  Default wait 45 s: websockets and uvicorn
-ping every 20 s (websockets ``asyncio.connection.Connection.keepalive``), so 45 s covers two
-intervals; with a ``ping_interval`` hint the wait is 2 x interval + 1 s.
+closes us), and wait for the first server Ping.  Default wait 65 s: websockets and uvicorn
+ping every 20 s (websockets ``asyncio.connection.Connection.keepalive``), and gorilla's
+keepalive pattern, which Go stacks copy, every 54 s (gorilla/websocket ``examples/chat``
+``pingPeriod``); 65 s covers the slowest with a margin.  With a ``ping_interval`` hint the
+wait is 2 x interval + 1 s.
 
 ``reaps-silent-peer``: a silent client (answers nothing, sends nothing) and a control client
 (answers every Ping) connect at once.  The silent one must be closed at the TCP level after
 it received at least one Ping it did not answer; the control one must still be open, and
-still echo, a moment after that.  Default wait 60 s (websockets: Ping at 20 s plus a 20 s Pong
-timeout); with hints, 2 x (ping_interval + ping_timeout) + 1 s.  A server that has sent its
-Close frame by then may still be waiting for the peer's Close before it drops TCP (tornado
-waits a fixed 5 s: ``WebSocketProtocol13.close``), so after a Close frame the check waits
-once more for the TCP end: 10 s by default, ``close_timeout`` + 1 s with that hint.
+still echo, a moment after that.  Default wait 90 s: websockets reaps at 40 s (a Ping at
+20 s plus a 20 s Pong timeout), gorilla's pattern at 60 s (``pongWait``), the ws README's
+pattern between 30 and 60 s; 90 s leaves a margin over all of them.  With hints,
+2 x (ping_interval + ping_timeout) + 1 s.  A server that has sent its Close frame may then
+wait for the peer's Close before it drops TCP (tornado a fixed 5 s,
+``WebSocketProtocol13.close``; ws 30 s, ``closeTimeout``), so the TCP end is awaited until
+35 s after the Close frame arrived, or ``close_timeout`` + 1 s with that hint.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from gaps.probe import Outcome, ProbeContext, check, failed, passed
 GAP = "heartbeat"
 pytestmark = pytest.mark.gaps
 
-PINGS_WAIT = 45.0
-REAP_WAIT = 60.0
-CLOSE_WAIT = 10.0
+PINGS_WAIT = 65.0
+REAP_WAIT = 90.0
+CLOSE_WAIT = 35.0
 CONTROL_GRACE = 1.0  # how long the control client must outlive the silent one
 
 
@@ -77,9 +81,11 @@ async def reaps_silent_peer(ctx: ProbeContext) -> Outcome:
     silent = await ctx.connect("echo", auto_pong=False)
     control = await ctx.connect("echo", auto_pong=True)
     closed = await silent.wait_closed(wait)
-    if not closed and silent.close_frame is not None:
-        # Reaping has begun; the server may rightly wait for our Close before dropping TCP.
-        closed = await silent.wait_closed(_tcp_end_wait(ctx))
+    if not closed and silent.close_at is not None:
+        # Reaping has begun; the server may rightly wait for our Close before dropping TCP,
+        # for its close timeout counted from when it sent the Close frame.
+        since_close = asyncio.get_running_loop().time() - silent.opened_at - silent.close_at
+        closed = await silent.wait_closed(max(0.0, _tcp_end_wait(ctx) - since_close))
     evidence = {"wait": wait, "silent": silent.evidence(), "control": control.evidence()}
     if not closed:
         state = ("a Close frame but no TCP end" if silent.close_frame is not None

@@ -89,10 +89,14 @@ class Answer:
         raw = self.response.get(HEADER) if self.response is not None else None
         return "" if raw is None else raw[:SHOWN]
 
+    def has_header(self) -> bool:
+        """True when the answer carries the header at all, an empty value included."""
+        return self.response is not None and self.response.get(HEADER) is not None
+
     def unoffered(self) -> bool:
         """True when a 101 names anything but exactly one of the offered protocols."""
         chosen = self.selected
-        if self.response is None or self.response.status != 101 or not self.header():
+        if self.response is None or self.response.status != 101 or not self.has_header():
             return False
         return len(chosen) != 1 or chosen[0] not in self.offer
 
@@ -152,7 +156,7 @@ def judge_refusal(what: str, answer: Answer) -> Outcome:
                               "answer (RFC 6455 4.2.2 expects an HTTP error status)", **evidence)
         return failed(f"{what}: {answer.problem}", **evidence)
     if response.status == 101:
-        if answer.header():
+        if answer.has_header():  # an empty value names no offered protocol either (4.2.2)
             return failed(f"{what}: accepted with {HEADER}: {answer.header()!r}", **evidence)
         return passed(f"{what}: accepted without a {HEADER} header", **evidence)
     if 400 <= response.status < 500:

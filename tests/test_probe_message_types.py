@@ -117,7 +117,8 @@ async def test_close_handshake_and_its_defects(full: ProbeContext) -> None:
     async with reference_ctx("--defect", "close-code-1005") as ctx:
         code_1005 = await message_types.close_handshake(ctx)
     assert on.verdict is Verdict.PASS, on
-    assert on.evidence["close_code"] == 1000
+    assert [t["close_code"] for t in on.evidence["tries"]] == [1000, 4000]
+    assert "the same code as sent" in on.summary
     assert no_reply.verdict is Verdict.FAIL, no_reply
     assert "without a Close frame" in no_reply.summary
     assert code_1005.verdict is Verdict.FAIL, code_1005
@@ -130,7 +131,14 @@ async def test_close_handshake_tcp_left_open() -> None:
         result = await message_types.close_handshake(ctx)
     assert result.verdict is Verdict.FAIL, result
     assert "TCP still open 2.0 s" in result.summary
-    assert result.evidence["close_code"] == 1000  # the Close reply itself was fine
+    assert result.evidence["tries"][0]["close_code"] == 1000  # the Close reply was fine
+
+
+async def test_close_handshake_with_a_private_use_code() -> None:
+    async with reference_ctx("--defect", "close-common-codes-only") as ctx:
+        result = await message_types.close_handshake(ctx)
+    assert result.verdict is Verdict.FAIL, result
+    assert "Close 4000 without a Close frame" in result.summary
 
 
 @pytest.mark.parametrize(("body", "wanted"), [

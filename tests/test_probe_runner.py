@@ -92,7 +92,7 @@ async def test_url_target_is_probed_as_external(tmp_path: Path) -> None:
     assert run.target.kind == "url" and run.target.url == url, done.stdout[-2000:]
     # No hints for an external server: default waits, and the reference pings every second.
     assert run.gaps["heartbeat"].checks[0].verdict is Verdict.PASS
-    assert run.waits["heartbeat.server-pings"] == 45.0
+    assert run.waits["heartbeat.server-pings"] == 65.0
 
 
 async def test_a_long_wait_extends_the_budget() -> None:

@@ -140,3 +140,29 @@ async def test_garbage_answer_fails_refuses_bogus() -> None:
         result = await subprotocols.refuses_bogus(ctx)
     assert result.verdict is Verdict.FAIL, result
     assert "malformed answer" in result.summary
+
+
+async def test_an_empty_protocol_header_is_not_a_refusal() -> None:
+    import dataclasses
+
+    from gaps.manifest import EndpointSpec
+    from gaps.probe import ProbeContext
+    from gaps.targets import Instance
+    from probes import subprotocols
+    from tests.conftest import reference_manifest
+
+    async def script(reader, writer) -> None:
+        writer.write(switching(await read_request(reader), "Sec-WebSocket-Protocol: \r\n"))
+        await writer.drain()
+        await asyncio.sleep(2)
+
+    async with raw_server(script) as url:
+        manifest = dataclasses.replace(reference_manifest(), endpoints={
+            "echo": EndpointSpec("echo", url=url),
+            "subprotocols": EndpointSpec("subprotocols", url=url, subprotocols=("a.v1",)),
+        })
+        ctx = ProbeContext(manifest, Instance(manifest), seed=1)
+        bogus = await subprotocols.refuses_bogus(ctx)
+        unoffered = await subprotocols.never_unoffered(ctx)
+    assert bogus.verdict is Verdict.FAIL, bogus
+    assert unoffered.verdict is Verdict.FAIL, unoffered

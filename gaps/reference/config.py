@@ -27,6 +27,8 @@ DEFECTS = {
     "no-close-reply": "no Close frame is ever sent; a client Close gets a bare TCP close",
     "close-code-1005": "every Close frame sent carries code 1005 on the wire",
     "close-linger": "after the closing handshake the TCP connection is left open",
+    "close-common-codes-only": "a client Close with a code other than 1000 or 1001 gets no "
+                               "Close frame back",
     # subprotocol negotiation on /subprotocols
     "unoffered-subprotocol": "any offer gets the preferred protocol, offered or not",
     "echo-any-subprotocol": "the first offered protocol is accepted, supported or not",

@@ -31,7 +31,7 @@ from websockets.server import ServerProtocol
 from gaps.reference.config import Config
 
 FRAME_DEFECTS = ("pong-payload", "no-close-reply", "close-code-1005", "close-linger",
-                 "no-fragments")
+                 "no-fragments", "close-common-codes-only")
 LINGER = 3600.0  # close_timeout used with close-linger: beyond any close wait at any time scale
 
 
@@ -54,6 +54,10 @@ class DefectiveProtocol(ServerProtocol):
         elif frame.opcode is Opcode.CLOSE:
             if "no-close-reply" in self.defects:
                 return  # the state machine goes on as if it had been sent, so TCP ends
+            if ("close-common-codes-only" in self.defects and self.close_rcvd is not None
+                    and self.close_rcvd.code not in (CloseCode.NORMAL_CLOSURE,
+                                                     CloseCode.GOING_AWAY)):
+                return
             if "close-code-1005" in self.defects:
                 # Frame.serialize checks structure only, so a code that is never valid on
                 # the wire (7.4.1) goes through.
