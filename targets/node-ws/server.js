@@ -4,7 +4,9 @@
 // Only ws's public API with its defaults, except where target.toml [settings] says otherwise:
 //   /echo          every message back with the same opcode (text stays text, binary binary)
 //   /subprotocols  like /echo, with handleProtocols choosing from SUPPORTED
-//   /chat          the seed's chat: ack to the sender, fan-out to the other members of a room
+//   /chat          the seed's chat: acknowledgement and structured errors only.  No room
+//                  fan-out: ws ships no rooms (WebSocketServer keeps one `clients` Set), and a
+//                  room registry of our own is not the stack's (target.toml absent.rooms)
 // Routing several WebSocketServers (noServer mode) on one http.Server is the pattern of ws's
 // README ("Multiple servers sharing a single HTTP/S server").  No timers of our own: ws has
 // no server heartbeat, so none is added here (target.toml declares it absent).
@@ -41,39 +43,38 @@ subprotocolServer.on('connection', echo);
 
 const chatServer = new WebSocketServer({ noServer: true });
 
-function chatError(ws, code, message) {
-  ws.send(JSON.stringify({ error: { code, message } }));
+// The contract's chat format, mirroring gaps/contract.py (chat_error / chat_reply) exactly:
+// in {"user","message","room"}, each a string (empty strings included); out the
+// acknowledgement {"status":"received","user","message","room"}; bad input
+// {"error":{"code","message"}} with invalid_json, invalid_message or missing_field.
+const CHAT_FIELDS = ['user', 'message', 'room'];
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function chatReply(data, isBinary) {
+  let msg;
+  try {
+    // Text arrives UTF-8-validated by ws; binary bytes that are not UTF-8 are invalid JSON,
+    // as json.loads(bytes) raises UnicodeDecodeError in the Python adapters.
+    msg = JSON.parse(isBinary ? utf8.decode(data) : data.toString('utf8'));
+  } catch {
+    return { error: { code: 'invalid_json', message: 'message is not valid JSON' } };
+  }
+  if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) {
+    return { error: { code: 'invalid_message', message: 'message must be a JSON object' } };
+  }
+  const missing = CHAT_FIELDS.filter(
+    (key) => !Object.hasOwn(msg, key) || typeof msg[key] !== 'string');
+  if (missing.length) {
+    return {
+      error: { code: 'missing_field', message: `missing or non-string field(s): ${missing.join(', ')}` },
+    };
+  }
+  return { status: 'received', user: msg.user, message: msg.message, room: msg.room };
 }
 
 chatServer.on('connection', (ws) => {
   ws.on('error', (err) => console.error(`chat: ${err.message}`));
-  ws.on('message', (data, isBinary) => {
-    let msg;
-    try {
-      msg = JSON.parse(data.toString('utf8'));
-    } catch {
-      return chatError(ws, 'invalid_json', 'message is not valid JSON');
-    }
-    if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) {
-      return chatError(ws, 'invalid_message', 'message must be a JSON object');
-    }
-    for (const key of ['user', 'message', 'room']) {
-      if (typeof msg[key] !== 'string' || msg[key] === '') {
-        return chatError(ws, 'missing_field', `field "${key}" is required (a non-empty string)`);
-      }
-    }
-    // Membership is the room of the client's latest message, kept on ws's own client object;
-    // fan-out is a loop over ws's own client set (WebSocketServer#clients).
-    ws.room = msg.room;
-    ws.send(JSON.stringify({
-      status: 'received', user: msg.user, message: msg.message, room: msg.room,
-      time: new Date().toISOString(),
-    }));
-    const out = JSON.stringify({ user: msg.user, message: msg.message, room: msg.room });
-    for (const peer of chatServer.clients) {
-      if (peer !== ws && peer.room === msg.room && peer.readyState === peer.OPEN) peer.send(out);
-    }
-  });
+  ws.on('message', (data, isBinary) => ws.send(JSON.stringify(chatReply(data, isBinary))));
 });
 
 const routes = { '/echo': echoServer, '/subprotocols': subprotocolServer, '/chat': chatServer };
