@@ -96,8 +96,6 @@ def _terminate_as_interrupt(signum: int, frame: object) -> None:
 def make_session(config: pytest.Config) -> GapsSession:
     """Resolve the targets named on the command line; UsageError with one line if one is bad."""
     scale = config.getoption("gaps_time_scale")
-    if scale <= 0:
-        raise pytest.UsageError("--gaps-time-scale must be greater than 0")
     seed = config.getoption("gaps_seed")
     session = GapsSession(time_scale=scale,
                           seed=seed if seed is not None else random.randrange(2**31))
@@ -150,17 +148,30 @@ def raise_open_file_limit() -> int:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gaps: a wsgaps probe")
-    raise_open_file_limit()
-    config.stash[SESSION_KEY] = make_session(config)
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
-        # A terminated run tears down like Ctrl-C: targets stopped, results written.
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    if config.getoption("gaps_time_scale") <= 0:
+        raise pytest.UsageError("--gaps-time-scale must be greater than 0")
+    # The plugin is also installed as a pytest11 entry point, so it is loaded in every pytest
+    # run of the environment: it stays inert until a run names a target or collects a probe.
+    if config.getoption("gaps_target"):
+        get_session(config)
+
+
+def get_session(config: pytest.Config) -> GapsSession:
+    """The session's targets, resolved on first use (UsageError for a bad one)."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None:
+        session = config.stash[SESSION_KEY] = make_session(config)
+        raise_open_file_limit()
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+            # A terminated run tears down like Ctrl-C: targets stopped, results written.
+            signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    return session
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "gap_target" in metafunc.fixturenames:
-        labels = list(metafunc.config.stash[SESSION_KEY].targets)
+        labels = list(get_session(metafunc.config).targets)
         metafunc.parametrize("gap_target", labels, indirect=True, scope="module", ids=labels)
 
 
