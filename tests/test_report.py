@@ -456,3 +456,17 @@ def test_cli_as_module_documents_exit_codes(tmp_path: Path) -> None:
                              capture_output=True, text=True, check=False, cwd=tmp_path)
     assert missing.returncode == 2
     assert missing.stderr.strip() == "gaps.report: nope.json: no such file"
+
+
+def test_matrix_marks_a_skipped_target_as_skipped() -> None:
+    from gaps.model import RunResult, TargetInfo
+    from gaps.report import render_index_html, render_matrix_markdown
+
+    ran = RunResult(TargetInfo("ran"), "0.1.0", started=1.0)
+    skipped = RunResult(TargetInfo("gone", skipped="build failed: 403 Forbidden\ntail"),
+                        "0.1.0", started=1.0)
+    markdown = render_matrix_markdown([(ran, "ran"), (skipped, "gone")])
+    row = next(line for line in markdown.splitlines() if line.startswith("| 1 |"))
+    assert "❔ Unknown" in row and "⏭️ Skipped" in row
+    assert "skipped: build failed: 403 Forbidden" in markdown
+    assert "⏭️ Skipped" in render_index_html([(ran, "ran"), (skipped, "gone")])

@@ -25,6 +25,7 @@ FIGURE_LIMIT = 120  # one key figure's JSON value
 FIGURES_MAX = 8  # key figures shown per check; the rest are in the evidence block
 EVIDENCE_LIMIT = 2000  # a check's whole evidence as compact JSON
 LOG_LIMIT = 4096  # tail of a target's logs per gap
+SKIPPED_WORD, SKIPPED_ICON = "Skipped", "⏭️"  # matrix cells of a target that could not run
 DETAIL_LIMIT = 4096  # tail of a skipped target's reason (it may hold build output)
 MAP_MAX = 50  # entries shown from settings, hints and waits
 TRIES_MAX = 10  # verdicts of retried tries listed per check
@@ -344,8 +345,12 @@ def matrix_view(runs: Sequence[tuple[RunResult, str]]) -> MatrixView:
         for (run, _), (md_href, html_href) in zip(runs, hrefs, strict=True):
             result = run.gaps[gap.slug]
             status = result.status
-            cells.append(MatrixCell(str(status), STATUS_WORD[status], STATUS_ICON[status],
-                                    bool(result.error), f"{md_href}#gap-{gap.id}",
-                                    f"{html_href}#gap-{gap.id}"))
+            if run.target.skipped:
+                # Nothing was probed: say so rather than "unknown", which reads as a gap.
+                word, icon, state = SKIPPED_WORD, SKIPPED_ICON, "skipped"
+            else:
+                word, icon, state = STATUS_WORD[status], STATUS_ICON[status], str(status)
+            cells.append(MatrixCell(state, word, icon, bool(result.error),
+                                    f"{md_href}#gap-{gap.id}", f"{html_href}#gap-{gap.id}"))
         rows.append(MatrixRow(gap.id, gap.title, str(gap.priority), tuple(cells)))
     return MatrixView(tuple(columns), tuple(rows))
