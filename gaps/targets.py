@@ -1,9 +1,11 @@
 """Target lifecycle: resolve, build (cached), start with free ports, wait ready, stop.
 
-Managed targets run as a process group of their own.  Stopping sends SIGTERM to the group,
-waits the grace period, then SIGKILL.  Every live instance is also registered for an exit
-hook, and the child asks the kernel to kill it if the harness dies (PR_SET_PDEATHSIG), so no
-server outlives the harness: not on a failing test, not on Ctrl-C, not on a crash.
+Managed targets run as a process group of their own, under a guard process (``gaps._guard``)
+that sits outside the group and kills the whole group when the harness dies, even by
+SIGKILL.  Stopping sends SIGTERM to the group, waits the grace period, then SIGKILL.  Every
+live instance is also registered for an exit hook.  Builds run in a group of their own that
+is killed once the build ends, times out or is interrupted.  So no process a target or build
+starts outlives the harness: not on a failing test, not on Ctrl-C, not on a crash.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
@@ -23,9 +24,10 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from gaps.manifest import (
     Manifest,
@@ -37,6 +39,10 @@ from gaps.manifest import (
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "targets"
 OUTPUT_LIMIT = 64 * 1024
 BUILD_TAIL = 4 * 1024
+GUARD = Path(__file__).resolve().with_name("_guard.py")
+# Bound on the guard's own start-up (an interpreter start and one fork/exec).
+GUARD_REPORT_TIMEOUT = 30.0
+READ_SIZE = 64 * 1024
 
 
 class TargetSkipped(Exception):
@@ -91,7 +97,11 @@ def free_port() -> int:
 # -- output capture --------------------------------------------------------------------------
 
 class OutputTail:
-    """The last ``limit`` bytes of a process's stdout and stderr, read by a thread each."""
+    """The last ``limit`` bytes of a process's stdout and stderr, read by a thread each.
+
+    Streams are read in chunks of at most 64 KiB, never whole lines, so a line of any
+    length costs no more memory than the bound.  Lines from stderr start with ``[stderr] ``.
+    """
 
     def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
         self.limit = limit
@@ -100,11 +110,24 @@ class OutputTail:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
-    def follow(self, stream, label: str) -> None:
+    def follow(self, stream: BinaryIO, label: str) -> None:
+        """Read ``stream`` to EOF in a daemon thread, then close it."""
+        fd = stream.fileno()
+        prefix = b"" if label == "out" else b"[stderr] "
+
         def pump() -> None:
-            for line in iter(stream.readline, b""):
-                self._add(line if label == "out" else b"[stderr] " + line)
-            stream.close()
+            at_line_start = True
+            try:
+                # os.read returns what is there now: nothing waits for a newline.
+                while chunk := os.read(fd, READ_SIZE):
+                    if prefix:
+                        chunk = _prefix_lines(chunk, prefix, at_line_start)
+                        at_line_start = chunk.endswith(b"\n")
+                    self._add(chunk)
+            except OSError:
+                pass  # a broken stream ends the capture like EOF
+            finally:
+                stream.close()
 
         thread = threading.Thread(target=pump, daemon=True, name=f"wsgaps-{label}")
         thread.start()
@@ -112,10 +135,19 @@ class OutputTail:
 
     def _add(self, data: bytes) -> None:
         with self._lock:
-            self._chunks.append(data)
-            self._size += len(data)
-            while self._size > self.limit and len(self._chunks) > 1:
-                self._size -= len(self._chunks.popleft())
+            self._chunks.append(data[-self.limit :])
+            self._size += len(self._chunks[-1])
+            excess = self._size - self.limit
+            while excess > 0:
+                first = self._chunks[0]
+                if len(first) <= excess:
+                    self._chunks.popleft()
+                    cut = len(first)
+                else:
+                    self._chunks[0] = first[excess:]
+                    cut = excess
+                self._size -= cut
+                excess -= cut
 
     def join(self, timeout: float = 2.0) -> None:
         for thread in self._threads:
@@ -124,7 +156,13 @@ class OutputTail:
     def text(self) -> str:
         with self._lock:
             data = b"".join(self._chunks)
-        return data[-self.limit :].decode("utf-8", "replace")
+        return data.decode("utf-8", "replace")
+
+
+def _prefix_lines(chunk: bytes, prefix: bytes, at_line_start: bool) -> bytes:
+    """``chunk`` with ``prefix`` at the start of each line it begins (not after a final \\n)."""
+    body = chunk[:-1].replace(b"\n", b"\n" + prefix) + chunk[-1:]
+    return prefix + body if at_line_start else body
 
 
 # -- build and version --------------------------------------------------------------------------
@@ -155,8 +193,42 @@ def build_stamp(manifest: Manifest) -> str:
     return digest.hexdigest()
 
 
+def _run_bounded(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
+                 limit: int) -> tuple[int | None, str]:
+    """Run ``argv`` to its end in a process group of its own; its status and output tail.
+
+    stdout and stderr are read together, keeping only the last ``limit`` bytes.  The status
+    is None when ``timeout`` passed first.  However the wait ends (exit, timeout, Ctrl-C or
+    any other exception), the whole group is SIGKILLed and reaped, so no background child of
+    the command outlives it.  OSError if the command cannot be started.
+    """
+    output = OutputTail(limit)
+    process = subprocess.Popen(
+        argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    assert process.stdout is not None
+    output.follow(process.stdout, "out")
+    status: int | None = None
+    try:
+        status = process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        # Also after a clean exit: what the command left running in its group goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        output.join()
+    return status, output.text()
+
+
 def run_build(manifest: Manifest, *, time_scale: float = 1.0) -> str:
-    """Build if needed; returns "cached", "built" or "none".  TargetSkipped on failure."""
+    """Build if needed; returns "cached", "built" or "none".  TargetSkipped on failure.
+
+    The build runs in a process group of its own that is killed when the build ends, times
+    out or is interrupted; only the last 4 KiB of its output are kept, for the skip reason.
+    """
     if manifest.start and (missing := _missing_runtime(manifest.start.requires)):
         raise TargetSkipped(missing)
     build = manifest.build
@@ -173,21 +245,16 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0) -> str:
     argv = [_expand(a, values) for a in build.argv]
     timeout = build.timeout * time_scale
     try:
-        done = subprocess.run(
-            argv, cwd=manifest.directory / build.cwd, env={**os.environ, **build.env},
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            timeout=timeout, start_new_session=True, check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        tail = (exc.stdout or b"")[-BUILD_TAIL:].decode("utf-8", "replace")
-        raise TargetSkipped(f"build timed out after {timeout:.0f} s\n{tail}") from None
+        status, tail = _run_bounded(argv, cwd=manifest.directory / build.cwd,
+                                    env={**os.environ, **build.env}, timeout=timeout,
+                                    limit=BUILD_TAIL)
     except OSError as exc:
         raise TargetSkipped(f"build could not start: {exc}") from None
-    if done.returncode != 0:
-        tail = done.stdout[-BUILD_TAIL:].decode("utf-8", "replace")
+    if status is None:
+        raise TargetSkipped(f"build timed out after {timeout:.0f} s\n{tail}")
+    if status != 0:
         last = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")
-        raise TargetSkipped(
-            f"build failed with exit status {done.returncode}: {last[:300]}\n{tail}")
+        raise TargetSkipped(f"build failed with exit status {status}: {last[:300]}\n{tail}")
     stamp_path.parent.mkdir(exist_ok=True)
     stamp_path.write_text(stamp)
     return "built"
@@ -224,23 +291,33 @@ def _stop_all() -> None:
 atexit.register(_stop_all)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+def _cannot_start(program: str, exc: OSError) -> str:
+    """The one-line reason a command could not be started, e.g. for a missing binary."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None and str(exc.filename) != program:
+        reason += f": {exc.filename}"  # e.g. the cwd is missing, not the program
+    return f"cannot start {program}: {reason}"
 
 
 @dataclass(eq=False)
 class Instance:
-    """One running (or external) server: its ports, process and captured output."""
+    """One running (or external) server: its ports, process and captured output.
+
+    ``process`` is the target's guard (see ``gaps._guard``): it exits when the target does,
+    with the target's status, after clearing the target's process group.  ``target_pid`` is
+    the target's own pid, which is also its process group id.
+    """
 
     manifest: Manifest
     ports: dict[str, int] = field(default_factory=dict)
     upstream: str | None = None
     process: subprocess.Popen[bytes] | None = None
+    target_pid: int | None = None
     output: OutputTail = field(default_factory=OutputTail)
     started_at: float = 0.0
     stopped: bool = False
+    # The harness's end of the guard's socket: closing it (or dying) tells the guard to go.
+    _link: socket.socket | None = field(default=None, repr=False)
 
     @property
     def managed(self) -> bool:
@@ -262,6 +339,11 @@ class Instance:
         return f"ws://127.0.0.1:{self.ports['port']}{spec.path.format_map(values)}"
 
     def start(self, extra_args: tuple[str, ...] = ()) -> None:
+        """Start the target under its guard, with free ports; returns once it runs.
+
+        TargetFailed("cannot start <program>: <reason>") when the command cannot be run
+        (missing, not executable, missing cwd); nothing is left running then.
+        """
         if not self.managed:
             return
         start = self.manifest.start
@@ -272,16 +354,63 @@ class Instance:
         argv = [_expand(a, values) for a in start.argv] + list(extra_args)
         env = {**os.environ, "PYTHONUNBUFFERED": "1",
                **{k: _expand(v, values) for k, v in start.env.items()}}
-        self.process = subprocess.Popen(
-            argv, cwd=self.manifest.directory / start.cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        ours, theirs = socket.socketpair()
+        guard = [sys.executable, "-I", str(GUARD), str(theirs.fileno()),
+                 "--grace", str(self.manifest.grace), "--", *argv]
+        try:
+            # A session of its own: Ctrl-C in a terminal reaches the harness only, which
+            # then stops the target in order.  No preexec_fn: forking with reader threads
+            # running must not run Python code in the child.
+            self.process = subprocess.Popen(
+                guard, cwd=self.manifest.directory / start.cwd, env=env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True, pass_fds=(theirs.fileno(),),
+            )
+        except OSError as exc:
+            ours.close()
+            raise TargetFailed(_cannot_start(argv[0], exc)) from None
+        finally:
+            theirs.close()
+        self._link = ours
         _live.add(self)
         self.started_at = time.monotonic()
         assert self.process.stdout is not None and self.process.stderr is not None
         self.output.follow(self.process.stdout, "out")
         self.output.follow(self.process.stderr, "err")
+        report = self._guard_report()
+        pid = report.get("pid")
+        if isinstance(pid, int):
+            self.target_pid = pid
+            return
+        status = self.stop(grace=0)
+        if "error" in report:
+            filename = report.get("filename")
+            error = OSError(report.get("errno"), str(report["error"]),
+                            None if filename is None else str(filename))
+            raise TargetFailed(_cannot_start(argv[0], error), self.logs())
+        raise TargetFailed(f"cannot start {argv[0]}: its guard ended with status {status} "
+                           f"({report.get('guard', 'no report')})", self.logs())
+
+    def _guard_report(self) -> dict[str, object]:
+        """The guard's one-line report: {"pid": n}, {"error": ...} or {"guard": problem}."""
+        assert self._link is not None
+        self._link.settimeout(GUARD_REPORT_TIMEOUT)
+        data = b""
+        try:
+            while not data.endswith(b"\n"):
+                chunk = self._link.recv(4096)
+                if not chunk:
+                    return {"guard": "exited without a report"}
+                data += chunk
+        except TimeoutError:
+            return {"guard": f"no report within {GUARD_REPORT_TIMEOUT:.0f} s"}
+        except OSError as exc:
+            return {"guard": f"report unreadable: {exc}"}
+        try:
+            report = json.loads(data)
+        except ValueError:
+            return {"guard": f"malformed report {data[:200]!r}"}
+        return report if isinstance(report, dict) else {"guard": "malformed report"}
 
     async def wait_ready(
         self, timeout: float, handshake: Callable[[str, float], Awaitable[object]]
@@ -314,28 +443,56 @@ class Instance:
             return loop.time() - started
 
     def signal(self, sig: int) -> None:
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
+        """Send ``sig`` to the target's process group: the target and its children.
+
+        The guard is outside that group, so even SIGKILL or SIGSTOP leaves it watching.
+        """
+        # Only while the guard runs: it reaps the target only after emptying the target's
+        # group, so until then the id names that group and no other.
+        if (self.target_pid is not None and self.process is not None
+                and self.process.poll() is None):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.target_pid, sig)
 
     def stop(self, grace: float | None = None) -> int | None:
-        """SIGTERM to the process group, ``grace`` seconds, then SIGKILL; the exit status."""
+        """SIGTERM to the target's group, ``grace`` seconds, then SIGKILL; the exit status.
+
+        The status is the target's own, as its guard reports it by exiting alike (``-9``
+        when it had to be killed).  Idempotent.
+        """
         process = self.process
         if process is None or self.stopped:
             return None if process is None else process.returncode
         grace = self.manifest.grace if grace is None else grace
-        self.signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(grace)
-        # The group may hold children even after the leader exited: kill what is left.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+        if process.poll() is None:
+            if self.target_pid is None:
+                # The start was interrupted before the guard named the target: closing the
+                # link makes the guard stop it (SIGTERM, the manifest's grace, SIGKILL).
+                self._close_link()
+                grace = self.manifest.grace + 1
+            else:
+                self.signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(grace)
+        # Whatever is left of the group goes now; the guard then reaps the target and exits
+        # (a guard that has exited already emptied the group).
+        self.signal(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(5)
+        self._close_link()
+        if process.poll() is None:
+            # Only a stuck guard gets here; the kernel then SIGKILLs the target (PDEATHSIG).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         self.output.join()
         self.stopped = True
         _live.discard(self)
         return process.returncode
+
+    def _close_link(self) -> None:
+        if self._link is not None:
+            self._link.close()
 
     async def astop(self, grace: float | None = None) -> int | None:
         """``stop`` in a worker thread, so the event loop keeps running meanwhile.

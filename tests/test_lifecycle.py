@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import _thread
+import asyncio
 import dataclasses
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +19,15 @@ import pytest
 
 from gaps.manifest import load_manifest
 from gaps.plugin import start_instance
-from gaps.targets import Instance, TargetFailed
+from gaps.targets import (
+    BUILD_TAIL,
+    OUTPUT_LIMIT,
+    Instance,
+    OutputTail,
+    TargetFailed,
+    TargetSkipped,
+    run_build,
+)
 from tests.conftest import ROOT
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
@@ -63,8 +74,18 @@ def marked_manifest(tmp_path: Path, *, ready: float = 20, command: str | None = 
     return path
 
 
+# A start command whose target leaves a child of its own running: the child is no direct
+# child of the harness, so only the group kill (and the guard, on a harness crash) reaches it.
+WITH_CHILD = '["sh", "-c", "sleep 304 & exec {python} -m gaps.reference --port {port}"]'
+
+
 def marked_processes(manifest_path: Path) -> list[int]:
-    mark = load_manifest(manifest_path).start.env["WSGAPS_TEST_MARK"].encode()
+    return processes_marked(load_manifest(manifest_path).start.env["WSGAPS_TEST_MARK"])
+
+
+def processes_marked(mark_text: str) -> list[int]:
+    """Live (non-zombie) processes whose environment holds the unique ``mark_text``."""
+    mark = mark_text.encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -158,10 +179,14 @@ def test_no_orphan_after_a_run_and_a_failing_probe(tmp_path: Path) -> None:
     assert "RuntimeError" in gaps["broadcast"]["error"]
 
 
+@pytest.mark.parametrize("command", [None, WITH_CHILD], ids=["server", "server-with-child"])
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
                          ids=["SIGINT", "SIGTERM", "SIGKILL"])
-def test_no_orphan_when_pytest_is_interrupted(tmp_path: Path, sig: int) -> None:
-    path = marked_manifest(tmp_path)
+def test_no_orphan_when_pytest_is_interrupted(tmp_path: Path, sig: int,
+                                              command: str | None) -> None:
+    # SIGKILL leaves no teardown at all: the target's guard sees the harness's end of its
+    # socket close and takes the target's whole group down, the server's child included.
+    path = marked_manifest(tmp_path, command=command)
     probes = probe_dir(tmp_path, {
         "a_fast": ("heartbeat", "heartbeat.server-pings", "from gaps.probe import passed\n"
                    "    return passed('ok')"),
@@ -194,8 +219,6 @@ def test_no_orphan_when_pytest_is_interrupted(tmp_path: Path, sig: int) -> None:
 
 
 def test_build_is_cached_and_a_failed_build_skips(tmp_path: Path) -> None:
-    from gaps.targets import TargetSkipped, run_build
-
     folder = tmp_path / "t"
     folder.mkdir()
     (folder / "input.txt").write_text("v1")
@@ -222,3 +245,209 @@ path = "/echo"
         manifest.build, argv=("{python}", "-c", "import sys; print('403 Forbidden'); sys.exit(3)"))
     with pytest.raises(TargetSkipped, match="exit status 3: 403 Forbidden"):
         run_build(failing)
+
+
+# -- a start command that cannot run ---------------------------------------------------------
+
+@pytest.mark.parametrize("program, reason", [
+    ("/nonexistent/server-bin", "No such file or directory"),
+    ("NOT_EXECUTABLE", "Permission denied"),
+], ids=["missing", "not-executable"])
+def test_unrunnable_start_command_fails_with_the_reason(tmp_path: Path, program: str,
+                                                         reason: str) -> None:
+    if program == "NOT_EXECUTABLE":
+        program = str(tmp_path / "server-bin")
+        Path(program).write_text("#!/bin/sh\n")
+        Path(program).chmod(0o644)
+    path = marked_manifest(tmp_path, command=f'["{program}", "--port", "{{port}}"]')
+    instance = Instance(load_manifest(path))
+    with pytest.raises(TargetFailed) as info:
+        instance.start()
+    assert str(info.value) == f"cannot start {program}: {reason}"
+    assert instance.process is not None and instance.process.poll() is not None
+    assert not marked_processes(path)
+
+
+def test_missing_start_cwd_names_the_folder(tmp_path: Path) -> None:
+    path = marked_manifest(tmp_path)
+    path.write_text(path.read_text().replace("[start]\n", '[start]\ncwd = "gone"\n'))
+    with pytest.raises(TargetFailed, match=r"cannot start .*: No such file or directory: .*gone"):
+        Instance(load_manifest(path)).start()
+
+
+def test_unrunnable_start_command_is_a_gap_error_in_results(tmp_path: Path) -> None:
+    path = marked_manifest(tmp_path, command='["/nonexistent/server-bin", "--port", "{port}"]')
+    probes = probe_dir(tmp_path, {
+        "fine": ("heartbeat", "heartbeat.server-pings", "from gaps.probe import passed\n"
+                 "    return passed('ok')"),
+    })
+    done = subprocess.run(pytest_cmd(path, probes, tmp_path / "out"), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    reason = "cannot start /nonexistent/server-bin: No such file or directory"
+    assert reason in done.stdout
+    results = json.loads((tmp_path / "out" / "marked" / "results.json").read_text())
+    gap = next(g for g in results["gaps"] if g["slug"] == "heartbeat")
+    assert gap["checks"] and all(c["verdict"] == "error" for c in gap["checks"])
+    assert reason in gap["error"]
+
+
+# -- the target's own children -----------------------------------------------------------------
+
+@ASYNC
+async def test_stop_takes_the_targets_children_too(tmp_path: Path) -> None:
+    path = marked_manifest(tmp_path, command=WITH_CHILD)
+    instance = await start_instance(load_manifest(path), 1.0)
+    assert len(marked_processes(path)) == 3  # guard, server, its sleep child
+    await instance.astop()
+    assert not marked_processes(path)
+
+
+@ASYNC
+async def test_exit_before_ready_clears_the_targets_children(tmp_path: Path) -> None:
+    # The server exits on its own and leaves a child behind: the guard kills the child and
+    # exits with the server's status, which the harness reports.
+    path = marked_manifest(tmp_path, command='["sh", "-c", "sleep 305 & echo bye {port}; exit 3"]')
+    instance = Instance(load_manifest(path))
+    instance.start()
+    assert instance.process is not None
+    assert wait_for(lambda: instance.process.poll() is not None, 10)
+    assert instance.process.returncode == 3
+    assert not marked_processes(path)
+    with pytest.raises(TargetFailed, match="exited with status 3 before it was ready") as info:
+        await instance.wait_ready(5, lambda url, timeout: asyncio.sleep(0))
+    assert "bye" in info.value.logs
+    instance.stop()
+
+
+def test_signal_reaches_the_target_group_not_the_guard(tmp_path: Path) -> None:
+    path = marked_manifest(tmp_path, command=WITH_CHILD)
+    instance = Instance(load_manifest(path))
+    instance.start()
+    try:
+        assert instance.process is not None and instance.target_pid is not None
+        assert os.getpgid(instance.target_pid) == instance.target_pid
+        assert os.getpgid(instance.process.pid) != instance.target_pid
+        instance.signal(signal.SIGKILL)
+        # The guard outlives a group-wide SIGKILL, clears the group and reports the kill.
+        assert instance.process.wait(10) == -signal.SIGKILL
+        assert wait_for(lambda: not marked_processes(path), 5)
+    finally:
+        instance.stop(grace=0)
+
+
+# -- builds -----------------------------------------------------------------------------------
+
+def build_manifest(tmp_path: Path, command: str, timeout: float = 60) -> tuple[Path, str]:
+    mark = uuid.uuid4().hex
+    folder = tmp_path / "b"
+    folder.mkdir()
+    (folder / "target.toml").write_text(f"""
+name = "built"
+[build]
+command = {command}
+env = {{ WSGAPS_TEST_MARK = "{mark}" }}
+timeout = {timeout}
+outputs = ["out.bin"]
+[start]
+command = ["{{python}}", "-m", "gaps.reference", "--port", "{{port}}"]
+[endpoints.echo]
+path = "/echo"
+""")
+    return folder / "target.toml", mark
+
+
+def test_build_timeout_leaves_no_process(tmp_path: Path) -> None:
+    path, mark = build_manifest(
+        tmp_path, '["sh", "-c", "echo building; sleep 301 & sleep 302"]', timeout=1)
+    started = time.monotonic()
+    with pytest.raises(TargetSkipped, match=r"build timed out after 1 s\nbuilding"):
+        run_build(load_manifest(path))
+    assert time.monotonic() - started < 5
+    assert wait_for(lambda: not processes_marked(mark), 5), "a build child outlived the build"
+
+
+def test_interrupted_build_leaves_no_process(tmp_path: Path) -> None:
+    # Ctrl-C (KeyboardInterrupt in the main thread) while the build runs.
+    path, mark = build_manifest(tmp_path, '["sh", "-c", "sleep 306 & sleep 307"]')
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_build(load_manifest(path))
+    finally:
+        timer.cancel()
+    assert wait_for(lambda: not processes_marked(mark), 5), "a build child outlived Ctrl-C"
+
+
+def test_build_leaves_no_background_process(tmp_path: Path) -> None:
+    path, mark = build_manifest(tmp_path, '["sh", "-c", "sleep 303 & : > out.bin"]')
+    assert run_build(load_manifest(path)) == "built"
+    assert wait_for(lambda: not processes_marked(mark), 5)
+
+
+def test_build_output_is_bounded(tmp_path: Path) -> None:
+    code = "import sys; sys.stdout.write('x' * 3_000_000 + chr(10) + 'last words'); sys.exit(2)"
+    path, _ = build_manifest(tmp_path, f'["{{python}}", "-c", "{code}"]')
+    with pytest.raises(TargetSkipped, match="exit status 2: last words") as info:
+        run_build(load_manifest(path))
+    tail = str(info.value).split("\n", 1)[1]
+    assert len(tail.encode()) <= BUILD_TAIL
+    assert tail.endswith("x\nlast words")
+
+
+# -- output capture -------------------------------------------------------------------------------
+
+@ASYNC
+async def test_output_without_newline_stays_bounded(tmp_path: Path) -> None:
+    # 5 MB on stderr with no newline, then the server runs (and logs to stdout).
+    code = ("import runpy, sys; sys.stderr.write('x' * 5_000_000); sys.stderr.flush(); "
+            "sys.argv = ['gaps.reference', '--port', '{port}']; "
+            "runpy.run_module('gaps.reference', run_name='__main__')")
+    path = marked_manifest(tmp_path, command=f'["{{python}}", "-c", "{code}"]')
+    instance = await start_instance(load_manifest(path), 1.0)
+    try:
+        assert wait_for(lambda: "xxxxxxxx" in instance.logs(), 5), instance.logs()[-500:]
+        assert wait_for(lambda: "listening" in instance.logs(), 5)
+        assert len(instance.logs().encode()) <= OUTPUT_LIMIT
+    finally:
+        await instance.astop()
+
+
+def test_output_tail_keeps_the_last_bytes_and_marks_stderr_lines() -> None:
+    errors = OutputTail(limit=1000)
+    err_r, err_w = os.pipe()
+    errors.follow(os.fdopen(err_r, "rb"), "err")
+    os.write(err_w, b"one\ntw")
+    time.sleep(0.2)  # two reads: the prefix must not land inside "two"
+    os.write(err_w, b"o\nthree\n")
+    os.close(err_w)
+    errors.join()
+    assert errors.text() == "[stderr] one\n[stderr] two\n[stderr] three\n"
+    output = OutputTail(limit=1000)
+    out_r, out_w = os.pipe()
+    output.follow(os.fdopen(out_r, "rb"), "out")
+    with os.fdopen(out_w, "wb") as out:
+        out.write(b"y" * 200_000 + b"end")
+        out.flush()
+        # Captured while the line is still open: nothing waits for a newline or EOF.
+        assert wait_for(lambda: output.text() == "y" * 997 + "end", 5)
+    output.join()
+
+
+def test_stop_after_an_interrupted_start_leaves_nothing(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ctrl-C lands after the guard started the target but before it named the target's pid:
+    # stop (as the exit hook runs it) must still take the target's child down.
+    path = marked_manifest(tmp_path, command=WITH_CHILD)
+
+    def interrupted(self: Instance) -> dict[str, object]:
+        assert wait_for(lambda: len(marked_processes(path)) == 3, 10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Instance, "_guard_report", interrupted)
+    instance = Instance(load_manifest(path))
+    with pytest.raises(KeyboardInterrupt):
+        instance.start()
+    instance.stop(grace=1.0)
+    assert not marked_processes(path)
