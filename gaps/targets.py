@@ -261,21 +261,24 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0) -> str:
 
 
 def target_version(manifest: Manifest, timeout: float = 30.0) -> str | None:
-    """The first line of the manifest's version command, bounded; None when there is none."""
+    """The first line of the manifest's version command, bounded; None when there is none.
+
+    Run like a build (its own process group, taken down afterwards), so nothing it starts
+    outlives it.
+    """
     if manifest.version is None:
         return None
     values = _base_values(manifest)
     try:
-        done = subprocess.run(
+        status, text = _run_bounded(
             [_expand(a, values) for a in manifest.version.argv],
-            cwd=manifest.directory / manifest.version.cwd, stdin=subprocess.DEVNULL,
-            capture_output=True, timeout=timeout, check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+            cwd=manifest.directory / manifest.version.cwd, env=os.environ, timeout=timeout,
+            limit=BUILD_TAIL)
+    except OSError as exc:
         return f"unknown ({type(exc).__name__})"
-    text = done.stdout.decode("utf-8", "replace").strip() or done.stderr.decode(
-        "utf-8", "replace").strip()
-    return (text.splitlines() or ["unknown"])[0][:200]
+    if status is None:
+        return f"unknown (no answer within {timeout:.0f} s)"
+    return (text.strip().splitlines() or ["unknown"])[0][:200]
 
 
 # -- instances ------------------------------------------------------------------------------
