@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
+import pytest_asyncio
 
 from gaps.manifest import Manifest
 from gaps.plugin import start_instance
@@ -35,6 +35,8 @@ async def reference_ctx(*args: str, manifest: Manifest | None = None,
         await instance.astop()
 
 
-@pytest.fixture
-def root() -> Path:
-    return ROOT
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def full() -> AsyncIterator[ProbeContext]:
+    """One reference server with every capability on and no defect, shared by a module."""
+    async with reference_ctx() as ctx:
+        yield ctx

@@ -7,10 +7,8 @@ The passing state is the reference as shipped; the failing one switches a capabi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
@@ -18,13 +16,6 @@ from probes import message_types
 from tests.conftest import reference_ctx, reference_manifest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def full() -> AsyncIterator[ProbeContext]:
-    """One reference server with every capability on and no defect, shared by the module."""
-    async with reference_ctx() as ctx:
-        yield ctx
 
 
 async def test_text_echo_and_binary_only_stack(full: ProbeContext) -> None:

@@ -14,7 +14,6 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from gaps.manifest import EndpointSpec, Manifest
 from gaps.model import Method, Verdict
@@ -24,13 +23,6 @@ from probes import subprotocols
 from tests.conftest import reference_ctx, reference_manifest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def full() -> AsyncIterator[ProbeContext]:
-    """One reference server with every capability on and no defect, shared by the module."""
-    async with reference_ctx() as ctx:
-        yield ctx
 
 
 async def test_selects_offered_on_and_off(full: ProbeContext) -> None:

@@ -27,6 +27,7 @@ from gaps.wire.frames import (
     parse_close,
 )
 from gaps.wire.handshake import (
+    Endpoint,
     HandshakeError,
     HandshakeResponse,
     NoAnswer,
@@ -183,27 +184,17 @@ class WireClient:
         )
         loop = asyncio.get_running_loop()
         started = loop.time()
-        writer = None
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    endpoint.host, endpoint.port,
-                    ssl=_client_ssl(endpoint.secure, ssl_context), limit=2**20,
-                )
-                writer.write(request)
-                response, leftover = await read_head(reader)
+                reader, writer, response, leftover = await _ask(endpoint, request, ssl_context)
         except TimeoutError:
-            if writer is not None:
-                writer.transport.abort()
             raise TimeoutError(f"no handshake answer from {url} within {timeout:.1f} s") from None
-        except BaseException:
-            if writer is not None:
-                writer.transport.abort()
-            raise
         response.elapsed = loop.time() - started
         if response.status != 101:
-            await read_body(reader, response, leftover, min(1.0, timeout))
-            writer.transport.abort()
+            try:
+                await read_body(reader, response, leftover, min(1.0, timeout))
+            finally:
+                writer.transport.abort()
             raise HandshakeRefused(response)
         if response.get("Sec-WebSocket-Accept") != accept_for(key):
             writer.transport.abort()
@@ -446,6 +437,29 @@ class WireClient:
         }
 
 
+async def _ask(
+    endpoint: Endpoint, request: bytes, ssl_context: ssl.SSLContext | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, HandshakeResponse, bytes]:
+    """Connect, send the handshake request and read the response head (the caller bounds
+    the time).  The socket is aborted on any failure; NoAnswer for a reset before a byte."""
+    writer = None
+    try:
+        reader, writer = await asyncio.open_connection(
+            endpoint.host, endpoint.port, ssl=_client_ssl(endpoint.secure, ssl_context),
+            limit=2**20)
+        writer.write(request)
+        try:
+            response, rest = await read_head(reader)
+        except ConnectionError as exc:
+            raise NoAnswer(f"connection reset without an HTTP answer "
+                           f"({type(exc).__name__})") from None
+    except BaseException:
+        if writer is not None:
+            writer.transport.abort()
+        raise
+    return reader, writer, response, rest
+
+
 async def open_handshake(
     url: str,
     *,
@@ -474,23 +488,14 @@ async def open_handshake(
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
-    writer = None
+    async with asyncio.timeout(timeout):
+        reader, writer, response, rest = await _ask(endpoint, request, ssl_context)
     try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                endpoint.host, endpoint.port, ssl=_client_ssl(endpoint.secure, ssl_context))
-            writer.write(request)
-            try:
-                response, rest = await read_head(reader)
-            except ConnectionError as exc:
-                raise NoAnswer(f"connection reset without an HTTP answer "
-                               f"({type(exc).__name__})") from None
         response.elapsed = loop.time() - started
         if response.status != 101:
             await read_body(reader, response, rest, max(0.0, started + timeout - loop.time()))
     finally:
-        if writer is not None:
-            writer.transport.abort()
+        writer.transport.abort()
     return response
 
 
