@@ -9,6 +9,7 @@ from gaps.reference.__main__ import parse_args
 from gaps.reference.config import DEFECTS, SUBPROTOCOLS, Config
 from gaps.reference.defects import other_payload, serve_options
 from gaps.reference.subprotocols import select
+from gaps.wire.client import WireClient
 
 
 def test_default_has_every_capability_and_no_defect() -> None:
@@ -51,3 +52,34 @@ def test_subprotocol_rule_is_websockets_default() -> None:
 def test_other_payload_always_differs(payload: bytes) -> None:
     altered = other_payload(payload)
     assert altered != payload and len(altered) <= 125
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.parametrize("profile", ["full", "seed"])
+async def test_seed_endpoints_speak_the_seed_formats(profile: str) -> None:
+    """/ws answers "Echo: <msg> (sent at <time>)"; /chat acknowledges; bad chat input gets
+    the structured error only where app-errors is on (the seed app ignored it)."""
+    import json
+    import re
+
+    from tests.conftest import reference_ctx
+
+    async with reference_ctx("--profile", profile) as ctx:
+        url = ctx.url("echo")
+        ws = await WireClient.connect(url.replace("/echo", "/ws"), timeout=5)
+        await ws.send_text("Hello WebSocket")
+        echoed = (await ws.recv_message(5)).data.decode()
+        chat = await WireClient.connect(url.replace("/echo", "/chat"), timeout=5)
+        await chat.send_text('{"user":"Alice","message":"Hello!","room":"general"}')
+        ack = json.loads((await chat.recv_message(5)).data)
+        await chat.send_text("not json")
+        await chat.send_text('{"user":"Bob","message":"after","room":"general"}')
+        after_bad = json.loads((await chat.recv_message(5)).data)
+        await ws.aclose()
+        await chat.aclose()
+    assert re.fullmatch(r"Echo: Hello WebSocket \(sent at \d{4}-\d\d-\d\dT[\d:]+Z\)", echoed)
+    assert ack["status"] == "received" and ack["user"] == "Alice"
+    if profile == "full":
+        assert after_bad["error"]["code"] == "invalid_json"
+    else:
+        assert after_bad["user"] == "Bob"  # the bad message got no answer at all
