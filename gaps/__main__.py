@@ -2,7 +2,8 @@
 
 Exit status of ``wsgaps run``:
   0  every target was probed (or skipped with a reason) and every probe completed
-  2  usage error: bad option, unknown target, invalid manifest
+  1  a gate failed: a gap at or below --fail-on, or a check worse than in --baseline
+  2  usage error: bad option, unknown target, invalid manifest or baseline
   3  a probe could not complete (verdict ``error``) or a target did not start
   130  interrupted
 """
@@ -18,13 +19,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gaps.gate import FAIL_ON, load_baselines, regressions, status_failures
 from gaps.manifest import ManifestError
 from gaps.model import ResultsError, load_results
 from gaps.runner import TargetProgress, pytest_argv, run_target
 from gaps.summary import summary_table
 from gaps.targets import builtin_names, resolve
 
-EXIT_OK, EXIT_USAGE, EXIT_PROBE_ERROR, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PROBE_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def expand_targets(specs: list[str]) -> list[str]:
@@ -79,7 +81,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise ManifestError(f"{spec}: {beyond[0]} is not on 127.0.0.1 or uses TLS; "
                                     "probing it needs --allow-remote")
             names.append(manifest.name)
-    except ManifestError as exc:
+        baselines = load_baselines([str(p) for p in args.baseline])
+        unmatched = sorted(set(baselines) - set(names))
+        if unmatched:
+            raise ManifestError(f"--baseline: no target named {unmatched[0]} in this run")
+    except (ManifestError, ResultsError) as exc:
         print(f"wsgaps: {exc}", file=sys.stderr)
         return EXIT_USAGE
     started = time.monotonic()
@@ -90,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     status = EXIT_OK
     result_files = []
+    gate: list[str] = []
     for progress, name in zip(progresses, names, strict=True):
         path = args.out / name / "results.json"
         try:
@@ -100,6 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             status = EXIT_USAGE if progress.returncode in (2, 4) else EXIT_PROBE_ERROR
             continue
         result_files.append(path)
+        gate += status_failures(run, args.fail_on)
+        if name in baselines:
+            gate += regressions(run, baselines[name])
         console.print(summary_table(run))
         if run.target.skipped:
             console.print(f"{name} skipped: {run.target.skipped.splitlines()[0]}",
@@ -116,7 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         for path in written:
             if path.name in ("index.html",) or path.suffix == ".html":
                 console.print(f"report: {path}", highlight=False, soft_wrap=True)
+    for line in gate:
+        console.print(f"[red]gate:[/] {line}", highlight=False, soft_wrap=True)
     console.print(f"wall time {time.monotonic() - started:.1f} s", highlight=False)
+    if status == EXIT_OK and gate:
+        return EXIT_GATE
     return status
 
 
@@ -159,6 +173,13 @@ def parser() -> argparse.ArgumentParser:
                      help="switch capabilities off on the reference target")
     run.add_argument("--jobs", type=int, default=3, metavar="N",
                      help="targets probed at once (default 3)")
+    run.add_argument("--fail-on", choices=sorted(FAIL_ON), default=None,
+                     help="exit 1 when a gap is missing (or, with partial, partial or "
+                          "missing); the documentation gap never gates")
+    run.add_argument("--baseline", action="append", default=[], type=Path,
+                     metavar="RESULTS.json",
+                     help="exit 1 on any check worse than in this earlier results file "
+                          "(one per target; repeatable)")
     run.add_argument("--allow-remote", action="store_true",
                      help="allow targets beyond 127.0.0.1 and wss:// targets")
     run.add_argument("--ca-file", default=None, metavar="PATH",

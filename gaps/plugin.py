@@ -24,8 +24,17 @@ import pytest_asyncio
 
 from gaps import __version__
 from gaps.catalog import BY_SLUG, CHECKS
+from gaps.gate import FAIL_ON, load_baselines, regressions, status_failures
 from gaps.manifest import Manifest, ManifestError
-from gaps.model import CheckResult, GapResult, Method, RunResult, TargetInfo, Verdict
+from gaps.model import (
+    CheckResult,
+    GapResult,
+    Method,
+    ResultsError,
+    RunResult,
+    TargetInfo,
+    Verdict,
+)
 from gaps.probe import CheckDef, ProbeContext
 from gaps.summary import render_summary
 from gaps.targets import (
@@ -59,6 +68,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="allow targets beyond 127.0.0.1 and wss:// targets")
     group.addoption("--gaps-ca-file", default=None, metavar="PATH",
                     help="CA certificates (PEM) to verify wss:// targets with")
+    group.addoption("--gaps-fail-on", choices=sorted(FAIL_ON), default=None,
+                    help="fail the run when a gap is missing (or, with partial, partial or "
+                         "missing); the documentation gap never gates")
+    group.addoption("--gaps-baseline", action="append", default=[], metavar="RESULTS.json",
+                    help="fail the run on any check that got worse than in this earlier "
+                         "results file (one per target; repeatable)")
 
 
 @dataclass
@@ -84,6 +99,9 @@ class GapsSession:
     time_scale: float = 1.0
     seed: int = 0
     ssl_context: ssl.SSLContext | None = None
+    baselines: dict[str, RunResult] = field(default_factory=dict)
+    fail_on: str | None = None
+    gate_failures: list[str] = field(default_factory=list)
 
 
 SESSION_KEY = pytest.StashKey[GapsSession]()
@@ -101,6 +119,11 @@ def make_session(config: pytest.Config) -> GapsSession:
                           seed=seed if seed is not None else random.randrange(2**31))
     out = Path(config.getoption("gaps_out"))
     without = config.getoption("gaps_without")
+    session.fail_on = config.getoption("gaps_fail_on")
+    try:
+        session.baselines = load_baselines(config.getoption("gaps_baseline"))
+    except ResultsError as exc:
+        raise pytest.UsageError(f"--gaps-baseline {exc}") from None
     ca_file = config.getoption("gaps_ca_file")
     if ca_file:
         try:
@@ -134,6 +157,9 @@ def make_session(config: pytest.Config) -> GapsSession:
                         seed=session.seed, started=time.time())
         session.targets[manifest.name] = TargetRun(
             manifest.name, manifest, run, out / manifest.name / "results.json", extra)
+    unmatched = sorted(set(session.baselines) - set(session.targets))
+    if unmatched:
+        raise pytest.UsageError(f"--gaps-baseline: no target named {unmatched[0]} in this run")
     return session
 
 
@@ -152,7 +178,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--gaps-time-scale must be greater than 0")
     # The plugin is also installed as a pytest11 entry point, so it is loaded in every pytest
     # run of the environment: it stays inert until a run names a target or collects a probe.
-    if config.getoption("gaps_target"):
+    if config.getoption("gaps_target") or config.getoption("gaps_baseline"):
         get_session(config)
 
 
@@ -299,6 +325,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             target.run.finished = time.time()
             with contextlib.suppress(OSError):
                 target.write()
+            gaps_session.gate_failures += gate_failures(target.run, gaps_session)
+    if gaps_session.gate_failures and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def gate_failures(run: RunResult, gaps_session: GapsSession) -> list[str]:
+    """What ``--gaps-fail-on`` and ``--gaps-baseline`` object to in ``run``."""
+    found = status_failures(run, gaps_session.fail_on)
+    baseline = gaps_session.baselines.get(run.target.name)
+    if baseline is not None:
+        found += regressions(run, baseline)
+    return found
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -310,3 +348,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         if target.prepared:
             terminalreporter.write(render_summary(target.run, color=color))
             terminalreporter.write_line(f"results: {target.path}")
+    for line in gaps_session.gate_failures:
+        terminalreporter.write_line(f"wsgaps gate: {line}", red=True)
