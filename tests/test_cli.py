@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from gaps.model import load_results
+import jsonschema
+
+from gaps.model import SCHEMA_PATH, load_results
 from tests.conftest import ROOT
 
 NEVER_READY = """
@@ -45,7 +48,9 @@ def test_run_reference_writes_results_and_reports(tmp_path: Path) -> None:
     done = wsgaps("run", "--target", "reference", "--out", str(tmp_path), "--seed", "5",
                   cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    run = load_results(tmp_path / "reference" / "results.json")
+    results = tmp_path / "reference" / "results.json"
+    jsonschema.validate(json.loads(results.read_text()), json.loads(SCHEMA_PATH.read_text()))
+    run = load_results(results)
     assert run.seed == 5
     assert run.gaps["heartbeat"].status == "pass"
     for name in ("reference/gap-report.md", "reference/gap-report.html", "matrix.md",
