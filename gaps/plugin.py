@@ -207,8 +207,7 @@ def _prepare(target: TargetRun, scale: float) -> None:
         return
     target.prepared = True
     try:
-        target.run.target.settings.setdefault("build", run_build(target.manifest,
-                                                                 time_scale=scale))
+        target.run.target.build = run_build(target.manifest, time_scale=scale)
     except TargetSkipped as exc:
         target.skipped = str(exc)
         target.run.target.skipped = str(exc)

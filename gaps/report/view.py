@@ -25,6 +25,8 @@ FIGURE_LIMIT = 120  # one key figure's JSON value
 FIGURES_MAX = 8  # key figures shown per check; the rest are in the evidence block
 EVIDENCE_LIMIT = 2000  # a check's whole evidence as compact JSON
 LOG_LIMIT = 4096  # tail of a target's logs per gap
+BUILD_WORDS = {"built": "built for this run", "cached": "cached (inputs unchanged)",
+               "none": "no build step"}
 SKIPPED_WORD, SKIPPED_ICON = "Skipped", "⏭️"  # matrix cells of a target that could not run
 DETAIL_LIMIT = 4096  # tail of a skipped target's reason (it may hold build output)
 MAP_MAX = 50  # entries shown from settings, hints and waits
@@ -131,6 +133,7 @@ class ReportView:
     name: str
     description: str
     version: str
+    build: str
     kind: str
     url: str
     skipped: str  # first line of the reason
@@ -263,6 +266,7 @@ def report_view(run: RunResult) -> ReportView:
         name=clip(target.name, INLINE_LIMIT),
         description=clip(target.description, SUMMARY_LIMIT) if target.description else "",
         version=clip(target.version, INLINE_LIMIT) if target.version else "",
+        build=BUILD_WORDS.get(target.build or "", ""),
         kind=clip(target.kind, INLINE_LIMIT),
         url=clip(target.url, INLINE_LIMIT) if target.url else "",
         skipped=clip(skipped_lines[0], SUMMARY_LIMIT),
