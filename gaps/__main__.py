@@ -19,9 +19,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gaps.gate import FAIL_ON, load_baselines, regressions, status_failures
+from gaps.gate import load_baselines, regressions, status_failures
 from gaps.manifest import ManifestError
 from gaps.model import ResultsError, load_results
+from gaps.options import add_options
 from gaps.runner import TargetProgress, pytest_argv, run_target
 from gaps.summary import summary_table
 from gaps.targets import builtin_names, resolve
@@ -71,6 +72,7 @@ async def run_all(specs: list[str], args: argparse.Namespace, console: Console) 
 def cmd_run(args: argparse.Namespace) -> int:
     # Piped output (CI logs) gets a fixed width so tables are not squeezed to 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 120)
+    args.out = Path(args.out)
     specs = expand_targets(args.target)
     names = []
     try:
@@ -160,30 +162,9 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="probe targets and render their reports",
                          epilog=__doc__.split("\n", 2)[2],
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--target", action="append", default=[], metavar="NAME|PATH|URL",
-                     help="built-in name, target.toml path, ws:// URL or 'all' (repeatable; "
-                          "default reference)")
-    run.add_argument("--out", type=Path, default=Path("reports"), metavar="DIR",
-                     help="output folder (default reports)")
-    run.add_argument("--time-scale", type=float, default=1.0, metavar="X",
-                     help="multiply every wait by X (default 1.0)")
-    run.add_argument("--seed", type=int, default=None, metavar="N",
-                     help="seed for random payloads (default random, recorded)")
-    run.add_argument("--without", default="", metavar="LIST",
-                     help="switch capabilities off on the reference target")
+    add_options(run.add_argument)
     run.add_argument("--jobs", type=int, default=3, metavar="N",
                      help="targets probed at once (default 3)")
-    run.add_argument("--fail-on", choices=sorted(FAIL_ON), default=None,
-                     help="exit 1 when a gap is missing (or, with partial, partial or "
-                          "missing); the documentation gap never gates")
-    run.add_argument("--baseline", action="append", default=[], type=Path,
-                     metavar="RESULTS.json",
-                     help="exit 1 on any check worse than in this earlier results file "
-                          "(one per target; repeatable)")
-    run.add_argument("--allow-remote", action="store_true",
-                     help="allow targets beyond 127.0.0.1 and wss:// targets")
-    run.add_argument("--ca-file", default=None, metavar="PATH",
-                     help="CA certificates (PEM) to verify wss:// targets with")
     run.set_defaults(func=cmd_run)
     report = sub.add_parser("report", help="render reports from results files "
                             "(same as python -m gaps.report)")

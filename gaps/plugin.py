@@ -24,7 +24,7 @@ import pytest_asyncio
 
 from gaps import __version__
 from gaps.catalog import BY_SLUG, CHECKS
-from gaps.gate import FAIL_ON, load_baselines, regressions, status_failures
+from gaps.gate import load_baselines, regressions, status_failures
 from gaps.manifest import Manifest, ManifestError
 from gaps.model import (
     CheckResult,
@@ -35,6 +35,7 @@ from gaps.model import (
     TargetInfo,
     Verdict,
 )
+from gaps.options import DEFAULT_TARGET, add_options
 from gaps.probe import CheckDef, ProbeContext
 from gaps.summary import render_summary
 from gaps.targets import (
@@ -47,33 +48,11 @@ from gaps.targets import (
 )
 from gaps.wire.client import handshake_ok
 
-DEFAULT_TARGET = "reference"
 REFERENCE_TARGETS = {"reference"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("wsgaps", "WebSocket gap analysis")
-    group.addoption("--gaps-target", action="append", default=[], metavar="NAME|PATH|URL",
-                    help="target to probe: a built-in name, a target.toml path or a ws:// URL "
-                         f"(repeatable; default {DEFAULT_TARGET})")
-    group.addoption("--gaps-out", default="reports", metavar="DIR",
-                    help="folder for <target>/results.json (default: reports)")
-    group.addoption("--gaps-time-scale", type=float, default=1.0, metavar="X",
-                    help="multiply every wait by X, for slow machines (default 1.0)")
-    group.addoption("--gaps-seed", type=int, default=None, metavar="N",
-                    help="seed for random payloads (default: random, recorded in results)")
-    group.addoption("--gaps-without", default="", metavar="LIST",
-                    help="switch capabilities off on the reference target, e.g. heartbeat")
-    group.addoption("--gaps-allow-remote", action="store_true", default=False,
-                    help="allow targets beyond 127.0.0.1 and wss:// targets")
-    group.addoption("--gaps-ca-file", default=None, metavar="PATH",
-                    help="CA certificates (PEM) to verify wss:// targets with")
-    group.addoption("--gaps-fail-on", choices=sorted(FAIL_ON), default=None,
-                    help="fail the run when a gap is missing (or, with partial, partial or "
-                         "missing); the documentation gap never gates")
-    group.addoption("--gaps-baseline", action="append", default=[], metavar="RESULTS.json",
-                    help="fail the run on any check that got worse than in this earlier "
-                         "results file (one per target; repeatable)")
+    add_options(parser.getgroup("wsgaps", "WebSocket gap analysis").addoption, prefix="gaps-")
 
 
 @dataclass
