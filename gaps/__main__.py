@@ -78,10 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         for spec in specs:
             manifest = resolve(spec)
-            beyond = manifest.needs_opt_in()
-            if beyond and not args.allow_remote:
-                raise ManifestError(f"{spec}: {beyond[0]} is not on 127.0.0.1 or uses TLS; "
-                                    "probing it needs --allow-remote")
+            refusal = manifest.opt_in_refusal(spec, "--allow-remote")
+            if refusal and not args.allow_remote:
+                raise ManifestError(refusal)
             names.append(manifest.name)
         baselines = load_baselines([str(p) for p in args.baseline])
         unmatched = sorted(set(baselines) - set(names))

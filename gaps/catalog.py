@@ -279,9 +279,3 @@ BY_SLUG: dict[str, Gap] = {gap.slug: gap for gap in GAPS}
 BY_ID: dict[int, Gap] = {gap.id: gap for gap in GAPS}
 CHECKS: dict[str, CheckSpec] = {check.id: check for gap in GAPS for check in gap.checks}
 
-
-def gap_of(check_id: str) -> Gap:
-    """The gap a check ID belongs to; KeyError for an unknown ID."""
-    if check_id not in CHECKS:
-        raise KeyError(f"unknown check ID {check_id!r}")
-    return BY_SLUG[check_id.split(".", 1)[0]]

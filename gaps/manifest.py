@@ -155,6 +155,13 @@ class Manifest:
                 found.append(url)
         return found
 
+    def opt_in_refusal(self, spec: str, flag: str) -> str | None:
+        """Why ``spec`` may not be probed without ``flag``, or None when it may."""
+        beyond = self.needs_opt_in()
+        if not beyond:
+            return None
+        return f"{spec}: {beyond[0]} is not on 127.0.0.1 or uses TLS; probing it needs {flag}"
+
 
 def _loopback(host: str) -> bool:
     if host == "localhost":

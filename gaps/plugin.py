@@ -65,8 +65,11 @@ class TargetRun:
     path: Path
     extra_args: tuple[str, ...] = ()
     prepared: bool = False
-    skipped: str | None = None
     shared: Instance | None = None
+
+    @property
+    def skipped(self) -> str | None:
+        return self.run.target.skipped
 
     def write(self) -> None:
         self.run.write(self.path)
@@ -114,11 +117,9 @@ def make_session(config: pytest.Config) -> GapsSession:
             manifest = resolve(spec)
         except ManifestError as exc:
             raise pytest.UsageError(str(exc)) from None
-        beyond = manifest.needs_opt_in()
-        if beyond and not config.getoption("gaps_allow_remote"):
-            raise pytest.UsageError(
-                f"{spec}: {beyond[0]} is not on 127.0.0.1 or uses TLS; probing it needs "
-                "--gaps-allow-remote (--allow-remote on the CLI)")
+        refusal = manifest.opt_in_refusal(spec, "--gaps-allow-remote (--allow-remote on the CLI)")
+        if refusal and not config.getoption("gaps_allow_remote"):
+            raise pytest.UsageError(refusal)
         extra: tuple[str, ...] = ()
         settings = dict(manifest.settings)
         if without:
@@ -188,7 +189,6 @@ def _prepare(target: TargetRun, scale: float) -> None:
     try:
         target.run.target.build = run_build(target.manifest, time_scale=scale)
     except TargetSkipped as exc:
-        target.skipped = str(exc)
         target.run.target.skipped = str(exc)
         for gap in target.run.gaps.values():
             gap.note = f"target skipped: {str(exc).splitlines()[0]}"

@@ -7,27 +7,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable, Iterable
 
 from gaps.reference.config import CAPABILITIES, DEFECTS, PROFILES, Config
 from gaps.reference.server import run
 
 
-def capability_list(text: str) -> set[str]:
-    names = {name.strip() for name in text.split(",") if name.strip()}
-    unknown = names - set(CAPABILITIES)
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown capability {', '.join(sorted(unknown))} (known: {', '.join(CAPABILITIES)})")
-    return names
+def name_list(kind: str, known: Iterable[str]) -> Callable[[str], set[str]]:
+    """An argparse type: a comma list of ``kind`` names, each one of ``known``."""
+    allowed = list(known)
 
+    def parse(text: str) -> set[str]:
+        names = {name.strip() for name in text.split(",") if name.strip()}
+        unknown = names - set(allowed)
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {kind} {', '.join(sorted(unknown))} (known: {', '.join(allowed)})")
+        return names
 
-def defect_list(text: str) -> set[str]:
-    names = {name.strip() for name in text.split(",") if name.strip()}
-    unknown = names - set(DEFECTS)
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown defect {', '.join(sorted(unknown))} (known: {', '.join(DEFECTS)})")
-    return names
+    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -36,11 +34,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--profile", choices=PROFILES, default="full",
                         help="seed: the seed document's POC app, every capability off")
-    parser.add_argument("--without", type=capability_list, action="append", default=[],
-                        metavar="LIST",
+    parser.add_argument("--without", type=name_list("capability", CAPABILITIES),
+                        action="append", default=[], metavar="LIST",
                         help=f"capabilities to switch off: {', '.join(CAPABILITIES)}")
-    parser.add_argument("--defect", type=defect_list, action="append", default=[],
-                        metavar="LIST",
+    parser.add_argument("--defect", type=name_list("defect", DEFECTS),
+                        action="append", default=[], metavar="LIST",
                         help="TESTS ONLY: deliberately defective modes: "
                              + "; ".join(f"{k}: {v}" for k, v in DEFECTS.items()))
     parser.add_argument("--ping-interval", type=float, default=1.0, metavar="S")
