@@ -44,6 +44,9 @@ OPTIONS: tuple[Option, ...] = (
            {"action": "store_true", "default": False}),
     Option("ca-file", "CA certificates (PEM) to verify wss:// targets with",
            {"default": None, "metavar": "PATH"}),
+    Option("probes", "collect the checks of this probe package (dotted name) or folder "
+           "instead of the built-in probes (for probe authors)",
+           {"default": None, "metavar": "PACKAGE|DIR"}),
 )
 
 

@@ -8,22 +8,29 @@ overrun into ``error``, and repeats timing-sensitive checks until k of n tries a
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
+import pkgutil
 import random
 import ssl
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from gaps.catalog import CHECKS
+from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
 from gaps.targets import Instance
-from gaps.wire.client import HARNESS_ERRNOS, WireClient
+from gaps.wire.client import HARNESS_ERRNOS, Attempt, WireClient, attempt
 
 RETRY_K, RETRY_N = 2, 3
 BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
+CONNECT_WAIT = 10.0  # seconds a handshake may take when a check names no wait of its own
 
 
 @dataclass
@@ -59,7 +66,7 @@ class CheckDef:
     """A registered check: its ID, function, what it needs from the target, its time budget.
 
     ``budget`` (seconds, before the time scale) caps the whole try: a check still running
-    then is an ``error``, never a hang.  A wait taken with ``ProbeContext.wait`` that would
+    then is an ``error``, never a hang.  A wait planned with ``ProbeContext.plan_wait`` that would
     end later than the budget allows (a long hinted interval) pushes the cap out to the end
     of that wait plus ``BUDGET_MARGIN``, so a hint can never turn a verdict into an error.
     """
@@ -70,6 +77,15 @@ class CheckDef:
     absent: str | None
     timing: bool
     budget: float
+
+    @property
+    def gap(self) -> str:
+        """The gap slug: the check ID's prefix."""
+        return self.id.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.split(".", 1)[1]
 
     async def __call__(self, ctx: ProbeContext) -> CheckResult:
         return await run_check(self, ctx)
@@ -83,9 +99,15 @@ def check(
     timing: bool = False,
     budget: float = 60.0,
 ) -> Callable[[CheckFn], CheckDef]:
-    """Register ``fn`` as the check ``check_id`` (which must be in the catalog)."""
+    """Register ``fn`` as the check ``check_id`` (which must be in the catalog).
+
+    ``absent`` names the capability (from ``catalog.CAPABILITIES``) whose declared absence
+    decides the check when it cannot be observed.
+    """
     if check_id not in CHECKS:
         raise KeyError(f"{check_id!r} is not a check ID of the catalog")
+    if absent is not None and absent not in CAPABILITIES:
+        raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
 
     def wrap(fn: CheckFn) -> CheckDef:
         return CheckDef(check_id, fn, needs, absent, timing, budget)
@@ -94,7 +116,11 @@ def check(
 
 
 class ProbeContext:
-    """What a check may use: the target's manifest and instance, waits, clients, randomness."""
+    """What a check may use: the target's manifest and instance, waits, clients, randomness.
+
+    One time unit: every duration a check hands to the context or to a client is already
+    scaled.  ``plan_wait`` and ``scaled`` are the only places the time scale is applied.
+    """
 
     def __init__(
         self,
@@ -132,10 +158,11 @@ class ProbeContext:
 
     # -- waits ---------------------------------------------------------------------------
 
-    def wait(self, default: float, hinted: float | None = None, name: str = "") -> float:
+    def plan_wait(self, default: float, hinted: float | None = None, name: str = "") -> float:
         """The wait to use, scaled: ``hinted`` (derived from a hint) if given, else ``default``.
 
-        Recorded under the check ID (and ``name``) so reports show every wait used.
+        It does not wait: it computes the wait, records it under the check ID (and ``name``)
+        so reports show every wait used, and makes room for it in the try's budget.
         """
         seconds = (hinted if hinted is not None else default) * self.time_scale
         key = f"{self.check_id}{'.' + name if name else ''}"
@@ -152,14 +179,27 @@ class ProbeContext:
 
     # -- clients -------------------------------------------------------------------------
 
-    async def connect(self, endpoint: str = "echo", *, timeout: float = 10.0,
+    async def connect(self, endpoint: str = "echo", *, timeout: float | None = None,
                       **kwargs: Any) -> WireClient:
-        """A wire client on ``endpoint``, closed automatically when the check ends."""
+        """A wire client on ``endpoint``, closed automatically when the check ends.
+
+        ``timeout`` (scaled) bounds the handshake, ``CONNECT_WAIT`` scaled by default.
+        Raises a ``HandshakeFailed`` when no connection results.
+        """
         kwargs.setdefault("ssl_context", self.ssl_context)
-        client = await WireClient.connect(self.url(endpoint), timeout=self.scaled(timeout),
-                                          **kwargs)
+        wait = self.scaled(CONNECT_WAIT) if timeout is None else timeout
+        client = await WireClient.connect(self.url(endpoint), timeout=wait, **kwargs)
         self._clients.append(client)
         return client
+
+    async def handshake(self, endpoint: str = "echo", *, wait: float, **kwargs: Any) -> Attempt:
+        """One raw handshake on ``endpoint`` as a value; never raises for what the target does.
+
+        Keywords are those of ``gaps.wire.client.open_handshake`` (a missing key, another
+        version or method, offered subprotocols, ...); ``wait`` is scaled.
+        """
+        kwargs.setdefault("ssl_context", self.ssl_context)
+        return await attempt(self.url(endpoint), timeout=wait, **kwargs)
 
     async def close_clients(self) -> None:
         clients, self._clients = self._clients, []
@@ -259,3 +299,64 @@ async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
         defn.id, verdict, summary, evidence=chosen.evidence,
         wait=ctx.waits.get(defn.id), duration=time.monotonic() - started, tries=tries,
     )
+
+
+# -- discovery ---------------------------------------------------------------------------
+
+DEFAULT_PROBES = "probes"
+
+
+class ProbeError(Exception):
+    """A probe module breaks the probe contract (two gaps in one module, a gap twice)."""
+
+
+def _probe_modules(source: str) -> list[ModuleType]:
+    """The modules of a probe package (dotted name) or of a folder of ``*.py`` files."""
+    folder = Path(source)
+    if "/" in source or folder.is_dir():
+        if not folder.is_dir():
+            raise ProbeError(f"{source}: no such probe folder")
+        modules = []
+        for path in sorted(folder.glob("[a-z]*.py")):
+            name = f"wsgaps_probes_{abs(hash(folder.resolve()))}.{path.stem}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            modules.append(module)
+        return modules
+    package = importlib.import_module(source)
+    return [importlib.import_module(f"{source}.{info.name}")
+            for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
+
+
+def module_checks(module: ModuleType) -> list[CheckDef]:
+    """The checks a probe module declares, in the order it declares them."""
+    return [v for v in vars(module).values() if isinstance(v, CheckDef)]
+
+
+def load_checks(source: str = DEFAULT_PROBES) -> dict[str, list[CheckDef]]:
+    """Import the probe package (or folder) and return its checks by gap slug.
+
+    The gap of a module is the prefix of its check IDs; a module whose checks name two gaps,
+    or two modules for one gap, break "one probe module per gap" and raise ProbeError.
+    """
+    found: dict[str, list[CheckDef]] = {}
+    owner: dict[str, str] = {}
+    for module in _probe_modules(source):
+        checks = module_checks(module)
+        slugs = {d.gap for d in checks}
+        if len(slugs) > 1:
+            raise ProbeError(f"{module.__name__}: checks of more than one gap "
+                             f"({', '.join(sorted(slugs))}); one probe module per gap")
+        if not slugs:
+            continue
+        slug = slugs.pop()
+        if slug in owner:
+            raise ProbeError(f"{module.__name__}: gap {slug} is already probed by "
+                             f"{owner[slug]}; one probe module per gap")
+        owner[slug] = module.__name__
+        found[slug] = checks
+    order = list(BY_SLUG)
+    return dict(sorted(found.items(), key=lambda item: order.index(item[0])))

@@ -18,7 +18,7 @@ import probes
 
 PROBES_DIR = Path(probes.__file__).resolve().parent
 COLLECTED = re.compile(rb"collected (\d+) items?")
-RESULT = re.compile(rb"^\S*?([a-z_]+)\.py::(test_\w+)\[[^\]]*\] (PASSED|FAILED|ERROR|SKIPPED)")
+RESULT = re.compile(rb"^wsgaps::([a-z-]+)::([a-z-]+)\[[^\]]*\] (PASSED|FAILED|ERROR|SKIPPED)")
 OUTPUT_TAIL = 16 * 1024
 
 
@@ -46,7 +46,6 @@ def pytest_argv(spec: str, out: Path, *, time_scale: float, seed: int | None,
         sys.executable, "-m", "pytest", str(probes_dir), "-m", "gaps", "-v", "--color=no",
         "-p", "gaps.plugin", "-p", "no:cacheprovider", "--strict-markers",
         "--rootdir", str(probes_dir.parent),
-        "-o", "python_files=[a-z]*.py",
         "-o", "asyncio_mode=strict",
         "-o", "asyncio_default_fixture_loop_scope=session",
         "-o", "asyncio_default_test_loop_scope=session",
@@ -80,9 +79,9 @@ async def run_target(argv: list[str], progress: TargetProgress,
             elif match := RESULT.match(line):
                 module, test, outcome = (g.decode() for g in match.groups())
                 progress.done += 1
-                progress.current = module.replace("_", "-")
+                progress.current = module
                 if outcome in ("FAILED", "ERROR"):
-                    progress.failed.append(f"{module}::{test}")
+                    progress.failed.append(f"{module}.{test}")
             on_change()
         progress.returncode = await process.wait()
     except asyncio.CancelledError:

@@ -12,6 +12,7 @@ import pytest
 
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
+from gaps.wire.frames import Close
 from probes import message_types
 from tests.conftest import reference_ctx, reference_manifest
 
@@ -146,5 +147,5 @@ async def test_close_handshake_with_a_private_use_code() -> None:
     (b"\x03\xe8\xff\xfe", "not UTF-8"),
 ], ids=lambda value: value.hex() if isinstance(value, bytes) else value or "valid")
 async def test_close_body_rules(body: bytes, wanted: str) -> None:
-    problem = message_types._close_body_problem(body)
+    problem = Close.parse(body).problem()
     assert (wanted in problem) if wanted else problem == "", problem

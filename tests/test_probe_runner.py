@@ -98,7 +98,7 @@ async def test_url_target_is_probed_as_external(tmp_path: Path) -> None:
 async def test_a_long_wait_extends_the_budget() -> None:
     @check("heartbeat.server-pings", budget=1)
     async def waits(ctx: ProbeContext):
-        seconds = ctx.wait(5.0)  # 0.5 s at time scale 0.1, past the 0.1 s budget
+        seconds = ctx.plan_wait(5.0)  # 0.5 s at time scale 0.1, past the 0.1 s budget
         await asyncio.sleep(seconds)
         return passed(f"waited {seconds} s")
 

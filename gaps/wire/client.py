@@ -16,6 +16,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gaps.wire.errors import (
+    ClosedError,
+    HandshakeRefused,
+    HandshakeTimeout,
+    MalformedAnswer,
+    NoAnswer,
+    ProtocolViolation,
+    ReceiveTimeout,
+    SendTimeout,
+    Unreachable,
+)
 from gaps.wire.frames import (
     Frame,
     FrameParser,
@@ -23,14 +34,11 @@ from gaps.wire.frames import (
     Opcode,
     close_payload,
     encode_frame,
-    opcode_name,
     parse_close,
 )
 from gaps.wire.handshake import (
     Endpoint,
-    HandshakeError,
     HandshakeResponse,
-    NoAnswer,
     accept_for,
     build_request,
     new_key,
@@ -47,30 +55,6 @@ SEND_TIMEOUT = 30.0  # seconds a send may wait for the socket to drain
 MAX_CONTROL = 125  # RFC 6455 5.5: control frame payloads are at most 125 bytes
 # Running out of these is the harness's problem, never evidence about the target.
 HARNESS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-
-
-class HandshakeRefused(Exception):
-    """The server answered the opening handshake with something other than 101."""
-
-    def __init__(self, response: HandshakeResponse) -> None:
-        super().__init__(f"handshake refused with HTTP {response.status} {response.reason}")
-        self.response = response
-
-
-class ReceiveError(Exception):
-    """The probe waited for data and the connection could not deliver it."""
-
-
-class ClosedError(ReceiveError):
-    """The connection ended (Close frame or TCP end) while the probe waited for data."""
-
-    def __init__(self, message: str, close_frame: Frame | None = None) -> None:
-        super().__init__(message)
-        self.close_frame = close_frame
-
-
-class ProtocolViolation(ReceiveError):
-    """The server broke the framing rules of RFC 6455 (e.g. fragments out of order)."""
 
 
 class BufferOverflow(OSError):
@@ -172,9 +156,10 @@ class WireClient:
         auto_pong: bool = False,
         ssl_context: ssl.SSLContext | None = None,
     ) -> WireClient:
-        """Open a connection; HandshakeRefused for any answer but a valid 101.
+        """Open a connection; a ``HandshakeFailed`` for anything but a valid 101.
 
-        TimeoutError (saying so) when the handshake is not answered within ``timeout``.
+        HandshakeRefused for another status, HandshakeTimeout (saying so) when the handshake
+        is not answered within ``timeout``, Unreachable, NoAnswer or MalformedAnswer.
         """
         endpoint = parse_url(url)
         key = new_key()
@@ -188,7 +173,8 @@ class WireClient:
             async with asyncio.timeout(timeout):
                 reader, writer, response, leftover = await _ask(endpoint, request, ssl_context)
         except TimeoutError:
-            raise TimeoutError(f"no handshake answer from {url} within {timeout:.1f} s") from None
+            raise HandshakeTimeout(f"no handshake answer from {url} within {timeout:.1f} s"
+                                   ) from None
         response.elapsed = loop.time() - started
         if response.status != 101:
             try:
@@ -198,7 +184,7 @@ class WireClient:
             raise HandshakeRefused(response)
         if response.get("Sec-WebSocket-Accept") != accept_for(key):
             writer.transport.abort()
-            raise HandshakeError(
+            raise MalformedAnswer(
                 f"101 with a wrong Sec-WebSocket-Accept: {response.get('Sec-WebSocket-Accept')!r}"
             )
         return cls(reader, writer, response, leftover=leftover, max_payload=max_payload,
@@ -280,17 +266,23 @@ class WireClient:
         return "answered"
 
     async def recv(self, timeout: float) -> Frame:
-        """The next frame; TimeoutError if none within ``timeout``, ClosedError after TCP end."""
-        async with asyncio.timeout(timeout):
-            while not self._frames:
-                if self.harness_error is not None:
-                    raise self.harness_error
-                if self.overflow is not None:
-                    raise BufferOverflow(self.overflow)
-                if self._eof.is_set():
-                    raise ClosedError(self._end_description(), self.close_frame)
-                self._arrived.clear()
-                await self._arrived.wait()
+        """The next frame; ReceiveTimeout if none within ``timeout``, ClosedError after TCP end."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._next_frame()
+        except TimeoutError:
+            raise ReceiveTimeout(f"no frame within {timeout:.1f} s") from None
+
+    async def _next_frame(self) -> Frame:
+        while not self._frames:
+            if self.harness_error is not None:
+                raise self.harness_error
+            if self.overflow is not None:
+                raise BufferOverflow(self.overflow)
+            if self._eof.is_set():
+                raise ClosedError(self._end_description(), self.close_frame)
+            self._arrived.clear()
+            await self._arrived.wait()
         frame = self._frames.popleft()
         self._buffered -= len(frame.payload)
         return frame
@@ -299,31 +291,37 @@ class WireClient:
         """The next data message, fragments reassembled; control frames are passed over.
 
         A Close frame raises ClosedError; fragments out of order (RFC 6455 5.4) raise
-        ProtocolViolation.  ``timeout`` bounds the whole message.
+        ProtocolViolation.  ``timeout`` bounds the whole message (ReceiveTimeout).
         """
-        async with asyncio.timeout(timeout):
-            parts: list[Frame] = []
-            size = 0
-            while True:
-                frame = await self.recv(timeout)
-                if frame.opcode == Opcode.CLOSE:
-                    code, reason = parse_close(frame.payload)
-                    raise ClosedError(f"Close frame {code} {reason[:120]!r}", frame)
-                if frame.is_control:
-                    continue
-                if not parts and frame.opcode == Opcode.CONT:
-                    raise ProtocolViolation("a continuation frame with no message to continue "
-                                            "(RFC 6455 5.4)")
-                if parts and frame.opcode != Opcode.CONT:
-                    raise ProtocolViolation(
-                        f"a new {frame.name} frame inside a fragmented message; later "
-                        "fragments must be continuation frames (RFC 6455 5.4)")
-                parts.append(frame)
-                size += len(frame.payload)
-                if size > max_size:
-                    raise ProtocolViolation(f"message larger than the bound of {max_size} bytes")
-                if frame.fin:
-                    return Message(parts[0].opcode, b"".join(f.payload for f in parts), parts)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._next_message(max_size)
+        except TimeoutError:
+            raise ReceiveTimeout(f"no complete message within {timeout:.1f} s") from None
+
+    async def _next_message(self, max_size: int) -> Message:
+        parts: list[Frame] = []
+        size = 0
+        while True:
+            frame = await self._next_frame()
+            if frame.opcode == Opcode.CLOSE:
+                code, reason = parse_close(frame.payload)
+                raise ClosedError(f"Close frame {code} {reason[:120]!r}", frame)
+            if frame.is_control:
+                continue
+            if not parts and frame.opcode == Opcode.CONT:
+                raise ProtocolViolation("a continuation frame with no message to continue "
+                                        "(RFC 6455 5.4)")
+            if parts and frame.opcode != Opcode.CONT:
+                raise ProtocolViolation(
+                    f"a new {frame.name} frame inside a fragmented message; later "
+                    "fragments must be continuation frames (RFC 6455 5.4)")
+            parts.append(frame)
+            size += len(frame.payload)
+            if size > max_size:
+                raise ProtocolViolation(f"message larger than the bound of {max_size} bytes")
+            if frame.fin:
+                return Message(parts[0].opcode, b"".join(f.payload for f in parts), parts)
 
     def _end_description(self) -> str:
         if self.close_frame is not None:
@@ -359,7 +357,7 @@ class WireClient:
             async with asyncio.timeout(timeout):
                 await self._writer.drain()
         except TimeoutError:
-            raise TimeoutError(f"the target did not read {len(data)} bytes within "
+            raise SendTimeout(f"the target did not read {len(data)} bytes within "
                                f"{timeout:.1f} s") from None
         except ConnectionError as exc:
             raise ClosedError(f"{self._end_description()}; sending failed: "
@@ -444,9 +442,17 @@ async def _ask(
     the time).  The socket is aborted on any failure; NoAnswer for a reset before a byte."""
     writer = None
     try:
-        reader, writer = await asyncio.open_connection(
-            endpoint.host, endpoint.port, ssl=_client_ssl(endpoint.secure, ssl_context),
-            limit=2**20)
+        try:
+            reader, writer = await asyncio.open_connection(
+                endpoint.host, endpoint.port, ssl=_client_ssl(endpoint.secure, ssl_context),
+                limit=2**20)
+        except ssl.SSLError as exc:
+            raise MalformedAnswer(f"TLS handshake failed: {exc}") from None
+        except OSError as exc:
+            if exc.errno in HARNESS_ERRNOS:
+                raise  # out of descriptors or memory here: the harness's problem
+            raise Unreachable(f"cannot connect to {endpoint.host}:{endpoint.port}: "
+                              f"{type(exc).__name__}: {exc.strerror or exc}") from None
         writer.write(request)
         try:
             response, rest = await read_head(reader)
@@ -476,8 +482,8 @@ async def open_handshake(
 ) -> HandshakeResponse:
     """Send one (possibly malformed) handshake and return the answer; the socket is closed.
 
-    TimeoutError if no response head within ``timeout``; NoAnswer if the server ends the
-    connection without a byte; HandshakeError if what comes back is not HTTP.  A refusal's
+    HandshakeTimeout if no response head within ``timeout``; NoAnswer if the server ends the
+    connection without a byte; MalformedAnswer if what comes back is not HTTP.  A refusal's
     body is read within what is left of ``timeout`` and kept as far as it came.
     """
     endpoint = parse_url(url)
@@ -488,8 +494,11 @@ async def open_handshake(
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async with asyncio.timeout(timeout):
-        reader, writer, response, rest = await _ask(endpoint, request, ssl_context)
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer, response, rest = await _ask(endpoint, request, ssl_context)
+    except TimeoutError:
+        raise HandshakeTimeout(f"no handshake answer within {timeout:.1f} s") from None
     try:
         response.elapsed = loop.time() - started
         if response.status != 101:
@@ -499,24 +508,77 @@ async def open_handshake(
     return response
 
 
+@dataclass
+class Attempt:
+    """One handshake attempt as a value: the HTTP answer, or why there was none.
+
+    Exactly one of ``response`` and ``problem`` is set.  ``dropped`` marks a connection the
+    server ended without a byte of answer, ``timed_out`` no answer within the wait, and
+    ``received`` keeps the start of an answer that was not HTTP, for evidence.
+    """
+
+    response: HandshakeResponse | None = None
+    problem: str = ""
+    dropped: bool = False
+    timed_out: bool = False
+    received: bytes = b""
+
+    @property
+    def status(self) -> int | None:
+        return None if self.response is None else self.response.status
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 101
+
+    def header(self, name: str) -> str | None:
+        """All values of header ``name`` joined, or None (also when there was no answer)."""
+        return None if self.response is None else self.response.get(name)
+
+    def describe(self) -> str:
+        """``HTTP 400``, or the reason there was no HTTP answer."""
+        return f"HTTP {self.status}" if self.response is not None else self.problem
+
+    def evidence(self) -> dict[str, Any]:
+        if self.response is not None:
+            return self.response.evidence()
+        facts: dict[str, Any] = {"problem": self.problem[:300]}
+        if self.received:
+            facts["received"] = repr(self.received[:200])
+        return facts
+
+
+async def attempt(url: str, *, timeout: float, **handshake: Any) -> Attempt:
+    """One (possibly malformed) handshake; never raises for what the target does.
+
+    Keywords are those of ``open_handshake``.  A refused TCP connection is not a target's
+    answer but its absence, so ``Unreachable`` still raises (the check then errors).
+    """
+    try:
+        response = await open_handshake(url, timeout=timeout, **handshake)
+    except HandshakeTimeout:
+        return Attempt(problem=f"no answer within {timeout:.1f} s", timed_out=True)
+    except NoAnswer as exc:
+        return Attempt(problem=f"no HTTP answer: {exc}", dropped=True)
+    except MalformedAnswer as exc:  # an answer, but not HTTP: not a refusal
+        return Attempt(problem=f"malformed answer: {exc}", received=exc.received)
+    return Attempt(response)
+
+
 async def handshake_ok(url: str, timeout: float) -> None:
     """Open and drop one connection; raises unless the handshake succeeds within ``timeout``."""
     client = await WireClient.connect(url, timeout=timeout)
     await client.aclose()
 
 
+# The errors this module raises live in gaps.wire.errors (imported above, one family).
 __all__ = [
+    "Attempt",
     "BufferOverflow",
-    "ClosedError",
     "FrameRecord",
-    "HandshakeError",
-    "HandshakeRefused",
     "Message",
-    "NoAnswer",
-    "ProtocolViolation",
-    "ReceiveError",
     "WireClient",
+    "attempt",
     "handshake_ok",
-    "opcode_name",
     "open_handshake",
 ]
