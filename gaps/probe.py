@@ -77,6 +77,8 @@ class CheckDef:
     absent: str | None
     timing: bool
     budget: float
+    exclusive: bool = False  # runs alone on its instance (a shared audience, a crash defect)
+    fresh_instance: bool = False  # each try on a new instance (what a target does at start)
 
     @property
     def gap(self) -> str:
@@ -98,11 +100,16 @@ def check(
     absent: str | None = None,
     timing: bool = False,
     budget: float = 60.0,
+    exclusive: bool = False,
+    fresh_instance: bool = False,
 ) -> Callable[[CheckFn], CheckDef]:
     """Register ``fn`` as the check ``check_id`` (which must be in the catalog).
 
     ``absent`` names the capability (from ``catalog.CAPABILITIES``) whose declared absence
-    decides the check when it cannot be observed.
+    decides the check when it cannot be observed.  Checks of a gap run at once, each on its
+    own connections; ``exclusive`` makes a check run alone on its instance (checks that share
+    an audience, such as broadcast, or a defect that takes the instance down), and
+    ``fresh_instance`` gives each try a new instance (what a target does once at start-up).
     """
     if check_id not in CHECKS:
         raise KeyError(f"{check_id!r} is not a check ID of the catalog")
@@ -110,7 +117,7 @@ def check(
         raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
 
     def wrap(fn: CheckFn) -> CheckDef:
-        return CheckDef(check_id, fn, needs, absent, timing, budget)
+        return CheckDef(check_id, fn, needs, absent, timing, budget, exclusive, fresh_instance)
 
     return wrap
 
