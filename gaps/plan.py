@@ -57,6 +57,7 @@ class RunConfig:
     time_scale: float = 1.0
     seed: int = 0
     ssl_context: ssl.SSLContext | None = None
+    trust_declarations: bool = False  # decide checks by absent declarations, not the wire
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         observe(GapDone(target.label, gap))
         return gap
     ctx = ProbeContext(manifest, instance, time_scale=config.time_scale, seed=config.seed,
-                       waits=target.run.waits, ssl_context=config.ssl_context)
+                       waits=target.run.waits, ssl_context=config.ssl_context,
+                       trust_declarations=config.trust_declarations)
     try:
         for defn in checks:
             result = await defn(ctx)

@@ -70,6 +70,7 @@ def make_session(config: pytest.Config) -> GapsSession:
     out = Path(config.getoption("gaps_out"))
     without = config.getoption("gaps_without")
     session.fail_on = config.getoption("gaps_fail_on")
+    session.trust_declarations = config.getoption("gaps_trust_declarations")
     try:
         session.baselines = load_baselines(config.getoption("gaps_baseline"))
     except ResultsError as exc:

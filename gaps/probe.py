@@ -26,7 +26,7 @@ from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
 from gaps.targets import Instance
-from gaps.wire.client import HARNESS_ERRNOS, Attempt, WireClient, attempt
+from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
 
 RETRY_K, RETRY_N = 2, 3
 BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
@@ -139,6 +139,7 @@ class ProbeContext:
         waits: dict[str, float] | None = None,
         retry: tuple[int, int] = (RETRY_K, RETRY_N),
         ssl_context: ssl.SSLContext | None = None,
+        trust_declarations: bool = False,
     ) -> None:
         self.manifest = manifest
         self.instance = instance
@@ -149,6 +150,7 @@ class ProbeContext:
         self.check_id = ""
         self.rng = random.Random(seed)
         self.ssl_context = ssl_context
+        self.trust_declarations = trust_declarations
         self._clients: list[WireClient] = []
         self._budget: asyncio.Timeout | None = None  # the running try's cap
 
@@ -214,15 +216,16 @@ class ProbeContext:
             await client.aclose()
 
 
-def _declared(defn: CheckDef, ctx: ProbeContext) -> CheckResult | None:
+def declaration(defn: CheckDef, ctx: ProbeContext) -> dict[str, str] | None:
+    """What the manifest declares about ``defn``: a ``declared.<id>`` fact, or the absence
+    of the capability the check depends on; None when it declares nothing."""
     fact = ctx.manifest.declared.get(defn.id)
     if fact is not None:
-        return CheckResult(defn.id, Verdict(fact.verdict), fact.summary or "declared by the target",
-                           Method.DECLARED, source=fact.source)
+        return {"verdict": fact.verdict, "source": fact.source,
+                "summary": fact.summary or "declared by the target"}
     if defn.absent and defn.absent in ctx.manifest.absent:
-        source = ctx.manifest.absent[defn.absent]
-        return CheckResult(defn.id, Verdict.FAIL, f"declared absent: {defn.absent}",
-                           Method.DECLARED, source=source)
+        return {"verdict": "fail", "source": ctx.manifest.absent[defn.absent],
+                "summary": f"declared absent: {defn.absent}"}
     return None
 
 
@@ -239,17 +242,42 @@ async def _one_try(defn: CheckDef, ctx: ProbeContext) -> Outcome:
     try:
         async with cap:
             ctx._budget = cap
-            return await defn.fn(ctx)
+            outcome = await defn.fn(ctx)
     except TimeoutError as exc:
         if cap.expired():
-            return Outcome(Verdict.ERROR, f"probe did not finish within its budget of "
-                                          f"{loop.time() - started:.1f} s")
-        return _error_outcome(exc)
+            outcome = Outcome(Verdict.ERROR, f"probe did not finish within its budget of "
+                                             f"{loop.time() - started:.1f} s")
+        else:
+            outcome = _error_outcome(exc)
     except Exception as exc:
-        return _error_outcome(exc)
+        outcome = _error_outcome(exc)
     finally:
         ctx._budget = None
+        violations = [c.violation for c in ctx._clients if c.violation is not None]
         await ctx.close_clients()
+    return the_wire_decides(outcome, violations)
+
+
+def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:
+    """A connection that broke RFC 6455 earns no pass: the violation is the evidence.
+
+    Whatever the check concluded from a connection the target violated (its "Pings" may be
+    garbage that happened to carry opcode 0x9), the verdict is ``fail`` with the first
+    offending frame; a ``fail`` keeps its own summary, a pass or an error is replaced.
+    Harness-side errors stay errors: they say nothing about the target.
+    """
+    if not violations or outcome.verdict is Verdict.SKIP or (
+            outcome.verdict is Verdict.ERROR and outcome.summary.startswith("harness side")):
+        return outcome
+    first = min(violations, key=lambda v: v.t)
+    evidence = {**outcome.evidence, "violation": first.evidence(),
+                "violated_connections": len(violations)}
+    if outcome.verdict is Verdict.FAIL:
+        return Outcome(Verdict.FAIL, outcome.summary, evidence)
+    evidence["verdict_before"] = str(outcome.verdict)
+    evidence["summary_before"] = outcome.summary
+    return Outcome(Verdict.FAIL, f"the target broke RFC 6455 on a connection this check relied "
+                                 f"on: {first}", evidence)
 
 
 def _error_outcome(exc: BaseException) -> Outcome:
@@ -273,17 +301,31 @@ def _decide(outcomes: list[Outcome], k: int, n: int) -> Verdict | None:
 
 
 async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
-    """Run one check on ``ctx``: declared facts, skips, retries and errors handled here."""
+    """Run one check on ``ctx``: observed before declared; skips, retries and errors here.
+
+    The wire decides where it can (DESIGN.md, "Observed before declared"): a check whose
+    endpoints the target has is observed, and a declaration about it is kept beside the
+    observed verdict as its explanation (a contradiction is a manifest error).  Only a check
+    that needs an endpoint the target lacks is decided by a declaration (method
+    ``declared``), or skipped without one; ``trust_declarations`` trades observing for speed.
+    """
     ctx.check_id = defn.id
     ctx.rng = random.Random(f"{ctx.seed}:{defn.id}")
-    started = time.monotonic()
-    declared = _declared(defn, ctx)
-    if declared is not None:
-        return declared
+    declared = declaration(defn, ctx)
     missing = [name for name in defn.needs if not ctx.has(name)]
+    if declared is not None and (missing or ctx.trust_declarations):
+        return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],
+                           Method.DECLARED, source=declared["source"])
     if missing:
         return CheckResult(defn.id, Verdict.SKIP,
                            f"target has no {', '.join(missing)} endpoint", Method.OBSERVED)
+    result = await _observe(defn, ctx)
+    result.declaration = declared
+    return result
+
+
+async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
+    started = time.monotonic()
     if not defn.timing:
         outcome = await _one_try(defn, ctx)
         return CheckResult(defn.id, outcome.verdict, outcome.summary, evidence=outcome.evidence,

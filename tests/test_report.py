@@ -470,3 +470,24 @@ def test_matrix_marks_a_skipped_target_as_skipped() -> None:
     assert "❔ Unknown" in row and "⏭️ Skipped" in row
     assert "skipped: build failed: 403 Forbidden" in markdown
     assert "⏭️ Skipped" in render_index_html([(ran, "ran"), (skipped, "gone")])
+
+
+def test_observed_and_declared_apart_and_a_contradiction_stands_out() -> None:
+    run = plain_run("t", True)
+    declared_absent = {"verdict": "fail", "source": "ws lib/websocket-server.js: no ping timer",
+                       "summary": "declared absent: heartbeat"}
+    run.gaps["heartbeat"].checks = [
+        check("heartbeat.server-pings", Verdict.FAIL, "no Ping within 65.0 s",
+              declaration=declared_absent),
+        check("heartbeat.reaps-silent-peer", Verdict.PASS, f"closed after 2 s {SCRIPT}",
+              declaration=declared_absent),
+    ]
+    markdown, html = render_markdown(run), render_html(run)
+    section = gap_section(markdown, 1)
+    assert "observed" in section and "📄 **declared**" not in section
+    assert "the manifest declares: declared absent: heartbeat (source: ws lib/" in section
+    assert section.count("**manifest error**") == 2  # on the check and at the gap status
+    assert "heartbeat.reaps-silent-peer: the manifest declares declared absent: heartbeat, " \
+           "but the wire shows pass" in section
+    assert 'class="manifest-error"' in html and html.count('class="manifest-error"') == 2
+    assert_no_injection(parse(html))

@@ -28,6 +28,8 @@ from gaps.wire.errors import (
     Unreachable,
 )
 from gaps.wire.frames import (
+    OPCODES,
+    Close,
     Frame,
     FrameParser,
     FrameTooLarge,
@@ -81,6 +83,56 @@ class FrameRecord:
     def as_list(self) -> list[Any]:
         return [round(self.t, 4), self.direction, self.opcode, self.fin, self.rsv, self.masked,
                 self.length, self.preview, self.note]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The first frame on a connection that broke RFC 6455, and the rule it broke."""
+
+    t: float  # seconds since the connection opened
+    rule: str
+    frame: FrameRecord
+
+    def __str__(self) -> str:
+        return f"{self.rule} (frame at {self.t:.3f} s)"
+
+    def evidence(self) -> dict[str, Any]:
+        return {"rule": self.rule, "at": round(self.t, 3), "frame": self.frame.as_list()}
+
+
+def frame_violation(frame: Frame, *, fragmenting: bool, closed: bool, rsv1_allowed: bool) -> str:
+    """Which rule of RFC 6455 a frame from a server breaks, or "" when it breaks none.
+
+    ``fragmenting``: a fragmented data message is open; ``closed``: the server already sent
+    its Close; ``rsv1_allowed``: an extension using RSV1 (permessage-deflate) was negotiated.
+    """
+    if closed:
+        return "a frame after the server's Close frame (RFC 6455 5.5.1)"
+    if frame.masked:
+        return "a masked frame from the server (RFC 6455 5.1: a server MUST NOT mask)"
+    if frame.opcode not in OPCODES:
+        return f"reserved opcode 0x{frame.opcode:X} (RFC 6455 5.2)"
+    if frame.rsv2 or frame.rsv3 or (frame.rsv1 and not (
+            rsv1_allowed and frame.opcode in (Opcode.TEXT, Opcode.BINARY))):
+        bits = ",".join(n for n, on in (("RSV1", frame.rsv1), ("RSV2", frame.rsv2),
+                                         ("RSV3", frame.rsv3)) if on)
+        return f"{bits} set without a negotiated extension that defines it (RFC 6455 5.2)"
+    if frame.is_control:
+        if not frame.fin:
+            return f"a fragmented {frame.name} frame (RFC 6455 5.5: control frames MUST NOT " \
+                   "be fragmented)"
+        if len(frame.payload) > MAX_CONTROL:
+            return (f"a {frame.name} frame with {len(frame.payload)} bytes of payload "
+                    "(RFC 6455 5.5: at most 125)")
+        if frame.opcode == Opcode.CLOSE:
+            return Close.parse(frame.payload).problem()
+        return ""
+    if frame.opcode == Opcode.CONT and not fragmenting:
+        return "a continuation frame with no message to continue (RFC 6455 5.4)"
+    if frame.opcode != Opcode.CONT and fragmenting:
+        return (f"a new {frame.name} frame inside a fragmented message (RFC 6455 5.4: "
+                "later fragments are continuation frames)")
+    return ""
 
 
 @dataclass
@@ -137,6 +189,10 @@ class WireClient:
         self.read_error: str | None = None
         self.harness_error: OSError | None = None
         self.close_sent = False
+        self.violation: Violation | None = None  # the first frame that broke RFC 6455
+        self._fragmenting = False
+        extensions = (response.get("Sec-WebSocket-Extensions") or "").lower()
+        self._rsv1_allowed = "permessage-deflate" in extensions
         self._eof = asyncio.Event()
         self._task = asyncio.create_task(self._read_loop(leftover))
 
@@ -237,16 +293,30 @@ class WireClient:
             self._eof.set()
             self._arrived.set()
 
+    def _classify(self, frame: Frame) -> str:
+        """Judge one received frame; the first violation marks the whole connection."""
+        rule = frame_violation(frame, fragmenting=self._fragmenting,
+                               closed=self.close_frame is not None,
+                               rsv1_allowed=self._rsv1_allowed)
+        if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            self._fragmenting = not frame.fin
+        return rule
+
     def _deliver(self, frames: list[Frame]) -> None:
         for frame in frames:
+            rule = self._classify(frame)
             note = ""
             if frame.opcode == Opcode.PING:
                 self.pings.append((self._now(), frame.payload))
-                note = self._auto_pong(frame)
+                note = self._auto_pong(frame, rule)
             elif frame.opcode == Opcode.CLOSE and self.close_frame is None:
                 self.close_frame = frame
                 self.close_at = self._now()
+            if rule:
+                note = f"{note}; violation" if note else "violation"
             self._record("in", frame, note)
+            if rule and self.violation is None:
+                self.violation = Violation(self._now(), rule, self._records[-1])
             if self.overflow is None and self._buffered + len(frame.payload) > MAX_BUFFERED:
                 self.overflow = (f"more than {MAX_BUFFERED} bytes arrived unread; frames from "
                                  f"{self._now():.3f} s on were not kept")
@@ -255,11 +325,11 @@ class WireClient:
                 self._buffered += len(frame.payload)
                 self._arrived.set()
 
-    def _auto_pong(self, ping: Frame) -> str:
+    def _auto_pong(self, ping: Frame, rule: str) -> str:
         if not self.auto_pong or self.close_sent or self._writer.is_closing():
             return ""
-        if len(ping.payload) > MAX_CONTROL or not ping.fin:
-            return "not answered: invalid Ping (RFC 6455 5.5)"
+        if rule:
+            return "not answered: invalid Ping"
         pong = Frame(Opcode.PONG, ping.payload, masked=True)
         self._record("out", pong, "auto-pong")
         self._writer.write(encode_frame(Opcode.PONG, ping.payload))
@@ -432,6 +502,7 @@ class WireClient:
             "tcp_end_at": None if self.eof_at is None else round(self.eof_at, 3),
             "read_error": self.read_error,
             "overflow": self.overflow,
+            "violation": self.violation.evidence() if self.violation else None,
         }
 
 

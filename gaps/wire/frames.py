@@ -24,6 +24,7 @@ class Opcode(IntEnum):
 
 
 CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
+OPCODES = frozenset(Opcode)  # the rest (0x3-0x7, 0xB-0xF) are reserved (RFC 6455 5.2)
 
 
 def opcode_name(opcode: int) -> str:
