@@ -23,7 +23,7 @@ from gaps.gate import load_baselines, regressions, status_failures
 from gaps.manifest import ManifestError
 from gaps.model import ResultsError, load_results
 from gaps.options import add_options
-from gaps.runner import TargetProgress, pytest_argv, run_target
+from gaps.runner import RunProgress, TargetProgress, pytest_argv, run_probes
 from gaps.summary import summary_table
 from gaps.targets import builtin_names, resolve
 
@@ -40,31 +40,31 @@ def expand_targets(specs: list[str]) -> list[str]:
     return names
 
 
-async def run_all(specs: list[str], args: argparse.Namespace, console: Console) -> list[
-        TargetProgress]:
-    progresses = [TargetProgress(spec) for spec in specs]
-    semaphore = asyncio.Semaphore(max(1, args.jobs))
+async def run_all(specs: list[str], names: list[str], args: argparse.Namespace,
+                  console: Console) -> RunProgress:
+    """One pytest process for every target; a progress bar per target from its events."""
+    progress = RunProgress({name: TargetProgress(name) for name in names})
+    options = {**vars(args), "out": str(args.out)}
     with Progress(
         TextColumn("{task.fields[name]:<14}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[current]}"), TimeElapsedColumn(),
         console=console, transient=False,
     ) as bar:
-        tasks = {p.spec: bar.add_task("", total=None, name=p.spec[:14], current="waiting")
-                 for p in progresses}
+        tasks = {name: bar.add_task("", total=None, name=name[:14], current="waiting")
+                 for name in names}
 
-        def refresh(p: TargetProgress) -> None:
-            bar.update(tasks[p.spec], total=p.total, completed=p.done, current=p.current
-                       + (f" ({len(p.failed)} failed)" if p.failed else ""))
+        def refresh() -> None:
+            for name, p in progress.targets.items():
+                bar.update(tasks[name], completed=p.done, current=p.current
+                           + (f" ({len(p.errors)} errors)" if p.errors else ""))
 
-        async def one(p: TargetProgress) -> None:
-            async with semaphore:
-                argv = pytest_argv(p.spec, {**vars(args), "out": str(args.out)})
-                await run_target(argv, p, lambda: refresh(p))
-                p.current = "done" if p.returncode in (0, 5) else f"exit {p.returncode}"
-                refresh(p)
-
-        await asyncio.gather(*(one(p) for p in progresses))
-    return progresses
+        await run_probes(lambda fd: pytest_argv(specs, options, fd), progress,
+                         {name: name for name in names}, refresh)
+        for name, p in progress.targets.items():
+            p.current = "skipped" if p.skipped else "done"
+            bar.update(tasks[name], total=p.done or 1, completed=p.done or 1)
+        refresh()
+    return progress
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -89,21 +89,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     started = time.monotonic()
     try:
-        progresses = asyncio.run(run_all(specs, args, console))
+        progress = asyncio.run(run_all(specs, names, args, console))
     except KeyboardInterrupt:
         print("wsgaps: interrupted; results written so far are kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     status = EXIT_OK
     result_files = []
     gate: list[str] = []
-    for progress, name in zip(progresses, names, strict=True):
+    for name in names:
         path = args.out / name / "results.json"
         try:
             run = load_results(path)
         except ResultsError:
             console.print(f"[red]{name}: no results[/]; pytest output:", highlight=False)
             console.print(progress.tail(), markup=False, highlight=False)
-            status = EXIT_USAGE if progress.returncode in (2, 4) else EXIT_PROBE_ERROR
+            status = max(status, EXIT_USAGE if progress.returncode in (2, 4)
+                         else EXIT_PROBE_ERROR)
             continue
         result_files.append(path)
         gate += status_failures(run, args.fail_on)
@@ -113,11 +114,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         if run.target.skipped:
             console.print(f"{name} skipped: {run.target.skipped.splitlines()[0]}",
                           markup=False, highlight=False)
-        if progress.returncode not in (0, 5):
-            console.print(f"[red]{name}: probes failed to complete[/] "
-                          f"({', '.join(progress.failed) or f'pytest exit {progress.returncode}'})",
+        errors = progress.targets[name].errors
+        if errors:
+            console.print(f"[red]{name}: probes failed to complete[/] ({', '.join(errors)})",
                           highlight=False)
             status = max(status, EXIT_PROBE_ERROR)
+    if progress.returncode not in (0, 1, 5) and status == EXIT_OK:
+        console.print(f"[red]pytest exited with status {progress.returncode}[/]; its output:",
+                      highlight=False)
+        console.print(progress.tail(), markup=False, highlight=False)
+        status = EXIT_PROBE_ERROR
     if result_files:
         from gaps.report import write_reports
 
@@ -160,8 +166,6 @@ def parser() -> argparse.ArgumentParser:
                          epilog=__doc__.split("\n", 2)[2],
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(run.add_argument)
-    run.add_argument("--jobs", type=int, default=3, metavar="N",
-                     help="targets probed at once (default 3)")
     run.set_defaults(func=cmd_run)
     report = sub.add_parser("report", help="render reports from results files "
                             "(same as python -m gaps.report)")
@@ -177,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "time_scale", 1.0) <= 0:
         print("wsgaps: --time-scale must be greater than 0", file=sys.stderr)
+        return EXIT_USAGE
+    if getattr(args, "jobs", 1) < 1:
+        print("wsgaps: --jobs must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     return args.func(args)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gaps.gate import FAIL_ON
+from gaps.plan import DEFAULT_JOBS
 
 DEFAULT_TARGET = "reference"
 
@@ -47,6 +48,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("trust-declarations", "decide checks from the manifest's absent declarations "
            "without observing them (faster; by default the wire decides wherever it can)",
            {"action": "store_true", "default": False}),
+    Option("jobs", f"live target instances at once, across the whole run (default "
+           f"{DEFAULT_JOBS})", {"type": int, "default": DEFAULT_JOBS, "metavar": "N"}),
     Option("probes", "collect the checks of this probe package (dotted name) or folder "
            "instead of the built-in probes (for probe authors)",
            {"default": None, "metavar": "PACKAGE|DIR"}),

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import random
 import re
 import resource
@@ -32,7 +34,7 @@ from gaps.gate import load_baselines, regressions, status_failures
 from gaps.manifest import ManifestError
 from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
 from gaps.options import DEFAULT_TARGET, add_options
-from gaps.plan import CheckDone, RunConfig, Selection, TargetRun, run_plan
+from gaps.plan import CheckDone, Event, RunConfig, Selection, TargetRun, event_json, run_plan
 from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
 from gaps.summary import render_summary
 from gaps.targets import resolve
@@ -41,7 +43,17 @@ REFERENCE_TARGETS = {"reference"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser.getgroup("wsgaps", "WebSocket gap analysis").addoption, prefix="gaps-")
+    group = parser.getgroup("wsgaps", "WebSocket gap analysis")
+    add_options(group.addoption, prefix="gaps-")
+    group.addoption("--gaps-events", default=None, metavar="FD",
+                    help="write progress events as JSON lines to this open file descriptor "
+                         "(how the wsgaps CLI follows a run)")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from gaps import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @dataclass
@@ -71,6 +83,9 @@ def make_session(config: pytest.Config) -> GapsSession:
     without = config.getoption("gaps_without")
     session.fail_on = config.getoption("gaps_fail_on")
     session.trust_declarations = config.getoption("gaps_trust_declarations")
+    session.jobs = config.getoption("gaps_jobs")
+    if session.jobs < 1:
+        raise pytest.UsageError("--gaps-jobs must be at least 1")
     try:
         session.baselines = load_baselines(config.getoption("gaps_baseline"))
     except ResultsError as exc:
@@ -246,12 +261,23 @@ def pytest_runtestloop(session: pytest.Session):
     if gaps_session is not None and not session.config.option.collectonly:
         chosen = selection(session.items)
         if chosen:
-            def record(event: object) -> None:
+            def record(event: Event) -> None:
                 if isinstance(event, CheckDone):
                     gaps_session.results[(event.target, event.result.id)] = event.result
+                session.config.hook.pytest_gaps_event(config=session.config, event=event)
 
             asyncio.run(run_plan(gaps_session, chosen, record))
     return (yield)
+
+
+def pytest_gaps_event(config: pytest.Config, event: Event) -> None:
+    """``--gaps-events FD``: every event as one JSON line, flushed at once."""
+    fd = config.getoption("gaps_events")
+    if fd is None:
+        return
+    line = json.dumps(event_json(event), ensure_ascii=False) + "\n"
+    with contextlib.suppress(OSError):  # a reader that went away must not end the run
+        os.write(int(fd), line.encode())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

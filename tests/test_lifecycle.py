@@ -42,8 +42,8 @@ timeout = READY
 [endpoints.echo]
 path = "/echo"
 [hints]
-ping_interval = 1.0
-ping_timeout = 1.0
+ping_interval = 2.0
+ping_timeout = 2.0
 """
 
 BOOM_PROBE = '''
