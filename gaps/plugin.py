@@ -33,7 +33,7 @@ from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
 from gaps.manifest import ManifestError
 from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
-from gaps.options import DEFAULT_TARGET, add_options
+from gaps.options import DEFAULT_TARGET, add_options, without_problem
 from gaps.plan import CheckDone, Event, RunConfig, Selection, TargetRun, event_json, run_plan
 from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
 from gaps.summary import render_summary
@@ -81,6 +81,8 @@ def make_session(config: pytest.Config) -> GapsSession:
                           seed=seed if seed is not None else random.randrange(2**31))
     out = Path(config.getoption("gaps_out"))
     without = config.getoption("gaps_without")
+    if without and (problem := without_problem(without)):
+        raise pytest.UsageError(problem.replace("--without", "--gaps-without", 1))
     session.fail_on = config.getoption("gaps_fail_on")
     session.trust_declarations = config.getoption("gaps_trust_declarations")
     session.jobs = config.getoption("gaps_jobs")
@@ -136,8 +138,29 @@ def raise_open_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+ORPHAN_POLL = 0.2  # seconds between checks that the wsgaps CLI is still there
+
+
+def watch_parent() -> None:
+    """Under the wsgaps CLI: if the CLI dies (even by SIGKILL), end this process at once.
+
+    Nothing is written to the output folder after that; the guard processes see this
+    process go and take every target's process group down with it.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_POLL)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="wsgaps-parent-watch", daemon=True).start()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gaps: a wsgaps probe")
+    if config.getoption("gaps_events") is not None:
+        watch_parent()
     if config.getoption("gaps_time_scale") <= 0:
         raise pytest.UsageError("--gaps-time-scale must be greater than 0")
     # The plugin is also installed as a pytest11 entry point, so it is loaded in every pytest

@@ -35,6 +35,7 @@ class TargetProgress:
     current: str = "waiting"
     errors: list[str] = field(default_factory=list)  # check IDs whose verdict is error
     gaps_done: list[dict[str, Any]] = field(default_factory=list)
+    running: dict[str, float] = field(default_factory=dict)  # gap -> its longest check budget
     skipped: str | None = None
 
     def apply(self, event: dict[str, Any]) -> None:
@@ -44,12 +45,14 @@ class TargetProgress:
             self.current = "skipped" if self.skipped else "probing"
         elif kind == "gap-started":
             self.current = str(event.get("gap"))
+            self.running[str(event.get("gap"))] = float(event.get("longest_wait") or 0)
         elif kind == "check-done":
             self.done += 1
             if event.get("verdict") == "error":
                 self.errors.append(str(event.get("check")))
         elif kind == "gap-done":
             self.gaps_done.append(event)
+            self.running.pop(str(event.get("gap")), None)
 
 
 @dataclass
