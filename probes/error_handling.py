@@ -244,6 +244,14 @@ def judge_error_reply(got: Message | str, shape: tuple[str, ...]) -> str:
     return ""
 
 
+async def _answer(client: WireClient, wait: float) -> Message | str:
+    """The next message on ``chat``, or why none came ("no answer within ...")."""
+    got = await receive(client, wait, 64 * 1024)
+    if isinstance(got, str) and got.startswith("no echo"):
+        return f"no answer within {wait:.1f} s"
+    return got
+
+
 async def _bad_input(ctx: ProbeContext, what: str, payload: bytes, shape: tuple[str, ...],
                      wait: float) -> tuple[str, dict[str, Any]]:
     """Send ``payload`` on a new chat connection; ("" or the problem, evidence)."""
@@ -253,7 +261,7 @@ async def _bad_input(ctx: ProbeContext, what: str, payload: bytes, shape: tuple[
         await client.send_text(payload)
     except (ClosedError, SendTimeout) as exc:
         return f"{what}: {exc}", {**facts, **client.evidence()}
-    got = await receive(client, wait, 64 * 1024)
+    got = await _answer(client, wait)
     problem = judge_error_reply(got, shape)
     if isinstance(got, Message):
         facts["reply"] = got.data[:300].decode("utf-8", "replace")
@@ -263,7 +271,7 @@ async def _bad_input(ctx: ProbeContext, what: str, payload: bytes, shape: tuple[
         await client.send_text(VALID_CHAT)
     except (ClosedError, SendTimeout) as exc:
         return f"{what}: the error came, then {exc}", {**facts, **client.evidence()}
-    after = await receive(client, wait, 64 * 1024)
+    after = await _answer(client, wait)
     if isinstance(after, str):
         return (f"{what}: the error came, but a valid chat message after it got no answer "
                 f"({after}): the connection was dropped"), {**facts, **client.evidence()}
