@@ -31,10 +31,12 @@ Checks and verdicts:
   ``absent.app-errors`` makes it a declared fail.
 - ``isolation`` [capability, exclusive]: three bystander clients on ``echo`` each echo once;
   then every violation of the two checks below is committed at once, each by its own
-  offender connection, and the offenders get ``SETTLE_WAIT`` to be closed; then every
-  bystander must echo again, without a Close frame in between, and a new client must be
-  able to connect and echo.  If a bystander cannot echo before any violation, isolation
-  cannot be judged: ``error``.
+  offender connection, which answers a Close from the server and gets up to
+  ``SETTLE_WAIT`` for its TCP connection to end (a crash while the server cleans up an
+  offender happens by then), and ``GRACE`` more passes; then every bystander must echo
+  again, without a Close frame in between, and a new client must be able to connect and
+  echo.  If a bystander cannot echo before any violation, isolation cannot be judged:
+  ``error``.
 - ``protocol-errors`` [conformance]: five violations, each on its own connection: an
   unmasked Text frame (RFC 6455 5.1), a Text frame with RSV2 set and no extension
   negotiated (5.2), a frame with the reserved opcode 0x3 (5.2), a Ping without FIN (5.5:
@@ -59,12 +61,13 @@ its worst sub-result (fail, then non-strict, then pass), and every sub-result is
 Waits (scaled by ``--gaps-time-scale``; no hint changes them, and an early answer ends each
 one at once): ``HANDSHAKE_WAIT`` = 10 s per handshake, ``ERROR_WAIT`` = 10 s for each answer
 on ``chat``, ``VIOLATION_WAIT`` = 5 s after a violation, ``ECHO_WAIT`` = 10 s for an echo,
-``SETTLE_WAIT`` = 2 s for the offenders of ``isolation``.
+``SETTLE_WAIT`` = 2 s for the offenders of ``isolation``, then ``GRACE`` = 0.5 s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +84,7 @@ ERROR_WAIT = 10.0
 VIOLATION_WAIT = 5.0
 ECHO_WAIT = 10.0
 SETTLE_WAIT = 2.0
+GRACE = 0.5  # isolation: after the offenders' connections are over, before the bystanders
 
 BODY_SHOWN = 60  # bytes of a refusal's body quoted in a summary
 VERSION_HEADER = "Sec-WebSocket-Version"
@@ -315,6 +319,11 @@ class Violation:
     rule: str
     frames: tuple[tuple[int, bytes, dict[str, Any]], ...]  # (opcode, payload, send_frame kw)
 
+    @property
+    def payload(self) -> bytes:
+        """The data of all the violation's frames, joined (what an echo would carry)."""
+        return b"".join(payload for _, payload, _ in self.frames)
+
 
 PROTOCOL_VIOLATIONS = (
     Violation("unmasked", "an unmasked Text frame", "RFC 6455 5.1",
@@ -350,6 +359,7 @@ class Ending:
     close: Close | None = None
     frame: Frame | None = None
     notes: list[str] = field(default_factory=list)
+    followed_up: bool = False  # decided after the valid follow-up message was sent
 
 
 async def _ending(client: WireClient, wait: float, sent_at: float) -> Ending:
@@ -420,6 +430,7 @@ async def commit(ctx: ProbeContext, violation: Violation, wait: float,
         notes.append(f"the valid message could not be sent: {exc}")
     ending = await _ending(client, echo_wait, sent_at)
     ending.notes = [*notes, "decided after a valid message was sent"]
+    ending.followed_up = True
     if ending.kind == "open":
         ending.after = wait + echo_wait
     return ending, client
@@ -448,9 +459,13 @@ def judge_ending(violation: Violation, ending: Ending, expected: CloseCode) -> t
     if ending.kind == "data":
         assert ending.frame is not None
         frame = ending.frame
-        echoed = "echoed the violation" if frame.payload and frame.payload != FOLLOW_UP \
-            else "answered a valid message sent after it"
-        return Verdict.FAIL, (f"{said} -> carried on: {echoed} {when} ({frame.name} "
+        if ending.followed_up:
+            how = "still open, it answered a valid message sent after the wait"
+        elif frame.payload == violation.payload:
+            how = "echoed the violation"
+        else:
+            how = "sent data in reply"
+        return Verdict.FAIL, (f"{said} -> carried on: {how}, {when} ({frame.name} "
                               f"{show(frame.payload, 40)}){notes}")
     return Verdict.FAIL, (f"{said} -> stayed open: no Close, no TCP end and no answer "
                           f"{when}{notes}")
@@ -498,13 +513,29 @@ async def invalid_utf8(ctx: ProbeContext) -> Outcome:
 
 
 async def _offend(ctx: ProbeContext, violation: Violation, wait: float) -> dict[str, Any]:
+    """Commit ``violation`` and wait (at most ``wait``) until its connection is over.
+
+    Over means the TCP end, not the Close frame: whatever the server does to its other
+    clients while it cleans up the offender (a crash in that clean-up) happens by then.
+    """
     client = await ctx.connect("echo", auto_pong=True)
     sent_at = _clock(client)
     problem = await _send_violation(client, violation)
     ending = await _ending(client, wait, sent_at)
-    return {"violation": violation.what, "ending": ending.kind,
-            "close_code": ending.close.code if ending.close else None,
-            "after_s": round(ending.after, 3), "send_problem": problem or None}
+    if ending.kind == "close" and not client.closed:
+        # Answer the server's Close, as a client does, so that its TCP end comes at once.
+        with contextlib.suppress(ClosedError, SendTimeout):
+            await client.close(CloseCode.NORMAL_CLOSURE)
+    ended = await client.wait_closed(max(0.0, wait - _since(client, sent_at, None)))
+    code = client.close_code
+    if ended:
+        how = "tcp" if client.close_frame is None else "close"
+        assert client.eof_at is not None
+        after = client.eof_at - sent_at
+    else:
+        how, after = ("close" if client.close_frame is not None else "open"), wait
+    return {"violation": violation.what, "ending": how, "close_code": code,
+            "tcp_ended": ended, "after_s": round(after, 3), "send_problem": problem or None}
 
 
 def _bystander_state(client: WireClient) -> str:
@@ -539,6 +570,7 @@ async def isolation(ctx: ProbeContext) -> Outcome:
     violations = PROTOCOL_VIOLATIONS + UTF8_VIOLATIONS
     offenders = await asyncio.gather(*(_offend(ctx, v, settle) for v in violations))
     evidence["offenders"] = offenders
+    await asyncio.sleep(ctx.scaled(GRACE))  # for damage done just after the offenders ended
     hit = [(i, state) for i, c in enumerate(bystanders) if (state := _bystander_state(c))]
     after = await round_of("after")
     problems = [f"bystander {i} {state}" for i, state in hit]

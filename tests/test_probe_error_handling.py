@@ -23,7 +23,7 @@ from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.targets import Instance
 from gaps.wire.client import Attempt, Message
-from gaps.wire.frames import Opcode
+from gaps.wire.frames import FrameParser, Opcode, encode_frame
 from gaps.wire.handshake import HandshakeResponse
 from probes import error_handling as eh
 from tests.conftest import reference_ctx, reference_manifest
@@ -351,3 +351,28 @@ async def test_staying_open_fails_after_the_follow_up() -> None:
     assert "stayed open" in result.summary
     assert "decided after a valid message was sent" in result.summary
     assert result.duration < 5
+
+
+@aio
+async def test_a_lenient_server_carries_on() -> None:
+    """A server that echoes every complete Text frame (masked or not) and ignores the rest:
+    it echoes the unmasked frame, and answers the follow-up after ignoring the others."""
+
+    async def lenient(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        headers = await read_request(reader)
+        writer.write(switching(headers))
+        parser = FrameParser(1 << 20)
+        while chunk := await reader.read(4096):
+            for frame in parser.feed(chunk):
+                if frame.opcode == Opcode.TEXT and frame.fin and not frame.rsv2:
+                    writer.write(encode_frame(Opcode.TEXT, frame.payload, mask=False))
+            await writer.drain()
+
+    async with raw_server(lenient) as url:
+        result = await eh.protocol_errors(_raw_ctx(url, time_scale=0.1))
+    lines = {s["name"]: s["summary"] for s in result.evidence["violations"]}
+    assert result.verdict is Verdict.FAIL, result
+    assert "carried on: echoed the violation" in lines["unmasked"]
+    assert "carried on: still open, it answered a valid message sent after the wait" in (
+        lines["stray-continuation"])
+    assert all(s["verdict"] == "fail" for s in result.evidence["violations"])
