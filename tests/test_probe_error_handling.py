@@ -21,6 +21,7 @@ import pytest
 from gaps.manifest import EndpointSpec, Manifest, ManifestError, load_manifest
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
+from gaps.reference.defects import Unmasker
 from gaps.targets import Instance
 from gaps.wire.client import Attempt, Message
 from gaps.wire.frames import FrameParser, Opcode, encode_frame
@@ -292,6 +293,17 @@ async def test_protocol_errors_on_and_unmasked_accepted(full: ProbeContext) -> N
                                   "echoed the violation")
     assert [s["verdict"] for s in off.evidence["violations"]] == [
         "fail", "pass", "pass", "pass", "pass"]
+
+
+def test_unmasker_masks_unmasked_frames_at_any_split() -> None:
+    frames = [(Opcode.TEXT, b"short", False), (Opcode.BINARY, bytes(300), True),
+              (Opcode.PING, b"", False), (Opcode.TEXT, b"x" * 70000, False)]
+    stream = b"".join(encode_frame(op, data, mask=masked) for op, data, masked in frames)
+    unmasker = Unmasker()
+    rewritten = b"".join(unmasker.feed(stream[i:i + 1]) for i in range(len(stream)))
+    parsed = FrameParser(1 << 20).feed(rewritten)
+    assert [(f.opcode, f.payload, f.masked) for f in parsed] == [
+        (op, data, True) for op, data, _ in frames]
 
 
 @aio
