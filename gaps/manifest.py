@@ -33,7 +33,7 @@ ENDPOINTS = {
 }
 ENDPOINT_KEYS = {
     "path", "url", "subprotocols", "same_origin", "auth", "includes_sender", "metrics_map",
-    "note",
+    "note", "error_shape", "adapter_errors",
 }
 AUTH_KEYS = {"token", "via", "name"}
 AUTH_VIA = {"header", "query", "cookie", "subprotocol"}
@@ -54,6 +54,7 @@ DECLARED_VERDICTS = {"pass", "non-strict", "fail"}
 FIXED_PLACEHOLDERS = {"python", "target_dir", "upstream"}
 PORT_PLACEHOLDER = re.compile(r"^[a-z_]*port$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 
 
 class ManifestError(Exception):
@@ -78,6 +79,11 @@ class EndpointSpec:
     includes_sender: bool | None = None
     metrics_map: dict[str, str] = field(default_factory=dict)
     note: str | None = None
+    # chat only (error-handling.app-errors): the dotted fields a structured error carries in
+    # the stack's own documented shape (empty: the contract's error.code and error.message),
+    # and, when the adapter rather than the stack answers bad input, why (the check skips).
+    error_shape: tuple[str, ...] = ()
+    adapter_errors: str | None = None
 
 
 @dataclass(frozen=True)
@@ -283,6 +289,18 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
     if includes is not None and not isinstance(includes, bool):
         raise r.fail(f"{fieldname}.includes_sender", "must be true or false")
     metrics_map = r.table(table.get("metrics_map", {}), f"{fieldname}.metrics_map")
+    for key in ("error_shape", "adapter_errors"):
+        if key in table and name != "chat":
+            raise r.fail(f"{fieldname}.{key}", "only the chat endpoint takes it")
+    error_shape = r.strings(table.get("error_shape", []), f"{fieldname}.error_shape")
+    for dotted in error_shape:
+        if not DOTTED.match(dotted):
+            raise r.fail(f"{fieldname}.error_shape", f"{dotted!r} is not a dotted field name "
+                         "such as 'error.message'")
+    adapter_errors = table.get("adapter_errors")
+    if adapter_errors is not None and not r.string(adapter_errors,
+                                                   f"{fieldname}.adapter_errors").strip():
+        raise r.fail(f"{fieldname}.adapter_errors", "must say why (with a source), not be empty")
     return EndpointSpec(
         name=name,
         path=path,
@@ -295,6 +313,8 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
         metrics_map={k: r.string(v, f"{fieldname}.metrics_map.{k}")
                      for k, v in metrics_map.items()},
         note=table.get("note"),
+        error_shape=error_shape,
+        adapter_errors=adapter_errors,
     )
 
 

@@ -4,6 +4,8 @@ Message formats follow ``seed-gap-analysis.md``: ``/ws`` answers ``Echo: <msg> (
 <time>)``; ``/chat`` takes ``{"user","message","room"}`` and acknowledges
 ``{"status":"received","user":...}``.  With the ``app-errors`` capability, bad chat input is
 answered with ``{"error":{"code","message"}}``; without it, it is ignored, as the seed did.
+The ``null-errors`` defect (tests only) answers it with the text ``null`` instead, as GoFr
+does when a handler returns an error.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def make_chat(config: Config):
     async def chat(connection: ServerConnection) -> None:
         async for message in connection:
             reply, valid = chat_reply(message)
+            if not valid and config.defective("null-errors"):
+                await connection.send("null")  # DELIBERATELY DEFECTIVE (tests only)
+                continue
             # Without structured errors, bad input is ignored, as the seed's app did.
             if valid or config.has("app-errors"):
                 await connection.send(json.dumps(reply))

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from gaps.reference.config import Config
 from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
+from gaps.reference.errors import handshake_options
 from gaps.reference.heartbeat import keepalive_options
 from gaps.reference.seed import make_chat, seed_echo
 from gaps.reference.subprotocols import PATH as SUBPROTOCOLS_PATH
@@ -47,7 +48,7 @@ async def run(config: Config) -> None:
     async with serve(
         dispatch, config.host, config.port, max_size=config.max_message_size,
         select_subprotocol=make_selector(config),
-        **keepalive_options(config), **serve_options(config),
+        **keepalive_options(config), **serve_options(config), **handshake_options(config),
     ):
         off = (f"switched off: {', '.join(sorted(config.without))}" if config.without
                else "every capability on")
