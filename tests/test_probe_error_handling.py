@@ -176,15 +176,19 @@ async def test_app_errors_skips_adapter_errors_and_declared_absent() -> None:
     absent = dataclasses.replace(base, absent={"app-errors": "example: no error model"})
     no_chat = dataclasses.replace(base, endpoints={
         k: v for k, v in base.endpoints.items() if k != "chat"})
+    absent_no_chat = dataclasses.replace(no_chat, absent=absent.absent)
     async with reference_ctx(manifest=adapter) as ctx:
         skip = await eh.app_errors(ctx)
     async with reference_ctx(manifest=absent) as ctx:
+        contradicted = await eh.app_errors(ctx)  # observed before declared
+    async with reference_ctx(manifest=absent_no_chat) as ctx:
         declared = await eh.app_errors(ctx)
     async with reference_ctx(manifest=no_chat) as ctx:
         missing = await eh.app_errors(ctx)
     assert skip.verdict is Verdict.SKIP, skip
     assert "would measure wsgaps: example: shared" in skip.summary
     assert declared.verdict is Verdict.FAIL and declared.method is Method.DECLARED
+    assert contradicted.verdict is Verdict.PASS and contradicted.contradiction
     assert missing.verdict is Verdict.SKIP and "no chat endpoint" in missing.summary
 
 
