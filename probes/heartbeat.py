@@ -25,6 +25,7 @@ import asyncio
 
 import pytest
 
+from gaps.evidence import show_bytes
 from gaps.plugin import probe_test
 from gaps.probe import Outcome, ProbeContext, check, failed, passed
 
@@ -61,7 +62,7 @@ async def server_pings(ctx: ProbeContext) -> Outcome:
     if client.pings:
         first, payload = client.pings[0]
         return passed(f"first server Ping after {first:.2f} s", ping_times=[
-            round(t, 3) for t, _ in client.pings], payload=payload[:64].hex(), wait=wait)
+            round(t, 3) for t, _ in client.pings], payload=show_bytes(payload), wait=wait)
     if client.closed:
         return failed(f"connection ended after {client.eof_at:.2f} s with no Ping",
                       **client.evidence())

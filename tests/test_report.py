@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gaps.catalog import GAPS
+from gaps.evidence import show_bytes
 from gaps.model import CheckResult, GapResult, Method, RunResult, TargetInfo, Verdict
 from gaps.report import (
     ReportError,
@@ -470,3 +471,24 @@ def test_matrix_marks_a_skipped_target_as_skipped() -> None:
     assert "❔ Unknown" in row and "⏭️ Skipped" in row
     assert "skipped: build failed: 403 Forbidden" in markdown
     assert "⏭️ Skipped" in render_index_html([(ran, "ran"), (skipped, "gone")])
+
+
+# --- evidence: text as text, hex only where it is not UTF-8 -----------------------------
+
+@pytest.mark.parametrize(("data", "cut", "shown"), [
+    (b"", False, ""),
+    ("ping é 🚀 ∑".encode(), False, "ping é 🚀 ∑"),
+    (b"\xff\x00\x80", False, "hex:ff0080"),
+    ("aé".encode()[:2], True, "a"),  # a character broken off by a preview stays out
+    ("aé".encode()[:2], False, "hex:61c3"),  # a whole payload ending mid-character is hex
+])
+def test_show_bytes_keeps_text_as_text(data: bytes, cut: bool, shown: str) -> None:
+    assert show_bytes(data, cut=cut) == shown
+
+
+def test_frame_previews_and_close_reasons_are_text_where_utf8() -> None:
+    from gaps.wire.client import PREVIEW, _preview
+
+    assert _preview("héllo".encode()) == "héllo"
+    assert _preview(b"\x00\xff") == "hex:00ff"
+    assert _preview(("é" * PREVIEW).encode()) == "é" * (PREVIEW // 2) + "..."

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gaps.evidence import show_bytes
 from gaps.wire.frames import (
     Frame,
     FrameParser,
@@ -111,9 +112,8 @@ class Message:
 
 
 def _preview(payload: bytes) -> str:
-    shown = payload[:PREVIEW]
-    text = repr(shown)[2:-1]
-    return text + ("..." if len(payload) > PREVIEW else "")
+    cut = len(payload) > PREVIEW
+    return show_bytes(payload[:PREVIEW], cut=cut) + ("..." if cut else "")
 
 
 def _client_ssl(endpoint_secure: bool, ssl_context: ssl.SSLContext | None):
@@ -429,7 +429,7 @@ class WireClient:
             "frames": [r.as_list() for r in self._records[-limit:]],
             "frames_dropped": self.records_dropped + max(0, len(self._records) - limit),
             "close_code": code,
-            "close_reason": reason[:123].decode("utf-8", "replace") if self.close_frame else None,
+            "close_reason": show_bytes(reason[:123]) if self.close_frame else None,
             "close_at": None if self.close_at is None else round(self.close_at, 3),
             "tcp_end_at": None if self.eof_at is None else round(self.eof_at, 3),
             "read_error": self.read_error,

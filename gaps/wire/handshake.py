@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from gaps.evidence import show_bytes
+
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD = 16 * 1024  # bytes of status line and headers we accept from a server
 MAX_BODY = 4 * 1024  # bytes of a refusal's body kept as evidence
@@ -47,7 +49,7 @@ class HandshakeResponse:
             "status": self.status,
             "reason": self.reason[:200],
             "headers": [[k[:100], v[:300]] for k, v in self.headers[:50]],
-            "body": self.body[:512].decode("utf-8", "replace"),
+            "body": show_bytes(self.body[:512], cut=len(self.body) > 512),
         }
 
 
