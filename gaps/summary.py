@@ -10,11 +10,14 @@ from rich.table import Table
 from gaps.catalog import GAPS, Kind
 from gaps.model import RunResult, Status
 
+SKIPPED = "skipped"  # every gap of a target that could not run, as in the reports
 STYLE = {Status.PASS: "green", Status.PARTIAL: "yellow", Status.MISSING: "red",
-         Status.UNKNOWN: "dim"}
+         Status.UNKNOWN: "dim", SKIPPED: "magenta"}
 
 
 def summary_table(run: RunResult) -> Table:
+    """One row per gap.  A skipped target's gaps read ``skipped`` with no note: the reason is
+    said once, below the table."""
     title = f"wsgaps: {run.target.name}"
     if run.target.version:
         title += f" ({run.target.version})"
@@ -29,8 +32,8 @@ def summary_table(run: RunResult) -> Table:
         result = run.gaps[gap.slug]
         capability = [c for c in result.checks if c.kind is Kind.CAPABILITY]
         done = sum(1 for c in capability if c.verdict.passed)
-        status = result.status
-        note = result.note or ""
+        status = SKIPPED if run.target.skipped else result.status
+        note = "" if run.target.skipped else result.note or ""
         if result.error:
             note = f"error: {result.error}"
         table.add_row(str(gap.id), gap.title, str(gap.priority),
