@@ -37,6 +37,7 @@ from gaps.model import (
 )
 from gaps.options import DEFAULT_TARGET, add_options
 from gaps.probe import CheckDef, ProbeContext
+from gaps.report.session import session_reports
 from gaps.summary import render_summary
 from gaps.targets import (
     Instance,
@@ -53,6 +54,9 @@ REFERENCE_TARGETS = {"reference"}
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser.getgroup("wsgaps", "WebSocket gap analysis").addoption, prefix="gaps-")
+    parser.addini("gaps_reports", "render the reports at the end of the run (the wsgaps CLI "
+                  "switches it off in its per-target runs and renders once)", type="bool",
+                  default=True)
 
 
 @dataclass
@@ -84,6 +88,7 @@ class GapsSession:
     baselines: dict[str, RunResult] = field(default_factory=dict)
     fail_on: str | None = None
     gate_failures: list[str] = field(default_factory=list)
+    report_lines: list[str] = field(default_factory=list)
 
 
 SESSION_KEY = pytest.StashKey[GapsSession]()
@@ -304,6 +309,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             with contextlib.suppress(OSError):
                 target.write()
             gaps_session.gate_failures += gate_failures(target.run, gaps_session)
+    gaps_session.report_lines = session_reports(
+        [t.path for t in gaps_session.targets.values() if t.prepared],
+        Path(session.config.getoption("gaps_out")), render=session.config.getini("gaps_reports"))
     if gaps_session.gate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -322,9 +330,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if gaps_session is None:
         return
     color = terminalreporter.hasmarkup
+    if not config.getoption("gaps_target"):
+        terminalreporter.write_line(f"wsgaps: no --gaps-target given, so the default target "
+                                    f"{DEFAULT_TARGET} was probed")
     for target in gaps_session.targets.values():
         if target.prepared:
             terminalreporter.write(render_summary(target.run, color=color))
             terminalreporter.write_line(f"results: {target.path}")
     for line in gaps_session.gate_failures:
         terminalreporter.write_line(f"wsgaps gate: {line}", red=True)
+    for line in gaps_session.report_lines:
+        terminalreporter.write_line(line)

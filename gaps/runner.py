@@ -50,6 +50,7 @@ def pytest_argv(spec: str, out: Path, *, time_scale: float, seed: int | None,
         "-o", "asyncio_mode=strict",
         "-o", "asyncio_default_fixture_loop_scope=session",
         "-o", "asyncio_default_test_loop_scope=session",
+        "-o", "gaps_reports=false",  # the CLI renders once, for all its targets
         "--gaps-target", spec, "--gaps-out", str(out), "--gaps-time-scale", str(time_scale),
     ]
     if seed is not None:

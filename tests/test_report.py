@@ -660,3 +660,37 @@ def test_recommendation_names_the_failed_checks() -> None:
     assert re.search(r'<ul class="failed">\s*<li><code>heartbeat.reaps-silent-peer</code>', html)
     assert "Make the failed checks pass" not in gap_section(markdown, 6)
 
+
+# --- pytest -m gaps writes the reports ---------------------------------------------------
+
+def gaps_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gaps", "-p", "no:cacheprovider",
+         "-c", str(ROOT / "pyproject.toml"), "--gaps-out", str(tmp_path / "out"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_pytest_gaps_writes_reports_and_names_the_default_target(tmp_path: Path) -> None:
+    done = gaps_pytest(tmp_path, str(ROOT / "probes" / "message_types.py"), "-k", "test_text")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "no --gaps-target given, so the default target reference was probed" in done.stdout
+    for name in ("reference/gap-report.md", "reference/gap-report.html", "matrix.md",
+                 "index.html"):
+        assert (tmp_path / "out" / name).is_file(), name
+    ours = [line for line in done.stdout.splitlines() if line.startswith("wsgaps")]
+    assert ours[-1] == f"wsgaps report: {tmp_path / 'out' / 'index.html'}"
+
+
+def test_pytest_gaps_with_a_skipped_target(tmp_path: Path) -> None:
+    target = tmp_path / "t" / "target.toml"
+    target.parent.mkdir()
+    target.write_text('name = "no-runtime"\n[start]\ncommand = ["wsgaps-no-such-runtime"]\n'
+                      'requires = ["wsgaps-no-such-runtime"]\n[endpoints.echo]\npath = "/"\n')
+    done = gaps_pytest(tmp_path, "--gaps-target", str(target))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "default target" not in done.stdout
+    assert done.stdout.count("│ skipped") == len(GAPS)
+    assert "unknown" not in done.stdout
+    report = (tmp_path / "out" / "no-runtime" / "gap-report.md").read_text()
+    assert "- **Build**: no build step" in report
+    assert report.count("wsgaps-no-such-runtime not found on PATH") == 1
