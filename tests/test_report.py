@@ -661,6 +661,16 @@ def test_recommendation_names_the_failed_checks() -> None:
     assert "Make the failed checks pass" not in gap_section(markdown, 6)
 
 
+def test_readme_gaps_commands_work_as_typed() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
+    lines = [line for block in blocks for line in block.splitlines()]
+    typed = [line for line in lines if "pytest" in line]
+    assert typed
+    for line in typed:  # after `make report` nothing is on PATH but the system's tools
+        assert line.startswith(".venv/bin/pytest "), line
+
+
 # --- pytest -m gaps writes the reports ---------------------------------------------------
 
 def gaps_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
