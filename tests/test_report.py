@@ -490,10 +490,15 @@ def test_show_bytes_keeps_text_as_text(data: bytes, cut: bool, shown: str) -> No
 
 def test_frame_previews_and_close_reasons_are_text_where_utf8() -> None:
     from gaps.wire.client import PREVIEW, _preview
+    from gaps.wire.frames import Opcode, close_payload
 
     assert _preview("héllo".encode()) == "héllo"
     assert _preview(b"\x00\xff") == "hex:00ff"
     assert _preview(("é" * PREVIEW).encode()) == "é" * (PREVIEW // 2) + "..."
+    # A Close frame's body: its code, then its reason as text.
+    assert _preview(close_payload(1011, "keepalive ping timeout"), Opcode.CLOSE) \
+        == "1011 keepalive ping timeout"
+    assert _preview(close_payload(1000), Opcode.CLOSE) == "1000"
 
 
 # --- what a person sees (issue 18) -------------------------------------------------------

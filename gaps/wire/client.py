@@ -111,7 +111,11 @@ class Message:
         return self.opcode == Opcode.TEXT
 
 
-def _preview(payload: bytes) -> str:
+def _preview(payload: bytes, opcode: int | None = None) -> str:
+    """The head of a payload as evidence; a Close frame's as its code and then its reason."""
+    if opcode == Opcode.CLOSE and len(payload) >= 2:
+        code, reason = parse_close(payload)
+        return f"{code} {_preview(reason)}".rstrip()
     cut = len(payload) > PREVIEW
     return show_bytes(payload[:PREVIEW], cut=cut) + ("..." if cut else "")
 
@@ -216,7 +220,8 @@ class WireClient:
     def _record(self, direction: str, frame: Frame, note: str = "", name: str = "") -> None:
         rsv = "".join("1" if bit else "0" for bit in (frame.rsv1, frame.rsv2, frame.rsv3))
         record = FrameRecord(self._now(), direction, name or frame.name, frame.fin, rsv,
-                             frame.masked, len(frame.payload), _preview(frame.payload), note)
+                             frame.masked, len(frame.payload),
+                             _preview(frame.payload, frame.opcode), note)
         if len(self._records) >= RECORD_LIMIT:
             # Keep the first half (how it started) and a rolling last half (how it ended).
             del self._records[RECORD_LIMIT // 2]
