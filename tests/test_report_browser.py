@@ -268,3 +268,14 @@ def test_skipped_target_report(browser, site: Path) -> None:
     text = browser.execute_script("return document.body.innerText;")
     assert text.count("Skipped") >= len(GAPS) and "Unknown" not in text.split("Identified")[1]
     assert "Build\nfailed" in text or "Build failed" in text
+
+
+def test_no_browser_skips_with_the_reason_but_fails_under_ci(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no browser, no driver
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no chromium and chromedriver on PATH"):
+        find_browser()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI needs a browser"):
+        find_browser()
