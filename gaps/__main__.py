@@ -58,9 +58,7 @@ async def run_all(specs: list[str], args: argparse.Namespace, console: Console) 
 
         async def one(p: TargetProgress) -> None:
             async with semaphore:
-                argv = pytest_argv(p.spec, args.out, time_scale=args.time_scale,
-                                   seed=args.seed, without=args.without,
-                                   allow_remote=args.allow_remote, ca_file=args.ca_file)
+                argv = pytest_argv(p.spec, {**vars(args), "out": str(args.out)})
                 await run_target(argv, p, lambda: refresh(p))
                 p.current = "done" if p.returncode in (0, 5) else f"exit {p.returncode}"
                 refresh(p)

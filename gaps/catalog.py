@@ -279,3 +279,31 @@ BY_SLUG: dict[str, Gap] = {gap.slug: gap for gap in GAPS}
 BY_ID: dict[int, Gap] = {gap.id: gap for gap in GAPS}
 CHECKS: dict[str, CheckSpec] = {check.id: check for gap in GAPS for check in gap.checks}
 
+
+# The capability vocabulary: the names a manifest may declare ``absent`` and a check may
+# depend on (``@check(absent=...)``), each with the gap it belongs to.  One list for all
+# fourteen gaps, so that a typo in a manifest is a one-line error, not a silent no-op.
+CAPABILITIES: dict[str, tuple[str, str]] = {
+    "heartbeat": ("heartbeat", "server Pings and reaping of silent peers"),
+    "broadcast": ("broadcast", "one message to every connection, by the stack"),
+    "rooms": ("broadcast", "fan-out to a named group of connections"),
+    "binary": ("message-types", "binary messages"),
+    "fragmentation": ("message-types", "fragmented messages"),
+    "graceful-shutdown": ("connection-state", "Close to every client on shutdown"),
+    "introspection": ("connection-state", "a list of connections with state and metadata"),
+    "app-errors": ("error-handling", "a handler error model answering bad input"),
+    "compression": ("compression", "permessage-deflate (RFC 7692)"),
+    "handshake-auth": ("middleware", "authentication in the opening handshake"),
+    "origin-check": ("middleware", "refusal of foreign Origins"),
+    "message-hooks": ("middleware", "hooks before and after each message"),
+    "subprotocols": ("subprotocols", "subprotocol negotiation"),
+    "connection-cap": ("limits", "a cap on concurrent connections"),
+    "rate-limit": ("limits", "a per-connection message rate limit"),
+    "max-message-size": ("limits", "a maximum message size"),
+    "recovery": ("recovery", "an outbound client that reconnects by itself"),
+    "resume": ("recovery", "replay of missed messages after a reconnect"),
+    "testing-utilities": ("testing-utilities", "test fixtures, mock server, raw client"),
+    "metrics": ("metrics", "WebSocket metrics in Prometheus form"),
+    "documentation": ("documentation", "documentation of the capabilities"),
+}
+assert all(slug in BY_SLUG for slug, _ in CAPABILITIES.values())

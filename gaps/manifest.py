@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gaps.catalog import CHECKS
+from gaps.catalog import CAPABILITIES, CHECKS
 
 ENDPOINTS = {
     "echo": "ws",
@@ -338,6 +338,10 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
     settings = r.table(data.get("settings", {}), "settings")
     manifest.settings = {k: r.string(v, f"settings.{k}") for k, v in settings.items()}
     absent = r.table(data.get("absent", {}), "absent")
+    for name in absent:
+        if name not in CAPABILITIES:
+            raise r.fail(f"absent.{name}", "unknown capability (known: "
+                         f"{', '.join(sorted(CAPABILITIES))})")
     manifest.absent = {k: r.string(v, f"absent.{k}") for k, v in absent.items()}
     declared = r.table(data.get("declared", {}), "declared")
     for check_id, value in declared.items():

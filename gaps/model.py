@@ -58,22 +58,39 @@ class CheckResult:
     wait: float | None = None  # seconds the check was allowed to wait, after scaling
     duration: float = 0.0
     tries: list[dict[str, Any]] = field(default_factory=list)
+    # What the manifest declares about an observed check, shown beside the observed verdict:
+    # {"verdict": "fail"|"pass"|..., "source": ..., "summary": ...}.  None when nothing is.
+    declaration: dict[str, Any] | None = None
 
     @property
     def kind(self) -> Kind:
         return CHECKS[self.id].kind
+
+    @property
+    def contradiction(self) -> str | None:
+        """A manifest error: the wire showed the opposite of what the manifest declares."""
+        if self.declaration is None or self.method is Method.DECLARED or self.verdict not in (
+                Verdict.PASS, Verdict.NON_STRICT, Verdict.FAIL):
+            return None
+        declared = Verdict(self.declaration["verdict"])
+        if declared.passed == self.verdict.passed:
+            return None
+        return (f"the manifest declares {self.declaration.get('summary') or declared}, but "
+                f"the wire shows {self.verdict}")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["kind"] = str(self.kind)
         data["verdict"] = str(self.verdict)
         data["method"] = str(self.method)
+        data["contradiction"] = self.contradiction
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CheckResult:
         data = dict(data)
         data.pop("kind", None)
+        data.pop("contradiction", None)
         data["verdict"] = Verdict(data["verdict"])
         data["method"] = Method(data["method"])
         return cls(**data)

@@ -44,6 +44,12 @@ OPTIONS: tuple[Option, ...] = (
            {"action": "store_true", "default": False}),
     Option("ca-file", "CA certificates (PEM) to verify wss:// targets with",
            {"default": None, "metavar": "PATH"}),
+    Option("trust-declarations", "decide checks from the manifest's absent declarations "
+           "without observing them (faster; by default the wire decides wherever it can)",
+           {"action": "store_true", "default": False}),
+    Option("probes", "collect the checks of this probe package (dotted name) or folder "
+           "instead of the built-in probes (for probe authors)",
+           {"default": None, "metavar": "PACKAGE|DIR"}),
 )
 
 
@@ -51,3 +57,25 @@ def add_options(add_argument: Any, prefix: str = "") -> None:
     """Register every option through ``add_argument`` (argparse's or pytest's addoption)."""
     for option in OPTIONS:
         add_argument(f"--{prefix}{option.name}", help=option.help, **option.settings)
+
+
+def forward(values: dict[str, Any], prefix: str = "gaps-",
+            skip: tuple[str, ...] = ("target", "baseline", "fail-on")) -> list[str]:
+    """The command-line words that pass the options in ``values`` (argparse ``dest`` names)
+    on to another front end; options left at their default are left out."""
+    words: list[str] = []
+    for option in OPTIONS:
+        if option.name in skip:
+            continue
+        value = values.get(option.name.replace("-", "_"))
+        if value is None or value == option.settings.get("default"):
+            continue
+        flag = f"--{prefix}{option.name}"
+        if option.settings.get("action") == "store_true":
+            words.append(flag)
+        elif option.settings.get("action") == "append":
+            for item in value:
+                words += [flag, str(item)]
+        else:
+            words += [flag, str(value)]
+    return words

@@ -1,53 +1,42 @@
-"""The wsgaps pytest plugin: options, the ``gaps`` marker, target fixtures, result writing.
+"""The wsgaps pytest plugin: options, the ``gaps`` marker, probe collection, result writing.
 
-Hooks stay thin; the work is in plain functions (``gaps.targets``, ``gaps.probe``,
-``gaps.model``) that tests call directly.  Options here are the CLI's with a ``gaps-``
-prefix: ``--target`` is ``--gaps-target``, and so on.
+Hooks stay thin; the work is in plain functions (``gaps.plan``, ``gaps.probe``,
+``gaps.targets``, ``gaps.model``) that tests call directly.  Options here are the CLI's
+with a ``gaps-`` prefix: ``--target`` is ``--gaps-target``, and so on.
+
+Probes are collected by importing the probe package, not from files under the rootdir, so
+an installed wsgaps collects them in any project: one item per check and target, marked
+``gaps``.  Before the items "run", the run planner runs every selected check (all at once
+where it can) and each item then reports its recorded result; only ``error`` fails an item.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
+import re
 import resource
 import signal
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from gaps import __version__
-from gaps.catalog import BY_SLUG, CHECKS
 from gaps.gate import load_baselines, regressions, status_failures
-from gaps.manifest import Manifest, ManifestError
-from gaps.model import (
-    CheckResult,
-    GapResult,
-    Method,
-    ResultsError,
-    RunResult,
-    TargetInfo,
-    Verdict,
-)
+from gaps.manifest import ManifestError
+from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
 from gaps.options import DEFAULT_TARGET, add_options
-from gaps.probe import CheckDef, ProbeContext
+from gaps.plan import CheckDone, RunConfig, Selection, TargetRun, run_plan
+from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
 from gaps.report.session import session_reports
 from gaps.summary import render_summary
-from gaps.targets import (
-    Instance,
-    TargetFailed,
-    TargetSkipped,
-    resolve,
-    run_build,
-    target_version,
-)
-from gaps.wire.client import handshake_ok
+from gaps.targets import resolve
 
 REFERENCE_TARGETS = {"reference"}
 
@@ -60,34 +49,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @dataclass
-class TargetRun:
-    """One target's state for the session: manifest, results and where they are written."""
+class GapsSession(RunConfig):
+    """The run configuration plus what only pytest needs: gates and their findings."""
 
-    label: str
-    manifest: Manifest
-    run: RunResult
-    path: Path
-    extra_args: tuple[str, ...] = ()
-    prepared: bool = False
-    shared: Instance | None = None
-
-    @property
-    def skipped(self) -> str | None:
-        return self.run.target.skipped
-
-    def write(self) -> None:
-        self.run.write(self.path)
-
-
-@dataclass
-class GapsSession:
-    targets: dict[str, TargetRun] = field(default_factory=dict)
-    time_scale: float = 1.0
-    seed: int = 0
-    ssl_context: ssl.SSLContext | None = None
     baselines: dict[str, RunResult] = field(default_factory=dict)
     fail_on: str | None = None
     gate_failures: list[str] = field(default_factory=list)
+    results: dict[tuple[str, str], CheckResult] = field(default_factory=dict)
     report_lines: list[str] = field(default_factory=list)
 
 
@@ -107,6 +75,7 @@ def make_session(config: pytest.Config) -> GapsSession:
     out = Path(config.getoption("gaps_out"))
     without = config.getoption("gaps_without")
     session.fail_on = config.getoption("gaps_fail_on")
+    session.trust_declarations = config.getoption("gaps_trust_declarations")
     try:
         session.baselines = load_baselines(config.getoption("gaps_baseline"))
     except ResultsError as exc:
@@ -180,123 +149,114 @@ def get_session(config: pytest.Config) -> GapsSession:
     return session
 
 
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "gap_target" in metafunc.fixturenames:
-        labels = list(get_session(metafunc.config).targets)
-        metafunc.parametrize("gap_target", labels, indirect=True, scope="module", ids=labels)
+# -- collection ----------------------------------------------------------------------------
+
+MARK_EXPR = re.compile(r"\bgaps\b")
 
 
-def _prepare(target: TargetRun, scale: float) -> None:
-    """Build (cached) and record the version, once per target per session."""
-    if target.prepared:
-        return
-    target.prepared = True
-    try:
-        target.run.target.build = run_build(target.manifest, time_scale=scale)
-    except TargetSkipped as exc:
-        target.run.target.build, target.run.target.skipped = exc.build, str(exc)
-        for gap in target.run.gaps.values():
-            gap.note = f"target skipped: {str(exc).splitlines()[0]}"
-        target.write()
-        return
-    target.run.target.version = target_version(target.manifest)
-    target.write()
+def gaps_run(config: pytest.Config) -> bool:
+    """A run collects probes when it names a target or selects the ``gaps`` marker."""
+    return bool(config.getoption("gaps_target")) or bool(
+        MARK_EXPR.search(config.getoption("markexpr", "") or ""))
 
 
-@pytest.fixture(scope="module")
-def gap_target(request: pytest.FixtureRequest) -> TargetRun:
-    session = request.config.stash[SESSION_KEY]
-    target = session.targets[request.param]
-    _prepare(target, session.time_scale)
-    if target.skipped:
-        pytest.skip(f"{target.label} skipped: {target.skipped.splitlines()[0]}")
-    return target
+class ProbeSet(pytest.Collector):
+    """All probes: one ``GapNode`` per probe module of the probe package."""
+
+    def __init__(self, *, checks: dict[str, list[CheckDef]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checks = checks
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        return [GapNode.from_parent(self, name=slug, checks=checks)
+                for slug, checks in self.checks.items()]
 
 
-def module_checks(module: ModuleType) -> list[CheckDef]:
-    return [v for v in vars(module).values() if isinstance(v, CheckDef)]
+class GapNode(pytest.Collector):
+    """One gap: an item per check and target."""
+
+    def __init__(self, *, checks: list[CheckDef], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checks = checks
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        labels = list(get_session(self.config).targets)
+        return [CheckItem.from_parent(self, name=f"{d.name}[{label}]", defn=d, target=label)
+                for d in self.checks for label in labels]
 
 
-class GapProbe:
-    """One gap on one target instance: runs its checks and collects their results."""
+class CheckItem(pytest.Item):
+    """One check on one target; its result comes from the run planner."""
 
-    def __init__(self, target: TargetRun, gap: GapResult, ctx: ProbeContext) -> None:
+    def __init__(self, *, defn: CheckDef, target: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.defn = defn
         self.target = target
-        self.gap = gap
-        self.ctx = ctx
+        self.add_marker("gaps")
+        self.user_properties.append(("check", defn.id))
 
-    async def run(self, defn: CheckDef) -> CheckResult:
-        result = await defn(self.ctx)
-        self.gap.checks = [c for c in self.gap.checks if c.id != defn.id] + [result]
-        return result
-
-
-async def start_instance(manifest: Manifest, scale: float,
-                         extra_args: tuple[str, ...] = ()) -> Instance:
-    """A fresh, ready instance of a managed target; TargetFailed (stopped) if never ready."""
-    instance = Instance(manifest)
-    instance.start(extra_args)
-    try:
-        await instance.wait_ready(manifest.ready_timeout * scale, handshake_ok)
-    except BaseException:
-        await instance.astop()
-        raise
-    return instance
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def gap_probe(request: pytest.FixtureRequest,
-                    gap_target: TargetRun) -> AsyncIterator[GapProbe]:
-    session = request.config.stash[SESSION_KEY]
-    slug = request.module.GAP
-    if slug not in BY_SLUG:
-        raise pytest.UsageError(f"{request.module.__name__}: GAP {slug!r} is not in the catalog")
-    target = gap_target
-    gap = GapResult(slug, started=time.time())
-    target.run.gaps[slug] = gap
-    manifest = target.manifest
-    try:
-        if manifest.managed:
-            instance = await start_instance(manifest, session.time_scale, target.extra_args)
-        else:
-            instance = target.shared or Instance(manifest)
-            target.shared = instance
-    except TargetFailed as exc:
-        gap.checks = [
-            CheckResult(d.id, Verdict.ERROR, f"target not ready: {exc}"[:500], Method.OBSERVED)
-            for d in module_checks(request.module)
-        ]
-        gap.logs = exc.logs or None
-        gap.finished = time.time()
-        target.write()
-        pytest.fail(f"{target.label}: {exc}", pytrace=False)
-    ctx = ProbeContext(manifest, instance, time_scale=session.time_scale, seed=session.seed,
-                       waits=target.run.waits, ssl_context=session.ssl_context)
-    try:
-        yield GapProbe(target, gap, ctx)
-    finally:
-        if instance.managed:
-            await instance.astop()
-            gap.logs = instance.logs() or None
-        gap.finished = time.time()
-        order = [d.id for d in module_checks(request.module)]
-        gap.checks.sort(key=lambda c: order.index(c.id) if c.id in order else len(order))
-        target.write()
-
-
-def probe_test(defn: CheckDef):
-    """The pytest test for one check: runs it and records it.  Only ``error`` fails the test."""
-
-    @pytest.mark.asyncio(loop_scope="session")
-    async def test(gap_probe: GapProbe) -> None:
-        result = await gap_probe.run(defn)
+    def runtest(self) -> None:
+        session = get_session(self.config)
+        run = session.targets[self.target]
+        if run.skipped:
+            pytest.skip(f"{self.target} skipped: {run.skipped.splitlines()[0]}")
+        result = session.results.get((self.target, self.defn.id))
+        if result is None:
+            pytest.fail(f"{self.defn.id}: not run (the run was interrupted)", pytrace=False)
         if result.verdict is Verdict.ERROR:
-            pytest.fail(f"{defn.id}: the probe could not complete: {result.summary}",
+            pytest.fail(f"{self.defn.id}: the probe could not complete: {result.summary}",
                         pytrace=False)
 
-    test.__name__ = "test_" + defn.id.split(".", 1)[1].replace("-", "_")
-    test.__doc__ = CHECKS[defn.id].summary
-    return test
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"{self.defn.id}[{self.target}]"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        return str(excinfo.value)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Add the probe items before ``-m``/``-k`` deselect what was not asked for."""
+    if not gaps_run(config):
+        return
+    source = config.getoption("gaps_probes") or DEFAULT_PROBES
+    try:
+        checks = load_checks(source)
+    except (ProbeError, ImportError) as exc:
+        raise pytest.UsageError(f"--gaps-probes {source}: {exc}") from None
+    root = ProbeSet.from_parent(session, name="wsgaps", nodeid="wsgaps",
+                                path=Path(source).resolve() if Path(source).is_dir()
+                                else config.rootpath, checks=checks)
+    found = [item for gap in root.collect() for item in gap.collect()]
+    config.hook.pytest_collectreport(report=pytest.CollectReport(
+        root.nodeid, "passed", None, found))
+    items[:0] = found
+
+
+def selection(items: list[pytest.Item]) -> Selection:
+    """What the planner runs: the probe items still selected, by target and gap."""
+    chosen: Selection = {}
+    for item in items:
+        if isinstance(item, CheckItem):
+            gaps = chosen.setdefault(item.target, {})
+            gaps.setdefault(item.defn.gap, []).append(item.defn)
+    return chosen
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session):
+    gaps_session = session.config.stash.get(SESSION_KEY, None)
+    if gaps_session is not None and not session.config.option.collectonly:
+        chosen = selection(session.items)
+        if chosen:
+            def record(event: object) -> None:
+                if isinstance(event, CheckDone):
+                    gaps_session.results[(event.target, event.result.id)] = event.result
+
+            asyncio.run(run_plan(gaps_session, chosen, record))
+    return (yield)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -330,7 +290,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if gaps_session is None:
         return
     color = terminalreporter.hasmarkup
-    if not config.getoption("gaps_target"):
+    if not config.getoption("gaps_target") and any(
+            t.prepared for t in gaps_session.targets.values()):
         terminalreporter.write_line(f"wsgaps: no --gaps-target given, so the default target "
                                     f"{DEFAULT_TARGET} was probed")
     for target in gaps_session.targets.values():

@@ -8,22 +8,29 @@ overrun into ``error``, and repeats timing-sensitive checks until k of n tries a
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
+import pkgutil
 import random
 import ssl
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from gaps.catalog import CHECKS
+from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
 from gaps.targets import Instance
-from gaps.wire.client import HARNESS_ERRNOS, WireClient
+from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
 
 RETRY_K, RETRY_N = 2, 3
 BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
+CONNECT_WAIT = 10.0  # seconds a handshake may take when a check names no wait of its own
 
 
 @dataclass
@@ -59,7 +66,7 @@ class CheckDef:
     """A registered check: its ID, function, what it needs from the target, its time budget.
 
     ``budget`` (seconds, before the time scale) caps the whole try: a check still running
-    then is an ``error``, never a hang.  A wait taken with ``ProbeContext.wait`` that would
+    then is an ``error``, never a hang.  A wait planned with ``ProbeContext.plan_wait`` that would
     end later than the budget allows (a long hinted interval) pushes the cap out to the end
     of that wait plus ``BUDGET_MARGIN``, so a hint can never turn a verdict into an error.
     """
@@ -70,6 +77,17 @@ class CheckDef:
     absent: str | None
     timing: bool
     budget: float
+    exclusive: bool = False  # runs alone on its instance (a shared audience, a crash defect)
+    fresh_instance: bool = False  # each try on a new instance (what a target does at start)
+
+    @property
+    def gap(self) -> str:
+        """The gap slug: the check ID's prefix."""
+        return self.id.split(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.split(".", 1)[1]
 
     async def __call__(self, ctx: ProbeContext) -> CheckResult:
         return await run_check(self, ctx)
@@ -82,19 +100,34 @@ def check(
     absent: str | None = None,
     timing: bool = False,
     budget: float = 60.0,
+    exclusive: bool = False,
+    fresh_instance: bool = False,
 ) -> Callable[[CheckFn], CheckDef]:
-    """Register ``fn`` as the check ``check_id`` (which must be in the catalog)."""
+    """Register ``fn`` as the check ``check_id`` (which must be in the catalog).
+
+    ``absent`` names the capability (from ``catalog.CAPABILITIES``) whose declared absence
+    decides the check when it cannot be observed.  Checks of a gap run at once, each on its
+    own connections; ``exclusive`` makes a check run alone on its instance (checks that share
+    an audience, such as broadcast, or a defect that takes the instance down), and
+    ``fresh_instance`` gives each try a new instance (what a target does once at start-up).
+    """
     if check_id not in CHECKS:
         raise KeyError(f"{check_id!r} is not a check ID of the catalog")
+    if absent is not None and absent not in CAPABILITIES:
+        raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
 
     def wrap(fn: CheckFn) -> CheckDef:
-        return CheckDef(check_id, fn, needs, absent, timing, budget)
+        return CheckDef(check_id, fn, needs, absent, timing, budget, exclusive, fresh_instance)
 
     return wrap
 
 
 class ProbeContext:
-    """What a check may use: the target's manifest and instance, waits, clients, randomness."""
+    """What a check may use: the target's manifest and instance, waits, clients, randomness.
+
+    One time unit: every duration a check hands to the context or to a client is already
+    scaled.  ``plan_wait`` and ``scaled`` are the only places the time scale is applied.
+    """
 
     def __init__(
         self,
@@ -106,6 +139,7 @@ class ProbeContext:
         waits: dict[str, float] | None = None,
         retry: tuple[int, int] = (RETRY_K, RETRY_N),
         ssl_context: ssl.SSLContext | None = None,
+        trust_declarations: bool = False,
     ) -> None:
         self.manifest = manifest
         self.instance = instance
@@ -116,6 +150,7 @@ class ProbeContext:
         self.check_id = ""
         self.rng = random.Random(seed)
         self.ssl_context = ssl_context
+        self.trust_declarations = trust_declarations
         self._clients: list[WireClient] = []
         self._budget: asyncio.Timeout | None = None  # the running try's cap
 
@@ -132,10 +167,11 @@ class ProbeContext:
 
     # -- waits ---------------------------------------------------------------------------
 
-    def wait(self, default: float, hinted: float | None = None, name: str = "") -> float:
+    def plan_wait(self, default: float, hinted: float | None = None, name: str = "") -> float:
         """The wait to use, scaled: ``hinted`` (derived from a hint) if given, else ``default``.
 
-        Recorded under the check ID (and ``name``) so reports show every wait used.
+        It does not wait: it computes the wait, records it under the check ID (and ``name``)
+        so reports show every wait used, and makes room for it in the try's budget.
         """
         seconds = (hinted if hinted is not None else default) * self.time_scale
         key = f"{self.check_id}{'.' + name if name else ''}"
@@ -152,14 +188,27 @@ class ProbeContext:
 
     # -- clients -------------------------------------------------------------------------
 
-    async def connect(self, endpoint: str = "echo", *, timeout: float = 10.0,
+    async def connect(self, endpoint: str = "echo", *, timeout: float | None = None,
                       **kwargs: Any) -> WireClient:
-        """A wire client on ``endpoint``, closed automatically when the check ends."""
+        """A wire client on ``endpoint``, closed automatically when the check ends.
+
+        ``timeout`` (scaled) bounds the handshake, ``CONNECT_WAIT`` scaled by default.
+        Raises a ``HandshakeFailed`` when no connection results.
+        """
         kwargs.setdefault("ssl_context", self.ssl_context)
-        client = await WireClient.connect(self.url(endpoint), timeout=self.scaled(timeout),
-                                          **kwargs)
+        wait = self.scaled(CONNECT_WAIT) if timeout is None else timeout
+        client = await WireClient.connect(self.url(endpoint), timeout=wait, **kwargs)
         self._clients.append(client)
         return client
+
+    async def handshake(self, endpoint: str = "echo", *, wait: float, **kwargs: Any) -> Attempt:
+        """One raw handshake on ``endpoint`` as a value; never raises for what the target does.
+
+        Keywords are those of ``gaps.wire.client.open_handshake`` (a missing key, another
+        version or method, offered subprotocols, ...); ``wait`` is scaled.
+        """
+        kwargs.setdefault("ssl_context", self.ssl_context)
+        return await attempt(self.url(endpoint), timeout=wait, **kwargs)
 
     async def close_clients(self) -> None:
         clients, self._clients = self._clients, []
@@ -167,15 +216,16 @@ class ProbeContext:
             await client.aclose()
 
 
-def _declared(defn: CheckDef, ctx: ProbeContext) -> CheckResult | None:
+def declaration(defn: CheckDef, ctx: ProbeContext) -> dict[str, str] | None:
+    """What the manifest declares about ``defn``: a ``declared.<id>`` fact, or the absence
+    of the capability the check depends on; None when it declares nothing."""
     fact = ctx.manifest.declared.get(defn.id)
     if fact is not None:
-        return CheckResult(defn.id, Verdict(fact.verdict), fact.summary or "declared by the target",
-                           Method.DECLARED, source=fact.source)
+        return {"verdict": fact.verdict, "source": fact.source,
+                "summary": fact.summary or "declared by the target"}
     if defn.absent and defn.absent in ctx.manifest.absent:
-        source = ctx.manifest.absent[defn.absent]
-        return CheckResult(defn.id, Verdict.FAIL, f"declared absent: {defn.absent}",
-                           Method.DECLARED, source=source)
+        return {"verdict": "fail", "source": ctx.manifest.absent[defn.absent],
+                "summary": f"declared absent: {defn.absent}"}
     return None
 
 
@@ -192,17 +242,42 @@ async def _one_try(defn: CheckDef, ctx: ProbeContext) -> Outcome:
     try:
         async with cap:
             ctx._budget = cap
-            return await defn.fn(ctx)
+            outcome = await defn.fn(ctx)
     except TimeoutError as exc:
         if cap.expired():
-            return Outcome(Verdict.ERROR, f"probe did not finish within its budget of "
-                                          f"{loop.time() - started:.1f} s")
-        return _error_outcome(exc)
+            outcome = Outcome(Verdict.ERROR, f"probe did not finish within its budget of "
+                                             f"{loop.time() - started:.1f} s")
+        else:
+            outcome = _error_outcome(exc)
     except Exception as exc:
-        return _error_outcome(exc)
+        outcome = _error_outcome(exc)
     finally:
         ctx._budget = None
+        violations = [c.violation for c in ctx._clients if c.violation is not None]
         await ctx.close_clients()
+    return the_wire_decides(outcome, violations)
+
+
+def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:
+    """A connection that broke RFC 6455 earns no pass: the violation is the evidence.
+
+    Whatever the check concluded from a connection the target violated (its "Pings" may be
+    garbage that happened to carry opcode 0x9), the verdict is ``fail`` with the first
+    offending frame; a ``fail`` keeps its own summary, a pass or an error is replaced.
+    Harness-side errors stay errors: they say nothing about the target.
+    """
+    if not violations or outcome.verdict is Verdict.SKIP or (
+            outcome.verdict is Verdict.ERROR and outcome.summary.startswith("harness side")):
+        return outcome
+    first = min(violations, key=lambda v: v.t)
+    evidence = {**outcome.evidence, "violation": first.evidence(),
+                "violated_connections": len(violations)}
+    if outcome.verdict is Verdict.FAIL:
+        return Outcome(Verdict.FAIL, outcome.summary, evidence)
+    evidence["verdict_before"] = str(outcome.verdict)
+    evidence["summary_before"] = outcome.summary
+    return Outcome(Verdict.FAIL, f"the target broke RFC 6455 on a connection this check relied "
+                                 f"on: {first}", evidence)
 
 
 def _error_outcome(exc: BaseException) -> Outcome:
@@ -226,17 +301,31 @@ def _decide(outcomes: list[Outcome], k: int, n: int) -> Verdict | None:
 
 
 async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
-    """Run one check on ``ctx``: declared facts, skips, retries and errors handled here."""
+    """Run one check on ``ctx``: observed before declared; skips, retries and errors here.
+
+    The wire decides where it can (DESIGN.md, "Observed before declared"): a check whose
+    endpoints the target has is observed, and a declaration about it is kept beside the
+    observed verdict as its explanation (a contradiction is a manifest error).  Only a check
+    that needs an endpoint the target lacks is decided by a declaration (method
+    ``declared``), or skipped without one; ``trust_declarations`` trades observing for speed.
+    """
     ctx.check_id = defn.id
     ctx.rng = random.Random(f"{ctx.seed}:{defn.id}")
-    started = time.monotonic()
-    declared = _declared(defn, ctx)
-    if declared is not None:
-        return declared
+    declared = declaration(defn, ctx)
     missing = [name for name in defn.needs if not ctx.has(name)]
+    if declared is not None and (missing or ctx.trust_declarations):
+        return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],
+                           Method.DECLARED, source=declared["source"])
     if missing:
         return CheckResult(defn.id, Verdict.SKIP,
                            f"target has no {', '.join(missing)} endpoint", Method.OBSERVED)
+    result = await _observe(defn, ctx)
+    result.declaration = declared
+    return result
+
+
+async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
+    started = time.monotonic()
     if not defn.timing:
         outcome = await _one_try(defn, ctx)
         return CheckResult(defn.id, outcome.verdict, outcome.summary, evidence=outcome.evidence,
@@ -259,3 +348,64 @@ async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
         defn.id, verdict, summary, evidence=chosen.evidence,
         wait=ctx.waits.get(defn.id), duration=time.monotonic() - started, tries=tries,
     )
+
+
+# -- discovery ---------------------------------------------------------------------------
+
+DEFAULT_PROBES = "probes"
+
+
+class ProbeError(Exception):
+    """A probe module breaks the probe contract (two gaps in one module, a gap twice)."""
+
+
+def _probe_modules(source: str) -> list[ModuleType]:
+    """The modules of a probe package (dotted name) or of a folder of ``*.py`` files."""
+    folder = Path(source)
+    if "/" in source or folder.is_dir():
+        if not folder.is_dir():
+            raise ProbeError(f"{source}: no such probe folder")
+        modules = []
+        for path in sorted(folder.glob("[a-z]*.py")):
+            name = f"wsgaps_probes_{abs(hash(folder.resolve()))}.{path.stem}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+            modules.append(module)
+        return modules
+    package = importlib.import_module(source)
+    return [importlib.import_module(f"{source}.{info.name}")
+            for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
+
+
+def module_checks(module: ModuleType) -> list[CheckDef]:
+    """The checks a probe module declares, in the order it declares them."""
+    return [v for v in vars(module).values() if isinstance(v, CheckDef)]
+
+
+def load_checks(source: str = DEFAULT_PROBES) -> dict[str, list[CheckDef]]:
+    """Import the probe package (or folder) and return its checks by gap slug.
+
+    The gap of a module is the prefix of its check IDs; a module whose checks name two gaps,
+    or two modules for one gap, break "one probe module per gap" and raise ProbeError.
+    """
+    found: dict[str, list[CheckDef]] = {}
+    owner: dict[str, str] = {}
+    for module in _probe_modules(source):
+        checks = module_checks(module)
+        slugs = {d.gap for d in checks}
+        if len(slugs) > 1:
+            raise ProbeError(f"{module.__name__}: checks of more than one gap "
+                             f"({', '.join(sorted(slugs))}); one probe module per gap")
+        if not slugs:
+            continue
+        slug = slugs.pop()
+        if slug in owner:
+            raise ProbeError(f"{module.__name__}: gap {slug} is already probed by "
+                             f"{owner[slug]}; one probe module per gap")
+        owner[slug] = module.__name__
+        found[slug] = checks
+    order = list(BY_SLUG)
+    return dict(sorted(found.items(), key=lambda item: order.index(item[0])))

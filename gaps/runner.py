@@ -13,12 +13,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import probes
+from gaps.options import forward
 
 PROBES_DIR = Path(probes.__file__).resolve().parent
 COLLECTED = re.compile(rb"collected (\d+) items?")
-RESULT = re.compile(rb"^\S*?([a-z_]+)\.py::(test_\w+)\[[^\]]*\] (PASSED|FAILED|ERROR|SKIPPED)")
+RESULT = re.compile(rb"^wsgaps::([a-z-]+)::([a-z-]+)\[[^\]]*\] (PASSED|FAILED|ERROR|SKIPPED)")
 OUTPUT_TAIL = 16 * 1024
 
 
@@ -38,30 +40,23 @@ class TargetProgress:
         return bytes(self.output[-OUTPUT_TAIL:]).decode("utf-8", "replace")
 
 
-def pytest_argv(spec: str, out: Path, *, time_scale: float, seed: int | None,
-                without: str, allow_remote: bool = False, ca_file: str | None = None,
+def pytest_argv(spec: str, options: dict[str, Any],
                 probes_dir: Path = PROBES_DIR) -> list[str]:
-    """The pytest command line for one target; ini values are given so no config file is needed."""
-    argv = [
+    """The pytest command line for one target; ini values are given so no config file is needed.
+
+    ``options`` are the CLI's parsed options (argparse ``dest`` names); each run option is
+    passed on as its ``--gaps-`` twin.
+    """
+    return [
         sys.executable, "-m", "pytest", str(probes_dir), "-m", "gaps", "-v", "--color=no",
         "-p", "gaps.plugin", "-p", "no:cacheprovider", "--strict-markers",
         "--rootdir", str(probes_dir.parent),
-        "-o", "python_files=[a-z]*.py",
         "-o", "asyncio_mode=strict",
         "-o", "asyncio_default_fixture_loop_scope=session",
         "-o", "asyncio_default_test_loop_scope=session",
         "-o", "gaps_reports=false",  # the CLI renders once, for all its targets
-        "--gaps-target", spec, "--gaps-out", str(out), "--gaps-time-scale", str(time_scale),
+        "--gaps-target", spec, *forward(options),
     ]
-    if seed is not None:
-        argv += ["--gaps-seed", str(seed)]
-    if without:
-        argv += ["--gaps-without", without]
-    if allow_remote:
-        argv.append("--gaps-allow-remote")
-    if ca_file:
-        argv += ["--gaps-ca-file", ca_file]
-    return argv
 
 
 async def run_target(argv: list[str], progress: TargetProgress,
@@ -81,9 +76,9 @@ async def run_target(argv: list[str], progress: TargetProgress,
             elif match := RESULT.match(line):
                 module, test, outcome = (g.decode() for g in match.groups())
                 progress.done += 1
-                progress.current = module.replace("_", "-")
+                progress.current = module
                 if outcome in ("FAILED", "ERROR"):
-                    progress.failed.append(f"{module}::{test}")
+                    progress.failed.append(f"{module}.{test}")
             on_change()
         progress.returncode = await process.wait()
     except asyncio.CancelledError:

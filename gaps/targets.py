@@ -35,6 +35,7 @@ from gaps.manifest import (
     load_manifest,
     url_manifest,
 )
+from gaps.wire.client import handshake_ok
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "targets"
 OUTPUT_LIMIT = 64 * 1024
@@ -517,3 +518,16 @@ class Instance:
 
     def logs(self) -> str:
         return self.output.text()
+
+
+async def start_instance(manifest: Manifest, scale: float,
+                         extra_args: tuple[str, ...] = ()) -> Instance:
+    """A fresh, ready instance of a managed target; TargetFailed (stopped) if never ready."""
+    instance = Instance(manifest)
+    instance.start(extra_args)
+    try:
+        await instance.wait_ready(manifest.ready_timeout * scale, handshake_ok)
+    except BaseException:
+        await instance.astop()
+        raise
+    return instance

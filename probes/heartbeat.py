@@ -23,14 +23,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from gaps.evidence import show_bytes
-from gaps.plugin import probe_test
 from gaps.probe import Outcome, ProbeContext, check, failed, passed
-
-GAP = "heartbeat"
-pytestmark = pytest.mark.gaps
+from gaps.wire.errors import WireError
 
 PINGS_WAIT = 65.0
 REAP_WAIT = 90.0
@@ -40,13 +35,13 @@ CONTROL_GRACE = 1.0  # how long the control client must outlive the silent one
 
 def _ping_wait(ctx: ProbeContext) -> float:
     interval = ctx.hint("ping_interval")
-    return ctx.wait(PINGS_WAIT, 2 * interval + 1 if interval else None)
+    return ctx.plan_wait(PINGS_WAIT, 2 * interval + 1 if interval else None)
 
 
 def _reap_wait(ctx: ProbeContext) -> float:
     interval, timeout = ctx.hint("ping_interval"), ctx.hint("ping_timeout")
     hinted = 2 * (interval + timeout) + 1 if interval and timeout else None
-    return ctx.wait(REAP_WAIT, hinted)
+    return ctx.plan_wait(REAP_WAIT, hinted)
 
 
 @check("heartbeat.server-pings", absent="heartbeat", timing=True, budget=PINGS_WAIT + 30)
@@ -71,7 +66,7 @@ async def server_pings(ctx: ProbeContext) -> Outcome:
 
 def _tcp_end_wait(ctx: ProbeContext) -> float:
     close_timeout = ctx.hint("close_timeout")
-    return ctx.wait(CLOSE_WAIT, close_timeout + 1 if close_timeout is not None else None,
+    return ctx.plan_wait(CLOSE_WAIT, close_timeout + 1 if close_timeout is not None else None,
                     name="tcp-end")
 
 
@@ -105,7 +100,7 @@ async def reaps_silent_peer(ctx: ProbeContext) -> Outcome:
         await control.send_text("wsgaps control")
         try:
             await control.recv_message(ctx.scaled(5.0))
-        except Exception as exc:
+        except WireError as exc:
             evidence["control_error"] = f"{type(exc).__name__}: {exc}"
     evidence["control"] = control.evidence()
     if control.closed or "control_error" in evidence:
@@ -115,7 +110,3 @@ async def reaps_silent_peer(ctx: ProbeContext) -> Outcome:
                   f"{len(unanswered)} unanswered Ping(s); the control client stayed open",
                   time_to_close=round(end, 3), close_code=silent.close_code,
                   close_frame=silent.close_frame is not None, **evidence)
-
-
-test_server_pings = probe_test(server_pings)
-test_reaps_silent_peer = probe_test(reaps_silent_peer)

@@ -62,16 +62,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-import pytest
-
 from gaps.evidence import show_bytes
-from gaps.plugin import probe_test
 from gaps.probe import Outcome, ProbeContext, check, failed, passed
-from gaps.wire.client import ClosedError, Message, ReceiveError, WireClient
-from gaps.wire.frames import Opcode, opcode_name, parse_close
-
-GAP = "message-types"
-pytestmark = pytest.mark.gaps
+from gaps.toolkit import judge_echo, receive, show
+from gaps.wire.client import Message, WireClient
+from gaps.wire.errors import ClosedError, ReceiveTimeout
+from gaps.wire.frames import Close, Opcode
 
 ECHO_WAIT = 10.0
 LARGE_WAIT = 30.0
@@ -81,7 +77,6 @@ CLOSE_WAIT = 10.0
 
 LARGE_SIZE = 1024 * 1024
 LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-SHOWN = 80  # bytes of a payload quoted in a summary
 
 # One character of each UTF-8 length: 1 byte (ASCII), 2 (é ß Ω), 3 (€ 日本語), 4 (🚀 𝄞).
 TEXT = "wsgaps: ascii, é ß Ω, € 日本語, 🚀 𝄞 (1- to 4-byte UTF-8)"
@@ -94,83 +89,48 @@ NOT_UTF8 = (
 )
 FRAGMENTS = ("wsgaps fragment 1/3 ", "· fragment 2/3 é ", "· fragment 3/3 🚀")
 CLOSE_REASON = "wsgaps: closing handshake"
-RESERVED_CODES = {1005: "no status received", 1006: "abnormal closure", 1015: "TLS handshake"}
-
-
-def _show(data: bytes) -> str:
-    """A bounded, printable quote of bytes the target sent (untrusted)."""
-    text = repr(data[:SHOWN])
-    return text + ("..." if len(data) > SHOWN else "")
-
-
-async def _receive(client: WireClient, wait: float, max_size: int) -> Message | str:
-    """The next data message, or why there was none (timeout, Close frame, TCP end)."""
-    try:
-        return await client.recv_message(wait, max_size=max_size)
-    except TimeoutError:
-        return f"no echo within {wait:.1f} s"
-    except ReceiveError as exc:  # Close frame, TCP end, or fragments out of order
-        return str(exc)
-
-
-def _judge_echo(what: str, opcode: Opcode, sent: bytes, got: Message | str,
-                client: WireClient, **extra: object) -> Outcome:
-    """Pass when ``got`` is ``sent`` with the same opcode; otherwise say what differed."""
-    evidence = {"sent_opcode": opcode.name, "sent_length": len(sent), **extra,
-                **client.evidence()}
-    if isinstance(got, str):
-        return failed(f"{what}: {got}", **evidence)
-    got_name = opcode_name(got.opcode)
-    evidence.update(echo_opcode=got_name, echo_length=len(got.data),
-                    echo_frames=len(got.frames))
-    if got.opcode != opcode:
-        return failed(f"{what} came back as {got_name}, not {opcode.name}", **evidence)
-    if got.data != sent:
-        return failed(f"{what} came back altered ({len(got.data)} bytes: {_show(got.data)})",
-                      **evidence)
-    return passed(f"{what} came back as {got_name}, identical", **evidence)
 
 
 @check("message-types.text", budget=ECHO_WAIT + 20)
 async def text(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(ECHO_WAIT)
+    wait = ctx.plan_wait(ECHO_WAIT)
     client = await ctx.connect("echo", auto_pong=True)
     payload = TEXT.encode()
     await client.send_text(payload)
-    got = await _receive(client, wait, 4 * len(payload))
-    return _judge_echo(f"a {len(payload)}-byte text message of 1- to 4-byte UTF-8",
+    got = await receive(client, wait, 4 * len(payload))
+    return judge_echo(f"a {len(payload)}-byte text message of 1- to 4-byte UTF-8",
                        Opcode.TEXT, payload, got, client, wait=wait)
 
 
 @check("message-types.binary", absent="binary", budget=ECHO_WAIT + 20)
 async def binary(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(ECHO_WAIT)
+    wait = ctx.plan_wait(ECHO_WAIT)
     client = await ctx.connect("echo", auto_pong=True)
     payload = NOT_UTF8 + ctx.rng.randbytes(256)
     await client.send_binary(payload)
-    got = await _receive(client, wait, 4 * len(payload))
-    return _judge_echo(f"a {len(payload)}-byte binary message that is not UTF-8",
+    got = await receive(client, wait, 4 * len(payload))
+    return judge_echo(f"a {len(payload)}-byte binary message that is not UTF-8",
                        Opcode.BINARY, payload, got, client, wait=wait, seed=ctx.seed)
 
 
 @check("message-types.empty", budget=ECHO_WAIT + 20)
 async def empty(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(ECHO_WAIT)
+    wait = ctx.plan_wait(ECHO_WAIT)
     client = await ctx.connect("echo", auto_pong=True)
     marker = b"wsgaps: the message after the empty one"
     await client.send_text(b"")
     await client.send_text(marker)
-    got = await _receive(client, wait, 4 * len(marker))
+    got = await receive(client, wait, 4 * len(marker))
     if isinstance(got, Message) and got.data == marker:
         # Echo keeps order, so the marker first means the empty message was dropped.
         return failed("the empty text message was not echoed: the message sent after it "
                       "came back first", sent_opcode="TEXT", wait=wait, **client.evidence())
-    return _judge_echo("an empty text message", Opcode.TEXT, b"", got, client, wait=wait)
+    return judge_echo("an empty text message", Opcode.TEXT, b"", got, client, wait=wait)
 
 
 @check("message-types.large", budget=LARGE_WAIT + 30)
 async def large(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(LARGE_WAIT)
+    wait = ctx.plan_wait(LARGE_WAIT)
     declared = ctx.hint("max_message_size")
     size = min(LARGE_SIZE, int(declared)) if declared else LARGE_SIZE
     client = await ctx.connect("echo", auto_pong=True)
@@ -178,7 +138,7 @@ async def large(ctx: ProbeContext) -> Outcome:
     loop = asyncio.get_running_loop()
     started = loop.time()
     await client.send_text(payload)
-    got = await _receive(client, wait, 2 * size + 1024)
+    got = await receive(client, wait, 2 * size + 1024)
     elapsed = loop.time() - started
     facts: dict[str, object] = {
         "size": size, "declared_max": declared, "seed": ctx.seed, "wait": wait,
@@ -195,7 +155,7 @@ async def large(ctx: ProbeContext) -> Outcome:
                       if a != b), min(len(got.data), len(payload)))
         return failed(f"{what} came back altered: {len(got.data)} bytes, first difference "
                       f"at byte {first}", **facts, **client.evidence())
-    outcome = _judge_echo(what, Opcode.TEXT, payload, got, client, **facts)
+    outcome = judge_echo(what, Opcode.TEXT, payload, got, client, **facts)
     if outcome.verdict.passed:
         outcome.summary += f" after {elapsed:.2f} s"
     return outcome
@@ -203,15 +163,15 @@ async def large(ctx: ProbeContext) -> Outcome:
 
 @check("message-types.fragmented", absent="fragmentation", budget=ECHO_WAIT + 20)
 async def fragmented(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(ECHO_WAIT)
+    wait = ctx.plan_wait(ECHO_WAIT)
     client = await ctx.connect("echo", auto_pong=True)
     parts = [p.encode() for p in FRAGMENTS]
     await client.send_frame(Opcode.TEXT, parts[0], fin=False)
     await client.send_frame(Opcode.CONT, parts[1], fin=False)
     await client.send_frame(Opcode.CONT, parts[2], fin=True)
     whole = b"".join(parts)
-    got = await _receive(client, wait, 4 * len(whole))
-    outcome = _judge_echo("a text message sent in 3 fragments (TEXT, CONT, CONT)",
+    got = await receive(client, wait, 4 * len(whole))
+    outcome = judge_echo("a text message sent in 3 fragments (TEXT, CONT, CONT)",
                           Opcode.TEXT, whole, got, client, wait=wait)
     if outcome.verdict.passed and isinstance(got, Message):
         outcome.summary += f" as one message in {len(got.frames)} frame(s)"
@@ -228,13 +188,12 @@ async def _await_pong(client: WireClient, payload: bytes, wait: float,
     while (remaining := deadline - loop.time()) > 0:
         try:
             frame = await client.recv(remaining)
-        except TimeoutError:
+        except ReceiveTimeout:
             break
         except ClosedError as exc:
             return None, others, str(exc)
         if frame.opcode == Opcode.CLOSE:
-            code, reason = parse_close(frame.payload)
-            return None, others, f"Close frame {code} {reason[:120]!r} instead of a Pong"
+            return None, others, f"{Close.parse(frame.payload)} instead of a Pong"
         if frame.opcode != Opcode.PONG:
             continue  # data and the target's own Pings are not the answer
         if frame.payload == payload:
@@ -244,13 +203,13 @@ async def _await_pong(client: WireClient, payload: bytes, wait: float,
         deadline = min(deadline, loop.time() + grace)
     if others:
         return None, others, (f"answered by a Pong with another payload "
-                              f"({len(others[0])} bytes: {_show(others[0])})")
+                              f"({len(others[0])} bytes: {show(others[0])})")
     return None, others, "no Pong"
 
 
 @check("message-types.ping-pong", budget=4 * (PONG_WAIT + MISMATCH_GRACE) + 20)
 async def ping_pong(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(PONG_WAIT)
+    wait = ctx.plan_wait(PONG_WAIT)
     grace = ctx.scaled(MISMATCH_GRACE)
     client = await ctx.connect("echo", auto_pong=True)
     payloads = [b"", b"wsgaps-ping", "ping é 🚀 ∑".encode(), ctx.rng.randbytes(125)]
@@ -276,25 +235,6 @@ async def ping_pong(ctx: ProbeContext) -> Outcome:
                   answered=answered, **client.evidence())
 
 
-def _close_body_problem(payload: bytes) -> str:
-    """Why a Close frame body breaks RFC 6455, or "" when it is valid."""
-    if len(payload) == 1:
-        return "a one-byte Close body (RFC 6455 5.5.1: a body starts with a two-byte code)"
-    code, reason = parse_close(payload)
-    if code is None:
-        return ""
-    if code in RESERVED_CODES:
-        return (f"code {code} ({RESERVED_CODES[code]}) on the wire: RFC 6455 7.4.1 says it "
-                "MUST NOT be set as a status code in a Close frame")
-    if not 1000 <= code <= 4999:
-        return f"code {code}, outside the ranges of RFC 6455 7.4.2 (1000-4999)"
-    try:
-        reason.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"a close reason that is not UTF-8 ({_show(reason)}; RFC 6455 5.5.1)"
-    return ""
-
-
 CLOSE_CODES = (1000, 4000)  # normal closure, and a private-use code (RFC 6455 7.4.2)
 
 
@@ -316,7 +256,7 @@ async def _close_once(ctx: ProbeContext, code: int, wait: float) -> Outcome:
                       f"Close {code} (RFC 6455 5.5.1)", **evidence)
     assert client.close_at is not None
     reply_after = client.close_at - sent_at
-    problem = _close_body_problem(frame.payload)
+    problem = Close.parse(frame.payload).problem()
     if problem:
         return failed(f"the Close reply to {code} carries {problem}", **evidence)
     if not ended:
@@ -337,7 +277,7 @@ async def _close_once(ctx: ProbeContext, code: int, wait: float) -> Outcome:
 
 @check("message-types.close-handshake", budget=len(CLOSE_CODES) * CLOSE_WAIT + 20)
 async def close_handshake(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(CLOSE_WAIT)
+    wait = ctx.plan_wait(CLOSE_WAIT)
     outcomes = [await _close_once(ctx, code, wait) for code in CLOSE_CODES]
     evidence = {"wait": wait, "tries": [{"summary": o.summary, **o.evidence} for o in outcomes]}
     for outcome in outcomes:
@@ -346,11 +286,3 @@ async def close_handshake(ctx: ProbeContext) -> Outcome:
     return passed("client Closes answered: " + "; ".join(o.summary for o in outcomes),
                   **evidence)
 
-
-test_text = probe_test(text)
-test_binary = probe_test(binary)
-test_empty = probe_test(empty)
-test_large = probe_test(large)
-test_fragmented = probe_test(fragmented)
-test_ping_pong = probe_test(ping_pong)
-test_close_handshake = probe_test(close_handshake)

@@ -47,18 +47,19 @@ from the target are quoted bounded (``SHOWN`` characters).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import pytest
-
-from gaps.plugin import probe_test
 from gaps.probe import Outcome, ProbeContext, check, failed, non_strict, passed, skipped
-from gaps.wire.client import ClosedError, HandshakeRefused, open_handshake
-from gaps.wire.handshake import HandshakeError, HandshakeResponse, NoAnswer
-
-GAP = "subprotocols"
-pytestmark = pytest.mark.gaps
+from gaps.toolkit import quote
+from gaps.wire.client import Attempt
+from gaps.wire.errors import (
+    ClosedError,
+    HandshakeRefused,
+    HandshakeTimeout,
+    MalformedAnswer,
+    NoAnswer,
+    ReceiveTimeout,
+)
 
 ENDPOINT = "subprotocols"
 HANDSHAKE_WAIT = 10.0
@@ -68,48 +69,27 @@ SHOWN = 100  # characters of a target's header value quoted in a summary
 HEADER = "Sec-WebSocket-Protocol"
 
 
-@dataclass
-class Answer:
-    """One handshake's offer and what came back: a response, or why none did."""
+def _selected(answer: Attempt) -> list[str]:
+    """The protocol values of a 101 answer (empty for no header or no 101)."""
+    if not answer.accepted:
+        return []
+    assert answer.response is not None
+    return answer.response.values(HEADER)
 
-    offer: list[str]
-    response: HandshakeResponse | None = None
-    problem: str = ""
-    dropped: bool = False  # TCP closed or reset without an HTTP answer
-    received: bytes = b""  # the start of a non-HTTP answer, for evidence
 
-    @property
-    def selected(self) -> list[str]:
-        """The protocol values of a 101 answer (empty for no header or no 101)."""
-        if self.response is None or self.response.status != 101:
-            return []
-        return self.response.values(HEADER)
+def _unoffered(answer: Attempt, offer: list[str]) -> bool:
+    """True when a 101 names anything but exactly one of the offered protocols."""
+    if not answer.accepted or answer.header(HEADER) is None:
+        return False
+    chosen = _selected(answer)
+    return len(chosen) != 1 or chosen[0] not in offer
 
-    def header(self) -> str:
-        raw = self.response.get(HEADER) if self.response is not None else None
-        return "" if raw is None else raw[:SHOWN]
 
-    def has_header(self) -> bool:
-        """True when the answer carries the header at all, an empty value included."""
-        return self.response is not None and self.response.get(HEADER) is not None
-
-    def unoffered(self) -> bool:
-        """True when a 101 names anything but exactly one of the offered protocols."""
-        chosen = self.selected
-        if self.response is None or self.response.status != 101 or not self.has_header():
-            return False
-        return len(chosen) != 1 or chosen[0] not in self.offer
-
-    def evidence(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {"offer": self.offer}
-        if self.response is not None:
-            facts.update(self.response.evidence())
-            facts["protocol"] = self.header() or None
-        else:
-            facts["problem"] = self.problem[:300]
-            if self.received:
-                facts["received"] = repr(self.received[:200])
-        return facts
+def _evidence(answer: Attempt, offer: list[str]) -> dict[str, Any]:
+    facts: dict[str, Any] = {"offer": offer, **answer.evidence()}
+    if answer.response is not None:
+        facts["protocol"] = quote(answer.header(HEADER), SHOWN) or None
+    return facts
 
 
 def _supported(ctx: ProbeContext) -> list[str]:
@@ -129,39 +109,24 @@ def _offer_text(offer: list[str]) -> str:
     return "[" + ", ".join(offer) + "]" if offer else "no offer"
 
 
-async def _handshake(ctx: ProbeContext, offer: list[str], wait: float) -> Answer:
-    """One raw handshake on the subprotocols endpoint offering ``offer``; never raises for
-    what the target does (timeouts and drops are recorded in the answer)."""
-    try:
-        response = await open_handshake(ctx.url(ENDPOINT), timeout=wait, subprotocols=offer,
-                                        ssl_context=ctx.ssl_context)
-    except TimeoutError:
-        return Answer(offer, problem=f"no answer within {wait:.1f} s")
-    except NoAnswer as exc:
-        return Answer(offer, problem=f"no HTTP answer: {exc}", dropped=True)
-    except HandshakeError as exc:  # an answer, but not HTTP: not a refusal
-        return Answer(offer, problem=f"malformed answer: {exc}", received=exc.received)
-    except (ConnectionResetError, BrokenPipeError) as exc:
-        return Answer(offer, problem=f"no HTTP answer: {type(exc).__name__}", dropped=True)
-    return Answer(offer, response)
-
-
-def judge_refusal(what: str, answer: Answer) -> Outcome:
+def judge_refusal(what: str, answer: Attempt, offer: list[str]) -> Outcome:
     """The verdict of refuses-bogus and no-offer on one answer (see the module docstring)."""
-    evidence = {"handshake": answer.evidence()}
-    response = answer.response
-    if response is None:
+    evidence = {"handshake": _evidence(answer, offer)}
+    if answer.response is None:
         if answer.dropped:
             return non_strict(f"{what}: declined by closing the connection without an HTTP "
                               "answer (RFC 6455 4.2.2 expects an HTTP error status)", **evidence)
         return failed(f"{what}: {answer.problem}", **evidence)
-    if response.status == 101:
-        if answer.has_header():  # an empty value names no offered protocol either (4.2.2)
-            return failed(f"{what}: accepted with {HEADER}: {answer.header()!r}", **evidence)
+    status = answer.response.status
+    if status == 101:
+        header = answer.header(HEADER)
+        if header is not None:  # an empty value names no offered protocol either (4.2.2)
+            return failed(f"{what}: accepted with {HEADER}: {quote(header, SHOWN)!r}",
+                          **evidence)
         return passed(f"{what}: accepted without a {HEADER} header", **evidence)
-    if 400 <= response.status < 500:
-        return passed(f"{what}: refused with HTTP {response.status}", **evidence)
-    return failed(f"{what}: answered HTTP {response.status}, neither a 4xx refusal nor a 101 "
+    if 400 <= status < 500:
+        return passed(f"{what}: refused with HTTP {status}", **evidence)
+    return failed(f"{what}: answered HTTP {status}, neither a 4xx refusal nor a 101 "
                   f"without {HEADER}", **evidence)
 
 
@@ -171,23 +136,22 @@ async def selects_offered(ctx: ProbeContext) -> Outcome:
     supported = _supported(ctx)
     if not supported:
         return skipped(f"the manifest lists no protocols in endpoints.{ENDPOINT}.subprotocols")
-    wait = ctx.wait(HANDSHAKE_WAIT)
-    echo_wait = ctx.wait(ECHO_WAIT, name="echo")
+    wait = ctx.plan_wait(HANDSHAKE_WAIT)
+    echo_wait = ctx.plan_wait(ECHO_WAIT, name="echo")
     offer = [_bogus(ctx), *supported]
     facts: dict[str, Any] = {"offer": offer, "supported": supported}
     try:
-        client = await ctx.connect(ENDPOINT, timeout=HANDSHAKE_WAIT, subprotocols=offer,
-                                   auto_pong=True)
+        client = await ctx.connect(ENDPOINT, timeout=wait, subprotocols=offer, auto_pong=True)
     except HandshakeRefused as exc:
         return failed(f"offer {_offer_text(offer)} refused with HTTP {exc.response.status}",
                       handshake=exc.response.evidence(), **facts)
-    except TimeoutError:
+    except HandshakeTimeout:
         return failed(f"offer {_offer_text(offer)}: no answer within {wait:.1f} s", **facts)
-    except (HandshakeError, ConnectionResetError) as exc:
+    except (MalformedAnswer, NoAnswer) as exc:
         return failed(f"offer {_offer_text(offer)}: {str(exc)[:300]}", **facts)
     facts["handshake"] = client.response.evidence()
     chosen = client.response.values(HEADER)
-    header = (client.subprotocol or "")[:SHOWN]
+    header = quote(client.subprotocol, SHOWN)
     if not chosen:
         return failed(f"offer {_offer_text(offer)} accepted without selecting a protocol "
                       f"(no {HEADER} header)", **facts)
@@ -201,7 +165,7 @@ async def selects_offered(ctx: ProbeContext) -> Outcome:
     await client.send_text(message)
     try:
         echoed = await client.recv_message(echo_wait, max_size=4 * len(message))
-    except TimeoutError:
+    except ReceiveTimeout:
         return failed(f"selected {chosen[0]!r}, but no echo within {echo_wait:.1f} s",
                       **facts, **client.evidence())
     except ClosedError as exc:
@@ -217,47 +181,44 @@ async def selects_offered(ctx: ProbeContext) -> Outcome:
 @check("subprotocols.never-unoffered", needs=(ENDPOINT,),
        budget=(MAX_SINGLE + 4) * HANDSHAKE_WAIT + 20)
 async def never_unoffered(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(HANDSHAKE_WAIT)
+    wait = ctx.plan_wait(HANDSHAKE_WAIT)
     supported = _supported(ctx)
     bogus = _bogus(ctx)
     offers = [[name] for name in supported[:MAX_SINGLE]]
     if len(supported) > 1:
         offers.append(list(reversed(supported)))
     offers += [[bogus, *supported], [bogus], []]
-    answers = [await _handshake(ctx, offer, wait) for offer in offers]
-    evidence = {"wait": wait, "handshakes": [a.evidence() for a in answers]}
-    bad = [a for a in answers if a.unoffered()]
+    answers = [(offer, await ctx.handshake(ENDPOINT, wait=wait, subprotocols=offer))
+               for offer in offers]
+    evidence = {"wait": wait, "handshakes": [_evidence(a, o) for o, a in answers]}
+    bad = [(o, a) for o, a in answers if _unoffered(a, o)]
     if bad:
-        shown = "; ".join(f"{_offer_text(a.offer)} -> {a.header()!r}" for a in bad[:3])
+        shown = "; ".join(f"{_offer_text(o)} -> {quote(a.header(HEADER), SHOWN)!r}"
+                          for o, a in bad[:3])
         return failed(f"{len(bad)} of {len(answers)} handshakes got a protocol that was not "
                       f"offered: {shown} (RFC 6455 4.2.2, 4.1)", **evidence)
-    if all(a.response is None for a in answers):
+    if all(a.response is None for _, a in answers):
         return failed(f"none of {len(answers)} handshakes got an HTTP answer "
-                      f"({answers[-1].problem})", **evidence)
-    picks = [f"{_offer_text(a.offer)} -> "
-             + (repr(a.header()) if a.header() and a.response and a.response.status == 101
-                else (f"HTTP {a.response.status}" if a.response else "no answer"))
-             for a in answers]
+                      f"({answers[-1][1].problem})", **evidence)
+    picks = [f"{_offer_text(o)} -> "
+             + (repr(quote(a.header(HEADER), SHOWN)) if a.accepted and a.header(HEADER)
+                else (f"HTTP {a.status}" if a.response else "no answer"))
+             for o, a in answers]
     return passed(f"{len(answers)} handshakes, none got a protocol it did not offer: "
                   + "; ".join(picks), **evidence)
 
 
 @check("subprotocols.refuses-bogus", needs=(ENDPOINT,), budget=HANDSHAKE_WAIT + 20)
 async def refuses_bogus(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(HANDSHAKE_WAIT)
+    wait = ctx.plan_wait(HANDSHAKE_WAIT)
     bogus = _bogus(ctx)
-    answer = await _handshake(ctx, [bogus], wait)
-    return judge_refusal(f"offer [{bogus}] (unsupported only)", answer)
+    answer = await ctx.handshake(ENDPOINT, wait=wait, subprotocols=[bogus])
+    return judge_refusal(f"offer [{bogus}] (unsupported only)", answer, [bogus])
 
 
 @check("subprotocols.no-offer", needs=(ENDPOINT,), budget=HANDSHAKE_WAIT + 20)
 async def no_offer(ctx: ProbeContext) -> Outcome:
-    wait = ctx.wait(HANDSHAKE_WAIT)
-    answer = await _handshake(ctx, [], wait)
-    return judge_refusal("no offer", answer)
+    wait = ctx.plan_wait(HANDSHAKE_WAIT)
+    answer = await ctx.handshake(ENDPOINT, wait=wait)
+    return judge_refusal("no offer", answer, [])
 
-
-test_selects_offered = probe_test(selects_offered)
-test_never_unoffered = probe_test(never_unoffered)
-test_refuses_bogus = probe_test(refuses_bogus)
-test_no_offer = probe_test(no_offer)

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest_asyncio
 
 from gaps.manifest import Manifest
-from gaps.plugin import start_instance
 from gaps.probe import ProbeContext
-from gaps.targets import resolve
+from gaps.targets import resolve, start_instance
 
 ROOT = Path(__file__).resolve().parent.parent
 

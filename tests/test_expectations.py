@@ -18,7 +18,7 @@ import pytest
 import probes
 from gaps.expectations import compare, load_expectations
 from gaps.model import load_results
-from gaps.plugin import module_checks
+from gaps.probe import module_checks
 from gaps.targets import BUILTIN_DIR, builtin_names
 
 ROOT = Path(__file__).resolve().parent.parent

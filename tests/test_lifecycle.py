@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from gaps.manifest import load_manifest
-from gaps.plugin import start_instance
 from gaps.targets import (
     BUILD_TAIL,
     OUTPUT_LIMIT,
@@ -27,6 +26,7 @@ from gaps.targets import (
     TargetFailed,
     TargetSkipped,
     run_build,
+    start_instance,
 )
 from tests.conftest import ROOT
 
@@ -48,18 +48,11 @@ ping_timeout = 1.0
 
 BOOM_PROBE = '''
 import asyncio
-import pytest
-from gaps.plugin import probe_test
 from gaps.probe import check
-
-GAP = "GAPSLUG"
-pytestmark = pytest.mark.gaps
 
 @check("CHECKID")
 async def body(ctx):
     BODY
-
-test_body = probe_test(body)
 '''
 
 
@@ -112,7 +105,8 @@ def probe_dir(tmp_path: Path, modules: dict[str, tuple[str, str, str]]) -> Path:
 def pytest_cmd(manifest: Path, probes: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "-m", "gaps",
             "-p", "no:cacheprovider", "-p", "gaps.plugin", "--rootdir", str(probes.parent),
-            "--gaps-target", str(manifest), "--gaps-out", str(out), str(probes)]
+            "--gaps-target", str(manifest), "--gaps-out", str(out), "--gaps-probes", str(probes),
+            str(probes)]
 
 
 def wait_for(predicate, timeout: float) -> bool:

@@ -97,3 +97,9 @@ def test_url_targets_and_resolution() -> None:
 @pytest.mark.parametrize("name", builtin_names())
 def test_builtin_manifests_load(name: str) -> None:
     assert resolve(name).name == name
+
+
+def test_absent_names_a_known_capability(tmp_path: Path) -> None:
+    message = error_of(tmp_path, GOOD + '[absent]\nheartbaet = "typo"\n')
+    assert "absent.heartbaet" in message and "unknown capability" in message
+    assert load_manifest(write(tmp_path, GOOD + '[absent]\nrecovery = "no client"\n')).absent

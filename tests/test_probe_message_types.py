@@ -12,6 +12,7 @@ import pytest
 
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
+from gaps.wire.frames import Close
 from probes import message_types
 from tests.conftest import reference_ctx, reference_manifest
 
@@ -41,13 +42,21 @@ async def test_binary_echo_binary_as_text_and_text_only_stack(full: ProbeContext
     assert "Close frame 1003" in refused.summary
 
 
-async def test_binary_declared_absent() -> None:
+async def test_binary_declared_absent_is_still_observed() -> None:
+    """Observed before declared: the echo endpoint is there, so the wire decides, and a
+    declaration the wire contradicts is a manifest error shown beside the verdict."""
     manifest = dataclasses.replace(reference_manifest(),
                                    absent={"binary": "example: text frames only"})
     async with reference_ctx(manifest=manifest) as ctx:
         result = await message_types.binary(ctx)
-    assert result.verdict is Verdict.FAIL
-    assert result.method is Method.DECLARED
+        ctx.trust_declarations = True
+        trusted = await message_types.binary(ctx)
+    assert result.verdict is Verdict.PASS and result.method is Method.OBSERVED
+    assert result.declaration == {"verdict": "fail", "source": "example: text frames only",
+                                  "summary": "declared absent: binary"}
+    assert "but the wire shows pass" in (result.contradiction or "")
+    assert result.to_json()["contradiction"] == result.contradiction
+    assert trusted.verdict is Verdict.FAIL and trusted.method is Method.DECLARED
 
 
 async def test_empty_echo_and_dropped(full: ProbeContext) -> None:
@@ -147,5 +156,5 @@ async def test_close_handshake_with_a_private_use_code() -> None:
     (b"\x03\xe8\xff\xfe", "not UTF-8"),
 ], ids=lambda value: value.hex() if isinstance(value, bytes) else value or "valid")
 async def test_close_body_rules(body: bytes, wanted: str) -> None:
-    problem = message_types._close_body_problem(body)
+    problem = Close.parse(body).problem()
     assert (wanted in problem) if wanted else problem == "", problem

@@ -65,18 +65,40 @@ async def test_exception_and_budget_become_error() -> None:
     assert "budget of 0.2 s" in result.summary
 
 
-async def test_missing_endpoint_skips_and_declared_wins() -> None:
+async def test_observed_before_declared() -> None:
+    """A declaration decides only a check whose endpoint the target lacks; otherwise the wire
+    decides and the declaration is kept beside the observed verdict."""
     @check("message-types.text", needs=("echo", "chat"))
     async def needs_chat(ctx: ProbeContext):
         return passed("ran")
 
-    ctx = context(endpoints={"echo": reference_manifest().endpoints["echo"]})
-    result = await needs_chat(ctx)
+    echo_only = {"echo": reference_manifest().endpoints["echo"]}
+    result = await needs_chat(context(endpoints=echo_only))
     assert result.verdict is Verdict.SKIP and "no chat endpoint" in result.summary
-    declared = {"message-types.text": Declared("message-types.text", "pass", "docs/x.md")}
-    result = await needs_chat(context(declared=declared))
+    declared = {"message-types.text": Declared("message-types.text", "fail", "docs/x.md")}
+    result = await needs_chat(context(endpoints=echo_only, declared=declared))
     assert (result.verdict, result.method, result.source) == (
-        Verdict.PASS, Method.DECLARED, "docs/x.md")
+        Verdict.FAIL, Method.DECLARED, "docs/x.md")
+    result = await needs_chat(context(declared=declared))  # the reference has a chat endpoint
+    assert (result.verdict, result.method) == (Verdict.PASS, Method.OBSERVED)
+    assert result.declaration is not None and result.declaration["source"] == "docs/x.md"
+    assert result.contradiction and "but the wire shows pass" in result.contradiction
+    trusting = context(declared=declared)
+    trusting.trust_declarations = True
+    result = await needs_chat(trusting)
+    assert (result.verdict, result.method) == (Verdict.FAIL, Method.DECLARED)
+
+
+async def test_an_agreeing_declaration_is_no_manifest_error() -> None:
+    @check("heartbeat.server-pings", absent="heartbeat")
+    async def no_pings(ctx: ProbeContext):
+        return failed("no Ping within 1.0 s")
+
+    result = await no_pings(context(absent={"heartbeat": "src/x.js: no ping timer"}))
+    assert (result.verdict, result.method) == (Verdict.FAIL, Method.OBSERVED)
+    assert result.declaration == {"verdict": "fail", "source": "src/x.js: no ping timer",
+                                  "summary": "declared absent: heartbeat"}
+    assert result.contradiction is None
 
 
 async def test_url_target_is_probed_as_external(tmp_path: Path) -> None:
@@ -85,7 +107,7 @@ async def test_url_target_is_probed_as_external(tmp_path: Path) -> None:
         done = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "pytest", "-m", "gaps", "-q", "-p", "no:cacheprovider",
-             "--gaps-target", url, "--gaps-out", str(tmp_path), str(ROOT / "probes/heartbeat.py")],
+             "--gaps-target", url, "--gaps-out", str(tmp_path), "-k", "heartbeat"],
             cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     (folder,) = (path for path in tmp_path.iterdir() if path.is_dir())  # beside the matrix
     run = load_results(folder / "results.json")
@@ -98,7 +120,7 @@ async def test_url_target_is_probed_as_external(tmp_path: Path) -> None:
 async def test_a_long_wait_extends_the_budget() -> None:
     @check("heartbeat.server-pings", budget=1)
     async def waits(ctx: ProbeContext):
-        seconds = ctx.wait(5.0)  # 0.5 s at time scale 0.1, past the 0.1 s budget
+        seconds = ctx.plan_wait(5.0)  # 0.5 s at time scale 0.1, past the 0.1 s budget
         await asyncio.sleep(seconds)
         return passed(f"waited {seconds} s")
 

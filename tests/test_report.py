@@ -686,7 +686,7 @@ def gaps_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_pytest_gaps_writes_reports_and_names_the_default_target(tmp_path: Path) -> None:
-    done = gaps_pytest(tmp_path, str(ROOT / "probes" / "message_types.py"), "-k", "test_text")
+    done = gaps_pytest(tmp_path, "-k", "text")  # message-types.text alone
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "no --gaps-target given, so the default target reference was probed" in done.stdout
     for name in ("reference/gap-report.md", "reference/gap-report.html", "matrix.md",
@@ -709,3 +709,24 @@ def test_pytest_gaps_with_a_skipped_target(tmp_path: Path) -> None:
     report = (tmp_path / "out" / "no-runtime" / "gap-report.md").read_text()
     assert "- **Build**: no build step" in report
     assert report.count("wsgaps-no-such-runtime not found on PATH") == 1
+
+
+def test_observed_and_declared_apart_and_a_contradiction_stands_out() -> None:
+    run = plain_run("t", True)
+    declared_absent = {"verdict": "fail", "source": "ws lib/websocket-server.js: no ping timer",
+                       "summary": "declared absent: heartbeat"}
+    run.gaps["heartbeat"].checks = [
+        check("heartbeat.server-pings", Verdict.FAIL, "no Ping within 65.0 s",
+              declaration=declared_absent),
+        check("heartbeat.reaps-silent-peer", Verdict.PASS, f"closed after 2 s {SCRIPT}",
+              declaration=declared_absent),
+    ]
+    markdown, html = render_markdown(run), render_html(run)
+    section = gap_section(markdown, 1)
+    assert "observed" in section and "📄 **declared**" not in section
+    assert "the manifest declares: declared absent: heartbeat (source: ws lib/" in section
+    assert section.count("**manifest error**") == 2  # on the check and at the gap status
+    assert "heartbeat.reaps-silent-peer: the manifest declares declared absent: heartbeat, " \
+           "but the wire shows pass" in section
+    assert 'class="manifest-error"' in html and html.count('class="manifest-error"') == 2
+    assert_no_injection(parse(html))

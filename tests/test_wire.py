@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from gaps.wire.client import HandshakeRefused, WireClient, open_handshake
+from gaps.wire.client import WireClient, open_handshake
+from gaps.wire.errors import HandshakeRefused
 from gaps.wire.frames import (
     FrameParser,
     FrameTooLarge,

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from gaps.model import Verdict
-from gaps.wire.client import NoAnswer, ProtocolViolation, WireClient, open_handshake
+from gaps.wire.client import WireClient, open_handshake
+from gaps.wire.errors import MalformedAnswer, NoAnswer, ProtocolViolation
 from gaps.wire.frames import Opcode, close_payload, encode_frame
-from gaps.wire.handshake import HandshakeError
 from tests.rawserver import raw_server, read_request, switching
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -65,8 +65,8 @@ async def test_auto_pong_answers_valid_pings_only_and_records_them() -> None:
 
 @pytest.mark.parametrize(("answer", "error"), [
     (b"", NoAnswer),
-    (b"SSH-2.0-OpenSSH_9.0\r\n", HandshakeError),
-    (b"HTTP/1.1 101 OK\r\n" + b"X-Pad: " + b"a" * 20000 + b"\r\n\r\n", HandshakeError),
+    (b"SSH-2.0-OpenSSH_9.0\r\n", MalformedAnswer),
+    (b"HTTP/1.1 101 OK\r\n" + b"X-Pad: " + b"a" * 20000 + b"\r\n\r\n", MalformedAnswer),
 ])
 async def test_non_http_answers_are_told_apart_from_no_answer(answer: bytes, error: type) -> None:
     async def script(reader, writer) -> None:
@@ -98,7 +98,7 @@ async def test_a_slow_refusal_body_does_not_hide_the_status() -> None:
 
 
 async def test_send_to_a_closed_peer_is_a_closed_error() -> None:
-    from gaps.wire.client import ClosedError
+    from gaps.wire.errors import ClosedError
 
     async def script(reader, writer) -> None:
         writer.write(switching(await read_request(reader)))

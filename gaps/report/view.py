@@ -95,6 +95,8 @@ class CheckView:
     summary: str
     declared: bool
     source: str
+    declaration: str  # what the manifest declares about an observed check, with its source
+    contradiction: str  # a manifest error: the wire showed the opposite of the declaration
     wait: str
     took: str
     tries: str
@@ -116,6 +118,7 @@ class GapView:
     icon: str
     error: str
     note: str
+    manifest_errors: tuple[str, ...]  # declarations the wire contradicted
     description: str
     recommended: tuple[str, ...]
     capability: tuple[CheckView, ...]
@@ -231,6 +234,8 @@ def _check_view(check: CheckResult, tests: str) -> CheckView:
         summary=clip(check.summary, SUMMARY_LIMIT),
         declared=check.method is Method.DECLARED,
         source=clip(check.source, SUMMARY_LIMIT) if check.source else "",
+        declaration=_declaration_text(check),
+        contradiction=clip(check.contradiction, SUMMARY_LIMIT) if check.contradiction else "",
         wait=seconds(wait) if isinstance(wait, int | float) else "",
         took=seconds(check.duration) if isinstance(check.duration, int | float)
         and check.duration > 0 else "",
@@ -239,6 +244,17 @@ def _check_view(check: CheckResult, tests: str) -> CheckView:
         more_figures=skipped_figures,
         evidence=compact_json(evidence, EVIDENCE_LIMIT) if evidence else "",
     )
+
+
+def _declaration_text(check: CheckResult) -> str:
+    """The manifest's word on an observed check, shown as the explanation beside it."""
+    declared = check.declaration
+    if not isinstance(declared, Mapping) or check.method is Method.DECLARED:
+        return ""
+    text = f"{declared.get('summary') or declared.get('verdict')}"
+    if declared.get("source"):
+        text += f" (source: {declared['source']})"
+    return clip(text, SUMMARY_LIMIT)
 
 
 def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
@@ -261,6 +277,7 @@ def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
         status_word=STATUS_WORD[status],
         icon=STATUS_ICON[status],
         error=clip(result.error, SUMMARY_LIMIT) if result.error else "",
+        manifest_errors=tuple(f"{v.id}: {v.contradiction}" for v in views if v.contradiction),
         note=clip(result.note, SUMMARY_LIMIT) if result.note and not skipped else "",
         description=gap.description,
         recommended=gap.recommended,

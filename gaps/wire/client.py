@@ -17,21 +17,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gaps.evidence import show_bytes
+from gaps.wire.errors import (
+    ClosedError,
+    HandshakeRefused,
+    HandshakeTimeout,
+    MalformedAnswer,
+    NoAnswer,
+    ProtocolViolation,
+    ReceiveTimeout,
+    SendTimeout,
+    Unreachable,
+)
 from gaps.wire.frames import (
+    OPCODES,
+    Close,
     Frame,
     FrameParser,
     FrameTooLarge,
     Opcode,
     close_payload,
     encode_frame,
-    opcode_name,
     parse_close,
 )
 from gaps.wire.handshake import (
     Endpoint,
-    HandshakeError,
     HandshakeResponse,
-    NoAnswer,
     accept_for,
     build_request,
     new_key,
@@ -48,30 +58,6 @@ SEND_TIMEOUT = 30.0  # seconds a send may wait for the socket to drain
 MAX_CONTROL = 125  # RFC 6455 5.5: control frame payloads are at most 125 bytes
 # Running out of these is the harness's problem, never evidence about the target.
 HARNESS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-
-
-class HandshakeRefused(Exception):
-    """The server answered the opening handshake with something other than 101."""
-
-    def __init__(self, response: HandshakeResponse) -> None:
-        super().__init__(f"handshake refused with HTTP {response.status} {response.reason}")
-        self.response = response
-
-
-class ReceiveError(Exception):
-    """The probe waited for data and the connection could not deliver it."""
-
-
-class ClosedError(ReceiveError):
-    """The connection ended (Close frame or TCP end) while the probe waited for data."""
-
-    def __init__(self, message: str, close_frame: Frame | None = None) -> None:
-        super().__init__(message)
-        self.close_frame = close_frame
-
-
-class ProtocolViolation(ReceiveError):
-    """The server broke the framing rules of RFC 6455 (e.g. fragments out of order)."""
 
 
 class BufferOverflow(OSError):
@@ -98,6 +84,56 @@ class FrameRecord:
     def as_list(self) -> list[Any]:
         return [round(self.t, 4), self.direction, self.opcode, self.fin, self.rsv, self.masked,
                 self.length, self.preview, self.note]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """The first frame on a connection that broke RFC 6455, and the rule it broke."""
+
+    t: float  # seconds since the connection opened
+    rule: str
+    frame: FrameRecord
+
+    def __str__(self) -> str:
+        return f"{self.rule} (frame at {self.t:.3f} s)"
+
+    def evidence(self) -> dict[str, Any]:
+        return {"rule": self.rule, "at": round(self.t, 3), "frame": self.frame.as_list()}
+
+
+def frame_violation(frame: Frame, *, fragmenting: bool, closed: bool, rsv1_allowed: bool) -> str:
+    """Which rule of RFC 6455 a frame from a server breaks, or "" when it breaks none.
+
+    ``fragmenting``: a fragmented data message is open; ``closed``: the server already sent
+    its Close; ``rsv1_allowed``: an extension using RSV1 (permessage-deflate) was negotiated.
+    """
+    if closed:
+        return "a frame after the server's Close frame (RFC 6455 5.5.1)"
+    if frame.masked:
+        return "a masked frame from the server (RFC 6455 5.1: a server MUST NOT mask)"
+    if frame.opcode not in OPCODES:
+        return f"reserved opcode 0x{frame.opcode:X} (RFC 6455 5.2)"
+    if frame.rsv2 or frame.rsv3 or (frame.rsv1 and not (
+            rsv1_allowed and frame.opcode in (Opcode.TEXT, Opcode.BINARY))):
+        bits = ",".join(n for n, on in (("RSV1", frame.rsv1), ("RSV2", frame.rsv2),
+                                         ("RSV3", frame.rsv3)) if on)
+        return f"{bits} set without a negotiated extension that defines it (RFC 6455 5.2)"
+    if frame.is_control:
+        if not frame.fin:
+            return f"a fragmented {frame.name} frame (RFC 6455 5.5: control frames MUST NOT " \
+                   "be fragmented)"
+        if len(frame.payload) > MAX_CONTROL:
+            return (f"a {frame.name} frame with {len(frame.payload)} bytes of payload "
+                    "(RFC 6455 5.5: at most 125)")
+        if frame.opcode == Opcode.CLOSE:
+            return Close.parse(frame.payload).problem()
+        return ""
+    if frame.opcode == Opcode.CONT and not fragmenting:
+        return "a continuation frame with no message to continue (RFC 6455 5.4)"
+    if frame.opcode != Opcode.CONT and fragmenting:
+        return (f"a new {frame.name} frame inside a fragmented message (RFC 6455 5.4: "
+                "later fragments are continuation frames)")
+    return ""
 
 
 @dataclass
@@ -157,6 +193,10 @@ class WireClient:
         self.read_error: str | None = None
         self.harness_error: OSError | None = None
         self.close_sent = False
+        self.violation: Violation | None = None  # the first frame that broke RFC 6455
+        self._fragmenting = False
+        extensions = (response.get("Sec-WebSocket-Extensions") or "").lower()
+        self._rsv1_allowed = "permessage-deflate" in extensions
         self._eof = asyncio.Event()
         self._task = asyncio.create_task(self._read_loop(leftover))
 
@@ -176,9 +216,10 @@ class WireClient:
         auto_pong: bool = False,
         ssl_context: ssl.SSLContext | None = None,
     ) -> WireClient:
-        """Open a connection; HandshakeRefused for any answer but a valid 101.
+        """Open a connection; a ``HandshakeFailed`` for anything but a valid 101.
 
-        TimeoutError (saying so) when the handshake is not answered within ``timeout``.
+        HandshakeRefused for another status, HandshakeTimeout (saying so) when the handshake
+        is not answered within ``timeout``, Unreachable, NoAnswer or MalformedAnswer.
         """
         endpoint = parse_url(url)
         key = new_key()
@@ -192,7 +233,8 @@ class WireClient:
             async with asyncio.timeout(timeout):
                 reader, writer, response, leftover = await _ask(endpoint, request, ssl_context)
         except TimeoutError:
-            raise TimeoutError(f"no handshake answer from {url} within {timeout:.1f} s") from None
+            raise HandshakeTimeout(f"no handshake answer from {url} within {timeout:.1f} s"
+                                   ) from None
         response.elapsed = loop.time() - started
         if response.status != 101:
             try:
@@ -202,7 +244,7 @@ class WireClient:
             raise HandshakeRefused(response)
         if response.get("Sec-WebSocket-Accept") != accept_for(key):
             writer.transport.abort()
-            raise HandshakeError(
+            raise MalformedAnswer(
                 f"101 with a wrong Sec-WebSocket-Accept: {response.get('Sec-WebSocket-Accept')!r}"
             )
         return cls(reader, writer, response, leftover=leftover, max_payload=max_payload,
@@ -256,16 +298,30 @@ class WireClient:
             self._eof.set()
             self._arrived.set()
 
+    def _classify(self, frame: Frame) -> str:
+        """Judge one received frame; the first violation marks the whole connection."""
+        rule = frame_violation(frame, fragmenting=self._fragmenting,
+                               closed=self.close_frame is not None,
+                               rsv1_allowed=self._rsv1_allowed)
+        if frame.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+            self._fragmenting = not frame.fin
+        return rule
+
     def _deliver(self, frames: list[Frame]) -> None:
         for frame in frames:
+            rule = self._classify(frame)
             note = ""
             if frame.opcode == Opcode.PING:
                 self.pings.append((self._now(), frame.payload))
-                note = self._auto_pong(frame)
+                note = self._auto_pong(frame, rule)
             elif frame.opcode == Opcode.CLOSE and self.close_frame is None:
                 self.close_frame = frame
                 self.close_at = self._now()
+            if rule:
+                note = f"{note}; violation" if note else "violation"
             self._record("in", frame, note)
+            if rule and self.violation is None:
+                self.violation = Violation(self._now(), rule, self._records[-1])
             if self.overflow is None and self._buffered + len(frame.payload) > MAX_BUFFERED:
                 self.overflow = (f"more than {MAX_BUFFERED} bytes arrived unread; frames from "
                                  f"{self._now():.3f} s on were not kept")
@@ -274,28 +330,34 @@ class WireClient:
                 self._buffered += len(frame.payload)
                 self._arrived.set()
 
-    def _auto_pong(self, ping: Frame) -> str:
+    def _auto_pong(self, ping: Frame, rule: str) -> str:
         if not self.auto_pong or self.close_sent or self._writer.is_closing():
             return ""
-        if len(ping.payload) > MAX_CONTROL or not ping.fin:
-            return "not answered: invalid Ping (RFC 6455 5.5)"
+        if rule:
+            return "not answered: invalid Ping"
         pong = Frame(Opcode.PONG, ping.payload, masked=True)
         self._record("out", pong, "auto-pong")
         self._writer.write(encode_frame(Opcode.PONG, ping.payload))
         return "answered"
 
     async def recv(self, timeout: float) -> Frame:
-        """The next frame; TimeoutError if none within ``timeout``, ClosedError after TCP end."""
-        async with asyncio.timeout(timeout):
-            while not self._frames:
-                if self.harness_error is not None:
-                    raise self.harness_error
-                if self.overflow is not None:
-                    raise BufferOverflow(self.overflow)
-                if self._eof.is_set():
-                    raise ClosedError(self._end_description(), self.close_frame)
-                self._arrived.clear()
-                await self._arrived.wait()
+        """The next frame; ReceiveTimeout if none within ``timeout``, ClosedError after TCP end."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._next_frame()
+        except TimeoutError:
+            raise ReceiveTimeout(f"no frame within {timeout:.1f} s") from None
+
+    async def _next_frame(self) -> Frame:
+        while not self._frames:
+            if self.harness_error is not None:
+                raise self.harness_error
+            if self.overflow is not None:
+                raise BufferOverflow(self.overflow)
+            if self._eof.is_set():
+                raise ClosedError(self._end_description(), self.close_frame)
+            self._arrived.clear()
+            await self._arrived.wait()
         frame = self._frames.popleft()
         self._buffered -= len(frame.payload)
         return frame
@@ -304,31 +366,37 @@ class WireClient:
         """The next data message, fragments reassembled; control frames are passed over.
 
         A Close frame raises ClosedError; fragments out of order (RFC 6455 5.4) raise
-        ProtocolViolation.  ``timeout`` bounds the whole message.
+        ProtocolViolation.  ``timeout`` bounds the whole message (ReceiveTimeout).
         """
-        async with asyncio.timeout(timeout):
-            parts: list[Frame] = []
-            size = 0
-            while True:
-                frame = await self.recv(timeout)
-                if frame.opcode == Opcode.CLOSE:
-                    code, reason = parse_close(frame.payload)
-                    raise ClosedError(f"Close frame {code} {reason[:120]!r}", frame)
-                if frame.is_control:
-                    continue
-                if not parts and frame.opcode == Opcode.CONT:
-                    raise ProtocolViolation("a continuation frame with no message to continue "
-                                            "(RFC 6455 5.4)")
-                if parts and frame.opcode != Opcode.CONT:
-                    raise ProtocolViolation(
-                        f"a new {frame.name} frame inside a fragmented message; later "
-                        "fragments must be continuation frames (RFC 6455 5.4)")
-                parts.append(frame)
-                size += len(frame.payload)
-                if size > max_size:
-                    raise ProtocolViolation(f"message larger than the bound of {max_size} bytes")
-                if frame.fin:
-                    return Message(parts[0].opcode, b"".join(f.payload for f in parts), parts)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._next_message(max_size)
+        except TimeoutError:
+            raise ReceiveTimeout(f"no complete message within {timeout:.1f} s") from None
+
+    async def _next_message(self, max_size: int) -> Message:
+        parts: list[Frame] = []
+        size = 0
+        while True:
+            frame = await self._next_frame()
+            if frame.opcode == Opcode.CLOSE:
+                code, reason = parse_close(frame.payload)
+                raise ClosedError(f"Close frame {code} {reason[:120]!r}", frame)
+            if frame.is_control:
+                continue
+            if not parts and frame.opcode == Opcode.CONT:
+                raise ProtocolViolation("a continuation frame with no message to continue "
+                                        "(RFC 6455 5.4)")
+            if parts and frame.opcode != Opcode.CONT:
+                raise ProtocolViolation(
+                    f"a new {frame.name} frame inside a fragmented message; later "
+                    "fragments must be continuation frames (RFC 6455 5.4)")
+            parts.append(frame)
+            size += len(frame.payload)
+            if size > max_size:
+                raise ProtocolViolation(f"message larger than the bound of {max_size} bytes")
+            if frame.fin:
+                return Message(parts[0].opcode, b"".join(f.payload for f in parts), parts)
 
     def _end_description(self) -> str:
         if self.close_frame is not None:
@@ -364,7 +432,7 @@ class WireClient:
             async with asyncio.timeout(timeout):
                 await self._writer.drain()
         except TimeoutError:
-            raise TimeoutError(f"the target did not read {len(data)} bytes within "
+            raise SendTimeout(f"the target did not read {len(data)} bytes within "
                                f"{timeout:.1f} s") from None
         except ConnectionError as exc:
             raise ClosedError(f"{self._end_description()}; sending failed: "
@@ -439,6 +507,7 @@ class WireClient:
             "tcp_end_at": None if self.eof_at is None else round(self.eof_at, 3),
             "read_error": self.read_error,
             "overflow": self.overflow,
+            "violation": self.violation.evidence() if self.violation else None,
         }
 
 
@@ -449,9 +518,17 @@ async def _ask(
     the time).  The socket is aborted on any failure; NoAnswer for a reset before a byte."""
     writer = None
     try:
-        reader, writer = await asyncio.open_connection(
-            endpoint.host, endpoint.port, ssl=_client_ssl(endpoint.secure, ssl_context),
-            limit=2**20)
+        try:
+            reader, writer = await asyncio.open_connection(
+                endpoint.host, endpoint.port, ssl=_client_ssl(endpoint.secure, ssl_context),
+                limit=2**20)
+        except ssl.SSLError as exc:
+            raise MalformedAnswer(f"TLS handshake failed: {exc}") from None
+        except OSError as exc:
+            if exc.errno in HARNESS_ERRNOS:
+                raise  # out of descriptors or memory here: the harness's problem
+            raise Unreachable(f"cannot connect to {endpoint.host}:{endpoint.port}: "
+                              f"{type(exc).__name__}: {exc.strerror or exc}") from None
         writer.write(request)
         try:
             response, rest = await read_head(reader)
@@ -481,8 +558,8 @@ async def open_handshake(
 ) -> HandshakeResponse:
     """Send one (possibly malformed) handshake and return the answer; the socket is closed.
 
-    TimeoutError if no response head within ``timeout``; NoAnswer if the server ends the
-    connection without a byte; HandshakeError if what comes back is not HTTP.  A refusal's
+    HandshakeTimeout if no response head within ``timeout``; NoAnswer if the server ends the
+    connection without a byte; MalformedAnswer if what comes back is not HTTP.  A refusal's
     body is read within what is left of ``timeout`` and kept as far as it came.
     """
     endpoint = parse_url(url)
@@ -493,8 +570,11 @@ async def open_handshake(
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async with asyncio.timeout(timeout):
-        reader, writer, response, rest = await _ask(endpoint, request, ssl_context)
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer, response, rest = await _ask(endpoint, request, ssl_context)
+    except TimeoutError:
+        raise HandshakeTimeout(f"no handshake answer within {timeout:.1f} s") from None
     try:
         response.elapsed = loop.time() - started
         if response.status != 101:
@@ -504,24 +584,77 @@ async def open_handshake(
     return response
 
 
+@dataclass
+class Attempt:
+    """One handshake attempt as a value: the HTTP answer, or why there was none.
+
+    Exactly one of ``response`` and ``problem`` is set.  ``dropped`` marks a connection the
+    server ended without a byte of answer, ``timed_out`` no answer within the wait, and
+    ``received`` keeps the start of an answer that was not HTTP, for evidence.
+    """
+
+    response: HandshakeResponse | None = None
+    problem: str = ""
+    dropped: bool = False
+    timed_out: bool = False
+    received: bytes = b""
+
+    @property
+    def status(self) -> int | None:
+        return None if self.response is None else self.response.status
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 101
+
+    def header(self, name: str) -> str | None:
+        """All values of header ``name`` joined, or None (also when there was no answer)."""
+        return None if self.response is None else self.response.get(name)
+
+    def describe(self) -> str:
+        """``HTTP 400``, or the reason there was no HTTP answer."""
+        return f"HTTP {self.status}" if self.response is not None else self.problem
+
+    def evidence(self) -> dict[str, Any]:
+        if self.response is not None:
+            return self.response.evidence()
+        facts: dict[str, Any] = {"problem": self.problem[:300]}
+        if self.received:
+            facts["received"] = repr(self.received[:200])
+        return facts
+
+
+async def attempt(url: str, *, timeout: float, **handshake: Any) -> Attempt:
+    """One (possibly malformed) handshake; never raises for what the target does.
+
+    Keywords are those of ``open_handshake``.  A refused TCP connection is not a target's
+    answer but its absence, so ``Unreachable`` still raises (the check then errors).
+    """
+    try:
+        response = await open_handshake(url, timeout=timeout, **handshake)
+    except HandshakeTimeout:
+        return Attempt(problem=f"no answer within {timeout:.1f} s", timed_out=True)
+    except NoAnswer as exc:
+        return Attempt(problem=f"no HTTP answer: {exc}", dropped=True)
+    except MalformedAnswer as exc:  # an answer, but not HTTP: not a refusal
+        return Attempt(problem=f"malformed answer: {exc}", received=exc.received)
+    return Attempt(response)
+
+
 async def handshake_ok(url: str, timeout: float) -> None:
     """Open and drop one connection; raises unless the handshake succeeds within ``timeout``."""
     client = await WireClient.connect(url, timeout=timeout)
     await client.aclose()
 
 
+# The errors this module raises live in gaps.wire.errors (imported above, one family).
 __all__ = [
+    "Attempt",
     "BufferOverflow",
-    "ClosedError",
     "FrameRecord",
-    "HandshakeError",
-    "HandshakeRefused",
     "Message",
-    "NoAnswer",
-    "ProtocolViolation",
-    "ReceiveError",
     "WireClient",
+    "attempt",
     "handshake_ok",
-    "opcode_name",
     "open_handshake",
 ]

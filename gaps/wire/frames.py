@@ -24,6 +24,7 @@ class Opcode(IntEnum):
 
 
 CONTROL_OPCODES = frozenset({Opcode.CLOSE, Opcode.PING, Opcode.PONG})
+OPCODES = frozenset(Opcode)  # the rest (0x3-0x7, 0xB-0xF) are reserved (RFC 6455 5.2)
 
 
 def opcode_name(opcode: int) -> str:
@@ -102,6 +103,89 @@ def encode_frame(
     return header + key + apply_mask(payload, key)
 
 
+class CloseCode(IntEnum):
+    """Close status codes with a meaning (RFC 6455 7.4.1 and the IANA registry of 7.4.2)."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    RESERVED = 1004
+    NO_STATUS_RCVD = 1005  # never on the wire (7.4.1)
+    ABNORMAL_CLOSURE = 1006  # never on the wire (7.4.1)
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+    TLS_HANDSHAKE = 1015  # never on the wire (7.4.1)
+
+
+# 7.4.1: "MUST NOT be set as a status code in a Close control frame by an endpoint".
+NEVER_ON_WIRE = frozenset({CloseCode.NO_STATUS_RCVD, CloseCode.ABNORMAL_CLOSURE,
+                           CloseCode.TLS_HANDSHAKE})
+
+
+def code_problem(code: int) -> str:
+    """Why ``code`` may not appear in a Close frame, or "" when it may (RFC 6455 7.4)."""
+    if code in NEVER_ON_WIRE:
+        return (f"code {code} ({CloseCode(code).name}) on the wire: RFC 6455 7.4.1 says it MUST "
+                "NOT be set as a status code in a Close frame")
+    if not 1000 <= code <= 4999:
+        return f"code {code}, outside the ranges of RFC 6455 7.4.2 (1000-4999)"
+    if code == CloseCode.RESERVED or 1016 <= code <= 2999:
+        return (f"code {code}, reserved for the protocol and not assigned in the registry "
+                "(RFC 6455 7.4.2)")
+    return ""
+
+
+@dataclass(frozen=True)
+class Close:
+    """A Close frame's body as a value: ``code`` (None for an empty body) and raw ``reason``.
+
+    ``parse`` never raises, whatever arrived; ``problem`` says what is wrong with it.  A
+    one-byte body has no code and keeps its byte in ``reason`` with ``truncated`` set.
+    """
+
+    code: int | None = None
+    reason: bytes = b""
+    truncated: bool = False
+
+    @classmethod
+    def parse(cls, payload: bytes) -> Close:
+        if not payload:
+            return cls()
+        if len(payload) == 1:
+            return cls(None, payload, truncated=True)
+        return cls(struct.unpack("!H", payload[:2])[0], payload[2:])
+
+    def encode(self) -> bytes:
+        return close_payload(self.code, self.reason)
+
+    def problem(self) -> str:
+        """Why this body breaks RFC 6455, or "" when it is valid (empty bodies are valid)."""
+        if self.truncated:
+            return "a one-byte Close body (RFC 6455 5.5.1: a body starts with a two-byte code)"
+        if self.code is None:
+            return ""
+        if problem := code_problem(self.code):
+            return problem
+        try:
+            self.reason.decode("utf-8")
+        except UnicodeDecodeError:
+            return (f"a close reason that is not UTF-8 ({self.reason[:40]!r}; "
+                    "RFC 6455 5.5.1)")
+        return ""
+
+    def __str__(self) -> str:
+        if self.code is None:
+            return "Close (one-byte body)" if self.truncated else "Close (no code)"
+        return f"Close {self.code} {self.reason[:120]!r}"
+
+
 def close_payload(code: int | None = None, reason: bytes | str = b"") -> bytes:
     if isinstance(reason, str):
         reason = reason.encode()
@@ -112,9 +196,8 @@ def close_payload(code: int | None = None, reason: bytes | str = b"") -> bytes:
 
 def parse_close(payload: bytes) -> tuple[int | None, bytes]:
     """Close code and raw reason; (None, b"") for an empty body.  A 1-byte body gives (None, it)."""
-    if len(payload) < 2:
-        return None, payload
-    return struct.unpack("!H", payload[:2])[0], payload[2:]
+    close = Close.parse(payload)
+    return close.code, close.reason
 
 
 class FrameParser:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from gaps.evidence import show_bytes
+from gaps.wire.errors import MalformedAnswer, NoAnswer
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_HEAD = 16 * 1024  # bytes of status line and headers we accept from a server
@@ -115,26 +116,11 @@ def new_key() -> str:
     return base64.b64encode(os.urandom(16)).decode()
 
 
-class HandshakeError(Exception):
-    """The server's answer was not an HTTP response we could read within the bounds.
-
-    ``received`` holds the first bytes of what did arrive, for evidence.
-    """
-
-    def __init__(self, message: str, received: bytes = b"") -> None:
-        super().__init__(message)
-        self.received = received[:200]
-
-
-class NoAnswer(HandshakeError):
-    """The server ended the connection without sending a single byte."""
-
-
 async def read_head(reader: asyncio.StreamReader) -> tuple[HandshakeResponse, bytes]:
     """Read the status line and headers (bounded to MAX_HEAD bytes).
 
     Returns the response and the bytes read past the head (a refusal's body, or the first
-    frames after a 101).  NoAnswer if the connection ends before any byte; HandshakeError
+    frames after a 101).  NoAnswer if the connection ends before any byte; MalformedAnswer
     for anything else that is not an HTTP response head.
     """
     head = bytearray()
@@ -143,12 +129,12 @@ async def read_head(reader: asyncio.StreamReader) -> tuple[HandshakeResponse, by
         if not chunk:
             if not head:
                 raise NoAnswer("connection closed without an HTTP answer")
-            raise HandshakeError(
+            raise MalformedAnswer(
                 f"connection closed before the response head ended ({len(head)} bytes read)",
                 bytes(head))
         head += chunk
         if len(head) > MAX_HEAD and b"\r\n\r\n" not in head[:MAX_HEAD + 4]:
-            raise HandshakeError(f"response head longer than {MAX_HEAD} bytes", bytes(head))
+            raise MalformedAnswer(f"response head longer than {MAX_HEAD} bytes", bytes(head))
     raw_head, _, rest = bytes(head).partition(b"\r\n\r\n")
     lines = raw_head.decode("latin-1").split("\r\n")
     status_parts = lines[0].split(" ", 2)
@@ -157,7 +143,7 @@ async def read_head(reader: asyncio.StreamReader) -> tuple[HandshakeResponse, by
         with contextlib.suppress(ValueError):
             status = int(status_parts[1])
     if status is None:
-        raise HandshakeError(f"not an HTTP status line: {lines[0][:100]!r}", bytes(head))
+        raise MalformedAnswer(f"not an HTTP status line: {lines[0][:100]!r}", bytes(head))
     headers: Headers = []
     for line in lines[1:]:
         name, sep, value = line.partition(":")
@@ -184,8 +170,8 @@ async def read_body(reader: asyncio.StreamReader, response: HandshakeResponse, r
     while len(body) < wanted and (remaining := deadline - loop.time()) > 0:
         try:
             chunk = await asyncio.wait_for(reader.read(MAX_BODY - len(body)), remaining)
-        except TimeoutError:
-            break
+        except (TimeoutError, ConnectionError):
+            break  # what came is kept; a slow or reset body never loses the status
         if not chunk:
             break
         body += chunk

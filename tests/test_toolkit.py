@@ -1,0 +1,111 @@
+"""The probe toolkit: collection from the probe package, the wire error family, Close values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gaps.probe import ProbeError, check, load_checks
+from gaps.wire.client import WireClient, attempt
+from gaps.wire.errors import (
+    HandshakeFailed,
+    ReceiveError,
+    ReceiveTimeout,
+    Unreachable,
+    WireError,
+)
+from gaps.wire.frames import Close, CloseCode
+from tests.conftest import ROOT
+
+ASYNC = pytest.mark.asyncio(loop_scope="session")
+
+
+def write_probe(folder: Path, name: str, *check_ids: str) -> None:
+    folder.mkdir(exist_ok=True)
+    body = ["from gaps.probe import check, passed"]
+    for n, check_id in enumerate(check_ids):
+        body += [f"@check({check_id!r})", f"async def c{n}(ctx):", "    return passed('ok')"]
+    (folder / f"{name}.py").write_text("\n".join(body) + "\n")
+
+
+def test_builtin_probes_are_found_by_gap_in_catalog_order() -> None:
+    checks = load_checks()
+    assert list(checks)[:2] == ["heartbeat", "message-types"]
+    assert [d.id for d in checks["heartbeat"]] == ["heartbeat.server-pings",
+                                                   "heartbeat.reaps-silent-peer"]
+
+
+def test_a_module_with_two_gaps_is_refused(tmp_path: Path) -> None:
+    write_probe(tmp_path / "p", "mixed", "heartbeat.server-pings", "metrics.connections-gauge")
+    with pytest.raises(ProbeError, match="more than one gap"):
+        load_checks(str(tmp_path / "p"))
+
+
+def test_two_modules_for_one_gap_are_refused(tmp_path: Path) -> None:
+    write_probe(tmp_path / "p", "one", "heartbeat.server-pings")
+    write_probe(tmp_path / "p", "two", "heartbeat.reaps-silent-peer")
+    with pytest.raises(ProbeError, match="already probed"):
+        load_checks(str(tmp_path / "p"))
+
+
+def test_a_capability_typo_in_a_check_is_refused() -> None:
+    with pytest.raises(KeyError, match="not a capability"):
+        check("heartbeat.server-pings", absent="heartbeats")
+
+
+def test_probes_collect_from_any_directory(tmp_path: Path) -> None:
+    """The plugin imports the probe package: no probe file under the rootdir is needed."""
+    (tmp_path / "test_mine.py").write_text("def test_unmarked():\n    pass\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gaps", "--collect-only", "-q",
+         "-p", "no:cacheprovider", "--gaps-target", "reference"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert "wsgaps::heartbeat::server-pings[reference]" in done.stdout, done.stdout
+    assert "test_unmarked" not in done.stdout
+    assert str(ROOT) not in done.stdout
+
+
+@ASYNC
+async def test_socket_failures_are_wire_errors() -> None:
+    with pytest.raises(Unreachable) as refused:
+        await WireClient.connect("ws://127.0.0.1:9/echo", timeout=5)
+    assert isinstance(refused.value, HandshakeFailed) and isinstance(refused.value, WireError)
+    with pytest.raises(Unreachable):
+        await attempt("ws://127.0.0.1:9/echo", timeout=5)
+
+
+@ASYNC
+async def test_receive_timeout_is_a_wire_error_and_a_timeout(full) -> None:
+    client = await full.connect("echo")
+    try:
+        with pytest.raises(ReceiveTimeout) as waited:
+            await client.recv_message(0.2)
+        assert isinstance(waited.value, ReceiveError) and isinstance(waited.value, TimeoutError)
+    finally:
+        await client.aclose()
+
+
+@ASYNC
+async def test_a_refusal_is_a_value(full) -> None:
+    answer = await full.handshake("echo", wait=5, key=None)
+    assert answer.status == 400 and not answer.accepted
+    assert answer.evidence()["status"] == 400
+
+
+@pytest.mark.parametrize(("payload", "code", "problem"), [
+    (b"", None, ""),
+    (b"\x03\xe8bye", CloseCode.NORMAL_CLOSURE, ""),
+    (b"\x03", None, "one-byte"),
+    (b"\x03\xee", CloseCode.ABNORMAL_CLOSURE, "MUST NOT"),
+    (b"\x0b\xb8", 3000, ""),
+])
+def test_close_is_a_value_that_never_raises(payload: bytes, code: int | None,
+                                             problem: str) -> None:
+    close = Close.parse(payload)
+    assert close.code == code
+    assert (problem in close.problem()) if problem else close.problem() == ""
+    if not close.truncated:
+        assert Close.parse(close.encode()) == close
