@@ -1,12 +1,11 @@
-"""Wall time of a full analysis of one target, next to the waits the probes inherently need.
+"""Wall time of a run next to its longest single try: how well the waits overlap.
 
-Usage: python bench/full_run.py [--target reference] [--runs N]
+Usage: python bench/full_run.py [--target reference] [--matrix] [--runs N]
 
-Prints, per run: the wall time of ``wsgaps run`` (start-up, every gap on a fresh instance,
-rendering), the time the timing checks spend waiting for the target's own timers (the
-inherent part), the sum of the check durations, and the longest wait allowed; then per
-check its duration and wait.  The gap between wall time and the sum of durations is the harness's
-overhead (process start, instance start and stop, rendering).
+Prints, per run: the wall time of ``wsgaps run`` (start-up, builds, every gap on a fresh
+instance, rendering), the longest single try of any check (the part no overlap can
+remove), and their ratio: 1.0 would mean the run costs exactly its longest wait.  With
+``--matrix`` it runs every built-in target at once; then per target the same figures.
 """
 
 from __future__ import annotations
@@ -18,40 +17,52 @@ import tempfile
 import time
 from pathlib import Path
 
-from gaps.model import load_results
+from gaps.model import RunResult, load_results
 
 
-def one_run(target: str) -> tuple[float, Path]:
+def one_run(targets: list[str]) -> tuple[float, Path]:
     out = Path(tempfile.mkdtemp(prefix="wsgaps-bench-"))
+    words = [w for t in targets for w in ("--target", t)]
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "gaps", "run", "--target", target, "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "gaps", "run", *words, "--out", str(out)],
                    check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.monotonic() - started, out
+
+
+def longest_try(run: RunResult) -> tuple[float, str]:
+    """The longest single try of any check of ``run``, and which check it was."""
+    best = (0.0, "-")
+    for gap in run.gaps.values():
+        for check in gap.checks:
+            tries = [t.get("seconds", 0.0) for t in check.tries] or [check.duration]
+            best = max(best, (max(tries), check.id))
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", default="reference")
+    parser.add_argument("--matrix", action="store_true", help="every built-in target at once")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
+    targets = ["all"] if args.matrix else [args.target]
     for index in range(args.runs):
-        wall, out = one_run(args.target)
-        (results,) = out.glob("*/results.json")
-        run = load_results(results)
-        checks = [c for gap in run.gaps.values() for c in gap.checks]
-        total = sum(c.duration for c in checks)
-        # Timing checks (those with tries) spend their time waiting for the target's own
-        # timers (Ping interval, Pong timeout): time no harness speed-up can remove.
-        inherent = sum(c.duration for c in checks if c.tries)
-        longest = max(run.waits.values(), default=0.0)
-        print(f"run {index + 1}: target {run.target.name}: wall time {wall:.1f} s; "
-              f"inherent waiting in timing checks {inherent:.1f} s; "
-              f"sum of check durations {total:.1f} s; longest wait allowed {longest:.1f} s; "
-              f"{len(checks)} checks")
-        for check in checks:
-            wait = f"{check.wait:.1f} s" if check.wait is not None else "-"
-            print(f"  {check.id:<38} {check.verdict:<10} {check.duration:6.2f} s  wait {wait}"
-                  f"  tries {len(check.tries) or 1}")
+        wall, out = one_run(targets)
+        runs = [load_results(p) for p in sorted(out.glob("*/results.json"))]
+        probed = [r for r in runs if not r.target.skipped]
+        longest, which = max((longest_try(r) for r in probed), default=(0.0, "-"))
+        ratio = wall / longest if longest else float("nan")
+        print(f"run {index + 1}: {', '.join(targets)}: wall time {wall:.1f} s; longest single "
+              f"try {longest:.1f} s ({which}); ratio {ratio:.2f}")
+        for run in runs:
+            if run.target.skipped:
+                print(f"  {run.target.name:<12} skipped: {run.target.skipped.splitlines()[0]}")
+                continue
+            seconds, check = longest_try(run)
+            span = (run.finished or run.started) - run.started
+            verdicts = " ".join(f"{g.slug}={g.status}" for g in run.gaps.values() if g.checks)
+            print(f"  {run.target.name:<12} {span:6.1f} s, longest try {seconds:5.1f} s "
+                  f"({check}); {verdicts}")
 
 
 if __name__ == "__main__":

@@ -381,7 +381,13 @@ def url_manifest(url: str) -> Manifest:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ManifestError(f"{url}: not a ws:// or wss:// URL")
-    name = re.sub(r"[^a-z0-9_.-]+", "-", f"{parts.hostname}-{parts.port or ''}".lower()).strip("-")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port == -1 or port == 0:
+        raise ManifestError(f"{url}: the port must be a number from 1 to 65535")
+    name = re.sub(r"[^a-z0-9_.-]+", "-", f"{parts.hostname}-{port or ''}".lower()).strip("-")
     return Manifest(
         name=name, path=None, description=f"external server at {url}", url=url,
         endpoints={"echo": EndpointSpec("echo", url=url)},

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gaps.gate import FAIL_ON
+from gaps.plan import DEFAULT_JOBS
+from gaps.reference.config import CAPABILITIES as REFERENCE_CAPABILITIES
 
 DEFAULT_TARGET = "reference"
 
@@ -32,8 +34,8 @@ OPTIONS: tuple[Option, ...] = (
            {"type": float, "default": 1.0, "metavar": "X"}),
     Option("seed", "seed for random payloads (default: random, recorded in the results)",
            {"type": int, "default": None, "metavar": "N"}),
-    Option("without", "switch capabilities off on the reference target, e.g. heartbeat",
-           {"default": "", "metavar": "LIST"}),
+    Option("without", "switch capabilities off on the reference target (comma list of: "
+           f"{', '.join(REFERENCE_CAPABILITIES)})", {"default": "", "metavar": "LIST"}),
     Option("fail-on", "fail when a gap is missing (or, with partial, partial or missing); "
            "the documentation gap never gates",
            {"choices": sorted(FAIL_ON), "default": None}),
@@ -47,6 +49,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("trust-declarations", "decide checks from the manifest's absent declarations "
            "without observing them (faster; by default the wire decides wherever it can)",
            {"action": "store_true", "default": False}),
+    Option("jobs", f"live target instances at once, across the whole run (default "
+           f"{DEFAULT_JOBS})", {"type": int, "default": DEFAULT_JOBS, "metavar": "N"}),
     Option("probes", "collect the checks of this probe package (dotted name) or folder "
            "instead of the built-in probes (for probe authors)",
            {"default": None, "metavar": "PACKAGE|DIR"}),
@@ -79,3 +83,13 @@ def forward(values: dict[str, Any], prefix: str = "gaps-",
         else:
             words += [flag, str(value)]
     return words
+
+
+def without_problem(text: str) -> str | None:
+    """Why ``--without`` is unusable (an unknown capability), or None."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in REFERENCE_CAPABILITIES]
+    if unknown:
+        return (f"--without: unknown capability {', '.join(unknown)} (the reference knows: "
+                f"{', '.join(REFERENCE_CAPABILITIES)})")
+    return None

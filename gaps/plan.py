@@ -9,10 +9,12 @@ CLI both run through here; progress leaves as calls to an observer, never as tex
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from gaps.manifest import Manifest
 from gaps.model import CheckResult, GapResult, Method, RunResult, Verdict
 from gaps.probe import CheckDef, ProbeContext
 from gaps.targets import (
+    OUTPUT_LIMIT,
     Instance,
     TargetFailed,
     TargetSkipped,
@@ -49,6 +52,9 @@ class TargetRun:
         self.run.write(self.path)
 
 
+DEFAULT_JOBS = 6
+
+
 @dataclass
 class RunConfig:
     """What a run was asked to do, whichever front end asked."""
@@ -58,6 +64,29 @@ class RunConfig:
     seed: int = 0
     ssl_context: ssl.SSLContext | None = None
     trust_declarations: bool = False  # decide checks by absent declarations, not the wire
+    # Live target instances at once, across the whole run.  Instances mostly wait (that is
+    # what the checks measure), so 6 keep 2 cores busy without starving a 2 s heartbeat.
+    jobs: int = DEFAULT_JOBS
+
+
+@dataclass(frozen=True)
+class TargetPrepared:
+    """Progress event: a target was built (or found cached) or skipped."""
+
+    target: str
+    build: str | None
+    version: str | None
+    skipped: str | None
+
+
+@dataclass(frozen=True)
+class GapStarted:
+    """Progress event: a gap began on a target; ``longest_wait`` is its longest check budget."""
+
+    target: str
+    gap: str
+    checks: int
+    longest_wait: float
 
 
 @dataclass(frozen=True)
@@ -77,19 +106,20 @@ class GapDone:
     gap: GapResult
 
 
-Observer = Callable[[object], None]
+Event = TargetPrepared | GapStarted | CheckDone | GapDone
+Observer = Callable[[Event], None]
 
 # Selection: target label -> gap slug -> the checks to run there, in catalog order.
 Selection = dict[str, dict[str, list[CheckDef]]]
 
 
-def prepare(target: TargetRun, scale: float) -> None:
+def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = None) -> None:
     """Build (cached) and record the version, once per target per run."""
     if target.prepared:
         return
     target.prepared = True
     try:
-        target.run.target.build = run_build(target.manifest, time_scale=scale)
+        target.run.target.build = run_build(target.manifest, time_scale=scale, cancel=cancel)
     except TargetSkipped as exc:
         target.run.target.build, target.run.target.skipped = exc.build, str(exc)
         for gap in target.run.gaps.values():
@@ -100,40 +130,109 @@ def prepare(target: TargetRun, scale: float) -> None:
     target.write()
 
 
+async def prepare_all(config: RunConfig, labels: list[str], observe: Observer) -> None:
+    """Build every target at once, each in a worker thread; all before any probing, so that
+    a compiler's load never lands on a timing check.  Interrupted builds are killed."""
+    cancel = threading.Event()
+
+    async def one(label: str) -> None:
+        target = config.targets[label]
+        await asyncio.to_thread(prepare, target, config.time_scale, cancel)
+        info = target.run.target
+        observe(TargetPrepared(label, info.build, info.version, info.skipped))
+
+    tasks = [asyncio.ensure_future(one(label)) for label in labels]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        cancel.set()  # the worker threads kill their build groups and return
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class Slots:
+    """The one bound on live instances across the run; ``instance()`` holds a slot for as
+    long as the instance lives.  No task holds a slot while waiting for another, so the
+    bound cannot deadlock."""
+
+    def __init__(self, config: RunConfig, target: TargetRun, limit: asyncio.Semaphore) -> None:
+        self.config = config
+        self.target = target
+        self.limit = limit
+
+    @contextlib.asynccontextmanager
+    async def instance(self, logs: list[str] | None = None) -> AsyncIterator[Instance]:
+        manifest = self.target.manifest
+        if not manifest.managed:  # a URL target: one shared instance, probed gently
+            self.target.shared = self.target.shared or Instance(manifest)
+            yield self.target.shared
+            return
+        async with self.limit:
+            instance = await start_instance(manifest, self.config.time_scale,
+                                            self.target.extra_args)
+            try:
+                yield instance
+            finally:
+                await instance.astop()
+                if logs is not None and (text := instance.logs()):
+                    logs.append(text)
+
+
+def _context(config: RunConfig, target: TargetRun, instance: Instance,
+             slots: Slots) -> ProbeContext:
+    return ProbeContext(target.manifest, instance, time_scale=config.time_scale,
+                        seed=config.seed, waits=target.run.waits,
+                        ssl_context=config.ssl_context,
+                        trust_declarations=config.trust_declarations,
+                        new_instance=slots.instance)
+
+
 async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[CheckDef],
-                  observe: Observer) -> GapResult:
-    """One gap on a fresh instance (managed) or the shared one (URL); results written."""
+                  observe: Observer, limit: asyncio.Semaphore) -> GapResult:
+    """One gap: its ordinary checks at once on one fresh instance, each ``exclusive`` check
+    alone on an instance of its own, each try of a ``fresh_instance`` check on a new one."""
     gap = GapResult(slug, started=time.time())
     target.run.gaps[slug] = gap
-    manifest = target.manifest
+    observe(GapStarted(target.label, slug, len(checks), max(d.budget for d in checks)))
+    slots = Slots(config, target, limit)
+    logs: list[str] = []
+
+    async def record(result: CheckResult) -> None:
+        gap.checks.append(result)
+        observe(CheckDone(target.label, slug, result))
+
+    def failed_start(defns: list[CheckDef], exc: TargetFailed) -> list[CheckResult]:
+        if exc.logs:
+            logs.append(exc.logs)
+        return [CheckResult(d.id, Verdict.ERROR, f"target not ready: {exc}"[:500],
+                            Method.OBSERVED) for d in defns]
+
+    async def on_one_instance(defns: list[CheckDef]) -> None:
+        try:
+            async with slots.instance(logs) as instance:
+                ctx = _context(config, target, instance, slots)
+
+                async def one(defn: CheckDef) -> None:
+                    await record(await defn(ctx))
+
+                await asyncio.gather(*(one(d) for d in defns))
+        except TargetFailed as exc:
+            for result in failed_start(defns, exc):
+                await record(result)
+
+    async def fresh_each_try(defn: CheckDef) -> None:
+        # No instance here: each try starts its own through ctx.new_instance.
+        ctx = _context(config, target, Instance(target.manifest), slots)
+        await record(await defn(ctx))
+
+    shared = [d for d in checks if not d.exclusive and not d.fresh_instance]
+    groups = [on_one_instance(shared)] if shared else []
+    groups += [on_one_instance([d]) for d in checks if d.exclusive and not d.fresh_instance]
+    groups += [fresh_each_try(d) for d in checks if d.fresh_instance]
     try:
-        if manifest.managed:
-            instance = await start_instance(manifest, config.time_scale, target.extra_args)
-        else:
-            instance = target.shared or Instance(manifest)
-            target.shared = instance
-    except TargetFailed as exc:
-        gap.checks = [CheckResult(d.id, Verdict.ERROR, f"target not ready: {exc}"[:500],
-                                  Method.OBSERVED) for d in checks]
-        gap.logs = exc.logs or None
-        gap.finished = time.time()
-        target.write()
-        for result in gap.checks:
-            observe(CheckDone(target.label, slug, result))
-        observe(GapDone(target.label, gap))
-        return gap
-    ctx = ProbeContext(manifest, instance, time_scale=config.time_scale, seed=config.seed,
-                       waits=target.run.waits, ssl_context=config.ssl_context,
-                       trust_declarations=config.trust_declarations)
-    try:
-        for defn in checks:
-            result = await defn(ctx)
-            gap.checks.append(result)
-            observe(CheckDone(target.label, slug, result))
+        await asyncio.gather(*groups)
     finally:
-        if instance.managed:
-            await instance.astop()
-            gap.logs = instance.logs() or None
+        gap.logs = "\n".join(logs)[-OUTPUT_LIMIT:] or None
         gap.finished = time.time()
         order = [d.id for d in checks]
         gap.checks.sort(key=lambda c: order.index(c.id) if c.id in order else len(order))
@@ -145,11 +244,34 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
 
 async def run_plan(config: RunConfig, selection: Selection,
                    observe: Observer = lambda event: None) -> None:
-    """Run every selected check of every target; results land in ``config.targets``."""
-    for label, gaps in selection.items():
-        target = config.targets[label]
-        prepare(target, config.time_scale)  # builds run in the foreground: Ctrl-C reaches them
-        if target.skipped:
-            continue
-        for slug, checks in gaps.items():
-            await run_gap(config, target, slug, checks, observe)
+    """Run every selected check of every target; results land in ``config.targets``.
+
+    Targets are built first; then every gap of every target runs at once, under one bound
+    of ``config.jobs`` live instances, the gaps with the longest waits queued first so the
+    run costs about its longest wait.
+    """
+    await prepare_all(config, list(selection), observe)
+    limit = asyncio.Semaphore(max(1, config.jobs))
+    work = [(label, slug, checks) for label, gaps in selection.items()
+            if not config.targets[label].skipped for slug, checks in gaps.items()]
+    work.sort(key=lambda item: -max(d.budget for d in item[2]))
+    await asyncio.gather(*(run_gap(config, config.targets[label], slug, checks, observe, limit)
+                           for label, slug, checks in work))
+
+
+def event_json(event: Event) -> dict[str, object]:
+    """An event as one JSON object (the CLI reads these from the pytest process)."""
+    if isinstance(event, TargetPrepared):
+        return {"event": "target-prepared", "target": event.target, "build": event.build,
+                "version": event.version, "skipped": event.skipped}
+    if isinstance(event, GapStarted):
+        return {"event": "gap-started", "target": event.target, "gap": event.gap,
+                "checks": event.checks, "longest_wait": event.longest_wait}
+    if isinstance(event, CheckDone):
+        return {"event": "check-done", "target": event.target, "gap": event.gap,
+                "check": event.result.id, "verdict": str(event.result.verdict),
+                "summary": event.result.summary[:500]}
+    gap = event.gap
+    seconds = (gap.finished or 0) - (gap.started or 0)
+    return {"event": "gap-done", "target": event.target, "gap": gap.slug,
+            "status": str(gap.status), "error": gap.error, "seconds": round(seconds, 3)}

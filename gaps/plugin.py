@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import random
 import re
 import resource
@@ -31,8 +33,8 @@ from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
 from gaps.manifest import ManifestError
 from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
-from gaps.options import DEFAULT_TARGET, add_options
-from gaps.plan import CheckDone, RunConfig, Selection, TargetRun, run_plan
+from gaps.options import DEFAULT_TARGET, add_options, without_problem
+from gaps.plan import CheckDone, Event, RunConfig, Selection, TargetRun, event_json, run_plan
 from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
 from gaps.report.session import session_reports
 from gaps.summary import render_summary
@@ -42,10 +44,20 @@ REFERENCE_TARGETS = {"reference"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser.getgroup("wsgaps", "WebSocket gap analysis").addoption, prefix="gaps-")
+    group = parser.getgroup("wsgaps", "WebSocket gap analysis")
+    add_options(group.addoption, prefix="gaps-")
+    group.addoption("--gaps-events", default=None, metavar="FD",
+                    help="write progress events as JSON lines to this open file descriptor "
+                         "(how the wsgaps CLI follows a run)")
     parser.addini("gaps_reports", "render the reports at the end of the run (the wsgaps CLI "
-                  "switches it off in its per-target runs and renders once)", type="bool",
+                  "switches it off in its pytest run and renders once, after it)", type="bool",
                   default=True)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from gaps import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @dataclass
@@ -74,8 +86,13 @@ def make_session(config: pytest.Config) -> GapsSession:
                           seed=seed if seed is not None else random.randrange(2**31))
     out = Path(config.getoption("gaps_out"))
     without = config.getoption("gaps_without")
+    if without and (problem := without_problem(without)):
+        raise pytest.UsageError(problem.replace("--without", "--gaps-without", 1))
     session.fail_on = config.getoption("gaps_fail_on")
     session.trust_declarations = config.getoption("gaps_trust_declarations")
+    session.jobs = config.getoption("gaps_jobs")
+    if session.jobs < 1:
+        raise pytest.UsageError("--gaps-jobs must be at least 1")
     try:
         session.baselines = load_baselines(config.getoption("gaps_baseline"))
     except ResultsError as exc:
@@ -126,8 +143,29 @@ def raise_open_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+ORPHAN_POLL = 0.2  # seconds between checks that the wsgaps CLI is still there
+
+
+def watch_parent() -> None:
+    """Under the wsgaps CLI: if the CLI dies (even by SIGKILL), end this process at once.
+
+    Nothing is written to the output folder after that; the guard processes see this
+    process go and take every target's process group down with it.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_POLL)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="wsgaps-parent-watch", daemon=True).start()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gaps: a wsgaps probe")
+    if config.getoption("gaps_events") is not None:
+        watch_parent()
     if config.getoption("gaps_time_scale") <= 0:
         raise pytest.UsageError("--gaps-time-scale must be greater than 0")
     # The plugin is also installed as a pytest11 entry point, so it is loaded in every pytest
@@ -251,12 +289,23 @@ def pytest_runtestloop(session: pytest.Session):
     if gaps_session is not None and not session.config.option.collectonly:
         chosen = selection(session.items)
         if chosen:
-            def record(event: object) -> None:
+            def record(event: Event) -> None:
                 if isinstance(event, CheckDone):
                     gaps_session.results[(event.target, event.result.id)] = event.result
+                session.config.hook.pytest_gaps_event(config=session.config, event=event)
 
             asyncio.run(run_plan(gaps_session, chosen, record))
     return (yield)
+
+
+def pytest_gaps_event(config: pytest.Config, event: Event) -> None:
+    """``--gaps-events FD``: every event as one JSON line, flushed at once."""
+    fd = config.getoption("gaps_events")
+    if fd is None:
+        return
+    line = json.dumps(event_json(event), ensure_ascii=False) + "\n"
+    with contextlib.suppress(OSError):  # a reader that went away must not end the run
+        os.write(int(fd), line.encode())
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

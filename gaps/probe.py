@@ -8,6 +8,8 @@ overrun into ``error``, and repeats timing-sensitive checks until k of n tries a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import importlib
 import importlib.util
 import pkgutil
@@ -25,7 +27,7 @@ from typing import Any
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
-from gaps.targets import Instance
+from gaps.targets import Instance, TargetFailed
 from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
 
 RETRY_K, RETRY_N = 2, 3
@@ -40,6 +42,7 @@ class Outcome:
     verdict: Verdict
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # how long the try took (set by the runner)
 
 
 def passed(summary: str, **evidence: Any) -> Outcome:
@@ -140,9 +143,13 @@ class ProbeContext:
         retry: tuple[int, int] = (RETRY_K, RETRY_N),
         ssl_context: ssl.SSLContext | None = None,
         trust_declarations: bool = False,
+        new_instance: InstanceFactory | None = None,
     ) -> None:
         self.manifest = manifest
         self.instance = instance
+        # Starts a fresh instance for one try of a ``fresh_instance`` check (the planner
+        # gives one that respects the bound on live instances); None: use ``instance``.
+        self.new_instance = new_instance
         self.time_scale = time_scale
         self.seed = seed
         self.waits = waits if waits is not None else {}
@@ -153,6 +160,22 @@ class ProbeContext:
         self.trust_declarations = trust_declarations
         self._clients: list[WireClient] = []
         self._budget: asyncio.Timeout | None = None  # the running try's cap
+        self.started = 0.0  # loop time the running try began
+
+    def for_try(self, defn: CheckDef, number: int) -> ProbeContext:
+        """A context of its own for one try of ``defn``: clients, budget and randomness are
+        per try, so checks and tries can run at once on one instance."""
+        child = copy.copy(self)
+        child.check_id = defn.id
+        child.rng = random.Random(f"{self.seed}:{defn.id}:{number}")
+        child._clients = []
+        child._budget = None
+        return child
+
+    def harness_lag(self) -> float:
+        """The longest stall of this event loop (seconds) since the running try began: a
+        busy harness answers Pings late, which must never count against the target."""
+        return LoopLag.on_this_loop().worst_since(self.started)
 
     # -- target facts --------------------------------------------------------------------
 
@@ -216,6 +239,43 @@ class ProbeContext:
             await client.aclose()
 
 
+InstanceFactory = Callable[[], contextlib.AbstractAsyncContextManager[Instance]]
+
+
+class LoopLag:
+    """Measures how late this event loop wakes up: a ticker asks to run every ``TICK`` s and
+    records each overshoot past ``NOTICE`` with its time.  One per loop, started on demand."""
+
+    TICK = 0.05
+    NOTICE = 0.1
+    _by_loop: dict[int, LoopLag] = {}
+
+    def __init__(self) -> None:
+        self.stalls: list[tuple[float, float]] = []  # (loop time at the end, seconds late)
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    @classmethod
+    def on_this_loop(cls) -> LoopLag:
+        loop = asyncio.get_running_loop()
+        monitor = cls._by_loop.get(id(loop))
+        if monitor is None or monitor._task.done():
+            monitor = cls._by_loop[id(loop)] = cls()
+        return monitor
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.TICK)
+            late = loop.time() - before - self.TICK
+            if late > self.NOTICE:
+                self.stalls.append((loop.time(), late))
+                del self.stalls[:-1000]
+
+    def worst_since(self, since: float) -> float:
+        return max((late for at, late in self.stalls if at >= since), default=0.0)
+
+
 def declaration(defn: CheckDef, ctx: ProbeContext) -> dict[str, str] | None:
     """What the manifest declares about ``defn``: a ``declared.<id>`` fact, or the absence
     of the capability the check depends on; None when it declares nothing."""
@@ -234,10 +294,23 @@ def _harness_side(exc: BaseException) -> bool:
         isinstance(exc, OSError) and exc.errno in HARNESS_ERRNOS)
 
 
-async def _one_try(defn: CheckDef, ctx: ProbeContext) -> Outcome:
+async def _one_try(defn: CheckDef, parent: ProbeContext, number: int) -> Outcome:
+    ctx = parent.for_try(defn, number)
+    if defn.fresh_instance and parent.new_instance is not None:
+        try:
+            async with parent.new_instance() as instance:
+                ctx.instance = instance
+                return await _try_on(defn, ctx)
+        except TargetFailed as exc:
+            return Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500])
+    return await _try_on(defn, ctx)
+
+
+async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
     budget = defn.budget * ctx.time_scale
     loop = asyncio.get_running_loop()
-    started = loop.time()
+    LoopLag.on_this_loop()
+    started = ctx.started = loop.time()
     cap = asyncio.timeout(budget)
     try:
         async with cap:
@@ -255,7 +328,9 @@ async def _one_try(defn: CheckDef, ctx: ProbeContext) -> Outcome:
         ctx._budget = None
         violations = [c.violation for c in ctx._clients if c.violation is not None]
         await ctx.close_clients()
-    return the_wire_decides(outcome, violations)
+    decided = the_wire_decides(outcome, violations)
+    decided.seconds = loop.time() - started
+    return decided
 
 
 def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:
@@ -309,8 +384,6 @@ async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
     that needs an endpoint the target lacks is decided by a declaration (method
     ``declared``), or skipped without one; ``trust_declarations`` trades observing for speed.
     """
-    ctx.check_id = defn.id
-    ctx.rng = random.Random(f"{ctx.seed}:{defn.id}")
     declared = declaration(defn, ctx)
     missing = [name for name in defn.needs if not ctx.has(name)]
     if declared is not None and (missing or ctx.trust_declarations):
@@ -327,23 +400,25 @@ async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
 async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
     started = time.monotonic()
     if not defn.timing:
-        outcome = await _one_try(defn, ctx)
+        outcome = await _one_try(defn, ctx, 1)
         return CheckResult(defn.id, outcome.verdict, outcome.summary, evidence=outcome.evidence,
                            wait=ctx.waits.get(defn.id), duration=time.monotonic() - started)
+    # Independent tries overlap: k start at once (k agreeing tries end it), and one more
+    # at a time while no k agree, up to n.
     k, n = ctx.retry
-    outcomes: list[Outcome] = []
-    while (verdict := _decide(outcomes, k, n)) is None:
-        outcome = await _one_try(defn, ctx)
-        outcomes.append(outcome)
-        if outcome.verdict in (Verdict.SKIP,):
-            verdict = outcome.verdict
-            break
+    outcomes = list(await asyncio.gather(*(_one_try(defn, ctx, i + 1) for i in range(k))))
+    verdict = _decide(outcomes, k, n)
+    if any(o.verdict is Verdict.SKIP for o in outcomes):
+        verdict = Verdict.SKIP
+    while verdict is None:
+        outcomes.append(await _one_try(defn, ctx, len(outcomes) + 1))
+        verdict = _decide(outcomes, k, n)
     chosen = next((o for o in reversed(outcomes) if o.verdict == verdict), outcomes[-1])
     summary = chosen.summary
     if verdict is Verdict.ERROR and chosen.verdict is not Verdict.ERROR:
         summary = f"inconclusive: no {k} of {n} tries agreed"
-    tries = [{"verdict": str(o.verdict), "summary": o.summary, "evidence": o.evidence}
-             for o in outcomes]
+    tries = [{"verdict": str(o.verdict), "summary": o.summary, "seconds": round(o.seconds, 3),
+              "evidence": o.evidence} for o in outcomes]
     return CheckResult(
         defn.id, verdict, summary, evidence=chosen.evidence,
         wait=ctx.waits.get(defn.id), duration=time.monotonic() - started, tries=tries,

@@ -1,14 +1,16 @@
-"""Runs the probes for one target in a pytest subprocess and reports progress.
+"""Runs the probes of every target in one pytest subprocess and follows its progress.
 
-The CLI runs every target in its own ``pytest -m gaps`` process (so a crash, a flood or a
-runaway target stays inside one process group) and follows its verbose output to drive the
-progress display.
+The CLI starts ``pytest -m gaps`` once for the whole run (so the run planner's one bound on
+live instances holds across all targets, and a crash or a flood stays inside that process
+group) and reads the planner's progress events, JSON lines on a pipe of their own
+(``--gaps-events FD``), never pytest's text output.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,20 +21,45 @@ import probes
 from gaps.options import forward
 
 PROBES_DIR = Path(probes.__file__).resolve().parent
-COLLECTED = re.compile(rb"collected (\d+) items?")
-RESULT = re.compile(rb"^wsgaps::([a-z-]+)::([a-z-]+)\[[^\]]*\] (PASSED|FAILED|ERROR|SKIPPED)")
 OUTPUT_TAIL = 16 * 1024
+EVENT_LINE_LIMIT = 64 * 1024  # bytes of one event line; longer ones are dropped
 
 
 @dataclass
 class TargetProgress:
-    """What one target's probe run has done so far."""
+    """What one target's share of the run has done so far, from the planner's events."""
 
-    spec: str
+    name: str
     total: int | None = None
     done: int = 0
-    current: str = "starting"
-    failed: list[str] = field(default_factory=list)
+    current: str = "waiting"
+    errors: list[str] = field(default_factory=list)  # check IDs whose verdict is error
+    gaps_done: list[dict[str, Any]] = field(default_factory=list)
+    running: dict[str, float] = field(default_factory=dict)  # gap -> its longest check budget
+    skipped: str | None = None
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "target-prepared":
+            self.skipped = event.get("skipped")
+            self.current = "skipped" if self.skipped else "probing"
+        elif kind == "gap-started":
+            self.current = str(event.get("gap"))
+            self.running[str(event.get("gap"))] = float(event.get("longest_wait") or 0)
+        elif kind == "check-done":
+            self.done += 1
+            if event.get("verdict") == "error":
+                self.errors.append(str(event.get("check")))
+        elif kind == "gap-done":
+            self.gaps_done.append(event)
+            self.running.pop(str(event.get("gap")), None)
+
+
+@dataclass
+class RunProgress:
+    """The whole run: per-target progress, pytest's exit status and the tail of its output."""
+
+    targets: dict[str, TargetProgress]
     returncode: int | None = None
     output: bytearray = field(default_factory=bytearray)
 
@@ -40,47 +67,86 @@ class TargetProgress:
         return bytes(self.output[-OUTPUT_TAIL:]).decode("utf-8", "replace")
 
 
-def pytest_argv(spec: str, options: dict[str, Any],
+def pytest_argv(specs: list[str], options: dict[str, Any], events_fd: int | None = None,
                 probes_dir: Path = PROBES_DIR) -> list[str]:
-    """The pytest command line for one target; ini values are given so no config file is needed.
+    """The pytest command line for a run; ini values are given so no config file is needed.
 
     ``options`` are the CLI's parsed options (argparse ``dest`` names); each run option is
     passed on as its ``--gaps-`` twin.
     """
-    return [
-        sys.executable, "-m", "pytest", str(probes_dir), "-m", "gaps", "-v", "--color=no",
+    argv = [
+        sys.executable, "-m", "pytest", str(probes_dir), "-m", "gaps", "-q", "--color=no",
         "-p", "gaps.plugin", "-p", "no:cacheprovider", "--strict-markers",
         "--rootdir", str(probes_dir.parent),
         "-o", "asyncio_mode=strict",
         "-o", "asyncio_default_fixture_loop_scope=session",
         "-o", "asyncio_default_test_loop_scope=session",
-        "-o", "gaps_reports=false",  # the CLI renders once, for all its targets
-        "--gaps-target", spec, *forward(options),
+        "-o", "gaps_reports=false",  # the CLI renders once, after the run
+        *forward(options),
     ]
+    for spec in specs:
+        argv += ["--gaps-target", spec]
+    if events_fd is not None:
+        argv += ["--gaps-events", str(events_fd)]
+    return argv
 
 
-async def run_target(argv: list[str], progress: TargetProgress,
-                     on_change: Callable[[], None] = lambda: None) -> int:
-    """Run one target's probes, updating ``progress`` from pytest's verbose lines."""
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        stdin=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
+async def _follow_events(read_fd: int, progress: RunProgress,
+                         labels: dict[str, str], on_change: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=EVENT_LINE_LIMIT, loop=loop)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
     try:
-        while line := await process.stdout.readline():
-            progress.output += line
-            del progress.output[:-OUTPUT_TAIL]
-            if match := COLLECTED.search(line):
-                progress.total = int(match.group(1))
-            elif match := RESULT.match(line):
-                module, test, outcome = (g.decode() for g in match.groups())
-                progress.done += 1
-                progress.current = module
-                if outcome in ("FAILED", "ERROR"):
-                    progress.failed.append(f"{module}.{test}")
-            on_change()
+        while True:
+            try:
+                line = await reader.readline()
+            except ValueError:  # a line over the limit: skip it, keep following
+                continue
+            if not line:
+                return
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            target = progress.targets.get(labels.get(event.get("target", ""), ""))
+            if target is not None:
+                target.apply(event)
+                on_change()
+    finally:
+        transport.close()
+
+
+async def _follow_output(stream: asyncio.StreamReader, progress: RunProgress) -> None:
+    while chunk := await stream.read(65536):
+        progress.output += chunk
+        del progress.output[:-OUTPUT_TAIL]
+
+
+async def run_probes(argv_for: Callable[[int], list[str]], progress: RunProgress,
+                     labels: dict[str, str],
+                     on_change: Callable[[], None] = lambda: None) -> int:
+    """Run pytest with ``argv_for(events_fd)``, updating ``progress`` from its events.
+
+    ``labels`` maps the target labels the plugin reports to keys of ``progress.targets``.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv_for(write_fd), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+            pass_fds=(write_fd,))
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)  # the child holds its own copy; EOF comes when it exits
+    assert process.stdout is not None
+    followers = asyncio.gather(_follow_events(read_fd, progress, labels, on_change),
+                               _follow_output(process.stdout, progress))
+    try:
         progress.returncode = await process.wait()
+        await followers
     except asyncio.CancelledError:
         # Ctrl-C: the pytest child turns SIGTERM into an orderly teardown of its targets.
         if process.returncode is None:
@@ -89,6 +155,7 @@ async def run_target(argv: list[str], progress: TargetProgress,
                 await asyncio.wait_for(process.wait(), 30)
             except TimeoutError:
                 process.kill()
+        followers.cancel()
         raise
     on_change()
     return progress.returncode

@@ -203,14 +203,20 @@ def build_stamp(manifest: Manifest) -> str:
     return digest.hexdigest()
 
 
+class BuildCancelled(Exception):
+    """The run was interrupted while a build ran in a worker thread; the build was killed."""
+
+
 def _run_bounded(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
-                 limit: int) -> tuple[int | None, str]:
+                 limit: int, cancel: threading.Event | None = None) -> tuple[int | None, str]:
     """Run ``argv`` to its end in a process group of its own; its status and output tail.
 
     stdout and stderr are read together, keeping only the last ``limit`` bytes.  The status
     is None when ``timeout`` passed first.  However the wait ends (exit, timeout, Ctrl-C or
     any other exception), the whole group is SIGKILLed and reaped, so no background child of
-    the command outlives it.  OSError if the command cannot be started.
+    the command outlives it.  OSError if the command cannot be started.  ``cancel`` set from
+    another thread ends the wait the same way (BuildCancelled): a build in a worker thread
+    cannot receive Ctrl-C itself.
     """
     output = OutputTail(limit)
     process = subprocess.Popen(
@@ -220,10 +226,15 @@ def _run_bounded(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout:
     assert process.stdout is not None
     output.follow(process.stdout, "out")
     status: int | None = None
+    deadline = time.monotonic() + timeout
     try:
-        status = process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        pass
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                status = process.wait(min(remaining, 0.2))
+                break
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    raise BuildCancelled(f"{argv[0]}: interrupted") from None
     finally:
         # Also after a clean exit: what the command left running in its group goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -233,7 +244,8 @@ def _run_bounded(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout:
     return status, output.text()
 
 
-def run_build(manifest: Manifest, *, time_scale: float = 1.0) -> str:
+def run_build(manifest: Manifest, *, time_scale: float = 1.0,
+              cancel: threading.Event | None = None) -> str:
     """Build if needed; returns "cached", "built" or "none".  TargetSkipped on failure.
 
     The build runs in a process group of its own that is killed when the build ends, times
@@ -257,7 +269,7 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0) -> str:
     try:
         status, tail = _run_bounded(argv, cwd=manifest.directory / build.cwd,
                                     env={**os.environ, **build.env}, timeout=timeout,
-                                    limit=BUILD_TAIL)
+                                    limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:
         raise TargetSkipped(f"build could not start: {exc}") from None
     if status is None:

@@ -42,8 +42,8 @@ timeout = READY
 [endpoints.echo]
 path = "/echo"
 [hints]
-ping_interval = 1.0
-ping_timeout = 1.0
+ping_interval = 2.0
+ping_timeout = 2.0
 """
 
 BOOM_PROBE = '''
@@ -455,3 +455,62 @@ def test_stop_after_an_interrupted_start_leaves_nothing(tmp_path: Path,
         instance.start()
     instance.stop(grace=1.0)
     assert not marked_processes(path)
+
+
+def processes_with(text: str) -> list[int]:
+    """Live processes whose command line holds ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if text.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_cli_interrupted_leaves_nothing_running(tmp_path: Path, sig: int) -> None:
+    """SIGTERM to ``wsgaps run`` ends it like Ctrl-C; after a SIGKILL every child notices
+    within a second, stops, and writes nothing more to the output folder."""
+    path = marked_manifest(tmp_path)
+    probes = probe_dir(tmp_path, {
+        "a_fast": ("heartbeat", "heartbeat.server-pings", "from gaps.probe import passed\n"
+                   "    return passed('ok')"),
+        "b_slow": ("broadcast", "broadcast.fan-out", "await asyncio.sleep(50)"),
+    })
+    out = tmp_path / "out"
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "gaps", "run", "--target", str(path), "--out", str(out),
+         "--probes", str(probes)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True)
+    results = out / "marked" / "results.json"
+    try:
+        def slow_gap_running() -> bool:
+            if not results.exists() or not marked_processes(path):
+                return False
+            return json.loads(results.read_text())["gaps"][0]["status"] == "pass"
+
+        assert wait_for(slow_gap_running, 30), "the slow gap never started"
+        assert processes_with(str(out))  # the pytest child of the CLI
+        os.kill(cli.pid, sig)
+        if sig == signal.SIGTERM:
+            assert cli.wait(30) == 130
+            assert b"interrupted" in cli.stderr.read()
+        else:
+            cli.wait(5)
+            assert wait_for(lambda: not processes_with(str(out)), 1.5), "pytest outlived the CLI"
+            written = results.stat().st_mtime_ns
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait()
+    assert wait_for(lambda: not marked_processes(path), 8), "a target outlived the CLI"
+    assert not processes_with(str(out))
+    if sig == signal.SIGKILL:
+        time.sleep(1)
+        assert results.stat().st_mtime_ns == written, "written to after the CLI died"

@@ -50,7 +50,10 @@ async def test_selects_offered_declared_absent_and_skips() -> None:
         k: v for k, v in base.endpoints.items() if k != "subprotocols"})
     unlisted = dataclasses.replace(base, endpoints={
         **base.endpoints, "subprotocols": EndpointSpec("subprotocols", path="/subprotocols")})
+    absent_no_endpoint = dataclasses.replace(no_endpoint, absent=absent.absent)
     async with reference_ctx(manifest=absent) as ctx:
+        contradicted = await subprotocols.selects_offered(ctx)
+    async with reference_ctx(manifest=absent_no_endpoint) as ctx:
         declared = await subprotocols.selects_offered(ctx)
     async with reference_ctx(manifest=no_endpoint) as ctx:
         missing = [await check(ctx) for check in (
@@ -59,6 +62,9 @@ async def test_selects_offered_declared_absent_and_skips() -> None:
     async with reference_ctx(manifest=unlisted) as ctx:
         nothing_to_offer = await subprotocols.selects_offered(ctx)
     assert declared.verdict is Verdict.FAIL and declared.method is Method.DECLARED
+    # Observed before declared: with the endpoint there, the wire decides.
+    assert contradicted.verdict is Verdict.PASS and contradicted.method is Method.OBSERVED
+    assert contradicted.contradiction is not None
     assert all(r.verdict is Verdict.SKIP for r in missing), missing
     assert "no subprotocols endpoint" in missing[0].summary
     assert nothing_to_offer.verdict is Verdict.SKIP, nothing_to_offer

@@ -41,8 +41,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                         action="append", default=[], metavar="LIST",
                         help="TESTS ONLY: deliberately defective modes: "
                              + "; ".join(f"{k}: {v}" for k, v in DEFECTS.items()))
-    parser.add_argument("--ping-interval", type=float, default=1.0, metavar="S")
-    parser.add_argument("--ping-timeout", type=float, default=1.0, metavar="S",
+    parser.add_argument("--ping-interval", type=float, default=2.0, metavar="S")
+    parser.add_argument("--ping-timeout", type=float, default=2.0, metavar="S",
                         help="0: send Pings but never close a silent peer")
     parser.add_argument("--max-message-size", type=int, default=8 * 1024 * 1024, metavar="BYTES")
     args = parser.parse_args(argv)

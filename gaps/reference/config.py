@@ -43,8 +43,8 @@ class Config:
     profile: str = "full"
     without: set[str] = field(default_factory=set)
     defects: set[str] = field(default_factory=set)
-    ping_interval: float = 1.0
-    ping_timeout: float | None = 1.0  # None: Pings are sent but silent peers are never reaped
+    ping_interval: float = 2.0
+    ping_timeout: float | None = 2.0  # None: Pings are sent but silent peers are never reaped
     max_message_size: int = 8 * 1024 * 1024
 
     def has(self, capability: str) -> bool:

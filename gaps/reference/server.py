@@ -49,8 +49,9 @@ async def run(config: Config) -> None:
         select_subprotocol=make_selector(config),
         **keepalive_options(config), **serve_options(config),
     ):
+        off = (f"switched off: {', '.join(sorted(config.without))}" if config.without
+               else "every capability on")
+        defects = f"; DEFECTS: {', '.join(sorted(config.defects))}" if config.defects else ""
         print(f"wsgaps reference listening on ws://{config.host}:{config.port} "
-              f"(profile {config.profile}, without {sorted(config.without) or 'nothing'}"
-              + (f", DEFECTS {sorted(config.defects)}" if config.defects else "") + ")",
-              flush=True)
+              f"(profile {config.profile}; {off}{defects})", flush=True)
         await stop

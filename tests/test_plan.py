@@ -1,0 +1,102 @@
+"""The run planner: gaps, checks and tries overlap under one bound of live instances."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+
+from gaps import __version__
+from gaps.model import RunResult, TargetInfo, Verdict
+from gaps.plan import CheckDone, GapDone, RunConfig, TargetRun, run_plan
+from gaps.probe import ProbeContext, check, failed, passed
+from tests.conftest import reference_manifest
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+HOLD = 1.0  # seconds each check keeps its instance busy
+
+
+def config(tmp_path: Path, jobs: int) -> RunConfig:
+    manifest = reference_manifest()
+    run = RunResult(TargetInfo("reference"), __version__)
+    target = TargetRun("reference", manifest, run, tmp_path / "results.json")
+    return RunConfig(targets={"reference": target}, jobs=jobs, seed=5)
+
+
+def holding(check_id: str, seen: list[tuple[str, int, float, float]], **options):
+    @check(check_id, **options)
+    async def body(ctx: ProbeContext):
+        started = time.monotonic()
+        client = await ctx.connect("echo")  # proves the instance is live
+        await asyncio.sleep(HOLD)
+        await client.aclose()
+        seen.append((check_id, ctx.instance.process.pid, started, time.monotonic()))
+        return passed("held")
+
+    return body
+
+
+async def test_gaps_and_checks_overlap_and_exclusive_checks_get_their_own_instance(
+        tmp_path: Path) -> None:
+    seen: list[tuple[str, int, float, float]] = []
+    selection = {"reference": {
+        "heartbeat": [holding("heartbeat.server-pings", seen),
+                      holding("heartbeat.reaps-silent-peer", seen)],
+        "message-types": [holding("message-types.text", seen),
+                          holding("message-types.binary", seen, exclusive=True)],
+    }}
+    events: list[object] = []
+    started = time.monotonic()
+    await run_plan(config(tmp_path, jobs=6), selection, events.append)
+    wall = time.monotonic() - started
+    assert len(seen) == 4
+    # Four checks of HOLD each, all at once: far less than their sum.
+    assert wall < 4 * HOLD, wall
+    pids = {check_id: pid for check_id, pid, _, _ in seen}
+    assert pids["heartbeat.server-pings"] == pids["heartbeat.reaps-silent-peer"]
+    assert pids["message-types.binary"] != pids["message-types.text"]
+    assert len(set(pids.values())) == 3  # heartbeat's, message-types', binary's own
+    assert sum(isinstance(e, CheckDone) for e in events) == 4
+    assert sum(isinstance(e, GapDone) for e in events) == 2
+
+
+async def test_the_bound_on_live_instances_holds(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, float, float]] = []
+    selection = {"reference": {
+        "heartbeat": [holding("heartbeat.server-pings", seen, exclusive=True),
+                      holding("heartbeat.reaps-silent-peer", seen, exclusive=True)],
+        "message-types": [holding("message-types.text", seen, exclusive=True)],
+    }}
+    await run_plan(config(tmp_path, jobs=1), selection)
+    spans = sorted((start, end) for _, _, start, end in seen)
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+async def test_tries_overlap_and_fresh_instance_tries_each_get_one(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, float, float]] = []
+
+    @check("heartbeat.server-pings", timing=True, fresh_instance=True)
+    async def fresh(ctx: ProbeContext):
+        started = time.monotonic()
+        await asyncio.sleep(HOLD)
+        seen.append(("fresh", ctx.instance.process.pid, started, time.monotonic()))
+        return failed("no Ping")
+
+    selection = {"reference": {"heartbeat": [fresh]}}
+    started = time.monotonic()
+    await run_plan(config(tmp_path, jobs=6), selection)
+    assert len(seen) == 2 and seen[0][1] != seen[1][1]  # two tries, two instances
+    assert time.monotonic() - started < 2 * HOLD + 4  # the tries overlapped
+
+
+async def test_a_gap_records_its_verdicts_in_the_results_file(tmp_path: Path) -> None:
+    cfg = config(tmp_path, jobs=2)
+    await run_plan(cfg, {"reference": {"message-types": [
+        holding("message-types.text", [])]}})
+    gap = cfg.targets["reference"].run.gaps["message-types"]
+    assert [c.verdict for c in gap.checks] == [Verdict.PASS]
+    assert (tmp_path / "results.json").exists()
