@@ -177,7 +177,7 @@ class TargetInfo:
     settings: dict[str, str] = field(default_factory=dict)
     hints: dict[str, float] = field(default_factory=dict)
     skipped: str | None = None  # why the whole target was skipped (build failed, no runtime)
-    build: str | None = None  # "built", "cached" or "none" for this run
+    build: str | None = None  # "built", "cached", "none", "failed" or "not-run" for this run
 
 
 @dataclass

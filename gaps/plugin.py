@@ -36,6 +36,7 @@ from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
 from gaps.options import DEFAULT_TARGET, add_options, without_problem
 from gaps.plan import CheckDone, Event, RunConfig, Selection, TargetRun, event_json, run_plan
 from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
+from gaps.report.session import session_reports
 from gaps.summary import render_summary
 from gaps.targets import resolve
 
@@ -48,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gaps-events", default=None, metavar="FD",
                     help="write progress events as JSON lines to this open file descriptor "
                          "(how the wsgaps CLI follows a run)")
+    parser.addini("gaps_reports", "render the reports at the end of the run (the wsgaps CLI "
+                  "switches it off in its pytest run and renders once, after it)", type="bool",
+                  default=True)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -64,6 +68,7 @@ class GapsSession(RunConfig):
     fail_on: str | None = None
     gate_failures: list[str] = field(default_factory=list)
     results: dict[tuple[str, str], CheckResult] = field(default_factory=dict)
+    report_lines: list[str] = field(default_factory=list)
 
 
 SESSION_KEY = pytest.StashKey[GapsSession]()
@@ -313,6 +318,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             with contextlib.suppress(OSError):
                 target.write()
             gaps_session.gate_failures += gate_failures(target.run, gaps_session)
+    gaps_session.report_lines = session_reports(
+        [t.path for t in gaps_session.targets.values() if t.prepared],
+        Path(session.config.getoption("gaps_out")), render=session.config.getini("gaps_reports"))
     if gaps_session.gate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -331,9 +339,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if gaps_session is None:
         return
     color = terminalreporter.hasmarkup
+    if not config.getoption("gaps_target") and any(
+            t.prepared for t in gaps_session.targets.values()):
+        terminalreporter.write_line(f"wsgaps: no --gaps-target given, so the default target "
+                                    f"{DEFAULT_TARGET} was probed")
     for target in gaps_session.targets.values():
         if target.prepared:
             terminalreporter.write(render_summary(target.run, color=color))
             terminalreporter.write_line(f"results: {target.path}")
     for line in gaps_session.gate_failures:
         terminalreporter.write_line(f"wsgaps gate: {line}", red=True)
+    for line in gaps_session.report_lines:
+        terminalreporter.write_line(line)

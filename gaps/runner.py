@@ -81,6 +81,7 @@ def pytest_argv(specs: list[str], options: dict[str, Any], events_fd: int | None
         "-o", "asyncio_mode=strict",
         "-o", "asyncio_default_fixture_loop_scope=session",
         "-o", "asyncio_default_test_loop_scope=session",
+        "-o", "gaps_reports=false",  # the CLI renders once, after the run
         *forward(options),
     ]
     for spec in specs:

@@ -47,7 +47,16 @@ READ_SIZE = 64 * 1024
 
 
 class TargetSkipped(Exception):
-    """The target cannot run here (build failed, runtime missing); not a failed run."""
+    """The target cannot run here (build failed, runtime missing); not a failed run.
+
+    ``build`` is what became of the build step, for the results: "failed" (it ran, or tried
+    to, and failed or timed out), "not-run" (a runtime it needs is missing) or "none" (the
+    target has no build step).
+    """
+
+    def __init__(self, message: str, build: str = "failed") -> None:
+        super().__init__(message)
+        self.build = build
 
 
 class TargetFailed(Exception):
@@ -243,12 +252,12 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     out or is interrupted; only the last 4 KiB of its output are kept, for the skip reason.
     """
     if manifest.start and (missing := _missing_runtime(manifest.start.requires)):
-        raise TargetSkipped(missing)
+        raise TargetSkipped(missing, build="none" if manifest.build is None else "not-run")
     build = manifest.build
     if build is None:
         return "none"
     if missing := _missing_runtime(build.requires):
-        raise TargetSkipped(f"build: {missing}")
+        raise TargetSkipped(f"build: {missing}", build="not-run")
     stamp_path = manifest.directory / ".wsgaps-build" / "stamp"
     stamp = build_stamp(manifest)
     outputs_exist = all((manifest.directory / o).exists() for o in build.outputs)

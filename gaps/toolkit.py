@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gaps.evidence import HEX_PREFIX, show_bytes
 from gaps.probe import Outcome, failed, passed
 from gaps.wire.client import Message, WireClient
 from gaps.wire.errors import ReceiveError
@@ -18,9 +19,12 @@ SHOWN = 80  # bytes of a target's payload quoted in a summary
 
 
 def show(data: bytes, limit: int = SHOWN) -> str:
-    """A bounded, printable quote of bytes the target sent (untrusted)."""
-    text = repr(data[:limit])
-    return text + ("..." if len(data) > limit else "")
+    """A bounded quote of bytes the target sent (untrusted): UTF-8 text as a quoted string,
+    anything else as ``hex:`` and its hex digits (``gaps.evidence.show_bytes``)."""
+    cut = len(data) > limit
+    shown = show_bytes(data[:limit], cut=cut)
+    text = shown if shown.startswith(HEX_PREFIX) else repr(shown)
+    return text + ("..." if cut else "")
 
 
 def quote(text: str | None, limit: int = 100) -> str:

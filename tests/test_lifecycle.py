@@ -351,6 +351,15 @@ path = "/echo"
     return folder / "target.toml", mark
 
 
+def test_build_missing_runtime_is_not_run(tmp_path: Path) -> None:
+    path, _ = build_manifest(tmp_path, '["true"]')
+    manifest = load_manifest(path)
+    manifest.build = dataclasses.replace(manifest.build, requires=("wsgaps-no-such-tool",))
+    with pytest.raises(TargetSkipped, match="build: wsgaps-no-such-tool not found") as info:
+        run_build(manifest)
+    assert info.value.build == "not-run"
+
+
 def test_build_timeout_leaves_no_process(tmp_path: Path) -> None:
     path, mark = build_manifest(
         tmp_path, '["sh", "-c", "echo building; sleep 301 & sleep 302"]', timeout=1)
@@ -385,6 +394,7 @@ def test_build_output_is_bounded(tmp_path: Path) -> None:
     path, _ = build_manifest(tmp_path, f'["{{python}}", "-c", "{code}"]')
     with pytest.raises(TargetSkipped, match="exit status 2: last words") as info:
         run_build(load_manifest(path))
+    assert info.value.build == "failed"  # the report's Build line says so
     tail = str(info.value).split("\n", 1)[1]
     assert len(tail.encode()) <= BUILD_TAIL
     assert tail.endswith("x\nlast words")

@@ -76,6 +76,7 @@ async def test_large_echo_and_small_maximum(full: ProbeContext) -> None:
         off = await message_types.large(ctx)
     assert on.verdict is Verdict.PASS, on
     assert on.evidence["size"] == 1024 * 1024
+    assert len(on.evidence["sent_sha256"]) == 64 == len(on.evidence["echo_sha256"])  # whole
     assert off.verdict is Verdict.FAIL, off
     assert "Close frame 1009" in off.summary  # websockets: message too big
 

@@ -19,8 +19,11 @@ RunWithFolder = tuple[RunResult, str]
 _MD_GLOBALS = {"br": MdSafe("  "), "log_limit": LOG_LIMIT}  # br: a Markdown hard line break
 
 
-def render_markdown(run: RunResult) -> str:
+def render_markdown(run: RunResult, *, index: str | None = None) -> str:
     """The Markdown gap report of one target's run (``gap-report.md``).
+
+    ``index``: a relative link to the matrix the report belongs to (``../matrix.md``), shown
+    at the top; none when the report stands alone.
 
     Seed shape per gap (status icon and word, priority, description, current state from the
     evidence, recommended solution), conformance findings and figures beside it, evidence as
@@ -28,17 +31,19 @@ def render_markdown(run: RunResult) -> str:
     Target text is Markdown-escaped, inline-code-quoted or fenced, and bounded.
     """
     template = markdown_environment().get_template("gap-report.md.j2")
-    return template.render(r=report_view(run), **_MD_GLOBALS)
+    return template.render(r=report_view(run), index=index, **_MD_GLOBALS)
 
 
-def render_html(run: RunResult) -> str:
+def render_html(run: RunResult, *, index: str | None = None) -> str:
     """The self-contained HTML gap report of one target's run (``gap-report.html``).
 
     Same content as ``render_markdown``; inline CSS, no script and no external resource
     (a Content-Security-Policy forbids both); all target text autoescaped and bounded.
+    Icons are inline SVG, so statuses read the same without any emoji font.  ``index``: a
+    relative link to the matrix page (``../index.html``), or none.
     """
     template = html_environment().get_template("gap-report.html.j2")
-    return template.render(r=report_view(run), log_limit=LOG_LIMIT)
+    return template.render(r=report_view(run), index=index, log_limit=LOG_LIMIT)
 
 
 def render_matrix_markdown(runs: Sequence[RunWithFolder]) -> str:
