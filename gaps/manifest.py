@@ -43,7 +43,7 @@ HINTS = {
 }
 TOP_KEYS = {
     "name", "description", "version", "build", "start", "stop", "ready", "endpoints", "hints",
-    "settings", "absent", "declared", "notes",
+    "settings", "absent", "declared", "notes", "pinned",
 }
 BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "requires"}
 START_KEYS = {"command", "cwd", "env", "requires"}
@@ -127,6 +127,9 @@ class Manifest:
     absent: dict[str, str] = field(default_factory=dict)
     declared: dict[str, Declared] = field(default_factory=dict)
     notes: str = ""
+    # The stack version the manifest's expectations and hints were written for, as it
+    # appears in the version command's output (e.g. "aiohttp 3.14.5").
+    pinned: str = ""
     url: str | None = None  # external targets: the echo URL
 
     @property
@@ -380,6 +383,7 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
             r.string(table.get("summary", ""), f"{fieldname}.summary"),
         )
     manifest.notes = r.string(data.get("notes", ""), "notes")
+    manifest.pinned = r.string(data.get("pinned", ""), "pinned")
     return manifest
 
 

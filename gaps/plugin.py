@@ -122,7 +122,7 @@ def make_session(config: pytest.Config) -> GapsSession:
         info = TargetInfo(
             name=manifest.name, description=manifest.description,
             kind="managed" if manifest.managed else "url", url=manifest.url,
-            settings=settings, hints=dict(manifest.hints),
+            settings=settings, hints=dict(manifest.hints), pinned=manifest.pinned or None,
         )
         run = RunResult(target=info, harness_version=__version__, time_scale=scale,
                         seed=session.seed, started=time.time())

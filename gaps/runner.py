@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import probes
+import wsgaps_probes
 from gaps.options import forward
 
-PROBES_DIR = Path(probes.__file__).resolve().parent
+PROBES_DIR = Path(wsgaps_probes.__file__).resolve().parent
 OUTPUT_TAIL = 16 * 1024
 EVENT_LINE_LIMIT = 64 * 1024  # bytes of one event line; longer ones are dropped
 
@@ -70,6 +70,9 @@ class RunProgress:
 def pytest_argv(specs: list[str], options: dict[str, Any], events_fd: int | None = None,
                 probes_dir: Path = PROBES_DIR) -> list[str]:
     """The pytest command line for a run; ini values are given so no config file is needed.
+
+    The probes folder is the only path given: it holds no test file, so pytest collects
+    nothing of the folder it runs in; the plugin adds the probe items.
 
     ``options`` are the CLI's parsed options (argparse ``dest`` names); each run option is
     passed on as its ``--gaps-`` twin.

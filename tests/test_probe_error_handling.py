@@ -26,9 +26,9 @@ from gaps.targets import Instance
 from gaps.wire.client import Attempt, Message
 from gaps.wire.frames import FrameParser, Opcode, encode_frame
 from gaps.wire.handshake import HandshakeResponse
-from probes import error_handling as eh
 from tests.conftest import reference_ctx, reference_manifest
 from tests.rawserver import raw_server, read_request, switching
+from wsgaps_probes import error_handling as eh
 
 aio = pytest.mark.asyncio(loop_scope="session")  # sync tests below judge pure functions
 

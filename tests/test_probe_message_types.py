@@ -13,8 +13,8 @@ import pytest
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.wire.frames import Close
-from probes import message_types
 from tests.conftest import reference_ctx, reference_manifest
+from wsgaps_probes import message_types
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -145,6 +145,7 @@ class ReportView:
     name: str
     description: str
     version: str
+    version_note: str  # the version differs from the one the manifest was written for
     build: str
     kind: str
     url: str
@@ -313,6 +314,7 @@ def report_view(run: RunResult) -> ReportView:
         name=clip(target.name, INLINE_LIMIT),
         description=clip(target.description, SUMMARY_LIMIT) if target.description else "",
         version=clip(target.version, INLINE_LIMIT) if target.version else "",
+        version_note=clip(target.version_note, SUMMARY_LIMIT) if target.version_note else "",
         build=BUILD_WORDS.get(target.build or "", ""),
         kind=clip(target.kind, INLINE_LIMIT),
         url=clip(target.url, INLINE_LIMIT) if target.url else "",
