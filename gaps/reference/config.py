@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CAPABILITIES = ("heartbeat", "app-errors", "subprotocols")
+CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -33,6 +33,10 @@ DEFECTS = {
     "unoffered-subprotocol": "any offer gets the preferred protocol, offered or not",
     "echo-any-subprotocol": "the first offered protocol is accepted, supported or not",
     "subprotocol-without-offer": "a handshake without an offer still gets a protocol",
+    # fan-out on /broadcast, /room/{room} and the chat's rooms (gaps.reference.broadcast)
+    "broadcast-skips-one": "a broadcast skips the connection that joined first (an "
+                           "off-by-one over the audience)",
+    "room-leaks": "a room message also goes to the members of every other room",
 }
 
 
