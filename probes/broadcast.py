@@ -564,13 +564,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-@check("broadcast.scale", needs=("broadcast",), exclusive=True,
+# needs=(): a URL target (echo only) must hear why it is skipped, before the endpoint rule.
+@check("broadcast.scale", needs=(), exclusive=True,
        budget=SCALE_CONNECT_WAIT + WARMUP_WAIT + SCALE_DELIVERY_WAIT + 40)
 async def scale(ctx: ProbeContext) -> Outcome:
     total = SCALE_CLIENTS + 1
     if not ctx.manifest.managed:
         return skipped(f"a URL target is probed gently: no {total}-client load on a server "
                        "the harness does not run")
+    if not ctx.has("broadcast"):
+        return skipped("target has no broadcast endpoint")
     cap = ctx.hint("max_connections")
     if cap is not None and cap < total:
         return skipped(f"the target declares max_connections = {cap:g}, below the "

@@ -153,6 +153,12 @@ async def test_scale_figures(full: ProbeContext) -> None:
     assert "one message to 500 clients: p50" in result.summary
 
 
+async def test_scale_without_an_endpoint() -> None:
+    none = with_endpoint("broadcast", remove=True)
+    result = await broadcast.scale(ProbeContext(none, Instance(none)))
+    assert result.verdict is Verdict.SKIP and result.summary == "target has no broadcast endpoint"
+
+
 async def test_scale_without_broadcast_has_no_figures() -> None:
     async with reference_ctx("--without", "broadcast", time_scale=FAST) as ctx:
         result = await broadcast.scale(ctx)
@@ -163,11 +169,13 @@ async def test_scale_without_broadcast_has_no_figures() -> None:
 
 async def test_scale_skips_a_url_target_and_a_small_cap() -> None:
     url = url_manifest("ws://127.0.0.1:9/echo")
-    url.endpoints["broadcast"] = EndpointSpec("broadcast", url="ws://127.0.0.1:9/broadcast")
     gentle = await broadcast.scale(ProbeContext(url, Instance(url)))
+    url.endpoints["broadcast"] = EndpointSpec("broadcast", url="ws://127.0.0.1:9/broadcast")
+    also = await broadcast.scale(ProbeContext(url, Instance(url)))
     capped = dataclasses.replace(reference_manifest(), hints={"max_connections": 100.0})
     small = await broadcast.scale(ProbeContext(capped, Instance(capped)))
     assert gentle.verdict is Verdict.SKIP and "probed gently" in gentle.summary
+    assert also.verdict is Verdict.SKIP and "probed gently" in also.summary
     assert small.verdict is Verdict.SKIP and "max_connections = 100" in small.summary
 
 
