@@ -47,6 +47,11 @@ Checks and verdicts:
   ``fan-out``'s).  Without a ``broadcast`` endpoint it skips (no ``absent`` rule: an
   evidence check has no failing verdict).
 
+The audience connects its clients itself (room URLs need the room field), so it applies the
+runner's rules to them in ``Audience.judge``: a connection the target violated RFC 6455 on
+earns no pass, and a failure after the target closed clients of ours while our own event
+loop had stalled is ``error`` ("harness too slow"), not evidence.
+
 Waits (scaled by ``--gaps-time-scale``; no hint shortens them, and each ends as soon as what
 it waits for has arrived):
 
@@ -63,11 +68,21 @@ import contextlib
 import math
 import re
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gaps.probe import CONNECT_WAIT, Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.model import Verdict
+from gaps.probe import (
+    CONNECT_WAIT,
+    Outcome,
+    ProbeContext,
+    check,
+    failed,
+    passed,
+    skipped,
+    the_wire_decides,
+)
 from gaps.toolkit import open_files_for, show
 from gaps.wire.client import Message, WireClient
 from gaps.wire.errors import HandshakeFailed, HandshakeRefused, ReceiveError, ReceiveTimeout
@@ -89,6 +104,10 @@ PAD = 32  # seeded ASCII letters that make every message unique
 PREFIX = 40  # leading payload bytes that identify a message in a frame record's preview
 POLL_INTERVAL = 0.01  # how often scale looks for the measured message (it times the frames)
 SHOWN = 5  # clients, senders or samples named in a summary
+# A stall of our own event loop this long (a share of the target's Pong deadline, 20 s when
+# not hinted) may have made the target close clients that answered Pings late.
+LAG_SHARE = 0.5
+DEFAULT_PONG_DEADLINE = 20.0
 
 ALL = "the broadcast audience"
 ROOM_A, ROOM_B = "room A", "room B"
@@ -233,6 +252,35 @@ class Audience:
         await self.quiet()
         for client in self.clients:
             await client.aclose()
+
+    async def judge(self, body: Coroutine[Any, Any, Outcome]) -> Outcome:
+        """Run a check's ``body`` on this audience, close it, and apply the harness's rules
+        to what the body concluded.
+
+        The audience connects its clients itself (room URLs need the room field), so the
+        rule the runner applies to ``ctx.connect`` clients is applied here: a connection the
+        target violated RFC 6455 on earns no pass (``gaps.probe.the_wire_decides``).  And a
+        failure or missing figures after the target closed clients of ours while our own
+        event loop had stalled for half a Pong deadline is the harness's problem (it may
+        have answered Pings late): ``error``, never evidence about the target.
+        """
+        try:
+            outcome = await body
+        finally:
+            await self.stop()
+        outcome = the_wire_decides(outcome, [c.violation for c in self.clients
+                                             if c.violation is not None])
+        closed = sum(1 for c in self.clients if c.closed)
+        if outcome.verdict in (Verdict.FAIL, Verdict.SKIP) and closed \
+                and "violation" not in outcome.evidence:
+            lag = self.ctx.harness_lag()
+            if lag >= LAG_SHARE * (self.ctx.hint("ping_timeout") or DEFAULT_PONG_DEADLINE):
+                return Outcome(Verdict.ERROR, f"harness too slow: its event loop stalled "
+                               f"{lag:.2f} s while {closed} of its clients were closed by the "
+                               f"target", {"harness_lag_s": round(lag, 3),
+                                           "summary_before": outcome.summary,
+                                           **outcome.evidence})
+        return outcome
 
     # -- sending and waiting -----------------------------------------------------------
 
@@ -393,7 +441,8 @@ def _missing_evidence(missing: Sequence[Listener]) -> dict[str, Any]:
 
 
 def _endpoint_rule(ctx: ProbeContext, endpoint: str) -> bool | None:
-    return ctx.manifest.endpoints[endpoint].includes_sender
+    spec = ctx.manifest.endpoints.get(endpoint)
+    return None if spec is None else spec.includes_sender
 
 
 def _refused(exc: HandshakeRefused, audience: Audience, endpoint: str) -> Outcome:
@@ -407,52 +456,53 @@ def _refused(exc: HandshakeRefused, audience: Audience, endpoint: str) -> Outcom
 @check("broadcast.fan-out", needs=("broadcast",), absent="broadcast", exclusive=True,
        budget=WARMUP_WAIT + DELIVERY_WAIT + 40)
 async def fan_out(ctx: ProbeContext) -> Outcome:
+    audience = Audience(ctx, _endpoint_rule(ctx, "broadcast"))
+    return await audience.judge(_fan_out(ctx, audience))
+
+
+async def _fan_out(ctx: ProbeContext, audience: Audience) -> Outcome:
     deliver = ctx.plan_wait(DELIVERY_WAIT)
     warm = ctx.plan_wait(WARMUP_WAIT, name="warm-up")
-    audience = Audience(ctx, _endpoint_rule(ctx, "broadcast"))
     try:
-        try:
-            clients = await audience.join("broadcast", FAN_OUT_CLIENTS, ALL)
-        except HandshakeRefused as exc:
-            return _refused(exc, audience, "broadcast")
-        warmup = await audience.warm_up({ALL: clients}, warm)
-        facts = {"clients": len(clients), **warmup.facts()}
-        if not warmup.done:
-            return failed(
-                f"{len(clients)} clients on broadcast, each sending one message per round: "
-                f"after {warmup.rounds} round(s) in {warm:.1f} s, "
-                f"{warmup.describe()}", **facts, **audience.evidence(),
-                **_missing_evidence(list(warmup.unheard)))
-        sender = clients[0]
-        sent = await audience.send(sender, "fan-out")
-        await audience.wait_for(lambda: audience.reached(sent), audience.now() + deliver)
-        required = audience.required(sent)
-        missing = [x for x in required if sent.seq not in x.got]
-        twice = [x for x in required if len(x.got.get(sent.seq, ())) > 1]
-        times = [x.got[sent.seq][0] - sent.at for x in required if sent.seq in x.got]
-        facts.update(latency_max_ms=round(max(times) * 1000, 2) if times else None,
-                     wait=deliver)
-        what = f"one {len(sent.payload)}-byte text message from {sender.name}"
-        if missing:
-            return failed(f"{what} reached {len(required) - len(missing)} of the "
-                          f"{len(required)} clients that should get it within {deliver:.1f} s "
-                          f"({_sender_rule(audience)}); missing: "
-                          f"{_names([x.index for x in missing])}", **facts,
-                          **audience.evidence(), **_missing_evidence(missing))
-        if twice:
-            return failed(f"{what} reached {twice[0].name} {len(twice[0].got[sent.seq])} times "
-                          f"({len(twice)} client(s) got it more than once)", **facts,
-                          **audience.evidence())
-        if problem := _own_copy_problem(audience):
-            return failed(problem, **facts, **audience.evidence())
-        own = sent.seq in sender.got
-        return passed(
-            f"{what} reached all {len(required)} clients that should get it, intact, once, "
-            f"within {max(times) * 1000:.1f} ms (the sender {'got' if own else 'did not get'} "
-            f"its own copy; {_sender_rule(audience)}); warm-up: {warmup.rounds} round(s), "
-            f"{warmup.seconds:.2f} s", sender_got_own=own, **facts, **audience.evidence())
-    finally:
-        await audience.stop()
+        clients = await audience.join("broadcast", FAN_OUT_CLIENTS, ALL)
+    except HandshakeRefused as exc:
+        return _refused(exc, audience, "broadcast")
+    warmup = await audience.warm_up({ALL: clients}, warm)
+    facts = {"clients": len(clients), **warmup.facts()}
+    if not warmup.done:
+        return failed(
+            f"{len(clients)} clients on broadcast, each sending one message per round: "
+            f"after {warmup.rounds} round(s) in {warm:.1f} s, "
+            f"{warmup.describe()}", **facts, **audience.evidence(),
+            **_missing_evidence(list(warmup.unheard)))
+    sender = clients[0]
+    sent = await audience.send(sender, "fan-out")
+    await audience.wait_for(lambda: audience.reached(sent), audience.now() + deliver)
+    required = audience.required(sent)
+    missing = [x for x in required if sent.seq not in x.got]
+    twice = [x for x in required if len(x.got.get(sent.seq, ())) > 1]
+    times = [x.got[sent.seq][0] - sent.at for x in required if sent.seq in x.got]
+    facts.update(latency_max_ms=round(max(times) * 1000, 2) if times else None,
+                 wait=deliver)
+    what = f"one {len(sent.payload)}-byte text message from {sender.name}"
+    if missing:
+        return failed(f"{what} reached {len(required) - len(missing)} of the "
+                      f"{len(required)} clients that should get it within {deliver:.1f} s "
+                      f"({_sender_rule(audience)}); missing: "
+                      f"{_names([x.index for x in missing])}", **facts,
+                      **audience.evidence(), **_missing_evidence(missing))
+    if twice:
+        return failed(f"{what} reached {twice[0].name} {len(twice[0].got[sent.seq])} times "
+                      f"({len(twice)} client(s) got it more than once)", **facts,
+                      **audience.evidence())
+    if problem := _own_copy_problem(audience):
+        return failed(problem, **facts, **audience.evidence())
+    own = sent.seq in sender.got
+    return passed(
+        f"{what} reached all {len(required)} clients that should get it, intact, once, "
+        f"within {max(times) * 1000:.1f} ms (the sender {'got' if own else 'did not get'} "
+        f"its own copy; {_sender_rule(audience)}); warm-up: {warmup.rounds} round(s), "
+        f"{warmup.seconds:.2f} s", sender_got_own=own, **facts, **audience.evidence())
 
 
 # -- broadcast.rooms ---------------------------------------------------------------------
@@ -460,63 +510,64 @@ async def fan_out(ctx: ProbeContext) -> Outcome:
 @check("broadcast.rooms", needs=("room",), absent="rooms", exclusive=True,
        budget=WARMUP_WAIT + 2 * DELIVERY_WAIT + 40)
 async def rooms(ctx: ProbeContext) -> Outcome:
+    audience = Audience(ctx, _endpoint_rule(ctx, "room"))
+    return await audience.judge(_rooms(ctx, audience))
+
+
+async def _rooms(ctx: ProbeContext, audience: Audience) -> Outcome:
     deliver = ctx.plan_wait(DELIVERY_WAIT)
     warm = ctx.plan_wait(WARMUP_WAIT, name="warm-up")
-    audience = Audience(ctx, _endpoint_rule(ctx, "room"))
     names = {ROOM_A: f"wsgaps-{audience.nonce}-a", ROOM_B: f"wsgaps-{audience.nonce}-b"}
     try:
-        try:
-            members = await audience.join("room", ROOM_MEMBERS, ROOM_A, room=names[ROOM_A])
-            outsider, barrier_sender = await audience.join("room", 2, ROOM_B,
-                                                           room=names[ROOM_B])
-        except HandshakeRefused as exc:
-            return _refused(exc, audience, "room")
-        facts: dict[str, Any] = {
-            "rooms": names, "members": [x.name for x in members], "non_member": outsider.name,
-            "barrier_sender": barrier_sender.name}
-        warmup = await audience.warm_up({ROOM_A: members, ROOM_B: [outsider, barrier_sender]},
-                                        warm)
-        facts.update(warmup.facts())
-        leak = _leak_summary(audience, outsider)
-        if not warmup.done:
-            return failed(
-                f"{ROOM_MEMBERS} members of {ROOM_A} and 2 clients of {ROOM_B}, each sending one "
-                f"message per round to its room: after {warmup.rounds} round(s) in {warm:.1f} s, "
-                f"{warmup.describe()}" + (f"; also, {leak}" if leak else ""),
-                **facts, **audience.evidence(), **_missing_evidence(list(warmup.unheard)))
-        sent = await audience.send(members[0], "room")
-        reached = await audience.wait_for(lambda: audience.reached(sent),
-                                          audience.now() + deliver)
-        required = audience.required(sent)
-        if not reached:
-            missing = [x for x in required if sent.seq not in x.got]
-            return failed(
-                f"the room message from {members[0].name} reached {len(required) - len(missing)} "
-                f"of the {len(required)} members of {ROOM_A} that should get it within "
-                f"{deliver:.1f} s ({_sender_rule(audience)})" + (f"; also, {leak}" if leak else ""),
-                **facts, **audience.evidence(), **_missing_evidence(missing))
-        barrier = await audience.send(barrier_sender, "barrier")
-        arrived = await audience.wait_for(lambda: barrier.seq in outsider.got,
-                                          audience.now() + deliver)
-        facts["barrier_arrived"] = arrived
-        leak = _leak_summary(audience, outsider)
-        if leak:
-            return failed(leak, leaked_copies=len(audience.leaks()), **facts,
-                          **audience.evidence())
-        if not arrived:
-            return failed(f"the barrier sent to {ROOM_B} after every member of {ROOM_A} had the "
-                          f"room message did not reach {outsider.name}, the other member of "
-                          f"{ROOM_B}, within {deliver:.1f} s, so its silence proves nothing",
-                          **facts, **audience.evidence(), **_missing_evidence([outsider]))
-        if problem := _own_copy_problem(audience):
-            return failed(problem, **facts, **audience.evidence())
-        return passed(
-            f"the room message reached all {len(required)} members of {ROOM_A} that should get "
-            f"it ({_sender_rule(audience)}); {outsider.name} in {ROOM_B} received nothing from "
-            f"{ROOM_A} before the barrier sent to its own room after that; warm-up: "
-            f"{warmup.rounds} round(s), {warmup.seconds:.2f} s", **facts, **audience.evidence())
-    finally:
-        await audience.stop()
+        members = await audience.join("room", ROOM_MEMBERS, ROOM_A, room=names[ROOM_A])
+        outsider, barrier_sender = await audience.join("room", 2, ROOM_B,
+                                                       room=names[ROOM_B])
+    except HandshakeRefused as exc:
+        return _refused(exc, audience, "room")
+    facts: dict[str, Any] = {
+        "rooms": names, "members": [x.name for x in members], "non_member": outsider.name,
+        "barrier_sender": barrier_sender.name}
+    warmup = await audience.warm_up({ROOM_A: members, ROOM_B: [outsider, barrier_sender]},
+                                    warm)
+    facts.update(warmup.facts())
+    leak = _leak_summary(audience, outsider)
+    if not warmup.done:
+        return failed(
+            f"{ROOM_MEMBERS} members of {ROOM_A} and 2 clients of {ROOM_B}, each sending one "
+            f"message per round to its room: after {warmup.rounds} round(s) in {warm:.1f} s, "
+            f"{warmup.describe()}" + (f"; also, {leak}" if leak else ""),
+            **facts, **audience.evidence(), **_missing_evidence(list(warmup.unheard)))
+    sent = await audience.send(members[0], "room")
+    reached = await audience.wait_for(lambda: audience.reached(sent),
+                                      audience.now() + deliver)
+    required = audience.required(sent)
+    if not reached:
+        missing = [x for x in required if sent.seq not in x.got]
+        return failed(
+            f"the room message from {members[0].name} reached {len(required) - len(missing)} "
+            f"of the {len(required)} members of {ROOM_A} that should get it within "
+            f"{deliver:.1f} s ({_sender_rule(audience)})" + (f"; also, {leak}" if leak else ""),
+            **facts, **audience.evidence(), **_missing_evidence(missing))
+    barrier = await audience.send(barrier_sender, "barrier")
+    arrived = await audience.wait_for(lambda: barrier.seq in outsider.got,
+                                      audience.now() + deliver)
+    facts["barrier_arrived"] = arrived
+    leak = _leak_summary(audience, outsider)
+    if leak:
+        return failed(leak, leaked_copies=len(audience.leaks()), **facts,
+                      **audience.evidence())
+    if not arrived:
+        return failed(f"the barrier sent to {ROOM_B} after every member of {ROOM_A} had the "
+                      f"room message did not reach {outsider.name}, the other member of "
+                      f"{ROOM_B}, within {deliver:.1f} s, so its silence proves nothing",
+                      **facts, **audience.evidence(), **_missing_evidence([outsider]))
+    if problem := _own_copy_problem(audience):
+        return failed(problem, **facts, **audience.evidence())
+    return passed(
+        f"the room message reached all {len(required)} members of {ROOM_A} that should get "
+        f"it ({_sender_rule(audience)}); {outsider.name} in {ROOM_B} received nothing from "
+        f"{ROOM_A} before the barrier sent to its own room after that; warm-up: "
+        f"{warmup.rounds} round(s), {warmup.seconds:.2f} s", **facts, **audience.evidence())
 
 
 def _leak_summary(audience: Audience, outsider: Listener) -> str:
@@ -568,6 +619,11 @@ def percentile(values: Sequence[float], q: float) -> float:
 @check("broadcast.scale", needs=(), exclusive=True,
        budget=SCALE_CONNECT_WAIT + WARMUP_WAIT + SCALE_DELIVERY_WAIT + 40)
 async def scale(ctx: ProbeContext) -> Outcome:
+    audience = Audience(ctx, _endpoint_rule(ctx, "broadcast"))
+    return await audience.judge(_scale(ctx, audience))
+
+
+async def _scale(ctx: ProbeContext, audience: Audience) -> Outcome:
     total = SCALE_CLIENTS + 1
     if not ctx.manifest.managed:
         return skipped(f"a URL target is probed gently: no {total}-client load on a server "
@@ -582,50 +638,46 @@ async def scale(ctx: ProbeContext) -> Outcome:
     connect_wait = ctx.plan_wait(SCALE_CONNECT_WAIT, name="connect")
     warm = ctx.plan_wait(WARMUP_WAIT, name="warm-up")
     deliver = ctx.plan_wait(SCALE_DELIVERY_WAIT)
-    audience = Audience(ctx, _endpoint_rule(ctx, "broadcast"))
     started = audience.now()
     try:
-        try:
-            async with asyncio.timeout(connect_wait):
-                receivers = await audience.join("broadcast", SCALE_CLIENTS, ALL,
-                                                at_once=CONNECT_AT_ONCE)
-                sender = (await audience.join("broadcast", 1, ALL))[0]
-        except HandshakeFailed as exc:  # before TimeoutError: a HandshakeTimeout is both
-            return skipped(f"no figures: a connection of the {total} failed after "
-                           f"{len(audience.clients)} had connected: {exc}",
-                           connected=len(audience.clients), **audience.evidence())
-        except TimeoutError:
-            return skipped(f"no figures: {len(audience.clients)} of {total} clients connected "
-                           f"within {connect_wait:.1f} s", connected=len(audience.clients),
-                           **audience.evidence())
-        connect_s = audience.now() - started
-        facts: dict[str, Any] = {"clients": SCALE_CLIENTS, "connect_s": round(connect_s, 3)}
-        warmup = await audience.warm_up({ALL: [sender]}, warm)
-        facts.update(warmup.facts())
-        if not warmup.done:
-            return skipped(f"no figures: after {warmup.rounds} round(s) in {warm:.1f} s, "
-                           f"{len(warmup.unheard)} of {SCALE_CLIENTS} receivers had no message "
-                           "from the sender (fan-out is the capability check)", **facts,
-                           **audience.evidence(), **_missing_evidence(list(warmup.unheard)))
-        # Measured at the clients' own read loops (their frame records), with the listeners'
-        # tasks stopped: the harness reads 500 sockets on one event loop, and every task
-        # switch of its own would count as the target's latency.
-        await audience.quiet()
-        sent = await audience.send(sender, "scale")
-        arrivals = await _arrivals(receivers, sent, audience.now() + deliver,
-                                   ctx.scaled(POLL_INTERVAL))
-        times = [at - sent.at for at in arrivals.values()]
-        if len(times) < len(receivers):
-            missing = [x for x in receivers if x not in arrivals]
-            return skipped(f"no figures: the measured message reached {len(times)} of "
-                           f"{SCALE_CLIENTS} receivers within {deliver:.1f} s", **facts,
-                           **audience.evidence(), **_missing_evidence(missing))
-        p50, p99, top = (percentile(times, q) * 1000 for q in (0.5, 0.99, 1.0))
-        return passed(
-            f"one message to {SCALE_CLIENTS} clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-            f"max {top:.1f} ms; {total} clients connected in {connect_s:.2f} s",
-            p50_ms=round(p50, 2), p99_ms=round(p99, 2), max_ms=round(top, 2), **facts,
-            connect_at_once=CONNECT_AT_ONCE, open_file_limit=file_limit, wait=deliver,
-            **audience.evidence())
-    finally:
-        await audience.stop()
+        async with asyncio.timeout(connect_wait):
+            receivers = await audience.join("broadcast", SCALE_CLIENTS, ALL,
+                                            at_once=CONNECT_AT_ONCE)
+            sender = (await audience.join("broadcast", 1, ALL))[0]
+    except HandshakeFailed as exc:  # before TimeoutError: a HandshakeTimeout is both
+        return skipped(f"no figures: a connection of the {total} failed after "
+                       f"{len(audience.clients)} had connected: {exc}",
+                       connected=len(audience.clients), **audience.evidence())
+    except TimeoutError:
+        return skipped(f"no figures: {len(audience.clients)} of {total} clients connected "
+                       f"within {connect_wait:.1f} s", connected=len(audience.clients),
+                       **audience.evidence())
+    connect_s = audience.now() - started
+    facts: dict[str, Any] = {"clients": SCALE_CLIENTS, "connect_s": round(connect_s, 3)}
+    warmup = await audience.warm_up({ALL: [sender]}, warm)
+    facts.update(warmup.facts())
+    if not warmup.done:
+        return skipped(f"no figures: after {warmup.rounds} round(s) in {warm:.1f} s, "
+                       f"{len(warmup.unheard)} of {SCALE_CLIENTS} receivers had no message "
+                       "from the sender (fan-out is the capability check)", **facts,
+                       **audience.evidence(), **_missing_evidence(list(warmup.unheard)))
+    # Measured at the clients' own read loops (their frame records), with the listeners'
+    # tasks stopped: the harness reads 500 sockets on one event loop, and every task
+    # switch of its own would count as the target's latency.
+    await audience.quiet()
+    sent = await audience.send(sender, "scale")
+    arrivals = await _arrivals(receivers, sent, audience.now() + deliver,
+                               ctx.scaled(POLL_INTERVAL))
+    times = [at - sent.at for at in arrivals.values()]
+    if len(times) < len(receivers):
+        missing = [x for x in receivers if x not in arrivals]
+        return skipped(f"no figures: the measured message reached {len(times)} of "
+                       f"{SCALE_CLIENTS} receivers within {deliver:.1f} s", **facts,
+                       **audience.evidence(), **_missing_evidence(missing))
+    p50, p99, top = (percentile(times, q) * 1000 for q in (0.5, 0.99, 1.0))
+    return passed(
+        f"one message to {SCALE_CLIENTS} clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"max {top:.1f} ms; {total} clients connected in {connect_s:.2f} s",
+        p50_ms=round(p50, 2), p99_ms=round(p99, 2), max_ms=round(top, 2), **facts,
+        connect_at_once=CONNECT_AT_ONCE, open_file_limit=file_limit, wait=deliver,
+        **audience.evidence())

@@ -20,9 +20,9 @@ import pytest
 from gaps import toolkit
 from gaps.manifest import EndpointSpec, Manifest, url_manifest
 from gaps.model import Method, Verdict
-from gaps.probe import ProbeContext
+from gaps.probe import Outcome, ProbeContext, failed, passed
 from gaps.targets import Instance
-from gaps.wire.client import WireClient
+from gaps.wire.client import FrameRecord, Violation, WireClient
 from probes import broadcast
 from tests.conftest import reference_ctx, reference_manifest
 
@@ -90,14 +90,20 @@ async def test_fan_out_sender_rule_unset_accepts_either(full: ProbeContext) -> N
     assert result.evidence["sender_got_own"] is True  # recorded, not required
 
 
-async def test_fan_out_declared_absent_and_no_endpoint() -> None:
-    absent = dataclasses.replace(reference_manifest(), absent={"broadcast": "example: none"})
+async def test_fan_out_declared_absent_and_no_endpoint(full: ProbeContext) -> None:
+    """Without the endpoint a declaration decides (or nothing does: skip); with it, the wire
+    decides and a contradicting declaration is shown beside the observed verdict."""
     none = with_endpoint("broadcast", remove=True)
+    absent = dataclasses.replace(none, absent={"broadcast": "example: none"})
     declared = await broadcast.fan_out(ProbeContext(absent, Instance(absent)))
     skip = await broadcast.fan_out(ProbeContext(none, Instance(none)))
+    there = dataclasses.replace(reference_manifest(), absent={"broadcast": "example: none"})
+    observed = await broadcast.fan_out(ProbeContext(there, full.instance, seed=3))
     assert declared.verdict is Verdict.FAIL and declared.method is Method.DECLARED
     assert declared.source == "example: none"
     assert skip.verdict is Verdict.SKIP and "no broadcast endpoint" in skip.summary
+    assert observed.verdict is Verdict.PASS and observed.method is Method.OBSERVED
+    assert "but the wire shows pass" in (observed.contradiction or "")
 
 
 # -- rooms ---------------------------------------------------------------------------------
@@ -135,7 +141,8 @@ async def test_rooms_sender_rule_of_the_manifest() -> None:
 
 
 async def test_rooms_declared_absent() -> None:
-    manifest = dataclasses.replace(reference_manifest(), absent={"rooms": "example: none"})
+    manifest = dataclasses.replace(with_endpoint("room", remove=True),
+                                   absent={"rooms": "example: none"})
     result = await broadcast.rooms(ProbeContext(manifest, Instance(manifest)))
     assert result.verdict is Verdict.FAIL and result.method is Method.DECLARED
 
@@ -245,3 +252,43 @@ async def test_chat_fans_out_to_the_other_members_of_its_room(args: tuple[str, .
         finally:
             for client in (alice, bob, carol):
                 await client.aclose()
+
+
+# -- rules the audience applies to its own clients -------------------------------------------
+
+class FakeClient:
+    def __init__(self, violation: Violation | None = None, closed: bool = False) -> None:
+        self.violation = violation
+        self.closed = closed
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def judged(clients: list[FakeClient], outcome: Outcome, lag: float = 0.0) -> Outcome:
+    manifest = reference_manifest()
+    ctx = ProbeContext(manifest, Instance(manifest))
+    ctx.harness_lag = lambda: lag  # type: ignore[method-assign]
+    audience = broadcast.Audience(ctx, True)
+    audience.clients = clients  # type: ignore[assignment]
+
+    async def body() -> Outcome:
+        return outcome
+
+    return await audience.judge(body())
+
+
+async def test_a_violated_audience_connection_earns_no_pass() -> None:
+    record = FrameRecord(0.5, "in", "0x3", True, "000", False, 0, "")
+    violation = Violation(0.5, "reserved opcode 0x3 (RFC 6455 5.2)", record)
+    result = await judged([FakeClient(), FakeClient(violation)], passed("all reached"))
+    assert result.verdict is Verdict.FAIL
+    assert "broke RFC 6455" in result.summary and "reserved opcode" in result.summary
+
+
+async def test_closed_clients_during_a_harness_stall_are_an_error() -> None:
+    stalled = await judged([FakeClient(closed=True)], failed("client 3 missing"), lag=1.5)
+    calm = await judged([FakeClient(closed=True)], failed("client 3 missing"), lag=0.05)
+    assert stalled.verdict is Verdict.ERROR and stalled.summary.startswith("harness too slow")
+    assert stalled.evidence["summary_before"] == "client 3 missing"
+    assert calm.verdict is Verdict.FAIL
