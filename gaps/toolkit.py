@@ -7,10 +7,12 @@ of ``docs/design-notes.md`` for which helper is for what.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
 import resource
+from collections.abc import AsyncIterator
 from typing import Any
 
 from gaps.probe import Outcome, failed, passed
@@ -104,3 +106,19 @@ def _open_files() -> int:
         with contextlib.suppress(OSError):
             return len(os.listdir(folder))
     return 0
+
+
+_LOAD_LOCKS: dict[int, asyncio.Lock] = {}
+
+
+@contextlib.asynccontextmanager
+async def heavy_load() -> AsyncIterator[float]:
+    """Hold this harness's one load slot: checks that put hundreds of connections or
+    thousands of messages through the harness's event loop (figures such as
+    ``broadcast.scale``) take turns, so that one load's figures never carry another's
+    (targets and gaps run at once).  Yields the seconds spent waiting for the slot."""
+    loop = asyncio.get_running_loop()
+    lock = _LOAD_LOCKS.setdefault(id(loop), asyncio.Lock())
+    asked = loop.time()
+    async with lock:
+        yield loop.time() - asked

@@ -35,7 +35,9 @@ Checks and verdicts:
   room's member.  ``absent.rooms`` makes it a declared fail.
 - ``scale`` [evidence]: ``SCALE_CLIENTS`` (500) receivers and one sender connect
   (``CONNECT_AT_ONCE`` handshakes at a time; the time to connect them all is a figure).
-  Warm-up: the sender sends until every receiver has one of its messages.  Then one message,
+  The whole measurement holds the harness's one load slot (``gaps.toolkit.heavy_load``):
+  targets and gaps run at once, and two 500-client loads on one event loop would time each
+  other.  Warm-up: the sender sends until every receiver has one of its messages.  Then one message,
   timed from just before it is written to its arrival at each receiver: p50, p99 (nearest
   rank) and max delivery latency are the figures.  Before connecting, the harness raises its
   own open-file limit and makes sure there is room for the audience; when there is not, or
@@ -83,7 +85,7 @@ from gaps.probe import (
     skipped,
     the_wire_decides,
 )
-from gaps.toolkit import open_files_for, show
+from gaps.toolkit import heavy_load, open_files_for, show
 from gaps.wire.client import Message, WireClient
 from gaps.wire.errors import HandshakeFailed, HandshakeRefused, ReceiveError, ReceiveTimeout
 from gaps.wire.frames import Opcode, opcode_name
@@ -634,6 +636,18 @@ async def _scale(ctx: ProbeContext, audience: Audience) -> Outcome:
     if cap is not None and cap < total:
         return skipped(f"the target declares max_connections = {cap:g}, below the "
                        f"{total} clients of this measurement", max_connections=cap)
+    # One load at a time in this harness: targets and gaps run at once, and another
+    # 500-client load on the same event loop would be counted as this target's latency.
+    async with heavy_load() as queued:
+        try:
+            outcome = await _measure(ctx, audience, total)
+        finally:
+            await audience.stop()
+    outcome.evidence["load_slot_wait_s"] = round(queued, 3)
+    return outcome
+
+
+async def _measure(ctx: ProbeContext, audience: Audience, total: int) -> Outcome:
     file_limit = open_files_for(total + FILE_MARGIN)
     connect_wait = ctx.plan_wait(SCALE_CONNECT_WAIT, name="connect")
     warm = ctx.plan_wait(WARMUP_WAIT, name="warm-up")

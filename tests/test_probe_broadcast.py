@@ -10,6 +10,7 @@ about two seconds instead of twenty.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import errno
 import json
@@ -292,3 +293,18 @@ async def test_closed_clients_during_a_harness_stall_are_an_error() -> None:
     assert stalled.verdict is Verdict.ERROR and stalled.summary.startswith("harness too slow")
     assert stalled.evidence["summary_before"] == "client 3 missing"
     assert calm.verdict is Verdict.FAIL
+
+
+async def test_heavy_loads_take_turns() -> None:
+    order: list[str] = []
+
+    async def load(name: str) -> float:
+        async with toolkit.heavy_load() as waited:
+            order.append(f"{name} in")
+            await asyncio.sleep(0.05)
+            order.append(f"{name} out")
+        return waited
+
+    first, second = await asyncio.gather(load("a"), load("b"))
+    assert order == ["a in", "a out", "b in", "b out"]
+    assert first < 0.05 <= second + 0.01
