@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CAPABILITIES = ("heartbeat", "app-errors", "subprotocols")
+CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -44,6 +44,10 @@ DEFECTS = {
     "accept-unmasked": "unmasked client frames are accepted",
     "accept-invalid-utf8": "a Text message whose first frame is not UTF-8 is passed on "
                            "unchecked (it reaches the handler, and comes back, as Binary)",
+    # fan-out on /broadcast, /room/{room} and the chat's rooms (gaps.reference.broadcast)
+    "broadcast-skips-one": "a broadcast skips the connection that joined first (an "
+                           "off-by-one over the audience)",
+    "room-leaks": "a room message also goes to the members of every other room",
 }
 
 

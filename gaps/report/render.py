@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gaps.model import RunResult
+from gaps.report.figures import figures_view
 from gaps.report.safe import MdSafe
 from gaps.report.templates import html_environment, markdown_environment
 from gaps.report.view import LOG_LIMIT, matrix_view, report_view
@@ -53,7 +54,7 @@ def render_matrix_markdown(runs: Sequence[RunWithFolder]) -> str:
     matrix file; every cell links to ``<folder>/gap-report.md`` at the gap's anchor.
     """
     template = markdown_environment().get_template("matrix.md.j2")
-    return template.render(m=matrix_view(runs), **_MD_GLOBALS)
+    return template.render(m=matrix_view(runs), fig=figures_view(runs), **_MD_GLOBALS)
 
 
 def render_index_html(runs: Sequence[RunWithFolder]) -> str:
@@ -62,4 +63,4 @@ def render_index_html(runs: Sequence[RunWithFolder]) -> str:
     Takes the same ``(run, folder)`` pairs as ``render_matrix_markdown``.
     """
     template = html_environment().get_template("index.html.j2")
-    return template.render(m=matrix_view(runs))
+    return template.render(m=matrix_view(runs), fig=figures_view(runs))
