@@ -20,11 +20,14 @@ from gaps.report.view import (
     INLINE_LIMIT,
     REPORT_HTML,
     REPORT_MD,
-    SKIPPED_ICON,
-    SKIPPED_WORD,
+    SKIPPED,
+    STATUS_ICON,
+    STATUS_WORD,
     SUMMARY_LIMIT,
     VERDICT_ICON,
 )
+
+SKIPPED_ICON, SKIPPED_WORD = STATUS_ICON[SKIPPED], STATUS_WORD[SKIPPED]
 
 
 @dataclass(frozen=True)
