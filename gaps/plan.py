@@ -190,7 +190,8 @@ def _context(config: RunConfig, target: TargetRun, instance: Instance,
 async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[CheckDef],
                   observe: Observer, limit: asyncio.Semaphore) -> GapResult:
     """One gap: its ordinary checks at once on one fresh instance, each ``exclusive`` check
-    alone on an instance of its own, each try of a ``fresh_instance`` check on a new one."""
+    alone on an instance of its own, each try of a ``fresh_instance`` check on a new one, and
+    each ``declared_only`` check on none (its manifest decides it)."""
     gap = GapResult(slug, started=time.time())
     target.run.gaps[slug] = gap
     observe(GapStarted(target.label, slug, len(checks), max(d.budget for d in checks)))
@@ -225,10 +226,17 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         ctx = _context(config, target, Instance(target.manifest), slots)
         await record(await defn(ctx))
 
-    shared = [d for d in checks if not d.exclusive and not d.fresh_instance]
+    async def without_instance(defn: CheckDef) -> None:
+        # A declared_only check reads the manifest alone: no instance is started for it.
+        ctx = _context(config, target, Instance(target.manifest), slots)
+        await record(await defn(ctx))
+
+    observed = [d for d in checks if not d.declared_only]
+    shared = [d for d in observed if not d.exclusive and not d.fresh_instance]
     groups = [on_one_instance(shared)] if shared else []
-    groups += [on_one_instance([d]) for d in checks if d.exclusive and not d.fresh_instance]
-    groups += [fresh_each_try(d) for d in checks if d.fresh_instance]
+    groups += [on_one_instance([d]) for d in observed if d.exclusive and not d.fresh_instance]
+    groups += [fresh_each_try(d) for d in observed if d.fresh_instance]
+    groups += [without_instance(d) for d in checks if d.declared_only]
     try:
         await asyncio.gather(*groups)
     finally:

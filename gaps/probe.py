@@ -82,6 +82,9 @@ class CheckDef:
     budget: float
     exclusive: bool = False  # runs alone on its instance (a shared audience, a crash defect)
     fresh_instance: bool = False  # each try on a new instance (what a target does at start)
+    # Decided by the manifest's ``declared.<id>`` fact alone (method ``declared``): there is
+    # nothing on the wire to observe, so the function never runs and no instance is needed.
+    declared_only: bool = False
 
     @property
     def gap(self) -> str:
@@ -105,6 +108,7 @@ def check(
     budget: float = 60.0,
     exclusive: bool = False,
     fresh_instance: bool = False,
+    declared_only: bool = False,
 ) -> Callable[[CheckFn], CheckDef]:
     """Register ``fn`` as the check ``check_id`` (which must be in the catalog).
 
@@ -113,14 +117,23 @@ def check(
     own connections; ``exclusive`` makes a check run alone on its instance (checks that share
     an audience, such as broadcast, or a defect that takes the instance down), and
     ``fresh_instance`` gives each try a new instance (what a target does once at start-up).
+    ``declared_only`` marks a check of method ``declared`` (``[c, declared]`` in DESIGN.md):
+    the manifest's ``declared.<id>`` fact decides it, and without one it is ``skip``; its
+    function is never called and it needs no endpoint and no instance.
     """
     if check_id not in CHECKS:
         raise KeyError(f"{check_id!r} is not a check ID of the catalog")
     if absent is not None and absent not in CAPABILITIES:
         raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
+    if declared_only:
+        if absent or timing or exclusive or fresh_instance:
+            raise ValueError(f"{check_id}: a declared_only check observes nothing, so it "
+                             "takes no absent, timing, exclusive or fresh_instance")
+        needs = ()  # no endpoint: the manifest decides
 
     def wrap(fn: CheckFn) -> CheckDef:
-        return CheckDef(check_id, fn, needs, absent, timing, budget, exclusive, fresh_instance)
+        return CheckDef(check_id, fn, needs, absent, timing, budget, exclusive, fresh_instance,
+                        declared_only)
 
     return wrap
 
@@ -208,6 +221,14 @@ class ProbeContext:
     def scaled(self, seconds: float) -> float:
         """A short internal bound (not a documented wait), scaled for slow machines."""
         return seconds * self.time_scale
+
+    def extend_budget(self, seconds: float) -> None:
+        """Push the running try's cap out by ``seconds`` (already measured, not scaled): time
+        the try spent queued for a harness resource (``toolkit.heavy_load``) is not the
+        target's, so it must not eat the budget of the waits that follow."""
+        if self._budget is not None and (when := self._budget.when()) is not None \
+                and seconds > 0:
+            self._budget.reschedule(when + seconds)
 
     # -- clients -------------------------------------------------------------------------
 
@@ -383,8 +404,17 @@ async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
     observed verdict as its explanation (a contradiction is a manifest error).  Only a check
     that needs an endpoint the target lacks is decided by a declaration (method
     ``declared``), or skipped without one; ``trust_declarations`` trades observing for speed.
+    A ``declared_only`` check has nothing to observe: its declaration decides it, or it is
+    ``skip`` saying that the manifest declares nothing.
     """
     declared = declaration(defn, ctx)
+    if defn.declared_only:
+        if declared is None:
+            return CheckResult(defn.id, Verdict.SKIP, "the manifest declares nothing: this "
+                               "check has no wire observation and is decided by a declaration "
+                               f"(declared.\"{defn.id}\" with a source)", Method.DECLARED)
+        return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],
+                           Method.DECLARED, source=declared["source"])
     missing = [name for name in defn.needs if not ctx.has(name)]
     if declared is not None and (missing or ctx.trust_declarations):
         return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],

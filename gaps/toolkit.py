@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gaps.evidence import HEX_PREFIX, show_bytes
-from gaps.probe import Outcome, failed, passed
+from gaps.probe import Outcome, ProbeContext, failed, passed
 from gaps.wire.client import Message, WireClient
 from gaps.wire.errors import ReceiveError
 from gaps.wire.frames import Opcode, opcode_name
@@ -116,13 +116,18 @@ _LOAD_LOCKS: dict[int, asyncio.Lock] = {}
 
 
 @contextlib.asynccontextmanager
-async def heavy_load() -> AsyncIterator[float]:
+async def heavy_load(ctx: ProbeContext | None = None) -> AsyncIterator[float]:
     """Hold this harness's one load slot: checks that put hundreds of connections or
     thousands of messages through the harness's event loop (figures such as
-    ``broadcast.scale``) take turns, so that one load's figures never carry another's
-    (targets and gaps run at once).  Yields the seconds spent waiting for the slot."""
+    ``broadcast.scale``, ``concurrency.parallel-echo``) take turns, so that one load's figures
+    never carry another's (targets and gaps run at once).  Yields the seconds spent waiting
+    for the slot; with ``ctx``, that time is added to the running try's budget, since the
+    queue is the harness's, not the target's."""
     loop = asyncio.get_running_loop()
     lock = _LOAD_LOCKS.setdefault(id(loop), asyncio.Lock())
     asked = loop.time()
     async with lock:
-        yield loop.time() - asked
+        queued = loop.time() - asked
+        if ctx is not None:
+            ctx.extend_budget(queued)
+        yield queued
