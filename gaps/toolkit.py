@@ -88,6 +88,24 @@ async def echo_once(client: WireClient, payload: bytes, wait: float, *,
     return judge_echo(label, opcode, payload, got, client, wait=wait, **extra)
 
 
+def harness_stall(ctx: ProbeContext, outcome: Outcome, closed: int) -> Outcome:
+    """``outcome``, unless it is a failure (or a skip for missing figures) after the target
+    closed ``closed`` clients of ours while this event loop had stalled for half the
+    target's Pong deadline (``LAG_SHARE``; 20 s when not hinted): our clients may have
+    answered Pings late, so that is ``error`` ("harness too slow"), never evidence about the
+    target.  A violation in the evidence keeps the verdict: the wire decided."""
+    if outcome.verdict not in (Verdict.FAIL, Verdict.SKIP) or not closed \
+            or "violation" in outcome.evidence:
+        return outcome
+    lag = ctx.harness_lag()
+    if lag < LAG_SHARE * (ctx.hint("ping_timeout") or DEFAULT_PONG_DEADLINE):
+        return outcome
+    return Outcome(Verdict.ERROR, f"harness too slow: its event loop stalled {lag:.2f} s "
+                   f"while {closed} of its clients were closed by the target",
+                   {"harness_lag_s": round(lag, 3), "summary_before": outcome.summary,
+                    **outcome.evidence})
+
+
 def open_files_for(needed: int) -> int:
     """Make room in this process for ``needed`` more open files; return the soft limit.
 
@@ -312,23 +330,15 @@ class Audience:
         event loop had stalled for half a Pong deadline is the harness's problem (it may
         have answered Pings late): ``error``, never evidence about the target.
         """
+        closed = 0
         try:
             outcome = await body
         finally:
+            closed = sum(1 for c in self.clients if c.closed)  # by the target, before ours
             await self.stop()
         outcome = the_wire_decides(outcome, [c.violation for c in self.clients
                                              if c.violation is not None])
-        closed = sum(1 for c in self.clients if c.closed)
-        if outcome.verdict in (Verdict.FAIL, Verdict.SKIP) and closed \
-                and "violation" not in outcome.evidence:
-            lag = self.ctx.harness_lag()
-            if lag >= LAG_SHARE * (self.ctx.hint("ping_timeout") or DEFAULT_PONG_DEADLINE):
-                return Outcome(Verdict.ERROR, f"harness too slow: its event loop stalled "
-                               f"{lag:.2f} s while {closed} of its clients were closed by the "
-                               f"target", {"harness_lag_s": round(lag, 3),
-                                           "summary_before": outcome.summary,
-                                           **outcome.evidence})
-        return outcome
+        return harness_stall(self.ctx, outcome, closed)
 
     # -- sending and waiting -----------------------------------------------------------
 
