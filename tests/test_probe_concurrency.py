@@ -120,7 +120,7 @@ async def test_fan_in_keeps_every_senders_order(full: ProbeContext) -> None:
     result = await concurrency.fan_in(full)
     assert result.verdict is Verdict.PASS, result
     evidence = result.evidence
-    assert list(evidence)[0] == "messages_per_s"
+    assert next(iter(evidence)) == "messages_per_s"
     assert evidence["endpoint"] == "broadcast"
     assert evidence["delivered"] == concurrency.SENDERS * (concurrency.FAN_IN_MESSAGES + 1)
     assert evidence["warmup_complete"] is True and evidence["barriers_arrived"] is True
