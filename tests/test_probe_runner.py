@@ -162,7 +162,7 @@ async def test_a_declared_only_check_is_decided_by_its_declaration_or_skipped() 
     fact = {"concurrency.documented": Declared("concurrency.documented", "pass",
                                                "docs/concurrency.md", "one writer per connection")}
     declared = await documented(context(declared=fact))
-    nothing = await documented(context())
+    nothing = await documented(context(declared={}))
     failing = await documented(context(declared={"concurrency.documented": Declared(
         "concurrency.documented", "fail", "docs/index.md: no word on it")}))
     assert (declared.verdict, declared.method, declared.source, declared.summary) == (
