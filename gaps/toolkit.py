@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gaps.evidence import HEX_PREFIX, show_bytes
+from gaps.model import Verdict
 from gaps.probe import Outcome, failed, passed
 from gaps.wire.client import Message, WireClient
 from gaps.wire.errors import ReceiveError
@@ -126,3 +127,19 @@ async def heavy_load() -> AsyncIterator[float]:
     asked = loop.time()
     async with lock:
         yield loop.time() - asked
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """error before fail before non-strict before pass: the verdict of sub-results."""
+    for verdict in (Verdict.ERROR, Verdict.FAIL, Verdict.NON_STRICT):
+        if verdict in verdicts:
+            return verdict
+    return Verdict.PASS
+
+
+def combine(judged: list[tuple[Verdict, str]], **evidence: Any) -> Outcome:
+    """One outcome from sub-results (verdict, line): the worst verdict, its lines first."""
+    verdict = worst([v for v, _ in judged])
+    lines = [line for v, line in judged if v is verdict] + [
+        line for v, line in judged if v is not verdict]
+    return Outcome(verdict, "; ".join(lines), evidence)
