@@ -80,6 +80,9 @@ def pytest_argv(specs: list[str], options: dict[str, Any], events_fd: int | None
     argv = [
         sys.executable, "-m", "pytest", str(probes_dir), "-m", "gaps", "-q", "--color=no",
         "-p", "gaps.plugin", "-p", "no:cacheprovider", "--strict-markers",
+        # Start-up the probe run does not need: assertion rewriting of every gaps module and
+        # anyio's pytest plugin (pulled in by starlette) cost about 3 s of a 7 s run.
+        "--assert=plain", "-p", "no:anyio",
         "--rootdir", str(probes_dir.parent),
         "-o", "asyncio_mode=strict",
         "-o", "asyncio_default_fixture_loop_scope=session",

@@ -156,6 +156,22 @@ async def heavy_load(ctx: ProbeContext | None = None) -> AsyncIterator[float]:
         yield queued
 
 
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """error before fail before non-strict before pass: the verdict of sub-results."""
+    for verdict in (Verdict.ERROR, Verdict.FAIL, Verdict.NON_STRICT):
+        if verdict in verdicts:
+            return verdict
+    return Verdict.PASS
+
+
+def combine(judged: list[tuple[Verdict, str]], **evidence: Any) -> Outcome:
+    """One outcome from sub-results (verdict, line): the worst verdict, its lines first."""
+    verdict = worst([v for v, _ in judged])
+    lines = [line for v, line in judged if v is verdict] + [
+        line for v, line in judged if v is not verdict]
+    return Outcome(verdict, "; ".join(lines), evidence)
+
+
 # -- audiences on fan-out endpoints (broadcast, room) -------------------------------------
 #
 # Shared by the probes that put clients on ``broadcast`` or ``room`` (gap 2 and gap 6's

@@ -73,8 +73,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext, check, failed, non_strict, passed, skipped
-from gaps.toolkit import echo_once, quote, receive, show
+from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.toolkit import combine, echo_once, quote, receive, show
 from gaps.wire.client import Attempt, Message, WireClient
 from gaps.wire.errors import ClosedError, HandshakeFailed, ReceiveTimeout, SendTimeout
 from gaps.wire.frames import Close, CloseCode, Frame, Opcode
@@ -146,14 +146,6 @@ def judge_handshake(bad: BadHandshake, answer: Attempt) -> tuple[Verdict, str]:
     return Verdict.PASS, said
 
 
-def worst(verdicts: list[Verdict]) -> Verdict:
-    """fail before non-strict before pass (the verdict of a check made of sub-results)."""
-    for verdict in (Verdict.ERROR, Verdict.FAIL, Verdict.NON_STRICT):
-        if verdict in verdicts:
-            return verdict
-    return Verdict.PASS
-
-
 @check("error-handling.handshake", budget=HANDSHAKE_WAIT + 20)
 async def handshake(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(HANDSHAKE_WAIT)
@@ -165,15 +157,7 @@ async def handshake(ctx: ProbeContext) -> Outcome:
         {"name": bad.name, "request": bad.what, "expected": bad.rule, "verdict": str(v),
          **answer.evidence()}
         for bad, answer, (v, _) in zip(BAD_HANDSHAKES, answers, judged, strict=True)]}
-    verdict = worst([v for v, _ in judged])
-    lines = [line for v, line in judged if v is verdict] + [
-        line for v, line in judged if v is not verdict]
-    summary = "; ".join(lines)
-    if verdict is Verdict.FAIL:
-        return failed(summary, **evidence)
-    if verdict is Verdict.NON_STRICT:
-        return non_strict(summary, **evidence)
-    return passed(summary, **evidence)
+    return combine(judged, **evidence)
 
 
 @check("error-handling.version-header", budget=HANDSHAKE_WAIT + 20)
@@ -487,15 +471,7 @@ async def _judge_all(ctx: ProbeContext, violations: tuple[Violation, ...],
             for v, (ending, client), (verdict, line) in zip(violations, runs, judged,
                                                           strict=True)],
     }
-    verdict = worst([v for v, _ in judged])
-    lines = [line for v, line in judged if v is verdict] + [
-        line for v, line in judged if v is not verdict]
-    summary = "; ".join(lines)
-    if verdict is Verdict.FAIL:
-        return failed(summary, **evidence)
-    if verdict is Verdict.NON_STRICT:
-        return non_strict(summary, **evidence)
-    return passed(summary, **evidence)
+    return combine(judged, **evidence)
 
 
 @check("error-handling.protocol-errors",

@@ -78,17 +78,22 @@ def marked_processes(manifest_path: Path) -> list[int]:
 
 def processes_marked(mark_text: str) -> list[int]:
     """Live (non-zombie) processes whose environment holds the unique ``mark_text``."""
-    mark = mark_text.encode()
+    return live_processes("environ", mark_text)
+
+
+def live_processes(proc_file: str, text: str) -> list[int]:
+    """Live (non-zombie) processes whose /proc/PID/``proc_file`` holds ``text``."""
+    needle = text.encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            content = (entry / proc_file).read_bytes()
             state = (entry / "stat").read_text().split()[2]
         except OSError:
             continue
-        if mark in environ and state != "Z":
+        if needle in content and state != "Z":
             found.append(int(entry.name))
     return found
 
@@ -459,18 +464,7 @@ def test_stop_after_an_interrupted_start_leaves_nothing(tmp_path: Path,
 
 def processes_with(text: str) -> list[int]:
     """Live processes whose command line holds ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().split()[2]
-        except OSError:
-            continue
-        if text.encode() in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
+    return live_processes("cmdline", text)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
