@@ -78,3 +78,20 @@ def test_target_matches_expectations(name: str, matrix: tuple[Path, str]) -> Non
         pytest.skip(f"{name}: {run.target.skipped.splitlines()[0]}")
     problems = compare(expected, run, implemented_checks())
     assert not problems, "\n".join(problems) + "\n\n" + output
+
+
+def test_also_accepts_a_seen_nondeterministic_verdict_only_with_a_note(tmp_path: Path) -> None:
+    from gaps.expectations import ExpectationError
+    from gaps.model import CheckResult, RunResult, TargetInfo, Verdict
+
+    path = tmp_path / "expected.toml"
+    path.write_text('[checks."heartbeat.server-pings"]\nverdict = "pass"\nsource = "x"\n'
+                    'also = ["fail"]\n')
+    with pytest.raises(ExpectationError, match="needs a note"):
+        load_expectations(path)
+    path.write_text(path.read_text() + 'note = "seen under load"\n')
+    expected = load_expectations(path)
+    run = RunResult(TargetInfo("t"), "0")
+    for verdict, problems in ((Verdict.FAIL, 0), (Verdict.ERROR, 1)):
+        run.gaps["heartbeat"].checks = [CheckResult("heartbeat.server-pings", verdict, "s")]
+        assert len(compare(expected, run, {"heartbeat.server-pings"})) == problems
