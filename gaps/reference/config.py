@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CAPABILITIES = ("heartbeat", "app-errors", "subprotocols")
+CAPABILITIES = ("heartbeat", "app-errors", "subprotocols", "recovery", "resume")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -33,6 +33,10 @@ DEFECTS = {
     "unoffered-subprotocol": "any offer gets the preferred protocol, offered or not",
     "echo-any-subprotocol": "the first offered protocol is accepted, supported or not",
     "subprotocol-without-offer": "a handshake without an offer still gets a protocol",
+    # the outbound client (recovery.py)
+    "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
+    "no-redial": "failed first dials are retried, but a dropped connection is not redialled",
+    "tight-loop": "failed dials are retried at once, without any delay",
 }
 
 
@@ -46,6 +50,10 @@ class Config:
     ping_interval: float = 2.0
     ping_timeout: float | None = 2.0  # None: Pings are sent but silent peers are never reaped
     max_message_size: int = 8 * 1024 * 1024
+    upstream: str = ""  # the URL the outbound client dials; empty: no outbound client
+    backoff_initial: float = 0.5
+    backoff_factor: float = 2.0
+    backoff_max: float = 2.0
 
     def has(self, capability: str) -> bool:
         if capability not in CAPABILITIES:

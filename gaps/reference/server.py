@@ -14,6 +14,7 @@ from gaps.reference.config import Config
 from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
 from gaps.reference.heartbeat import keepalive_options
+from gaps.reference.recovery import outbound
 from gaps.reference.seed import make_chat, seed_echo
 from gaps.reference.subprotocols import PATH as SUBPROTOCOLS_PATH
 from gaps.reference.subprotocols import make_selector
@@ -53,4 +54,6 @@ async def run(config: Config) -> None:
               f"(profile {config.profile}, without {sorted(config.without) or 'nothing'}"
               + (f", DEFECTS {sorted(config.defects)}" if config.defects else "") + ")",
               flush=True)
+        client = asyncio.create_task(outbound(config))
         await stop
+        client.cancel()
