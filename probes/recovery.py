@@ -35,7 +35,7 @@ random 0-5 s first delay, then 3.1 s x 1.618 up to 90 s) would need minutes to r
 cap, so without hints the cap is judged only if reached.  With the hints ``backoff_initial``
 (a), ``backoff_factor`` (f) and ``backoff_max`` (c), n delays are expected to take
 T(n) = sum of min(c, a f^i) for i < n, and a wait is 2 T(n) + 2 s; a redial after a drop
-2 c + 2 s.
+2 max(a, c) + 5 s.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ JITTER = 0.1  # two runs differ at an index by more than this share of the large
 NOISE = 0.1  # ... and by more than this many seconds (scheduling noise)
 JITTER_INTERVALS = 10  # intervals each jitter run observes at most
 HINT_FACTOR, HINT_MARGIN = 2.0, 2.0  # a hinted wait: 2 x the expected time + 2 s
+REDIAL_MARGIN = 5.0  # a hinted redial wait: 2 x the longest delay + 5 s
 FEED_BEFORE, FEED_MISSED = 3, 3  # resume: messages before the drop, and while disconnected
 RESUME_MESSAGE_WAIT = 5.0  # resume via message: the first message after the reconnect
 SHOWN = 12  # intervals quoted in a summary
@@ -92,8 +93,12 @@ def _hinted(ctx: ProbeContext, delays: int) -> float | None:
 
 
 def _redial_hint(ctx: ProbeContext) -> float | None:
-    cap = ctx.hint("backoff_max")
-    return None if cap is None or _expected(ctx, 1) is None else HINT_FACTOR * cap + HINT_MARGIN
+    """A redial after a drop may wait one delay, at most the larger of the first and the cap;
+    5 s more than for a dial, as the client must first notice the drop."""
+    if _expected(ctx, 1) is None:
+        return None
+    longest = max(ctx.hint("backoff_initial") or 0.0, ctx.hint("backoff_max") or 0.0)
+    return HINT_FACTOR * longest + REDIAL_MARGIN
 
 
 def _delays_to_cap(ctx: ProbeContext) -> int:
