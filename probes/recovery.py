@@ -21,7 +21,7 @@ second).  A cap is required only when it is declared (``backoff_max``) or reache
 the wait; growth alone passes otherwise.
 ``jitter`` (evidence): two runs as for ``backoff``; they differ when at some index from the
 second on their intervals differ by more than 10% and by more than 0.1 s (scheduling noise
-alone does not count).  The second run starts once the first has dialled twice.
+alone does not count).  The second run starts once the first has dialled three times.
 ``resume`` (optional, where ``endpoints.upstream.resume`` says how the client names its
 position): the upstream sends 3 numbered messages, drops the connection, publishes 3 more;
 the reconnect must name the last message received (seq 3, or its token); the 3 missed
@@ -124,17 +124,19 @@ def _never_dialled(ctx: ProbeContext, evidence: dict[str, Any]) -> Outcome:
                   "ready): no outbound client, or {upstream} is not wired to it", **evidence)
 
 
-def _stopped(up: Upstream, deadline: float, silence: float) -> str:
+def _stopped(up: Upstream, deadline: float, silence: float, wait: float) -> str:
     """Why watching ended without what was waited for: the target went quiet, or time ran out."""
     if up.tight_loop:
-        return f"the upstream stopped answering ({up.tight_loop})"
+        return f"the upstream stopped answering: {up.tight_loop}"
     last = up.attempts[-1].at if up.attempts else up.t0
     if last + silence <= min(deadline, asyncio.get_running_loop().time()) + 1e-6:
         return f"then no dial for {silence:.0f} s"
-    return "the wait ran out"
+    return f"the {wait:.1f} s wait ran out"
 
 
 def _seconds(values: list[float]) -> str:
+    if not values:
+        return "none"
     shown = ", ".join(f"{v:.2f}" for v in values[:SHOWN])
     return shown + (", ..." if len(values) > SHOWN else "") + " s"
 
@@ -161,10 +163,10 @@ async def retries_first_dial(ctx: ProbeContext) -> Outcome:
                           f"{link.attempt.n}, {took:.2f} s after the first",
                           time_to_connect=round(took, 3), **evidence)
         dials = len(up.attempts)
-        why = _stopped(up, deadline, silence)
+        why = _stopped(up, deadline, silence, wait)
         if dials == 1:
             return failed(f"dialled once: its first dial was refused ({refused[0]}) and it did "
-                          f"not dial again within {wait:.1f} s ({why})", **evidence)
+                          f"not dial again ({why})", **evidence)
         if dials <= K_REFUSED:
             return failed(f"gave up after {dials} refused dials ({', '.join(refused)}), {why}",
                           **evidence)
@@ -298,7 +300,7 @@ async def backoff(ctx: ProbeContext) -> Outcome:
         deadline = first.at + wait
         while True:
             more = await _watch_refused(up, deadline, silence, lambda: False)
-            ended = "" if more else f"within {wait:.1f} s ({_stopped(up, deadline, silence)})"
+            ended = "" if more else f"({_stopped(up, deadline, silence, wait)})"
             judged = judge_backoff(up.intervals(), final=not more, cap=cap,
                                    tight=up.tight_loop, ended=ended)
             if judged.verdict is not None:
@@ -372,10 +374,11 @@ async def jitter(ctx: ProbeContext) -> Outcome:
         async with asyncio.TaskGroup() as group:
 
             def progress(run: Run) -> None:
-                # The second run starts once the first has shown a retry: a target that
-                # dials once costs one instance, not two.  Neither run waits for the other,
-                # so two runs never hold one instance slot while waiting for another.
-                if run is runs[0] and not second and len(run.now_intervals()) >= 1:
+                # The second run starts once the first has shown retries (3 dials, the
+                # least that gives an interval from the second on): a target that gives up
+                # costs one instance, not two.  Neither run waits for the other, so two runs
+                # never hold one instance slot while waiting for another.
+                if run is runs[0] and not second and len(run.now_intervals()) >= 2:
                     second.append(group.create_task(
                         _jitter_run(ctx, runs[1], wait, stop, progress)))
                 if first_difference(runs[0].now_intervals(), runs[1].now_intervals(), noise):
