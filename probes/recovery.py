@@ -30,7 +30,10 @@ messages are then replayed.
 Waits, without hints: the first dial within 10 s of the target being ready; the fourth dial
 within 60 s of the first (websockets' defaults need at most 5 + 3.1 + 5.0 = 13.1 s,
 ``client.py`` ``backoff``); a redial within 30 s of a drop; failed dials observed for at most
-120 s, and a target that has not dialled for 60 s has stopped.  websockets' defaults (a
+120 s, and a target that has not dialled for 30 s has stopped (longer than the early delays
+of the clients that reconnect by default: websockets 5 s then 3.1 s, 5 s, 8.1 s;
+reconnecting-websocket 1-5 s; socket.io-client up to 5 s; SignalR 0, 2, 10, 30 s, whose
+fourth retry, if cut, changes no verdict).  websockets' defaults (a
 random 0-5 s first delay, then 3.1 s x 1.618 up to 90 s) would need minutes to reach their
 cap, so without hints the cap is judged only if reached.  With the hints ``backoff_initial``
 (a), ``backoff_factor`` (f) and ``backoff_max`` (c), n delays are expected to take
@@ -58,7 +61,7 @@ READY_DIAL_WAIT = 10.0  # the first dial must have come this long after the targ
 FIRST_DIAL_WAIT = 60.0  # from the first dial to dial K+1, without hints
 REDIAL_WAIT = 30.0  # from a drop to the redial, without hints
 BACKOFF_WAIT = 120.0  # failed dials observed at most this long, without hints
-SILENCE = 60.0  # no dial for this long: the target has stopped dialling
+SILENCE = 30.0  # no dial for this long: the target has stopped dialling
 SETTLE = 0.5  # an accepted connection is left alone this long before it is dropped
 GROWTH = 1.2  # from the second interval on, each at least this times the one before
 LEVEL = 0.2  # two intervals within this share of the larger one have levelled off
