@@ -361,7 +361,8 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
             ctx._budget = cap
             outcome = await defn.fn(ctx)
     except TargetFailed as exc:  # an instance the check started itself (with_upstream)
-        outcome = Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500])
+        outcome = Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500],
+                          {"logs": exc.logs[-2000:]} if exc.logs else {})
     except TimeoutError as exc:
         if cap.expired():
             outcome = Outcome(Verdict.ERROR, f"probe did not finish within its budget of "

@@ -44,6 +44,8 @@ from websockets.http11 import Request
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
+from gaps.targets import free_port
+
 PATH = "/wsgaps-upstream"
 REFUSALS = ("reset", "503")
 TIGHT_RATE = 20.0  # dials per second above which dialling is a tight loop
@@ -175,9 +177,7 @@ class Upstream:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Upstream:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = bind_listener()
         sock.listen(BACKLOG)
         sock.setblocking(False)
         self._sock = sock
@@ -392,6 +392,25 @@ class Upstream:
                                   else "ended by the client: TCP close")
             link.ended.set()
             link._arrived.set()
+
+
+def bind_listener(tries: int = 10) -> socket.socket:
+    """A TCP socket bound on 127.0.0.1 to a port from the harness's registry (``free_port``).
+
+    Not port 0: the kernel could hand out a port ``free_port`` has just given a target that
+    has not bound it yet, and that target would then fail to start.
+    """
+    for attempt in range(tries):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", free_port()))
+            return sock
+        except OSError:
+            sock.close()
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def flush(protocol: ServerProtocol, writer: asyncio.StreamWriter) -> None:
