@@ -35,6 +35,8 @@ import json
 import secrets
 import socket
 import struct
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +59,7 @@ HEAD_WAIT = 10.0  # seconds a request head may take (scaled)
 CLOSE_WAIT = 2.0  # seconds the client gets to answer a Close 1001 before TCP ends (scaled)
 MESSAGES_KEPT = 100  # messages kept per link
 EVIDENCE_ATTEMPTS = 60  # attempts listed in evidence; the count is always there
+ACCEPT_POLL = 0.2  # seconds the acceptor thread blocks before it looks for the end
 
 
 @dataclass
@@ -166,7 +169,9 @@ class Upstream:
         self.port = 0
         self.t0 = 0.0
         self._sock: socket.socket | None = None
-        self._server: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._acceptor: threading.Thread | None = None
+        self._closing = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
 
@@ -179,21 +184,23 @@ class Upstream:
     async def __aenter__(self) -> Upstream:
         sock = bind_listener()
         sock.listen(BACKLOG)
-        sock.setblocking(False)
+        sock.settimeout(ACCEPT_POLL)
         self._sock = sock
         self.port = sock.getsockname()[1]
-        self.t0 = asyncio.get_running_loop().time()
-        self._server = asyncio.create_task(self._serve())
+        self._loop = asyncio.get_running_loop()
+        self.t0 = self._loop.time()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True,
+                                          name=f"wsgaps-upstream-{self.port}")
+        self._acceptor.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._server
+        self._closing.set()
+        if self._acceptor is not None:
+            await asyncio.to_thread(self._acceptor.join, 5 * ACCEPT_POLL)
         for link in self.links:
             link.writer.transport.abort()
         for task in list(self._tasks):
@@ -289,32 +296,44 @@ class Upstream:
                     f"{self.tight_rate:g} a second)")
         return None
 
-    async def _serve(self) -> None:
-        assert self._sock is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            conn, _ = await loop.sock_accept(self._sock)
-            at = loop.time()
+    def _accept(self) -> None:
+        """The acceptor thread: every dial is timed and, when refused with a reset, reset
+        here, at once, whatever the event loop is doing (a loop busy starting another
+        instance must not show up as the target's delay).  Other dials go to the loop."""
+        assert self._sock is not None and self._loop is not None
+        while not self._closing.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            at = time.monotonic()  # the clock of asyncio's loop.time()
             attempt = Attempt(len(self.attempts) + 1, at - self.t0, "", at)
-            self.attempts.append(attempt)
             fate = self._fate(attempt.n)
             if fate == "reset":
                 attempt.outcome = "reset"
                 reset(conn)
-            else:
-                task = asyncio.create_task(self._answer(conn, attempt, fate))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            self.attempts.append(attempt)
             stop = self._too_fast()
-            self._notify()
             if stop is not None:
                 self.tight_loop = stop
                 self.stopped_answering = True
-                self._notify()
+            self._loop.call_soon_threadsafe(self._arrived, conn, attempt, fate)
+            if stop is not None:
                 return  # the socket stays bound; dials now wait in the backlog
+
+    def _arrived(self, conn: socket.socket, attempt: Attempt, fate: str) -> None:
+        """In the loop: answer a dial that was not reset, and wake the waiters."""
+        if fate != "reset":
+            task = asyncio.create_task(self._answer(conn, attempt, fate))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._notify()
 
     async def _answer(self, conn: socket.socket, attempt: Attempt, fate: str) -> None:
         try:
+            conn.setblocking(False)
             reader, writer = await asyncio.open_connection(sock=conn)
         except OSError:
             attempt.outcome = "ended"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -79,6 +80,23 @@ async def test_a_tight_loop_stops_the_upstream_answering_but_keeps_its_port() ->
         assert len(up.attempts) == 50
 
 
+async def test_dials_are_timed_and_reset_even_while_the_event_loop_is_busy() -> None:
+    async with Upstream(accept_from=None, refusals=("reset",)) as up:
+
+        def dial_raw() -> tuple[float, float]:
+            started = time.monotonic()
+            with (socket.create_connection(("127.0.0.1", up.port), timeout=5) as sock,
+                  contextlib.suppress(ConnectionResetError)):
+                sock.recv(1)
+            return started, time.monotonic()
+
+        done = asyncio.get_running_loop().run_in_executor(None, dial_raw)
+        time.sleep(0.6)  # the loop is blocked, as while an instance's guard starts
+        started, ended = await done
+        assert ended - started < 0.3  # reset at once, not when the loop got free
+        assert abs(up.attempts[0].at - started) < 0.1
+
+
 async def test_the_feed_names_positions_by_seq_or_token() -> None:
     feed = Feed()
     first, second = feed.publish(), feed.publish()
@@ -126,10 +144,12 @@ async def test_an_upstream_check_gets_a_target_that_dials_its_upstream(tmp_path:
 
 async def test_waiting_for_a_slot_does_not_eat_an_upstream_checks_budget(
         tmp_path: Path) -> None:
-    hold = 2.0
+    hold = 3.0
 
     def holding(check_id: str):
-        @check(check_id, needs=("upstream",), upstream=True, budget=hold + 1.5)
+        # Without the slot wait and start-up outside it, the second check would need about
+        # 2 x (start + hold + stop), some 9 s, well over this budget.
+        @check(check_id, needs=("upstream",), upstream=True, budget=hold + 3.0)
         async def body(ctx: ProbeContext):
             async with ctx.with_upstream(accept_from=1):
                 await asyncio.sleep(hold)
