@@ -13,18 +13,18 @@ def render(evidence: dict) -> str:
 
 
 def test_one_row_of_dials_with_the_ends_of_connections() -> None:
-    timeline = timeline_view({"attempts": [[0.5, "accepted"], [1.2, "accepted"]],
-                              "link_ends": [[1.19, "dropped by the upstream: TCP close"]]})
-    assert timeline is not None and timeline.span == "2 s"
+    timeline = timeline_view({"attempts": [[5.5, "accepted"], [6.2, "accepted"]],
+                              "link_ends": [[6.19, "dropped by the upstream: TCP close"]]})
+    assert timeline is not None and timeline.span == "1 s"  # from the first dial
     (row,) = timeline.rows
     dials = [m for m in row.marks if not m.end]
-    assert [m.x for m in dials] == [250.0, 600.0]
+    assert [m.x for m in dials] == [0.0, 700.0]
     assert [m.end for m in row.marks].count(True) == 1
 
 
 def test_runs_make_rows_and_nothing_to_draw_is_none() -> None:
     timeline = timeline_view({"runs": [{"attempts": [[0.1, "reset"]]},
-                                       {"attempts": [[0.2, "reset"], [7.0, "reset"]]}]})
+                                       {"attempts": [[30.2, "reset"], [37.0, "reset"]]}]})
     assert timeline is not None and [r.label for r in timeline.rows] == ["run 1", "run 2"]
     assert timeline.span == "10 s"
     assert timeline_view({"attempts": []}) is None

@@ -3,7 +3,9 @@ dial ended (recovery, gap 11), drawn as inline SVG by ``templates/_timeline.html
 
 Built from a check's evidence: ``attempts`` (``[[seconds, outcome], ...]``, one row) or
 ``runs`` (a list of ``{"attempts": ...}``, one row each), with ``link_ends``
-(``[[seconds, how], ...]``) marked on the same row.  Evidence is untrusted: numbers are
+(``[[seconds, how], ...]``) marked on the same row.  Each row starts at its first dial: the
+evidence counts from when the upstream began listening, which includes any wait for an
+instance slot and the target's start-up.  Evidence is untrusted: numbers are
 checked, outcomes only choose among fixed colours and appear as escaped tooltip text, and
 rows and marks are bounded.  No script: the reports' content policy allows none.
 """
@@ -90,9 +92,14 @@ def timeline_view(evidence: Any) -> Timeline | None:
     if isinstance(runs, list):
         sources += [(f"run {i + 1}", r) for i, r in enumerate(runs[:ROWS_MAX])
                     if isinstance(r, Mapping)]
-    rows_data = [(label, _points(src.get("attempts")), _points(src.get("link_ends")))
-                 for label, src in sources[:ROWS_MAX]]
-    if not any(dials for _, dials, _ in rows_data):
+    rows_data = []
+    for label, src in sources[:ROWS_MAX]:
+        dials, ends = _points(src.get("attempts")), _points(src.get("link_ends"))
+        if dials:
+            first = min(t for t, _ in dials)
+            rows_data.append((label, [(t - first, w) for t, w in dials],
+                              [(t - first, w) for t, w in ends if t >= first]))
+    if not rows_data:
         return None
     latest = max(t for _, dials, ends in rows_data for t, _ in dials + ends)
     span = _nice(max(latest, 0.001))
