@@ -5,6 +5,26 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.wsgaps-installed
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+
+# Go module mirror for GoFr's build (targets/gofr): on this project's machines and in CI a
+# file-based mirror holding gofr.dev lies beside the checkout, in ../shared/goproxy, because
+# the Go module proxy reachable there refuses gofr.dev.  When it exists, and GOPROXY is Go's
+# default (not set in the environment, on the command line or by `go env -w`), the mirror is
+# put first and Go's default follows it (proxy.golang.org, then direct) for every other
+# module.  go.sum still checks every download.  Elsewhere nothing changes.  The path must be
+# absolute for file://.  Override with `make report WSGAPS_GO_MIRROR=/other/dir`.
+WSGAPS_GO_MIRROR ?= $(abspath $(ROOT)/../shared/goproxy)
+export WSGAPS_GO_MIRROR
+ifneq ($(and $(wildcard $(WSGAPS_GO_MIRROR)/.),$(if $(strip $(GOPROXY)),,yes)),)
+  GO_PROXY_CHANGED := $(shell go env -changed GOPROXY 2>/dev/null)
+  GO_PROXY_DEFAULT := $(shell go env GOPROXY 2>/dev/null)
+  ifeq ($(GO_PROXY_CHANGED),)
+    ifneq ($(filter-out off,$(GO_PROXY_DEFAULT)),)
+      export GOPROXY := file://$(WSGAPS_GO_MIRROR),$(GO_PROXY_DEFAULT)
+    endif
+  endif
+endif
 
 .PHONY: install test lint report clean
 

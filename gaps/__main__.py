@@ -1,17 +1,18 @@
 """The ``wsgaps`` command line (also ``python -m gaps``): run the probes and render reports.
 
-Exit status of ``wsgaps run``:
+Exit status of wsgaps run:
   0  every target was probed (or skipped with a reason) and every probe completed
   1  a gate failed: a gap at or below --fail-on, or a check worse than in --baseline
   2  usage error: bad option, unknown target, invalid manifest or baseline
-  3  a probe could not complete (verdict ``error``) or a target did not start
-  130  interrupted
+  3  a probe could not complete (verdict error) or a target did not start
+  130  interrupted (Ctrl-C or SIGTERM; results written so far are kept)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,15 +20,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
 from gaps.manifest import ManifestError
 from gaps.model import ResultsError, load_results
-from gaps.options import add_options
+from gaps.options import add_options, without_problem
 from gaps.runner import RunProgress, TargetProgress, pytest_argv, run_probes
-from gaps.summary import summary_table
+from gaps.summary import print_summary
 from gaps.targets import builtin_names, resolve
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PROBE_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def expand_targets(specs: list[str]) -> list[str]:
@@ -40,23 +46,44 @@ def expand_targets(specs: list[str]) -> list[str]:
     return names
 
 
+LONG_WAIT = 10.0  # seconds: a gap whose longest check may take this long is shown waiting
+
+
 async def run_all(specs: list[str], names: list[str], args: argparse.Namespace,
                   console: Console) -> RunProgress:
-    """One pytest process for every target; a progress bar per target from its events."""
+    """One pytest process for every target.  On a terminal, a progress bar per target that
+    names the gaps still waiting on a long check; elsewhere (CI logs) a line per finished gap,
+    as it finishes."""
     progress = RunProgress({name: TargetProgress(name) for name in names})
     options = {**vars(args), "out": str(args.out)}
+    width = max(len(name) for name in names)
+    live = console.is_terminal
+    printed: set[tuple[str, str]] = set()
     with Progress(
-        TextColumn("{task.fields[name]:<14}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn(f"{{task.fields[name]:<{width}}}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[current]}"), TimeElapsedColumn(),
-        console=console, transient=False,
+        console=console, transient=False, disable=not live,
     ) as bar:
-        tasks = {name: bar.add_task("", total=None, name=name[:14], current="waiting")
+        tasks = {name: bar.add_task("", total=None, name=name, current="waiting")
                  for name in names}
 
         def refresh() -> None:
             for name, p in progress.targets.items():
-                bar.update(tasks[name], completed=p.done, current=p.current
+                waiting = [f"{gap} (up to {wait:.0f} s)" for gap, wait in p.running.items()
+                           if wait >= LONG_WAIT]
+                current = p.current if not waiting else "waiting: " + ", ".join(waiting)
+                bar.update(tasks[name], completed=p.done, current=current
                            + (f" ({len(p.errors)} errors)" if p.errors else ""))
+                if live:
+                    continue
+                for event in p.gaps_done:
+                    key = (name, str(event.get("gap")))
+                    if key not in printed:
+                        printed.add(key)
+                        console.print(f"{name} {event.get('gap')}: {event.get('status')}"
+                                      f"{' (error)' if event.get('error') else ''} in "
+                                      f"{event.get('seconds', 0):.1f} s",
+                                      highlight=False, markup=False)
 
         await run_probes(lambda fd: pytest_argv(specs, options, fd), progress,
                          {name: name for name in names}, refresh)
@@ -84,15 +111,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         unmatched = sorted(set(baselines) - set(names))
         if unmatched:
             raise ManifestError(f"--baseline: no target named {unmatched[0]} in this run")
+        if args.without and (problem := without_problem(args.without)):
+            raise ManifestError(problem)
     except (ManifestError, ResultsError) as exc:
         print(f"wsgaps: {exc}", file=sys.stderr)
         return EXIT_USAGE
     started = time.monotonic()
+    # SIGTERM ends a run like Ctrl-C: the pytest child tears its targets down, results kept.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         progress = asyncio.run(run_all(specs, names, args, console))
     except KeyboardInterrupt:
         print("wsgaps: interrupted; results written so far are kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     status = EXIT_OK
     result_files = []
     gate: list[str] = []
@@ -110,10 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         gate += status_failures(run, args.fail_on)
         if name in baselines:
             gate += regressions(run, baselines[name])
-        console.print(summary_table(run))
-        if run.target.skipped:
-            console.print(f"{name} skipped: {run.target.skipped.splitlines()[0]}",
-                          markup=False, highlight=False)
+        print_summary(console, run)
         errors = progress.targets[name].errors
         if errors:
             console.print(f"[red]{name}: probes failed to complete[/] ({', '.join(errors)})",
@@ -129,8 +159,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         written = write_reports(result_files, args.out)
         for path in written:
-            if path.name in ("index.html",) or path.suffix == ".html":
+            if path.suffix == ".html":
                 console.print(f"report: {path}", highlight=False, soft_wrap=True)
+        for path in written:
+            if path.name == "matrix.md":
+                console.print(f"matrix: {path}", highlight=False, soft_wrap=True)
     for line in gate:
         console.print(f"[red]gate:[/] {line}", highlight=False, soft_wrap=True)
     console.print(f"wall time {time.monotonic() - started:.1f} s", highlight=False)
@@ -161,6 +194,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="wsgaps", description="WebSocket gap analysis: probe servers, render gap reports.",
         epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"wsgaps {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="probe targets and render their reports",
                          epilog=__doc__.split("\n", 2)[2],

@@ -33,7 +33,7 @@ ENDPOINTS = {
 }
 ENDPOINT_KEYS = {
     "path", "url", "subprotocols", "same_origin", "auth", "includes_sender", "metrics_map",
-    "note", "resume",
+    "note", "error_shape", "adapter_errors", "resume",
 }
 AUTH_KEYS = {"token", "via", "name"}
 # How the target's client names its position when it reconnects to the upstream
@@ -49,7 +49,7 @@ HINTS = {
 }
 TOP_KEYS = {
     "name", "description", "version", "build", "start", "stop", "ready", "endpoints", "hints",
-    "settings", "absent", "declared", "notes",
+    "settings", "absent", "declared", "notes", "pinned",
 }
 BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "requires"}
 START_KEYS = {"command", "cwd", "env", "requires"}
@@ -60,6 +60,7 @@ DECLARED_VERDICTS = {"pass", "non-strict", "fail"}
 FIXED_PLACEHOLDERS = {"python", "target_dir", "upstream"}
 PORT_PLACEHOLDER = re.compile(r"^[a-z_]*port$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 
 
 class ManifestError(Exception):
@@ -91,6 +92,11 @@ class EndpointSpec:
     includes_sender: bool | None = None
     metrics_map: dict[str, str] = field(default_factory=dict)
     note: str | None = None
+    # chat only (error-handling.app-errors): the dotted fields a structured error carries in
+    # the stack's own documented shape (empty: the contract's error.code and error.message),
+    # and, when the adapter rather than the stack answers bad input, why (the check skips).
+    error_shape: tuple[str, ...] = ()
+    adapter_errors: str | None = None
     resume: Resume | None = None  # upstream only
 
 
@@ -135,6 +141,9 @@ class Manifest:
     absent: dict[str, str] = field(default_factory=dict)
     declared: dict[str, Declared] = field(default_factory=dict)
     notes: str = ""
+    # The stack version the manifest's expectations and hints were written for, as it
+    # appears in the version command's output (e.g. "aiohttp 3.14.5").
+    pinned: str = ""
     url: str | None = None  # external targets: the echo URL
 
     @property
@@ -301,6 +310,18 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
     if includes is not None and not isinstance(includes, bool):
         raise r.fail(f"{fieldname}.includes_sender", "must be true or false")
     metrics_map = r.table(table.get("metrics_map", {}), f"{fieldname}.metrics_map")
+    for key in ("error_shape", "adapter_errors"):
+        if key in table and name != "chat":
+            raise r.fail(f"{fieldname}.{key}", "only the chat endpoint takes it")
+    error_shape = r.strings(table.get("error_shape", []), f"{fieldname}.error_shape")
+    for dotted in error_shape:
+        if not DOTTED.match(dotted):
+            raise r.fail(f"{fieldname}.error_shape", f"{dotted!r} is not a dotted field name "
+                         "such as 'error.message'")
+    adapter_errors = table.get("adapter_errors")
+    if adapter_errors is not None and not r.string(adapter_errors,
+                                                   f"{fieldname}.adapter_errors").strip():
+        raise r.fail(f"{fieldname}.adapter_errors", "must say why (with a source), not be empty")
     return EndpointSpec(
         name=name,
         path=path,
@@ -313,6 +334,8 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
         metrics_map={k: r.string(v, f"{fieldname}.metrics_map.{k}")
                      for k, v in metrics_map.items()},
         note=table.get("note"),
+        error_shape=error_shape,
+        adapter_errors=adapter_errors,
     )
 
 
@@ -393,6 +416,7 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
             r.string(table.get("summary", ""), f"{fieldname}.summary"),
         )
     manifest.notes = r.string(data.get("notes", ""), "notes")
+    manifest.pinned = r.string(data.get("pinned", ""), "pinned")
     return manifest
 
 
@@ -414,7 +438,13 @@ def url_manifest(url: str) -> Manifest:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ManifestError(f"{url}: not a ws:// or wss:// URL")
-    name = re.sub(r"[^a-z0-9_.-]+", "-", f"{parts.hostname}-{parts.port or ''}".lower()).strip("-")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port == -1 or port == 0:
+        raise ManifestError(f"{url}: the port must be a number from 1 to 65535")
+    name = re.sub(r"[^a-z0-9_.-]+", "-", f"{parts.hostname}-{port or ''}".lower()).strip("-")
     return Manifest(
         name=name, path=None, description=f"external server at {url}", url=url,
         endpoints={"echo": EndpointSpec("echo", url=url)},

@@ -177,7 +177,17 @@ class TargetInfo:
     settings: dict[str, str] = field(default_factory=dict)
     hints: dict[str, float] = field(default_factory=dict)
     skipped: str | None = None  # why the whole target was skipped (build failed, no runtime)
-    build: str | None = None  # "built", "cached" or "none" for this run
+    build: str | None = None  # "built", "cached", "none", "failed" or "not-run" for this run
+    pinned: str | None = None  # the stack version expectations and hints were written for
+
+    @property
+    def version_note(self) -> str | None:
+        """Says so when the recorded version is not the one the manifest was written for
+        (a user's install does not apply the project's pins)."""
+        if not self.pinned or not self.version or self.pinned in self.version:
+            return None
+        return (f"this run has another version than {self.pinned}, which the target's "
+                "expectations and hints were written for")
 
 
 @dataclass
@@ -199,7 +209,7 @@ class RunResult:
         return {
             "schema_version": SCHEMA_VERSION,
             "harness_version": self.harness_version,
-            "target": asdict(self.target),
+            "target": {**asdict(self.target), "version_note": self.target.version_note},
             "time_scale": self.time_scale,
             "seed": self.seed,
             "started": self.started,
@@ -215,7 +225,8 @@ class RunResult:
                 f"schema_version {data.get('schema_version')!r} is not {SCHEMA_VERSION}"
             )
         return cls(
-            target=TargetInfo(**data["target"]),
+            target=TargetInfo(**{k: v for k, v in data["target"].items()
+                                 if k != "version_note"}),
             harness_version=data["harness_version"],
             time_scale=data["time_scale"],
             seed=data["seed"],

@@ -12,6 +12,7 @@ from typing import Any
 
 from gaps.gate import FAIL_ON
 from gaps.plan import DEFAULT_JOBS
+from gaps.reference.config import CAPABILITIES as REFERENCE_CAPABILITIES
 
 DEFAULT_TARGET = "reference"
 
@@ -33,8 +34,8 @@ OPTIONS: tuple[Option, ...] = (
            {"type": float, "default": 1.0, "metavar": "X"}),
     Option("seed", "seed for random payloads (default: random, recorded in the results)",
            {"type": int, "default": None, "metavar": "N"}),
-    Option("without", "switch capabilities off on the reference target, e.g. heartbeat",
-           {"default": "", "metavar": "LIST"}),
+    Option("without", "switch capabilities off on the reference target (comma list of: "
+           f"{', '.join(REFERENCE_CAPABILITIES)})", {"default": "", "metavar": "LIST"}),
     Option("fail-on", "fail when a gap is missing (or, with partial, partial or missing); "
            "the documentation gap never gates",
            {"choices": sorted(FAIL_ON), "default": None}),
@@ -82,3 +83,13 @@ def forward(values: dict[str, Any], prefix: str = "gaps-",
         else:
             words += [flag, str(value)]
     return words
+
+
+def without_problem(text: str) -> str | None:
+    """Why ``--without`` is unusable (an unknown capability), or None."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in REFERENCE_CAPABILITIES]
+    if unknown:
+        return (f"--without: unknown capability {', '.join(unknown)} (the reference knows: "
+                f"{', '.join(REFERENCE_CAPABILITIES)})")
+    return None

@@ -122,7 +122,7 @@ def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = No
     try:
         target.run.target.build = run_build(target.manifest, time_scale=scale, cancel=cancel)
     except TargetSkipped as exc:
-        target.run.target.skipped = str(exc)
+        target.run.target.build, target.run.target.skipped = exc.build, str(exc)
         for gap in target.run.gaps.values():
             gap.note = f"target skipped: {str(exc).splitlines()[0]}"
         target.write()

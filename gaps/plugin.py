@@ -33,9 +33,10 @@ from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
 from gaps.manifest import ManifestError
 from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
-from gaps.options import DEFAULT_TARGET, add_options
+from gaps.options import DEFAULT_TARGET, add_options, without_problem
 from gaps.plan import CheckDone, Event, RunConfig, Selection, TargetRun, event_json, run_plan
 from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
+from gaps.report.session import session_reports
 from gaps.summary import render_summary
 from gaps.targets import resolve
 
@@ -48,6 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gaps-events", default=None, metavar="FD",
                     help="write progress events as JSON lines to this open file descriptor "
                          "(how the wsgaps CLI follows a run)")
+    parser.addini("gaps_reports", "render the reports at the end of the run (the wsgaps CLI "
+                  "switches it off in its pytest run and renders once, after it)", type="bool",
+                  default=True)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -64,6 +68,7 @@ class GapsSession(RunConfig):
     fail_on: str | None = None
     gate_failures: list[str] = field(default_factory=list)
     results: dict[tuple[str, str], CheckResult] = field(default_factory=dict)
+    report_lines: list[str] = field(default_factory=list)
 
 
 SESSION_KEY = pytest.StashKey[GapsSession]()
@@ -81,6 +86,8 @@ def make_session(config: pytest.Config) -> GapsSession:
                           seed=seed if seed is not None else random.randrange(2**31))
     out = Path(config.getoption("gaps_out"))
     without = config.getoption("gaps_without")
+    if without and (problem := without_problem(without)):
+        raise pytest.UsageError(problem.replace("--without", "--gaps-without", 1))
     session.fail_on = config.getoption("gaps_fail_on")
     session.trust_declarations = config.getoption("gaps_trust_declarations")
     session.jobs = config.getoption("gaps_jobs")
@@ -115,7 +122,7 @@ def make_session(config: pytest.Config) -> GapsSession:
         info = TargetInfo(
             name=manifest.name, description=manifest.description,
             kind="managed" if manifest.managed else "url", url=manifest.url,
-            settings=settings, hints=dict(manifest.hints),
+            settings=settings, hints=dict(manifest.hints), pinned=manifest.pinned or None,
         )
         run = RunResult(target=info, harness_version=__version__, time_scale=scale,
                         seed=session.seed, started=time.time())
@@ -136,8 +143,29 @@ def raise_open_file_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+ORPHAN_POLL = 0.2  # seconds between checks that the wsgaps CLI is still there
+
+
+def watch_parent() -> None:
+    """Under the wsgaps CLI: if the CLI dies (even by SIGKILL), end this process at once.
+
+    Nothing is written to the output folder after that; the guard processes see this
+    process go and take every target's process group down with it.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_POLL)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="wsgaps-parent-watch", daemon=True).start()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gaps: a wsgaps probe")
+    if config.getoption("gaps_events") is not None:
+        watch_parent()
     if config.getoption("gaps_time_scale") <= 0:
         raise pytest.UsageError("--gaps-time-scale must be greater than 0")
     # The plugin is also installed as a pytest11 entry point, so it is loaded in every pytest
@@ -290,6 +318,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             with contextlib.suppress(OSError):
                 target.write()
             gaps_session.gate_failures += gate_failures(target.run, gaps_session)
+    gaps_session.report_lines = session_reports(
+        [t.path for t in gaps_session.targets.values() if t.prepared],
+        Path(session.config.getoption("gaps_out")), render=session.config.getini("gaps_reports"))
     if gaps_session.gate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -308,9 +339,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if gaps_session is None:
         return
     color = terminalreporter.hasmarkup
+    if not config.getoption("gaps_target") and any(
+            t.prepared for t in gaps_session.targets.values()):
+        terminalreporter.write_line(f"wsgaps: no --gaps-target given, so the default target "
+                                    f"{DEFAULT_TARGET} was probed")
     for target in gaps_session.targets.values():
         if target.prepared:
             terminalreporter.write(render_summary(target.run, color=color))
             terminalreporter.write_line(f"results: {target.path}")
     for line in gaps_session.gate_failures:
         terminalreporter.write_line(f"wsgaps gate: {line}", red=True)
+    for line in gaps_session.report_lines:
+        terminalreporter.write_line(line)

@@ -483,7 +483,8 @@ async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
 
 # -- discovery ---------------------------------------------------------------------------
 
-DEFAULT_PROBES = "probes"
+# The probes/ folder, installed under a name no project's own module clashes with.
+DEFAULT_PROBES = "wsgaps_probes"
 
 
 class ProbeError(Exception):

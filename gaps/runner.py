@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import probes
+import wsgaps_probes
 from gaps.options import forward
 
-PROBES_DIR = Path(probes.__file__).resolve().parent
+PROBES_DIR = Path(wsgaps_probes.__file__).resolve().parent
 OUTPUT_TAIL = 16 * 1024
 EVENT_LINE_LIMIT = 64 * 1024  # bytes of one event line; longer ones are dropped
 
@@ -35,6 +35,7 @@ class TargetProgress:
     current: str = "waiting"
     errors: list[str] = field(default_factory=list)  # check IDs whose verdict is error
     gaps_done: list[dict[str, Any]] = field(default_factory=list)
+    running: dict[str, float] = field(default_factory=dict)  # gap -> its longest check budget
     skipped: str | None = None
 
     def apply(self, event: dict[str, Any]) -> None:
@@ -44,12 +45,14 @@ class TargetProgress:
             self.current = "skipped" if self.skipped else "probing"
         elif kind == "gap-started":
             self.current = str(event.get("gap"))
+            self.running[str(event.get("gap"))] = float(event.get("longest_wait") or 0)
         elif kind == "check-done":
             self.done += 1
             if event.get("verdict") == "error":
                 self.errors.append(str(event.get("check")))
         elif kind == "gap-done":
             self.gaps_done.append(event)
+            self.running.pop(str(event.get("gap")), None)
 
 
 @dataclass
@@ -68,16 +71,23 @@ def pytest_argv(specs: list[str], options: dict[str, Any], events_fd: int | None
                 probes_dir: Path = PROBES_DIR) -> list[str]:
     """The pytest command line for a run; ini values are given so no config file is needed.
 
+    The probes folder is the only path given: it holds no test file, so pytest collects
+    nothing of the folder it runs in; the plugin adds the probe items.
+
     ``options`` are the CLI's parsed options (argparse ``dest`` names); each run option is
     passed on as its ``--gaps-`` twin.
     """
     argv = [
         sys.executable, "-m", "pytest", str(probes_dir), "-m", "gaps", "-q", "--color=no",
         "-p", "gaps.plugin", "-p", "no:cacheprovider", "--strict-markers",
+        # Start-up the probe run does not need: assertion rewriting of every gaps module and
+        # anyio's pytest plugin (pulled in by starlette) cost about 3 s of a 7 s run.
+        "--assert=plain", "-p", "no:anyio",
         "--rootdir", str(probes_dir.parent),
         "-o", "asyncio_mode=strict",
         "-o", "asyncio_default_fixture_loop_scope=session",
         "-o", "asyncio_default_test_loop_scope=session",
+        "-o", "gaps_reports=false",  # the CLI renders once, after the run
         *forward(options),
     ]
     for spec in specs:

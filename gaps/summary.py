@@ -1,4 +1,10 @@
-"""The end-of-run summary table (gap, status, checks passed), shared by pytest and the CLI."""
+"""The end-of-run summary table (gap, status, checks passed), shared by pytest and the CLI.
+
+Cells stay short; every distinct error or skip reason is printed once, whole, under the
+table, and the note cell points at it by number.  A gap whose checks errored reads
+``error`` here (``results.json`` keeps it ``unknown`` with its error flag, as the design
+says, and gates are unchanged); a skipped target's gaps read ``skipped``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,24 @@ from rich.console import Console
 from rich.table import Table
 
 from gaps.catalog import GAPS, Kind
-from gaps.model import RunResult, Status
+from gaps.model import RunResult, Status, Verdict
 
+SKIPPED = "skipped"  # every gap of a target that could not run, as in the reports
+ERROR = "error"  # a gap with a check that could not complete
 STYLE = {Status.PASS: "green", Status.PARTIAL: "yellow", Status.MISSING: "red",
-         Status.UNKNOWN: "dim"}
+         Status.UNKNOWN: "dim", SKIPPED: "magenta", ERROR: "red bold"}
+
+
+def reasons(run: RunResult) -> list[str]:
+    """Every distinct error or skip reason of ``run``, whole, in gap order."""
+    found: list[str] = []
+    for gap in GAPS:
+        for check in run.gaps[gap.slug].checks:
+            if check.verdict in (Verdict.ERROR, Verdict.SKIP):
+                text = f"{check.verdict}: {check.summary}"
+                if text not in found:
+                    found.append(text)
+    return found
 
 
 def summary_table(run: RunResult) -> Table:
@@ -25,25 +45,42 @@ def summary_table(run: RunResult) -> Table:
     table.add_column("status")
     table.add_column("checks passed", justify="right")
     table.add_column("note")
+    numbered = {text: n for n, text in enumerate(reasons(run), start=1)}
     for gap in GAPS:
         result = run.gaps[gap.slug]
-        capability = [c for c in result.checks if c.kind is Kind.CAPABILITY]
-        done = sum(1 for c in capability if c.verdict.passed)
-        status = result.status
-        note = result.note or ""
-        if result.error:
-            note = f"error: {result.error}"
+        # Only checks with a verdict count: a skipped or errored check is not "0 of 1".
+        counted = [c for c in result.checks if c.kind is Kind.CAPABILITY
+                   and c.verdict not in (Verdict.SKIP, Verdict.ERROR)]
+        done = sum(1 for c in counted if c.verdict.passed)
+        if run.target.skipped:
+            status, note = SKIPPED, ""
+        else:
+            status = ERROR if result.error else result.status
+            refs = sorted({numbered[f"{c.verdict}: {c.summary}"] for c in result.checks
+                           if c.verdict in (Verdict.ERROR, Verdict.SKIP)})
+            note = result.note or ""
+            if refs:
+                note = "see " + ", ".join(f"[{n}]" for n in refs) + " below"
         table.add_row(str(gap.id), gap.title, str(gap.priority),
                       f"[{STYLE[status]}]{status}[/]",
-                      f"{done}/{len(capability)}" if capability else "-", note[:60])
+                      f"{done}/{len(counted)}" if counted else "-", note)
     return table
+
+
+def print_summary(console: Console, run: RunResult) -> None:
+    """The table, then each reason once, whole (target text printed literally)."""
+    console.print(summary_table(run))
+    if run.target.skipped:
+        console.print(f"{run.target.name} skipped: {run.target.skipped}", markup=False,
+                      highlight=False)
+        return
+    for n, text in enumerate(reasons(run), start=1):
+        console.print(f"[{n}] {text}", markup=False, highlight=False, soft_wrap=True)
 
 
 def render_summary(run: RunResult, *, color: bool = False, width: int = 110) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=color, color_system="standard" if color else None,
                       width=width)
-    console.print(summary_table(run))
-    if run.target.skipped:
-        console.print(f"target skipped: {run.target.skipped.splitlines()[0]}", markup=False)
+    print_summary(console, run)
     return buffer.getvalue()

@@ -35,9 +35,14 @@ from gaps.manifest import (
     load_manifest,
     url_manifest,
 )
+from gaps.resources import cache_root, shipped_dir
 from gaps.wire.client import handshake_ok
 
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "targets"
+# The built-in targets: the checkout's targets/ folder, or the wheel's copy of it.
+BUILTIN_DIR = shipped_dir("targets", "reference/target.toml") or Path(
+    __file__).resolve().parent.parent / "targets"
+# Build outputs never copied into a build folder (they are made there).
+NOT_COPIED = {".wsgaps-build", "node_modules", "__pycache__"}
 OUTPUT_LIMIT = 64 * 1024
 BUILD_TAIL = 4 * 1024
 GUARD = Path(__file__).resolve().with_name("_guard.py")
@@ -47,7 +52,16 @@ READ_SIZE = 64 * 1024
 
 
 class TargetSkipped(Exception):
-    """The target cannot run here (build failed, runtime missing); not a failed run."""
+    """The target cannot run here (build failed, runtime missing); not a failed run.
+
+    ``build`` is what became of the build step, for the results: "failed" (it ran, or tried
+    to, and failed or timed out), "not-run" (a runtime it needs is missing) or "none" (the
+    target has no build step).
+    """
+
+    def __init__(self, message: str, build: str = "failed") -> None:
+        super().__init__(message)
+        self.build = build
 
 
 class TargetFailed(Exception):
@@ -179,8 +193,40 @@ def _expand(text: str, values: dict[str, str]) -> str:
     return text.format_map(values)
 
 
+def is_builtin(manifest: Manifest) -> bool:
+    return manifest.path is not None and manifest.path.resolve().parent.parent == BUILTIN_DIR
+
+
+def work_dir(manifest: Manifest) -> Path:
+    """Where a target is built and run from: its own folder, except for a built-in target
+    with a build step, which builds in a folder of the per-user cache (an installed package
+    is never written to; ``{target_dir}`` names that folder)."""
+    if manifest.build is None or not is_builtin(manifest):
+        return manifest.directory
+    key = hashlib.sha256(str(manifest.directory).encode()).hexdigest()[:10]
+    return cache_root() / "targets" / f"{manifest.name}-{key}"
+
+
+def _sync_work_dir(manifest: Manifest) -> None:
+    """Copy the target's files into its build folder (changed files only, outputs never)."""
+    source, dest = manifest.directory, work_dir(manifest)
+    if source == dest:
+        return
+    skip = NOT_COPIED | {Path(o).parts[0] for o in manifest.build.outputs} if manifest.build \
+        else NOT_COPIED
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if relative.parts[0] in skip or not path.is_file():
+            continue
+        target = dest / relative
+        if target.is_file() and target.read_bytes() == path.read_bytes():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
 def _base_values(manifest: Manifest) -> dict[str, str]:
-    return {"python": sys.executable, "target_dir": str(manifest.directory)}
+    return {"python": sys.executable, "target_dir": str(work_dir(manifest))}
 
 
 def build_stamp(manifest: Manifest) -> str:
@@ -243,22 +289,24 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     out or is interrupted; only the last 4 KiB of its output are kept, for the skip reason.
     """
     if manifest.start and (missing := _missing_runtime(manifest.start.requires)):
-        raise TargetSkipped(missing)
+        raise TargetSkipped(missing, build="none" if manifest.build is None else "not-run")
     build = manifest.build
     if build is None:
         return "none"
     if missing := _missing_runtime(build.requires):
-        raise TargetSkipped(f"build: {missing}")
-    stamp_path = manifest.directory / ".wsgaps-build" / "stamp"
+        raise TargetSkipped(f"build: {missing}", build="not-run")
+    _sync_work_dir(manifest)
+    where = work_dir(manifest)
+    stamp_path = where / ".wsgaps-build" / "stamp"
     stamp = build_stamp(manifest)
-    outputs_exist = all((manifest.directory / o).exists() for o in build.outputs)
+    outputs_exist = all((where / o).exists() for o in build.outputs)
     if outputs_exist and stamp_path.is_file() and stamp_path.read_text() == stamp:
         return "cached"
     values = _base_values(manifest)
     argv = [_expand(a, values) for a in build.argv]
     timeout = build.timeout * time_scale
     try:
-        status, tail = _run_bounded(argv, cwd=manifest.directory / build.cwd,
+        status, tail = _run_bounded(argv, cwd=where / build.cwd,
                                     env={**os.environ, **build.env}, timeout=timeout,
                                     limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:
@@ -285,7 +333,7 @@ def target_version(manifest: Manifest, timeout: float = 30.0) -> str | None:
     try:
         status, text = _run_bounded(
             [_expand(a, values) for a in manifest.version.argv],
-            cwd=manifest.directory / manifest.version.cwd, env=os.environ, timeout=timeout,
+            cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ, timeout=timeout,
             limit=BUILD_TAIL)
     except OSError as exc:
         return f"unknown ({type(exc).__name__})"
@@ -378,7 +426,7 @@ class Instance:
             # then stops the target in order.  No preexec_fn: forking with reader threads
             # running must not run Python code in the child.
             self.process = subprocess.Popen(
-                guard, cwd=self.manifest.directory / start.cwd, env=env,
+                guard, cwd=work_dir(self.manifest) / start.cwd, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 start_new_session=True, pass_fds=(theirs.fileno(),),
             )

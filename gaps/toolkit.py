@@ -7,8 +7,16 @@ of ``docs/design-notes.md`` for which helper is for what.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
+import os
+import resource
+from collections.abc import AsyncIterator
 from typing import Any
 
+from gaps.evidence import HEX_PREFIX, show_bytes
+from gaps.model import Verdict
 from gaps.probe import Outcome, failed, passed
 from gaps.wire.client import Message, WireClient
 from gaps.wire.errors import ReceiveError
@@ -18,9 +26,12 @@ SHOWN = 80  # bytes of a target's payload quoted in a summary
 
 
 def show(data: bytes, limit: int = SHOWN) -> str:
-    """A bounded, printable quote of bytes the target sent (untrusted)."""
-    text = repr(data[:limit])
-    return text + ("..." if len(data) > limit else "")
+    """A bounded quote of bytes the target sent (untrusted): UTF-8 text as a quoted string,
+    anything else as ``hex:`` and its hex digits (``gaps.evidence.show_bytes``)."""
+    cut = len(data) > limit
+    shown = show_bytes(data[:limit], cut=cut)
+    text = shown if shown.startswith(HEX_PREFIX) else repr(shown)
+    return text + ("..." if cut else "")
 
 
 def quote(text: str | None, limit: int = 100) -> str:
@@ -71,3 +82,64 @@ async def echo_once(client: WireClient, payload: bytes, wait: float, *,
     got = await receive(client, wait, 4 * len(payload) + 1024)
     label = what or f"a {len(payload)}-byte {opcode.name.lower()} message"
     return judge_echo(label, opcode, payload, got, client, wait=wait, **extra)
+
+
+def open_files_for(needed: int) -> int:
+    """Make room in this process for ``needed`` more open files; return the soft limit.
+
+    Raises the soft open-file limit towards the hard one first.  When the room is still not
+    there, raises ``OSError(EMFILE)``: running out of descriptors is the harness's problem,
+    so the check ends as ``error`` (harness side), never as evidence about the target.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = _open_files()
+    if in_use + needed > soft and (hard == resource.RLIM_INFINITY or hard > soft):
+        wanted = in_use + needed if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if in_use + needed > soft:
+        raise OSError(errno.EMFILE, f"the harness needs {needed} more open files, but "
+                                    f"{in_use} of its limit of {soft} are in use (hard limit "
+                                    f"{'unlimited' if hard == resource.RLIM_INFINITY else hard})")
+    return soft
+
+
+def _open_files() -> int:
+    """Descriptors open in this process now (0 where the platform does not say)."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        with contextlib.suppress(OSError):
+            return len(os.listdir(folder))
+    return 0
+
+
+_LOAD_LOCKS: dict[int, asyncio.Lock] = {}
+
+
+@contextlib.asynccontextmanager
+async def heavy_load() -> AsyncIterator[float]:
+    """Hold this harness's one load slot: checks that put hundreds of connections or
+    thousands of messages through the harness's event loop (figures such as
+    ``broadcast.scale``) take turns, so that one load's figures never carry another's
+    (targets and gaps run at once).  Yields the seconds spent waiting for the slot."""
+    loop = asyncio.get_running_loop()
+    lock = _LOAD_LOCKS.setdefault(id(loop), asyncio.Lock())
+    asked = loop.time()
+    async with lock:
+        yield loop.time() - asked
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """error before fail before non-strict before pass: the verdict of sub-results."""
+    for verdict in (Verdict.ERROR, Verdict.FAIL, Verdict.NON_STRICT):
+        if verdict in verdicts:
+            return verdict
+    return Verdict.PASS
+
+
+def combine(judged: list[tuple[Verdict, str]], **evidence: Any) -> Outcome:
+    """One outcome from sub-results (verdict, line): the worst verdict, its lines first."""
+    verdict = worst([v for v, _ in judged])
+    lines = [line for v, line in judged if v is verdict] + [
+        line for v, line in judged if v is not verdict]
+    return Outcome(verdict, "; ".join(lines), evidence)

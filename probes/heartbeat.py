@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 
+from gaps.evidence import show_bytes
 from gaps.model import Verdict
 from gaps.probe import Outcome, ProbeContext, check, failed, passed
 from gaps.wire.errors import WireError
@@ -62,7 +63,7 @@ async def server_pings(ctx: ProbeContext) -> Outcome:
     if client.pings:
         first, payload = client.pings[0]
         return passed(f"first server Ping after {first:.2f} s", ping_times=[
-            round(t, 3) for t, _ in client.pings], payload=payload[:64].hex(), wait=wait)
+            round(t, 3) for t, _ in client.pings], payload=show_bytes(payload), wait=wait)
     if client.closed:
         return failed(f"connection ended after {client.eof_at:.2f} s with no Ping",
                       **client.evidence())

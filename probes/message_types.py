@@ -62,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+from gaps.evidence import show_bytes
 from gaps.probe import Outcome, ProbeContext, check, failed, passed
 from gaps.toolkit import judge_echo, receive, show
 from gaps.wire.client import Message, WireClient
@@ -142,10 +143,10 @@ async def large(ctx: ProbeContext) -> Outcome:
     facts: dict[str, object] = {
         "size": size, "declared_max": declared, "seed": ctx.seed, "wait": wait,
         "round_trip_s": round(elapsed, 3),
-        "sent_sha256": hashlib.sha256(payload).hexdigest()[:16],
+        "sent_sha256": hashlib.sha256(payload).hexdigest(),
     }
     if isinstance(got, Message):
-        facts["echo_sha256"] = hashlib.sha256(got.data).hexdigest()[:16]
+        facts["echo_sha256"] = hashlib.sha256(got.data).hexdigest()
     limit = f"declared maximum {int(declared)}" if declared else "no declared maximum"
     what = f"a {size}-byte text message ({limit})"
     if isinstance(got, Message) and got.opcode == Opcode.TEXT and got.data != payload:
@@ -224,7 +225,7 @@ async def ping_pong(ctx: ProbeContext) -> Outcome:
             when = "" if others else f" within {wait:.1f} s"
             return failed(f"Ping of {len(payload)} bytes: {problem}{when} ({rule})",
                           wait=wait, seed=ctx.seed, answered=answered,
-                          other_pong_payloads=[o[:125].hex() for o in others[:5]],
+                          other_pong_payloads=[show_bytes(o) for o in others[:5]],
                           **client.evidence())
         record["latency_ms"] = round(latency * 1000, 2)
         answered.append(record)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from gaps.model import SCHEMA_PATH, load_results
 from tests.conftest import ROOT
@@ -58,6 +60,10 @@ def test_run_reference_writes_results_and_reports(tmp_path: Path) -> None:
         assert (tmp_path / name).is_file(), name
     assert "Ping/Pong Heartbeat" in done.stdout
     assert f"report: {tmp_path / 'index.html'}" in done.stdout
+    assert f"matrix: {tmp_path / 'matrix.md'}" in done.stdout
+    # Not on a terminal: a line per finished gap as it finishes, no progress bar.
+    assert re.search(r"^reference heartbeat: pass in \d+\.\d s$", done.stdout, re.M), done.stdout
+    assert "━━━━━━━━━━ " not in done.stdout  # no progress bar
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
@@ -69,10 +75,38 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert "start: missing" in done.stderr
 
 
+@pytest.mark.parametrize("args", [
+    ("--target", "ws://127.0.0.1:abc/echo"),
+    ("--target", "ws://127.0.0.1:99999/echo"),
+    ("--without", "bogus"),
+    ("--jobs", "0"),
+])
+def test_bad_values_are_one_line_usage_errors(args: tuple[str, ...]) -> None:
+    done = wsgaps("run", *args)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("wsgaps: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_version_and_help() -> None:
+    version = wsgaps("--version")
+    assert version.returncode == 0 and version.stdout.startswith("wsgaps 0.")
+    helped = wsgaps("run", "--help").stdout
+    assert "``" not in helped
+    assert "heartbeat" in helped and "subprotocols" in helped  # --without names them
+    assert "bogus" in wsgaps("run", "--without", "bogus").stderr
+    assert "the reference knows: heartbeat" in wsgaps("run", "--without", "bogus").stderr
+
+
 def test_target_that_never_starts_exits_3(tmp_path: Path) -> None:
     done = wsgaps("run", "--target", str(manifest(tmp_path, NEVER_READY)), "--out",
                   str(tmp_path / "out"))
     assert done.returncode == 3, done.stdout[-3000:]
+    # The whole reason, once, under the table; the gap reads "error" there.
+    assert "target not ready: never-ready did not become ready within 1.0 s" in done.stdout \
+        or "not ready within 1.0 s" in done.stdout
+    assert re.search(r"Ping/Pong Heartbeat\s+│\s+High\s+│\s+error", done.stdout), done.stdout
+    assert "[1] error: target not ready" in done.stdout
     run = load_results(tmp_path / "out" / "never-ready" / "results.json")
     heartbeat = run.gaps["heartbeat"]
     assert heartbeat.status == "unknown"
@@ -98,3 +132,45 @@ def test_remote_and_tls_targets_need_an_opt_in(tmp_path: Path) -> None:
          "--gaps-target", "ws://192.0.2.1:9/echo", str(ROOT / "probes")],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 4 and "--gaps-allow-remote" in done.stderr
+
+
+def test_summary_prints_reasons_whole_and_errors_as_error() -> None:
+    from gaps.model import CheckResult, RunResult, TargetInfo, Verdict
+    from gaps.summary import render_summary
+
+    long_reason = "probe: ConnectionRefusedError: [Errno 111] " + "x" * 150 + " end"
+    run = RunResult(TargetInfo("t"), "0")
+    run.gaps["heartbeat"].checks = [
+        CheckResult("heartbeat.server-pings", Verdict.ERROR, long_reason),
+        CheckResult("heartbeat.reaps-silent-peer", Verdict.PASS, "ok")]
+    run.gaps["subprotocols"].checks = [
+        CheckResult("subprotocols.selects-offered", Verdict.SKIP, "target has no subprotocols "
+                    "endpoint")]
+    text = render_summary(run, width=200)
+    heartbeat = next(line for line in text.splitlines() if "Heartbeat" in line)
+    assert "error" in heartbeat and "1/1" in heartbeat and "see [1] below" in heartbeat
+    subprotocols = next(line for line in text.splitlines() if "Subprotocol" in line)
+    assert "0/1" not in subprotocols and "see [2] below" in subprotocols
+    assert f"[1] error: {long_reason}" in text
+    assert "[2] skip: target has no subprotocols endpoint" in text
+    # results.json keeps the derived status and its error flag; only the display says error
+    assert run.to_json()["gaps"][0]["status"] == "pass" and run.to_json()["gaps"][0]["error"]
+
+
+def test_reference_banner_names_what_is_off() -> None:
+    from gaps.targets import free_port
+
+    def banner(*args: str) -> str:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gaps.reference", "--port", str(free_port()), *args],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert process.stdout is not None
+            return process.stdout.readline()
+        finally:
+            process.terminate()
+            process.wait(10)
+
+    assert "every capability on" in banner()
+    off = banner("--without", "heartbeat,subprotocols")
+    assert "switched off: heartbeat, subprotocols" in off and "[" not in off

@@ -4,11 +4,12 @@ All built-in targets are probed in one run, the way a user runs the matrix (``py
 with every ``--gaps-target``), so the run costs about its longest wait, not the sum of the
 targets' waits; then each target's results are compared with every check the probes
 implement.  A target whose runtime or build is missing here is skipped with the reason, as
-the harness itself reports it.
+the harness itself reports it, except where CI must build it (``required_reason``).
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,27 @@ from gaps.probe import load_checks
 from gaps.targets import BUILTIN_DIR, builtin_names
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def go_mirror() -> Path:
+    """The Go module mirror the Makefile puts first in GOPROXY when it exists."""
+    return Path(os.environ.get("WSGAPS_GO_MIRROR") or ROOT.parent / "shared" / "goproxy")
+
+
+def required_reason(name: str) -> str | None:
+    """Why ``name`` must not be skipped here, or None when a skip is acceptable.
+
+    Under CI=true with the Go module mirror beside the checkout, GoFr can always be built,
+    so a skip means its verdicts went unchecked: that fails instead of passing silently.
+    """
+    if name != "gofr" or os.environ.get("CI") != "true":
+        return None
+    mirror = go_mirror()
+    if not mirror.is_dir():
+        return None
+    return (f"CI=true and the Go module mirror {mirror} exists, so GoFr must build; "
+            f"GOPROXY here: {os.environ.get('GOPROXY', '<unset>')!r} (`make test` and "
+            f"`make report` put the mirror first)")
 
 
 def implemented_checks() -> set[str]:
@@ -50,6 +72,9 @@ def test_target_matches_expectations(name: str, matrix: tuple[Path, str]) -> Non
     assert results_path.exists(), output
     run = load_results(results_path)
     if run.target.skipped:
+        if required := required_reason(name):
+            pytest.fail(f"{name} was skipped, but {required}. Skip reason:\n"
+                        f"{run.target.skipped[-3000:]}")
         pytest.skip(f"{name}: {run.target.skipped.splitlines()[0]}")
     problems = compare(expected, run, implemented_checks())
     assert not problems, "\n".join(problems) + "\n\n" + output

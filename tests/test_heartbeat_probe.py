@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from gaps.model import Method, Verdict
-from probes import heartbeat
 from tests.conftest import reference_ctx, reference_manifest
+from wsgaps_probes import heartbeat
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

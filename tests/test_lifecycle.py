@@ -78,17 +78,22 @@ def marked_processes(manifest_path: Path) -> list[int]:
 
 def processes_marked(mark_text: str) -> list[int]:
     """Live (non-zombie) processes whose environment holds the unique ``mark_text``."""
-    mark = mark_text.encode()
+    return live_processes("environ", mark_text)
+
+
+def live_processes(proc_file: str, text: str) -> list[int]:
+    """Live (non-zombie) processes whose /proc/PID/``proc_file`` holds ``text``."""
+    needle = text.encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            content = (entry / proc_file).read_bytes()
             state = (entry / "stat").read_text().split()[2]
         except OSError:
             continue
-        if mark in environ and state != "Z":
+        if needle in content and state != "Z":
             found.append(int(entry.name))
     return found
 
@@ -351,6 +356,15 @@ path = "/echo"
     return folder / "target.toml", mark
 
 
+def test_build_missing_runtime_is_not_run(tmp_path: Path) -> None:
+    path, _ = build_manifest(tmp_path, '["true"]')
+    manifest = load_manifest(path)
+    manifest.build = dataclasses.replace(manifest.build, requires=("wsgaps-no-such-tool",))
+    with pytest.raises(TargetSkipped, match="build: wsgaps-no-such-tool not found") as info:
+        run_build(manifest)
+    assert info.value.build == "not-run"
+
+
 def test_build_timeout_leaves_no_process(tmp_path: Path) -> None:
     path, mark = build_manifest(
         tmp_path, '["sh", "-c", "echo building; sleep 301 & sleep 302"]', timeout=1)
@@ -385,6 +399,7 @@ def test_build_output_is_bounded(tmp_path: Path) -> None:
     path, _ = build_manifest(tmp_path, f'["{{python}}", "-c", "{code}"]')
     with pytest.raises(TargetSkipped, match="exit status 2: last words") as info:
         run_build(load_manifest(path))
+    assert info.value.build == "failed"  # the report's Build line says so
     tail = str(info.value).split("\n", 1)[1]
     assert len(tail.encode()) <= BUILD_TAIL
     assert tail.endswith("x\nlast words")
@@ -445,3 +460,51 @@ def test_stop_after_an_interrupted_start_leaves_nothing(tmp_path: Path,
         instance.start()
     instance.stop(grace=1.0)
     assert not marked_processes(path)
+
+
+def processes_with(text: str) -> list[int]:
+    """Live processes whose command line holds ``text``."""
+    return live_processes("cmdline", text)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_cli_interrupted_leaves_nothing_running(tmp_path: Path, sig: int) -> None:
+    """SIGTERM to ``wsgaps run`` ends it like Ctrl-C; after a SIGKILL every child notices
+    within a second, stops, and writes nothing more to the output folder."""
+    path = marked_manifest(tmp_path)
+    probes = probe_dir(tmp_path, {
+        "a_fast": ("heartbeat", "heartbeat.server-pings", "from gaps.probe import passed\n"
+                   "    return passed('ok')"),
+        "b_slow": ("broadcast", "broadcast.fan-out", "await asyncio.sleep(50)"),
+    })
+    out = tmp_path / "out"
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "gaps", "run", "--target", str(path), "--out", str(out),
+         "--probes", str(probes)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True)
+    results = out / "marked" / "results.json"
+    try:
+        def slow_gap_running() -> bool:
+            if not results.exists() or not marked_processes(path):
+                return False
+            return json.loads(results.read_text())["gaps"][0]["status"] == "pass"
+
+        assert wait_for(slow_gap_running, 30), "the slow gap never started"
+        assert processes_with(str(out))  # the pytest child of the CLI
+        os.kill(cli.pid, sig)
+        if sig == signal.SIGTERM:
+            assert cli.wait(30) == 130
+            assert b"interrupted" in cli.stderr.read()
+        else:
+            cli.wait(5)
+            assert wait_for(lambda: not processes_with(str(out)), 1.5), "pytest outlived the CLI"
+            written = results.stat().st_mtime_ns
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+            cli.wait()
+    assert wait_for(lambda: not marked_processes(path), 8), "a target outlived the CLI"
+    assert not processes_with(str(out))
+    if sig == signal.SIGKILL:
+        time.sleep(1)
+        assert results.stat().st_mtime_ns == written, "written to after the CLI died"

@@ -13,8 +13,8 @@ import pytest
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.wire.frames import Close
-from probes import message_types
 from tests.conftest import reference_ctx, reference_manifest
+from wsgaps_probes import message_types
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -76,6 +76,7 @@ async def test_large_echo_and_small_maximum(full: ProbeContext) -> None:
         off = await message_types.large(ctx)
     assert on.verdict is Verdict.PASS, on
     assert on.evidence["size"] == 1024 * 1024
+    assert len(on.evidence["sent_sha256"]) == 64 == len(on.evidence["echo_sha256"])  # whole
     assert off.verdict is Verdict.FAIL, off
     assert "Close frame 1009" in off.summary  # websockets: message too big
 

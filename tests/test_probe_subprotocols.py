@@ -19,8 +19,8 @@ from gaps.manifest import EndpointSpec, Manifest
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.targets import Instance
-from probes import subprotocols
 from tests.conftest import reference_ctx, reference_manifest
+from wsgaps_probes import subprotocols
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

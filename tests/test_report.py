@@ -11,12 +11,14 @@ import json
 import re
 import subprocess
 import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from gaps.catalog import GAPS
+from gaps.evidence import show_bytes
 from gaps.model import CheckResult, GapResult, Method, RunResult, TargetInfo, Verdict
 from gaps.report import (
     ReportError,
@@ -304,18 +306,17 @@ def test_declared_facts_are_marked_declared() -> None:
     assert ("📄 **declared** (source: `gofr websocket.go: Manager has Get/List/Add`)"
             in gap_section(markdown, 2))
     assert "📄 **declared**" not in gap_section(markdown, 3)
-    elements = parse(render_html(run))
-    declared = "".join(elements.text_in.get("span", []))
-    assert "📄 declared" in declared
-    assert '<span class="declared">📄 declared</span> source: <code>https://example.invalid' \
-        in render_html(run)
+    html = render_html(run)
+    assert "📄" not in html  # an icon that needs no emoji font
+    assert re.search(r'<span class="declared"><svg [^>]*>.*?</svg> declared</span> source: '
+                     r'<code>https://example.invalid', html)
 
 
 def test_skipped_target_shows_reason() -> None:
     run = plain_run("t", True)
     run.target.skipped = "build failed: npm ci exited 1\nnpm ERR! " + SCRIPT
     markdown, html = render_markdown(run), render_html(run)
-    assert "> **Target skipped**: build failed: npm ci exited 1" in markdown
+    assert "> **⏭️ Target skipped**: build failed: npm ci exited 1" in markdown
     assert "npm ERR!" in markdown and "npm ERR!" in html
     assert_no_injection(parse(html))
 
@@ -469,7 +470,247 @@ def test_matrix_marks_a_skipped_target_as_skipped() -> None:
     row = next(line for line in markdown.splitlines() if line.startswith("| 1 |"))
     assert "❔ Unknown" in row and "⏭️ Skipped" in row
     assert "skipped: build failed: 403 Forbidden" in markdown
-    assert "⏭️ Skipped" in render_index_html([(ran, "ran"), (skipped, "gone")])
+    index = render_index_html([(ran, "ran"), (skipped, "gone")])
+    assert re.search(r'<td class="cell st-skipped"><a [^>]*><svg [^>]*>.*?</svg> Skipped</a>',
+                     index)
+
+
+# --- evidence: text as text, hex only where it is not UTF-8 -----------------------------
+
+@pytest.mark.parametrize(("data", "cut", "shown"), [
+    (b"", False, ""),
+    ("ping é 🚀 ∑".encode(), False, "ping é 🚀 ∑"),
+    (b"\xff\x00\x80", False, "hex:ff0080"),
+    ("aé".encode()[:2], True, "a"),  # a character broken off by a preview stays out
+    ("aé".encode()[:2], False, "hex:61c3"),  # a whole payload ending mid-character is hex
+])
+def test_show_bytes_keeps_text_as_text(data: bytes, cut: bool, shown: str) -> None:
+    assert show_bytes(data, cut=cut) == shown
+
+
+def test_frame_previews_and_close_reasons_are_text_where_utf8() -> None:
+    from gaps.wire.client import PREVIEW, _preview
+    from gaps.wire.frames import Opcode, close_payload
+
+    assert _preview("héllo".encode()) == "héllo"
+    assert _preview(b"\x00\xff") == "hex:00ff"
+    assert _preview(("é" * PREVIEW).encode()) == "é" * (PREVIEW // 2) + "..."
+    # A Close frame's body: its code, then its reason as text.
+    assert _preview(close_payload(1011, "keepalive ping timeout"), Opcode.CLOSE) \
+        == "1011 keepalive ping timeout"
+    assert _preview(close_payload(1000), Opcode.CLOSE) == "1000"
+
+
+# --- what a person sees (issue 18) -------------------------------------------------------
+
+# Emoji and other pictographs that need an emoji font: none may appear in the HTML reports,
+# whose icons are inline SVG.
+EMOJI = re.compile(r"[\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\ufe0f\U0001f000-\U0001faff]")
+
+
+def skipped_run(name: str = "gone") -> RunResult:
+    run = plain_run(name, True)
+    run.gaps = {}
+    run.__post_init__()
+    run.target.skipped = "build failed with exit status 1: npm ERR! 403\nnpm ERR! 403 Forbidden"
+    run.target.build = "failed"
+    for gap in run.gaps.values():
+        gap.note = "target skipped: build failed with exit status 1: npm ERR! 403"
+    return run
+
+
+def every_status_runs() -> list[tuple[RunResult, str]]:
+    """Targets whose cells show every status: pass, partial, missing, unknown, skipped, and
+    a gap with an error flag."""
+    return [(plain_run("alpha", True), "alpha"), (hostile_run("beta"), "beta"),
+            (plain_run("gamma", False), "gamma"), (skipped_run(), "gone")]
+
+
+def test_html_reports_need_no_emoji_font() -> None:
+    runs = every_status_runs()
+    pages = [render_index_html(runs)] + [render_html(run) for run, _ in runs]
+    for html in pages:
+        assert not EMOJI.findall(html)
+        assert "data:" not in html  # the content policy forbids data: URIs
+    index = render_index_html(runs)
+    cells = re.findall(r'<td class="cell st-([a-z]+)"><a [^>]*><svg [^>]*>.*?</svg> (\w+)</a>',
+                       index)
+    assert len(cells) == len(GAPS) * len(runs)
+    assert {status for status, _ in cells} == {"pass", "partial", "missing", "unknown",
+                                               "skipped"}
+    assert all(word.lower() == status for status, word in cells)
+    assert '<span class="error" title="a check could not complete"><svg' in index
+
+
+def test_every_status_has_its_own_colour_rule() -> None:
+    css = (templates_dir() / "report.css").read_text()
+    colours = {}
+    for status in ("pass", "partial", "missing", "unknown", "skipped"):
+        rule = re.search(rf"\.st-{status} \{{ --st: var\(--(\w+)\); --st-bg: var\(--([\w-]+)\)",
+                         css)
+        assert rule, status
+        values = tuple(re.search(rf"--{name}: (#[0-9a-f]{{6}})", css).group(1)
+                       for name in rule.groups())
+        colours[status] = values
+    assert len(set(colours.values())) == 5  # text and background pairs all differ
+    assert len({text for text, _ in colours.values()}) == 5
+    assert "td.cell a { color: inherit;" in css  # links take the status colour
+
+
+def test_skipped_target_reads_skipped_everywhere() -> None:
+    from gaps.summary import render_summary
+
+    run = skipped_run()
+    markdown, html = render_markdown(run), render_html(run)
+    assert markdown.count("**Status**: ⏭️ Skipped") == len(GAPS)
+    assert "Unknown" not in markdown.split("## Identified Gaps")[1]
+    assert "- **Build**: failed" in markdown and "<dt>Build</dt><dd>failed" in html
+    assert "**Gaps**: Skipped 14" in markdown
+    # The reason once, at the top, before the target's facts.
+    for text in (markdown, html):
+        assert text.count("npm ERR! 403") == 2  # the first line, and the output below it
+        assert text.index("Target skipped") < text.index("Target</h2>" if text is html
+                                                         else "## Target")
+        assert "target skipped: build failed" not in text
+    assert html.count('<span class="status"><svg') == len(GAPS)
+    assert len(re.findall(r'<span class="status"><svg [^>]*>.*?</svg> Skipped</span>', html)) \
+        == len(GAPS)
+    terminal = render_summary(run)
+    assert terminal.count("skipped") == len(GAPS) + 1  # each gap, and the reason line
+    assert "unknown" not in terminal and terminal.count("build failed with exit status") == 1
+
+
+def test_matrix_and_index_carry_run_date_and_harness_version() -> None:
+    early, late = plain_run("a", True), plain_run("b", True)
+    late.started, late.harness_version = 1_700_003_600.0, "0.2.0"
+    runs = [(late, "b"), (early, "a")]
+    markdown, html = render_matrix_markdown(runs), render_index_html(runs)
+    assert "Run started 2023-11-14 22:13:20 UTC · wsgaps `0.1.0, 0.2.0`" in markdown
+    assert "Run started 2023-11-14 22:13:20 UTC · wsgaps <code>0.1.0, 0.2.0</code>" in html
+    for text in (markdown, html):
+        assert "run started 2023-11-14 23:13:20 UTC" in text  # each target's own start
+    # The results' time, never the time of rendering.
+    assert render_index_html(runs) == html and render_matrix_markdown(runs) == markdown
+
+
+def test_target_reports_link_back_to_the_matrix(tmp_path: Path) -> None:
+    written = write_reports([write_results(tmp_path, plain_run("one", True))])
+    html = (tmp_path / "one" / "gap-report.html").read_text()
+    markdown = (tmp_path / "one" / "gap-report.md").read_text()
+    assert '<a href="../index.html">' in html
+    assert markdown.startswith("[← All targets: the gap matrix](../matrix.md)")
+    assert {tmp_path / "index.html", tmp_path / "matrix.md"} <= set(written)
+    # A report rendered on its own has no link to a matrix that may not exist.
+    assert "../index.html" not in render_html(plain_run("one", True))
+
+
+def test_evidence_leaves_out_nulls_and_keeps_digests_whole() -> None:
+    digest = "ab" * 32
+    run = plain_run("t", True)
+    run.gaps["heartbeat"].checks[0].evidence = {
+        "close_code": None, "reason": "bye", "nested": {"gone": None, "kept": 1},
+        "frames": [[0.1, "in", None]], "sent_sha256": digest}
+    markdown, html = render_markdown(run), render_html(run)
+    for text in (markdown, unescape(html)):
+        assert "close_code" not in text and "gone" not in text
+        assert "kept" in text and '"in",null' in text  # list positions stay
+        assert f"sent_sha256={json.dumps(digest)}" in text
+
+
+def test_long_settings_are_shown_whole() -> None:
+    run = plain_run("t", True)
+    value = "uvicorn --lifespan off " + "because starlette would otherwise " * 9 + "end"
+    assert len(value) > 300
+    run.target.settings = {"lifespan_setting_with_a_long_key": value}
+    assert value in render_markdown(run)
+    assert f"<td>{value}</td>" in render_html(run)
+    css = (templates_dir() / "report.css").read_text()
+    assert "table.entries th { white-space: nowrap; }" in css
+
+
+def test_summary_lists_only_gaps_that_do_not_pass() -> None:
+    markdown = render_markdown(hostile_run())
+    summary = markdown[markdown.index("## Summary"):]
+    assert "Ping/Pong Heartbeat](#gap-1): Partial" in summary
+    assert "Broadcast and Rooms](#gap-2): Missing" in summary
+    assert "(#gap-3)" not in summary and "(#gap-6)" not in summary  # both pass
+    html = render_html(hostile_run())
+    html_summary = html[html.index('id="summary"'):]
+    assert 'href="#gap-1"' in html_summary and 'href="#gap-3"' not in html_summary
+    passing = plain_run("p", True)
+    passing.gaps = {"heartbeat": passing.gaps["heartbeat"]}
+    passing.__post_init__()
+    for gap in GAPS[1:]:
+        passing.gaps[gap.slug].checks = [check(c.id, Verdict.PASS) for c in gap.checks]
+    summary = render_markdown(passing).split("## Summary")[1]
+    assert "none: all 3 High priority gaps pass" in summary
+    assert "](#gap-" not in summary
+
+
+def recommended_part(section: str) -> str:
+    part = section[section.index("**Recommended Solution**"):]
+    return part.split("**Evidence**")[0]
+
+
+def test_recommendation_names_the_failed_checks() -> None:
+    markdown = render_markdown(hostile_run())
+    recommended = recommended_part(gap_section(markdown, 1))
+    assert "- Make the failed checks pass:" in recommended
+    assert "  - `heartbeat.reaps-silent-peer`: checks that " in recommended
+    assert "`heartbeat.server-pings`" not in recommended  # it passed (and erred once)
+    recommended = recommended_part(gap_section(markdown, 3))
+    assert "`message-types.ping-pong`" in recommended  # a failed conformance finding
+    assert "`message-types.close-handshake`" not in recommended  # non-strict counts as pass
+    html = render_html(hostile_run())
+    assert re.search(r'<ul class="failed">\s*<li><code>heartbeat.reaps-silent-peer</code>', html)
+    assert "Make the failed checks pass" not in gap_section(markdown, 6)
+
+
+def test_readme_gaps_commands_work_as_typed() -> None:
+    readme = (ROOT / "README.md").read_text()
+    # Commands typed in the checkout; "In your own project" is about a user's environment.
+    readme = re.sub(r"## In your own project\n.*?\n## ", "## ", readme, flags=re.S)
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
+    lines = [line for block in blocks for line in block.splitlines()]
+    typed = [line for line in lines if "pytest" in line]
+    assert typed
+    for line in typed:  # after `make report` nothing is on PATH but the system's tools
+        assert line.startswith(".venv/bin/pytest "), line
+
+
+# --- pytest -m gaps writes the reports ---------------------------------------------------
+
+def gaps_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gaps", "-p", "no:cacheprovider",
+         "-c", str(ROOT / "pyproject.toml"), "--gaps-out", str(tmp_path / "out"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_pytest_gaps_writes_reports_and_names_the_default_target(tmp_path: Path) -> None:
+    done = gaps_pytest(tmp_path, "-k", "text")  # message-types.text alone
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "no --gaps-target given, so the default target reference was probed" in done.stdout
+    for name in ("reference/gap-report.md", "reference/gap-report.html", "matrix.md",
+                 "index.html"):
+        assert (tmp_path / "out" / name).is_file(), name
+    ours = [line for line in done.stdout.splitlines() if line.startswith("wsgaps")]
+    assert ours[-1] == f"wsgaps report: {tmp_path / 'out' / 'index.html'}"
+
+
+def test_pytest_gaps_with_a_skipped_target(tmp_path: Path) -> None:
+    target = tmp_path / "t" / "target.toml"
+    target.parent.mkdir()
+    target.write_text('name = "no-runtime"\n[start]\ncommand = ["wsgaps-no-such-runtime"]\n'
+                      'requires = ["wsgaps-no-such-runtime"]\n[endpoints.echo]\npath = "/"\n')
+    done = gaps_pytest(tmp_path, "--gaps-target", str(target))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "default target" not in done.stdout
+    assert done.stdout.count("│ skipped") == len(GAPS)
+    assert "unknown" not in done.stdout
+    report = (tmp_path / "out" / "no-runtime" / "gap-report.md").read_text()
+    assert "- **Build**: no build step" in report
+    assert report.count("wsgaps-no-such-runtime not found on PATH") == 1
 
 
 def test_observed_and_declared_apart_and_a_contradiction_stands_out() -> None:

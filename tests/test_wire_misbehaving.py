@@ -120,8 +120,8 @@ async def test_garbage_answer_fails_refuses_bogus() -> None:
     from gaps.manifest import EndpointSpec
     from gaps.probe import ProbeContext
     from gaps.targets import Instance
-    from probes import subprotocols
     from tests.conftest import reference_manifest
+    from wsgaps_probes import subprotocols
 
     async def script(reader, writer) -> None:
         headers = await read_request(reader)
@@ -148,8 +148,8 @@ async def test_an_empty_protocol_header_is_not_a_refusal() -> None:
     from gaps.manifest import EndpointSpec
     from gaps.probe import ProbeContext
     from gaps.targets import Instance
-    from probes import subprotocols
     from tests.conftest import reference_manifest
+    from wsgaps_probes import subprotocols
 
     async def script(reader, writer) -> None:
         writer.write(switching(await read_request(reader), "Sec-WebSocket-Protocol: \r\n"))

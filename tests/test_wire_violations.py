@@ -15,8 +15,8 @@ from gaps.probe import ProbeContext, check, passed
 from gaps.targets import Instance
 from gaps.wire.client import WireClient
 from gaps.wire.frames import Opcode, close_payload, encode_frame
-from probes import heartbeat
 from tests.rawserver import raw_server, read_request, switching
+from wsgaps_probes import heartbeat
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

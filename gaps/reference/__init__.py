@@ -6,6 +6,7 @@ reproduces the seed document's proof-of-concept app with every capability off.
 
 ``--defect LIST`` (``config.DEFECTS``) switches on deliberately defective modes for the
 harness's own tests, so that every check is shown to fail: message-type defects in
-``echo.py``, subprotocol defects in ``subprotocols.py``, frame-level ones in ``defects.py``.
+``echo.py``, subprotocol defects in ``subprotocols.py``, handshake ones in ``errors.py``, the
+chat one in ``seed.py``, frame-level ones in ``defects.py``.
 The default run has none.
 """

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CAPABILITIES = ("heartbeat", "app-errors", "subprotocols", "recovery", "resume")
+CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
+                "resume")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -33,6 +34,21 @@ DEFECTS = {
     "unoffered-subprotocol": "any offer gets the preferred protocol, offered or not",
     "echo-any-subprotocol": "the first offered protocol is accepted, supported or not",
     "subprotocol-without-offer": "a handshake without an offer still gets a protocol",
+    # error handling: bad handshakes, bad chat input, protocol violations
+    "missing-key-500": "an upgrade request without Sec-WebSocket-Key is answered with HTTP 500",
+    "no-version-header": "an unsupported Sec-WebSocket-Version is refused without the "
+                         "Sec-WebSocket-Version header",
+    "null-errors": "bad chat input is answered with the text null",
+    "error-closes-others": "a protocol error (1002) or invalid UTF-8 (1007) on one connection "
+                           "closes the other established clients of its path with 1011; the "
+                           "process stays up",
+    "accept-unmasked": "unmasked client frames are accepted",
+    "accept-invalid-utf8": "a Text message whose first frame is not UTF-8 is passed on "
+                           "unchecked (it reaches the handler, and comes back, as Binary)",
+    # fan-out on /broadcast, /room/{room} and the chat's rooms (gaps.reference.broadcast)
+    "broadcast-skips-one": "a broadcast skips the connection that joined first (an "
+                           "off-by-one over the audience)",
+    "room-leaks": "a room message also goes to the members of every other room",
     # the outbound client (recovery.py)
     "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
     "no-redial": "failed first dials are retried, but a dropped connection is not redialled",

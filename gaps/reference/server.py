@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from gaps.reference.broadcast import BROADCAST_PATH, Fanout, room_name
 from gaps.reference.config import Config
 from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
+from gaps.reference.errors import handshake_options
 from gaps.reference.heartbeat import keepalive_options
 from gaps.reference.recovery import outbound
 from gaps.reference.seed import make_chat, seed_echo
@@ -22,19 +24,34 @@ from gaps.reference.subprotocols import make_selector
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
-def routes(config: Config) -> dict[str, Handler]:
+def routes(config: Config, fanout: Fanout) -> dict[str, Handler]:
     echo = make_echo(config)
     # /subprotocols is an echo too; only its handshake differs (see subprotocols.py).
-    return {"/echo": echo, "/ws": seed_echo, "/chat": make_chat(config),
-            SUBPROTOCOLS_PATH: echo}
+    return {"/echo": echo, "/ws": seed_echo, "/chat": make_chat(config, fanout),
+            SUBPROTOCOLS_PATH: echo, BROADCAST_PATH: fanout.broadcast_endpoint}
+
+
+def route(table: dict[str, Handler], fanout: Fanout, path: str) -> Handler | None:
+    """The handler for ``path``: an exact route, or ``/room/{room}``."""
+    if path in table:
+        return table[path]
+    room = room_name(path)
+    if room is None:
+        return None
+
+    async def in_room(connection: ServerConnection) -> None:
+        await fanout.room_endpoint(connection, room)
+
+    return in_room
 
 
 async def run(config: Config) -> None:
-    table = routes(config)
+    fanout = Fanout(config)
+    table = routes(config, fanout)
 
     async def dispatch(connection: ServerConnection) -> None:
         path = connection.request.path.split("?", 1)[0]
-        handler = table.get(path)
+        handler = route(table, fanout, path)
         if handler is None:
             await connection.close(1008, "no such endpoint")
             return
@@ -48,12 +65,13 @@ async def run(config: Config) -> None:
     async with serve(
         dispatch, config.host, config.port, max_size=config.max_message_size,
         select_subprotocol=make_selector(config),
-        **keepalive_options(config), **serve_options(config),
+        **keepalive_options(config), **serve_options(config), **handshake_options(config),
     ):
+        off = (f"switched off: {', '.join(sorted(config.without))}" if config.without
+               else "every capability on")
+        defects = f"; DEFECTS: {', '.join(sorted(config.defects))}" if config.defects else ""
         print(f"wsgaps reference listening on ws://{config.host}:{config.port} "
-              f"(profile {config.profile}, without {sorted(config.without) or 'nothing'}"
-              + (f", DEFECTS {sorted(config.defects)}" if config.defects else "") + ")",
-              flush=True)
+              f"(profile {config.profile}; {off}{defects})", flush=True)
         client = asyncio.create_task(outbound(config))
         await stop
         client.cancel()

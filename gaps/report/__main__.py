@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gaps.model import ResultsError
 from gaps.report.templates import ReportError, TemplatesNotFound
-from gaps.report.write import write_reports
+from gaps.report.write import shown, write_reports
 
 EXIT_OK = 0
 EXIT_WRITE = 1
@@ -45,14 +45,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the current folder when it lies inside it, for shorter output."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _fail(message: str, status: int) -> int:
     # One line whatever the message quotes (a results file's text can hold line breaks).
     print(f"gaps.report: {' '.join(message.split())}", file=sys.stderr)
@@ -76,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         return _fail(f"cannot write reports: {exc}", EXIT_WRITE)
     for path in written:
-        print(_shown(path))
+        print(shown(path))
     return EXIT_OK
 
 

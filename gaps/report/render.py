@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gaps.model import RunResult
+from gaps.report.figures import figures_view
 from gaps.report.safe import MdSafe
 from gaps.report.templates import html_environment, markdown_environment
 from gaps.report.view import LOG_LIMIT, matrix_view, report_view
@@ -19,8 +20,11 @@ RunWithFolder = tuple[RunResult, str]
 _MD_GLOBALS = {"br": MdSafe("  "), "log_limit": LOG_LIMIT}  # br: a Markdown hard line break
 
 
-def render_markdown(run: RunResult) -> str:
+def render_markdown(run: RunResult, *, index: str | None = None) -> str:
     """The Markdown gap report of one target's run (``gap-report.md``).
+
+    ``index``: a relative link to the matrix the report belongs to (``../matrix.md``), shown
+    at the top; none when the report stands alone.
 
     Seed shape per gap (status icon and word, priority, description, current state from the
     evidence, recommended solution), conformance findings and figures beside it, evidence as
@@ -28,17 +32,19 @@ def render_markdown(run: RunResult) -> str:
     Target text is Markdown-escaped, inline-code-quoted or fenced, and bounded.
     """
     template = markdown_environment().get_template("gap-report.md.j2")
-    return template.render(r=report_view(run), **_MD_GLOBALS)
+    return template.render(r=report_view(run), index=index, **_MD_GLOBALS)
 
 
-def render_html(run: RunResult) -> str:
+def render_html(run: RunResult, *, index: str | None = None) -> str:
     """The self-contained HTML gap report of one target's run (``gap-report.html``).
 
     Same content as ``render_markdown``; inline CSS, no script and no external resource
     (a Content-Security-Policy forbids both); all target text autoescaped and bounded.
+    Icons are inline SVG, so statuses read the same without any emoji font.  ``index``: a
+    relative link to the matrix page (``../index.html``), or none.
     """
     template = html_environment().get_template("gap-report.html.j2")
-    return template.render(r=report_view(run), log_limit=LOG_LIMIT)
+    return template.render(r=report_view(run), index=index, log_limit=LOG_LIMIT)
 
 
 def render_matrix_markdown(runs: Sequence[RunWithFolder]) -> str:
@@ -48,7 +54,7 @@ def render_matrix_markdown(runs: Sequence[RunWithFolder]) -> str:
     matrix file; every cell links to ``<folder>/gap-report.md`` at the gap's anchor.
     """
     template = markdown_environment().get_template("matrix.md.j2")
-    return template.render(m=matrix_view(runs), **_MD_GLOBALS)
+    return template.render(m=matrix_view(runs), fig=figures_view(runs), **_MD_GLOBALS)
 
 
 def render_index_html(runs: Sequence[RunWithFolder]) -> str:
@@ -57,4 +63,4 @@ def render_index_html(runs: Sequence[RunWithFolder]) -> str:
     Takes the same ``(run, folder)`` pairs as ``render_matrix_markdown``.
     """
     template = html_environment().get_template("index.html.j2")
-    return template.render(m=matrix_view(runs))
+    return template.render(m=matrix_view(runs), fig=figures_view(runs))

@@ -9,12 +9,12 @@ install scheme (venv, ``--user``, system).
 from __future__ import annotations
 
 import functools
-from importlib import metadata
 from pathlib import Path
 
 import jinja2
 
 from gaps.report.safe import md_code, md_fence, md_finalize, md_text
+from gaps.resources import shipped_dir
 
 DISTRIBUTION = "wsgaps"
 DATA_DIR = "share/wsgaps/templates"
@@ -29,35 +29,13 @@ class TemplatesNotFound(ReportError):
     """The templates folder is missing: a broken installation, not bad input."""
 
 
-def _checkout_dir() -> Path | None:
-    root = Path(__file__).resolve().parents[2]
-    # pyproject.toml beside the package tells a source tree from site-packages, where an
-    # unrelated distribution could have installed a top-level "templates" folder.
-    if (root / "pyproject.toml").is_file() and (root / "templates" / MARKER).is_file():
-        return root / "templates"
-    return None
-
-
-def _installed_dir() -> Path | None:
-    try:
-        files = metadata.distribution(DISTRIBUTION).files or []
-    except metadata.PackageNotFoundError:
-        return None
-    for file in files:
-        if file.as_posix().endswith(f"{DATA_DIR}/{MARKER}"):
-            path = Path(str(file.locate())).resolve()
-            if path.is_file():
-                return path.parent
-    return None
-
-
 @functools.cache
 def templates_dir() -> Path:
     """The templates folder: the checkout's first (so edits show at once), else the wheel's.
 
     Raises ``TemplatesNotFound`` when neither exists (a broken installation).
     """
-    found = _checkout_dir() or _installed_dir()
+    found = shipped_dir("templates", MARKER)
     if found is None:
         raise TemplatesNotFound(
             f"report templates not found (no templates/{MARKER} beside the gaps package, "

@@ -20,23 +20,28 @@ from gaps.report.safe import clip, compact_json, tail
 from gaps.report.timeline import Timeline, timeline_view
 
 # Bounds on untrusted text, in characters.
-INLINE_LIMIT = 200  # names, versions, setting values, sources
+INLINE_LIMIT = 200  # names, versions, hint values
+SETTING_LIMIT = 2000  # a setting's value: shown whole in practice, bounded all the same
 SUMMARY_LIMIT = 500  # a check's one-line summary, an error flag, a note
 FIGURE_LIMIT = 120  # one key figure's JSON value
 FIGURES_MAX = 8  # key figures shown per check; the rest are in the evidence block
 EVIDENCE_LIMIT = 2000  # a check's whole evidence as compact JSON
 LOG_LIMIT = 4096  # tail of a target's logs per gap
 BUILD_WORDS = {"built": "built for this run", "cached": "cached (inputs unchanged)",
-               "none": "no build step"}
-SKIPPED_WORD, SKIPPED_ICON = "Skipped", "⏭️"  # matrix cells of a target that could not run
+               "none": "no build step", "failed": "failed (the reason is at the top)",
+               "not-run": "not run: a tool it needs is missing (the reason is at the top)"}
+# What every gap of a target that could not run shows instead of its derived status (which
+# is "unknown"): one word for the matrix, the report and the terminal, the reason once.
+SKIPPED = "skipped"
 DETAIL_LIMIT = 4096  # tail of a skipped target's reason (it may hold build output)
 MAP_MAX = 50  # entries shown from settings, hints and waits
 TRIES_MAX = 10  # verdicts of retried tries listed per check
 
+# Keyed by the status value; Status members are str, so they key the same entries.
 STATUS_ICON = {Status.PASS: "✅", Status.PARTIAL: "⚠️", Status.MISSING: "❌",
-               Status.UNKNOWN: "❔"}
+               Status.UNKNOWN: "❔", SKIPPED: "⏭️"}
 STATUS_WORD = {Status.PASS: "Pass", Status.PARTIAL: "Partial", Status.MISSING: "Missing",
-               Status.UNKNOWN: "Unknown"}
+               Status.UNKNOWN: "Unknown", SKIPPED: "Skipped"}
 VERDICT_ICON = {Verdict.PASS: "✅", Verdict.NON_STRICT: "☑️", Verdict.FAIL: "❌",
                 Verdict.SKIP: "⏭️", Verdict.ERROR: "⛔"}
 ERROR_ICON = "⛔"
@@ -122,13 +127,17 @@ class GapView:
     conformance: tuple[CheckView, ...]
     figures: tuple[CheckView, ...]  # evidence-kind checks
     not_reported: tuple[str, ...]  # catalog checks of this gap absent from the results
+    failed: tuple[Entry, ...]  # checks with verdict fail: ID -> what the check tests
     logs: str
 
 
 @dataclass(frozen=True)
 class PriorityGroup:
+    """The gaps of one priority that do not pass; ``total`` counts all of that priority."""
+
     priority: str
     gaps: tuple[GapView, ...]
+    total: int
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,7 @@ class ReportView:
     name: str
     description: str
     version: str
+    version_note: str  # the version differs from the one the manifest was written for
     build: str
     kind: str
     url: str
@@ -152,7 +162,7 @@ class ReportView:
     harness_version: str
     started: str
     duration: str
-    counts: tuple[Entry, ...]  # status word -> number of gaps
+    counts: tuple[Entry, ...]  # status word -> number of gaps (only Skipped when skipped)
     gaps: tuple[GapView, ...]
     summary: tuple[PriorityGroup, ...]
 
@@ -180,13 +190,27 @@ def _is_figure(value: Any) -> bool:
     return isinstance(value, list | tuple) and all(isinstance(v, scalar) for v in value)
 
 
+def without_nulls(value: Any) -> Any:
+    """``value`` with every mapping entry whose value is null left out, at any depth.
+
+    A null says "nothing of this kind happened" (no close code, no read error); shown, it is
+    noise.  List items stay as they are: their position carries meaning.
+    """
+    if isinstance(value, Mapping):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def _check_view(check: CheckResult, tests: str) -> CheckView:
     """One check's view; ``tests`` is the catalog's line on what the check tests.
 
     Key figures are the first top-level evidence entries that fit on a line (close codes,
     times, waits); everything, nested parts included, is in the bounded evidence JSON.
+    Entries whose value is null are left out of both.
     """
-    evidence = check.evidence
+    evidence = without_nulls(check.evidence)
     figures: list[Entry] = []
     skipped_figures = 0
     if isinstance(evidence, Mapping):
@@ -237,24 +261,28 @@ def _declaration_text(check: CheckResult) -> str:
     return clip(text, SUMMARY_LIMIT)
 
 
-def gap_view(result: GapResult) -> GapView:
-    """The view of one gap's results, with the catalog's texts beside the evidence."""
+def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
+    """The view of one gap's results, with the catalog's texts beside the evidence.
+
+    ``skipped``: the target could not run, so the gap reads Skipped (the report states the
+    reason once, at the top) instead of its derived status and note.
+    """
     gap = result.gap
     specs = {spec.id: spec for spec in gap.checks}
     views = [_check_view(c, specs[c.id].summary if c.id in specs else "") for c in result.checks]
     reported = {c.id for c in result.checks}
-    status = result.status
+    status = SKIPPED if skipped else str(result.status)
     return GapView(
         id=gap.id,
         slug=gap.slug,
         title=gap.title,
         priority=str(gap.priority),
-        status=str(status),
+        status=status,
         status_word=STATUS_WORD[status],
         icon=STATUS_ICON[status],
         error=clip(result.error, SUMMARY_LIMIT) if result.error else "",
         manifest_errors=tuple(f"{v.id}: {v.contradiction}" for v in views if v.contradiction),
-        note=clip(result.note, SUMMARY_LIMIT) if result.note else "",
+        note=clip(result.note, SUMMARY_LIMIT) if result.note and not skipped else "",
         description=gap.description,
         recommended=gap.recommended,
         capability=tuple(v for v in views if v.kind == Kind.CAPABILITY),
@@ -263,6 +291,8 @@ def gap_view(result: GapResult) -> GapView:
         # Only for gaps that ran: an unprobed gap already says so in its note.
         not_reported=tuple(s.id for s in gap.checks if s.id not in reported)
         if result.checks else (),
+        failed=tuple(Entry(v.id, v.tests) for v in views
+                     if v.verdict == Verdict.FAIL and v.kind != Kind.EVIDENCE),
         logs=tail(result.logs, LOG_LIMIT) if result.logs else "",
     )
 
@@ -270,8 +300,8 @@ def gap_view(result: GapResult) -> GapView:
 def report_view(run: RunResult) -> ReportView:
     """The view of one target's run: header, gaps in catalog order, summary by priority."""
     target = run.target
-    gaps = tuple(gap_view(run.gaps[gap.slug]) for gap in GAPS)
-    settings, more_settings = _entries(target.settings, lambda v: clip(v, INLINE_LIMIT))
+    gaps = tuple(gap_view(run.gaps[gap.slug], skipped=bool(target.skipped)) for gap in GAPS)
+    settings, more_settings = _entries(target.settings, lambda v: clip(v, SETTING_LIMIT))
     hints, more_hints = _entries(target.hints, number)
     waits, more_waits = _entries(run.waits, lambda v: seconds(v)
                                  if isinstance(v, int | float) else clip(v, INLINE_LIMIT))
@@ -280,12 +310,14 @@ def report_view(run: RunResult) -> ReportView:
     if isinstance(run.finished, int | float) and isinstance(run.started, int | float) \
             and run.started > 0 and run.finished >= run.started:
         duration = seconds(run.finished - run.started)
+    shown = (SKIPPED,) if target.skipped else tuple(Status)
     counts = tuple(Entry(STATUS_WORD[s], str(sum(1 for g in gaps if g.status == s)))
-                   for s in Status)
+                   for s in shown)
     return ReportView(
         name=clip(target.name, INLINE_LIMIT),
         description=clip(target.description, SUMMARY_LIMIT) if target.description else "",
         version=clip(target.version, INLINE_LIMIT) if target.version else "",
+        version_note=clip(target.version_note, SUMMARY_LIMIT) if target.version_note else "",
         build=BUILD_WORDS.get(target.build or "", ""),
         kind=clip(target.kind, INLINE_LIMIT),
         url=clip(target.url, INLINE_LIMIT) if target.url else "",
@@ -303,7 +335,10 @@ def report_view(run: RunResult) -> ReportView:
         counts=counts,
         gaps=gaps,
         summary=tuple(
-            PriorityGroup(str(p), tuple(g for g in gaps if g.priority == p)) for p in Priority
+            PriorityGroup(str(p), tuple(g for g in gaps if g.priority == p
+                                        and g.status != Status.PASS),
+                          sum(1 for g in gaps if g.priority == p))
+            for p in Priority
         ),
     )
 
@@ -323,6 +358,8 @@ class MatrixColumn:
     name: str
     version: str
     skipped: str
+    started: str
+    harness_version: str
     md_href: str
     html_href: str
 
@@ -337,10 +374,16 @@ class MatrixRow:
 
 @dataclass(frozen=True)
 class MatrixView:
-    """Gaps as rows, targets as columns; every cell links to that target's report."""
+    """Gaps as rows, targets as columns; every cell links to that target's report.
+
+    ``started`` is when the earliest of the runs started and ``harness`` the wsgaps
+    versions that made them: facts of the results, never of the rendering.
+    """
 
     columns: tuple[MatrixColumn, ...]
     rows: tuple[MatrixRow, ...]
+    started: str
+    harness: str
 
 
 def matrix_view(runs: Sequence[tuple[RunResult, str]]) -> MatrixView:
@@ -360,6 +403,8 @@ def matrix_view(runs: Sequence[tuple[RunResult, str]]) -> MatrixView:
             name=clip(run.target.name, INLINE_LIMIT),
             version=clip(run.target.version, INLINE_LIMIT) if run.target.version else "",
             skipped=clip(skipped, SUMMARY_LIMIT),
+            started=timestamp(run.started),
+            harness_version=clip(run.harness_version, INLINE_LIMIT),
             md_href=md_href,
             html_href=html_href,
         ))
@@ -368,13 +413,15 @@ def matrix_view(runs: Sequence[tuple[RunResult, str]]) -> MatrixView:
         cells = []
         for (run, _), (md_href, html_href) in zip(runs, hrefs, strict=True):
             result = run.gaps[gap.slug]
-            status = result.status
-            if run.target.skipped:
-                # Nothing was probed: say so rather than "unknown", which reads as a gap.
-                word, icon, state = SKIPPED_WORD, SKIPPED_ICON, "skipped"
-            else:
-                word, icon, state = STATUS_WORD[status], STATUS_ICON[status], str(status)
-            cells.append(MatrixCell(state, word, icon, bool(result.error),
+            # Nothing was probed on a skipped target: say so rather than "unknown".
+            state = SKIPPED if run.target.skipped else str(result.status)
+            cells.append(MatrixCell(state, STATUS_WORD[state], STATUS_ICON[state],
+                                    bool(result.error),
                                     f"{md_href}#gap-{gap.id}", f"{html_href}#gap-{gap.id}"))
         rows.append(MatrixRow(gap.id, gap.title, str(gap.priority), tuple(cells)))
-    return MatrixView(tuple(columns), tuple(rows))
+    starts = [run.started for run, _ in runs
+              if isinstance(run.started, int | float) and run.started > 0]
+    versions = sorted({clip(run.harness_version, INLINE_LIMIT) for run, _ in runs})
+    return MatrixView(tuple(columns), tuple(rows),
+                      started=timestamp(min(starts)) if starts else "",
+                      harness=", ".join(versions))

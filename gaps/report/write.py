@@ -49,6 +49,14 @@ def load_run(path: Path) -> RunResult:
     return run
 
 
+def shown(path: Path) -> str:
+    """``path`` relative to the current folder when it lies inside it, for shorter output."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def folder_name(target_name: object) -> str:
     """A target name made safe as one path component: ``[A-Za-z0-9._-]``, no leading dot."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", str(target_name)).strip(".-")
@@ -118,8 +126,11 @@ def write_reports(result_files: Sequence[Path], out_dir: Path | None = None) -> 
     placed = sorted(_place(runs, out), key=lambda p: (str(p.root), p.folder.name))
     rendered: list[tuple[Path, str]] = []
     for spot in placed:
-        rendered.append((spot.folder / REPORT_MD, render_markdown(spot.run)))
-        rendered.append((spot.folder / REPORT_HTML, render_html(spot.run)))
+        # Each target folder is a direct child of the folder holding its matrix.
+        rendered.append((spot.folder / REPORT_MD,
+                         render_markdown(spot.run, index=f"../{MATRIX_MD}")))
+        rendered.append((spot.folder / REPORT_HTML,
+                         render_html(spot.run, index=f"../{INDEX_HTML}")))
     for root in sorted({spot.root for spot in placed}, key=str):
         members = [(s.run, s.folder.name) for s in placed if s.root == root]
         rendered.append((root / MATRIX_MD, render_matrix_markdown(members)))

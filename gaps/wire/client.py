@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gaps.evidence import show_bytes
 from gaps.wire.errors import (
     ClosedError,
     HandshakeRefused,
@@ -146,10 +147,13 @@ class Message:
         return self.opcode == Opcode.TEXT
 
 
-def _preview(payload: bytes) -> str:
-    shown = payload[:PREVIEW]
-    text = repr(shown)[2:-1]
-    return text + ("..." if len(payload) > PREVIEW else "")
+def _preview(payload: bytes, opcode: int | None = None) -> str:
+    """The head of a payload as evidence; a Close frame's as its code and then its reason."""
+    if opcode == Opcode.CLOSE and len(payload) >= 2:
+        code, reason = parse_close(payload)
+        return f"{code} {_preview(reason)}".rstrip()
+    cut = len(payload) > PREVIEW
+    return show_bytes(payload[:PREVIEW], cut=cut) + ("..." if cut else "")
 
 
 def _client_ssl(endpoint_secure: bool, ssl_context: ssl.SSLContext | None):
@@ -258,7 +262,8 @@ class WireClient:
     def _record(self, direction: str, frame: Frame, note: str = "", name: str = "") -> None:
         rsv = "".join("1" if bit else "0" for bit in (frame.rsv1, frame.rsv2, frame.rsv3))
         record = FrameRecord(self._now(), direction, name or frame.name, frame.fin, rsv,
-                             frame.masked, len(frame.payload), _preview(frame.payload), note)
+                             frame.masked, len(frame.payload),
+                             _preview(frame.payload, frame.opcode), note)
         if len(self._records) >= RECORD_LIMIT:
             # Keep the first half (how it started) and a rolling last half (how it ended).
             del self._records[RECORD_LIMIT // 2]
@@ -497,7 +502,7 @@ class WireClient:
             "frames": [r.as_list() for r in self._records[-limit:]],
             "frames_dropped": self.records_dropped + max(0, len(self._records) - limit),
             "close_code": code,
-            "close_reason": reason[:123].decode("utf-8", "replace") if self.close_frame else None,
+            "close_reason": show_bytes(reason[:123]) if self.close_frame else None,
             "close_at": None if self.close_at is None else round(self.close_at, 3),
             "tcp_end_at": None if self.eof_at is None else round(self.eof_at, 3),
             "read_error": self.read_error,

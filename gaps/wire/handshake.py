@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from gaps.evidence import show_bytes
 from gaps.wire.errors import MalformedAnswer, NoAnswer
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -49,7 +50,7 @@ class HandshakeResponse:
             "status": self.status,
             "reason": self.reason[:200],
             "headers": [[k[:100], v[:300]] for k, v in self.headers[:50]],
-            "body": self.body[:512].decode("utf-8", "replace"),
+            "body": show_bytes(self.body[:512], cut=len(self.body) > 512),
         }
 
 

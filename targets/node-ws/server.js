@@ -7,6 +7,10 @@
 //   /chat          the seed's chat: acknowledgement and structured errors only.  No room
 //                  fan-out: ws ships no rooms (WebSocketServer keeps one `clients` Set), and a
 //                  room registry of our own is not the stack's (target.toml absent.rooms)
+//   /broadcast     every message to every open client of this endpoint's WebSocketServer,
+//                  the sender included: a loop over the server's own `clients` Set, as in
+//                  ws's README ("Server broadcast").  The endpoint has a WebSocketServer of its
+//                  own, so that set is exactly its audience (no filter of ours)
 // Routing several WebSocketServers (noServer mode) on one http.Server is the pattern of ws's
 // README ("Multiple servers sharing a single HTTP/S server").  No timers of our own: ws has
 // no server heartbeat, so none is added here (target.toml declares it absent).
@@ -48,6 +52,18 @@ subprotocolServer.on('connection', echo);
 
 const chatServer = new WebSocketServer({ noServer: true });
 
+// clientTracking is on by default: ws adds each connection to broadcastServer.clients and
+// removes it when it closes (lib/websocket-server.js completeUpgrade).
+const broadcastServer = new WebSocketServer({ noServer: true });
+broadcastServer.on('connection', (ws) => {
+  ws.on('error', (err) => console.error(`broadcast: ${err.message}`));
+  ws.on('message', (data, isBinary) => {
+    broadcastServer.clients.forEach((client) => {
+      if (client.readyState === WebSocket.OPEN) client.send(data, { binary: isBinary });
+    });
+  });
+});
+
 // The contract's chat format, mirroring gaps/contract.py (chat_error / chat_reply) exactly:
 // in {"user","message","room"}, each a string (empty strings included); out the
 // acknowledgement {"status":"received","user","message","room"}; bad input
@@ -82,11 +98,16 @@ chatServer.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => ws.send(JSON.stringify(chatReply(data, isBinary))));
 });
 
-const routes = { '/echo': echoServer, '/subprotocols': subprotocolServer, '/chat': chatServer };
+const routes = {
+  '/echo': echoServer,
+  '/subprotocols': subprotocolServer,
+  '/chat': chatServer,
+  '/broadcast': broadcastServer,
+};
 
 const server = http.createServer((req, res) => {
   res.writeHead(426, { 'Content-Type': 'text/plain' });
-  res.end('WebSocket endpoints: /echo, /subprotocols, /chat\n');
+  res.end('WebSocket endpoints: /echo, /subprotocols, /chat, /broadcast\n');
 });
 
 server.on('upgrade', (req, socket, head) => {

@@ -4,7 +4,11 @@ Endpoints on ``--port``: ``/echo`` (every message back, same type) and ``/chat``
 chat: acknowledgement, structured errors).  ``/subprotocols`` is a second ``serve()`` on
 ``--subprotocols-port`` with ``subprotocols=[...]``: websockets applies that option to every
 path of a server and then refuses handshakes without a shared subprotocol (HTTP 400), so it
-cannot share a server with ``echo``, which must work without one.
+cannot share a server with ``echo``, which must work without one.  ``/broadcast`` is a third
+``serve()`` on ``--broadcast-port``: every message goes to ``broadcast(server.connections,
+message)``, the library's own call over the library's own set of open connections.  That set
+holds every connection of a server, whatever its path, so the endpoint gets a server of its
+own instead of a filter by path, which would be a registry the stack does not ship.
 
 Keepalive is the library's own (``ping_interval``/``ping_timeout``); ``close_timeout`` is
 shortened so that a shutdown with peers that never answer the Close ends within the harness's
@@ -30,7 +34,7 @@ import signal
 from collections.abc import Callable
 
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import Request, Response, ServerConnection, serve
+from websockets.asyncio.server import Request, Response, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 from gaps.contract import chat_reply  # the contract's chat format, shared
@@ -41,6 +45,12 @@ SUBPROTOCOLS = ["wsgaps.v2", "wsgaps.v1"]
 async def echo(connection: ServerConnection) -> None:
     async for message in connection:  # str for text, bytes for binary
         await connection.send(message)
+
+
+async def broadcaster(connection: ServerConnection) -> None:
+    async for message in connection:
+        # Server.connections: the open connections of this server (the sender included).
+        broadcast(connection.server.connections, message)
 
 
 async def chat(connection: ServerConnection) -> None:
@@ -76,8 +86,8 @@ async def follow_upstream(url: str) -> None:
             continue
 
 
-async def main(port: int, subprotocols_port: int, interval: float, timeout: float,
-               close_timeout: float, upstream: str) -> None:
+async def main(port: int, subprotocols_port: int, broadcast_port: int, interval: float,
+               timeout: float, close_timeout: float, upstream: str) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
@@ -89,8 +99,11 @@ async def main(port: int, subprotocols_port: int, interval: float, timeout: floa
               **keepalive),
         serve(echo, "127.0.0.1", subprotocols_port, process_request=only({"/subprotocols"}),
               subprotocols=SUBPROTOCOLS, **keepalive),
+        serve(broadcaster, "127.0.0.1", broadcast_port, process_request=only({"/broadcast"}),
+              **keepalive),
     ):
-        print(f"websockets adapter on 127.0.0.1:{port} and :{subprotocols_port}", flush=True)
+        print(f"websockets adapter on 127.0.0.1:{port}, :{subprotocols_port} and "
+              f":{broadcast_port}", flush=True)
         client = asyncio.create_task(follow_upstream(upstream)) if upstream else None
         await stop
         if client is not None:
@@ -101,6 +114,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--subprotocols-port", type=int, required=True)
+    parser.add_argument("--broadcast-port", type=int, required=True)
     parser.add_argument("--ping-interval", type=float, default=1.0)
     parser.add_argument("--ping-timeout", type=float, default=1.0)
     parser.add_argument("--close-timeout", type=float, default=2.0)
@@ -110,5 +124,5 @@ if __name__ == "__main__":
     # target's output is evidence.
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("websockets.client").setLevel(logging.INFO)
-    asyncio.run(main(args.port, args.subprotocols_port, args.ping_interval, args.ping_timeout,
-                     args.close_timeout, args.upstream))
+    asyncio.run(main(args.port, args.subprotocols_port, args.broadcast_port, args.ping_interval,
+                     args.ping_timeout, args.close_timeout, args.upstream))

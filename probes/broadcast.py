@@ -1,0 +1,697 @@
+"""Gap 2, broadcast: can the stack itself send one message to many connections, and to a room?
+
+All three checks share one audience of clients on the target, so each runs alone on its
+instance (``exclusive``).  Every client answers Pings (``auto_pong``): a 500-client audience
+meets the stacks' keepalive.  Every message is ASCII Text carrying the run's nonce and a
+sequence number (``wsgaps-broadcast <nonce> <seq> <kind> from client <i> in <group> <pad>``),
+so that a stack's binary defect is not counted again here, and so that each copy that arrives
+is matched to the one message it must equal, byte for byte and as Text ("intact").  Messages
+that are not the probe's (a greeting, say) are counted as foreign and otherwise ignored.
+
+The manifest's ``includes_sender`` on the endpoint says whether a sender receives its own
+message: ``true`` makes the sender one of the clients that must receive it, ``false`` makes
+an own copy a failure (the endpoint does not behave as declared), and no setting accepts
+either and records what happened.
+
+Checks and verdicts:
+
+- ``fan-out`` [capability]: ``FAN_OUT_CLIENTS`` (20) clients connect to ``broadcast`` one
+  after another.  Warm-up: every client sends one message per round, a round every
+  ``ROUND_INTERVAL`` (1 s), until every client has received a message from every sender it
+  should (joining may end on the server after the client's handshake), bounded by
+  ``WARMUP_WAIT``; the rounds and the time are evidence.  Then client 0 (the first to join)
+  sends one message, which must reach every client it should, intact and once, within
+  ``DELIVERY_WAIT``.  Fail: the warm-up never completes (saying which clients never heard
+  from which senders), the message misses a client, arrives twice or altered, or the sender
+  rule of the manifest is broken.  ``absent.broadcast`` makes it a declared fail.
+- ``rooms`` [capability]: ``ROOM_MEMBERS`` (4) clients join room A and two join room B (the
+  non-member and the barrier's sender), by connecting to ``room`` with those room names.
+  Warm-up as above, each room on its own.  Then a member of A sends the room message; once
+  every member of A that should has it (``DELIVERY_WAIT``), the barrier's sender sends the
+  barrier to room B, and once the non-member has the barrier (messages on one connection
+  keep their order, so anything room A leaked to it came before), the check looks at what
+  crossed between rooms.  No fixed sleeps.  Fail: members do not receive, the non-member (or
+  any client) received a message of another room, or the barrier never reached its own
+  room's member.  ``absent.rooms`` makes it a declared fail.
+- ``scale`` [evidence]: ``SCALE_CLIENTS`` (500) receivers and one sender connect
+  (``CONNECT_AT_ONCE`` handshakes at a time; the time to connect them all is a figure).
+  The whole measurement holds the harness's one load slot (``gaps.toolkit.heavy_load``):
+  targets and gaps run at once, and two 500-client loads on one event loop would time each
+  other.  Warm-up: the sender sends until every receiver has one of its messages.  Then one message,
+  timed from just before it is written to its arrival at each receiver: p50, p99 (nearest
+  rank) and max delivery latency are the figures.  Before connecting, the harness raises its
+  own open-file limit and makes sure there is room for the audience; when there is not, or
+  it runs out of descriptors or memory while connecting, the check ends as ``error`` (harness
+  side), never as evidence about the target.  A URL target is probed gently: ``scale``
+  skips there, saying so; so it does when the target declares a ``max_connections`` below
+  the audience.  When the target refuses a connection or does not deliver to all 500, there
+  are no figures: the check skips with what it saw (the capability verdicts are
+  ``fan-out``'s).  Without a ``broadcast`` endpoint it skips (no ``absent`` rule: an
+  evidence check has no failing verdict).
+
+The audience connects its clients itself (room URLs need the room field), so it applies the
+runner's rules to them in ``Audience.judge``: a connection the target violated RFC 6455 on
+earns no pass, and a failure after the target closed clients of ours while our own event
+loop had stalled is ``error`` ("harness too slow"), not evidence.
+
+Waits (scaled by ``--gaps-time-scale``; no hint shortens them, and each ends as soon as what
+it waits for has arrived):
+
+- ``WARMUP_WAIT`` = 20 s for the warm-up, in rounds ``ROUND_INTERVAL`` = 1 s apart.
+- ``DELIVERY_WAIT`` = 10 s for one message (fan-out, the room message, the barrier).
+- ``SCALE_CONNECT_WAIT`` = 60 s to connect the 501 clients of ``scale`` (each handshake has
+  the context's 10 s), ``SCALE_DELIVERY_WAIT`` = 30 s for the measured message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import string
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gaps.model import Verdict
+from gaps.probe import (
+    CONNECT_WAIT,
+    Outcome,
+    ProbeContext,
+    check,
+    failed,
+    passed,
+    skipped,
+    the_wire_decides,
+)
+from gaps.toolkit import heavy_load, open_files_for, show
+from gaps.wire.client import Message, WireClient
+from gaps.wire.errors import HandshakeFailed, HandshakeRefused, ReceiveError, ReceiveTimeout
+from gaps.wire.frames import Opcode, opcode_name
+
+FAN_OUT_CLIENTS = 20
+ROOM_MEMBERS = 4
+SCALE_CLIENTS = 500
+WARMUP_WAIT = 20.0
+ROUND_INTERVAL = 1.0
+DELIVERY_WAIT = 10.0
+SCALE_CONNECT_WAIT = 60.0
+SCALE_DELIVERY_WAIT = 30.0
+CONNECT_AT_ONCE = 25  # handshakes in flight while the scale audience connects
+FILE_MARGIN = 64  # descriptors kept free beyond the audience
+MAX_MESSAGE = 1024 * 1024  # bound on one message a listener reads (the probe's are ~120 bytes)
+READ_SLICE = 3600.0  # a listener's read wait; it reads until the check stops it
+PAD = 32  # seeded ASCII letters that make every message unique
+PREFIX = 40  # leading payload bytes that identify a message in a frame record's preview
+POLL_INTERVAL = 0.01  # how often scale looks for the measured message (it times the frames)
+SHOWN = 5  # clients, senders or samples named in a summary
+# A stall of our own event loop this long (a share of the target's Pong deadline, 20 s when
+# not hinted) may have made the target close clients that answered Pings late.
+LAG_SHARE = 0.5
+DEFAULT_PONG_DEADLINE = 20.0
+
+ALL = "the broadcast audience"
+ROOM_A, ROOM_B = "room A", "room B"
+PATTERN = re.compile(rb"^wsgaps-broadcast ([0-9a-f]{8}) (\d{6}) ")
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One message the probe sent: who sent it to which group, and its exact bytes."""
+
+    seq: int
+    kind: str
+    group: str
+    sender: int
+    payload: bytes
+    at: float  # loop time just before it was written
+
+
+@dataclass(eq=False)  # identity: listeners key dictionaries
+class Listener:
+    """One client of the audience and every copy of the probe's messages it received."""
+
+    index: int
+    group: str
+    client: WireClient
+    got: dict[int, list[float]] = field(default_factory=dict)  # seq -> arrival times, intact
+    heard: set[int] = field(default_factory=set)  # senders of warm-up messages it received
+    altered: list[str] = field(default_factory=list)
+    altered_count: int = 0
+    foreign: int = 0
+    foreign_sample: list[str] = field(default_factory=list)
+    ended: str | None = None
+    harness_error: OSError | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"client {self.index}"
+
+
+class Audience:
+    """Clients on fan-out endpoints, each read all the time by a task of its own.
+
+    The audience owns its clients (it connects them itself, because room URLs need the room
+    field) and closes them in ``stop``, which every check calls in a ``finally``.
+    """
+
+    def __init__(self, ctx: ProbeContext, includes_sender: bool | None) -> None:
+        self.ctx = ctx
+        self.includes_sender = includes_sender
+        self.nonce = f"{ctx.rng.getrandbits(32):08x}"
+        self.listeners: list[Listener] = []
+        self.sent: dict[int, Sent] = {}
+        self.clients: list[WireClient] = []
+        self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    # -- joining and reading -----------------------------------------------------------
+
+    async def join(self, endpoint: str, count: int, group: str, *, at_once: int = 1,
+                   **fields: str) -> list[Listener]:
+        """Connect ``count`` clients to ``endpoint`` (``at_once`` handshakes at a time).
+
+        With ``at_once`` 1 they join in index order.  Raises the first wire error (or a
+        harness-side OSError before any wire error) once every handshake has ended.
+        """
+        url = self.ctx.url(endpoint, **fields)
+        slots = asyncio.Semaphore(at_once)
+        base = len(self.listeners)
+
+        async def one() -> WireClient:
+            async with slots:
+                client = await WireClient.connect(
+                    url, timeout=self.ctx.scaled(CONNECT_WAIT), auto_pong=True,
+                    ssl_context=self.ctx.ssl_context)
+            self.clients.append(client)
+            return client
+
+        results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+        problems = [r for r in results if isinstance(r, BaseException)]
+        harness = [p for p in problems if not isinstance(p, HandshakeFailed)]
+        if harness or problems:
+            raise (harness or problems)[0]
+        joined = [Listener(base + i, group, client) for i, client in enumerate(results)]
+        for listener in joined:
+            listener.task = asyncio.create_task(self._read(listener))
+        self.listeners += joined
+        return joined
+
+    async def _read(self, listener: Listener) -> None:
+        while True:
+            try:
+                message = await listener.client.recv_message(READ_SLICE, max_size=MAX_MESSAGE)
+            except ReceiveTimeout:
+                continue
+            except ReceiveError as exc:
+                listener.ended = str(exc)
+                break
+            except OSError as exc:  # harness side: out of buffer space, descriptors, memory
+                listener.harness_error = exc
+                break
+            self._file(listener, message)
+            self._changed.set()
+        self._changed.set()
+
+    def _file(self, listener: Listener, message: Message) -> None:
+        at = self.now()
+        match = PATTERN.match(message.data)
+        sent = None
+        if match is not None and match[1].decode() == self.nonce:
+            sent = self.sent.get(int(match[2]))
+        if sent is None:
+            listener.foreign += 1
+            if len(listener.foreign_sample) < 3:
+                listener.foreign_sample.append(show(message.data))
+            return
+        if message.opcode != Opcode.TEXT or message.data != sent.payload:
+            listener.altered_count += 1
+            if len(listener.altered) < 3:
+                listener.altered.append(
+                    f"{sent.kind} message {sent.seq} arrived as {opcode_name(message.opcode)}, "
+                    f"{len(message.data)} bytes: {show(message.data)}")
+            return
+        listener.got.setdefault(sent.seq, []).append(at)
+        if sent.kind == "warm-up":
+            listener.heard.add(sent.sender)
+
+    async def quiet(self) -> None:
+        """Stop the listeners' reading tasks; the clients go on reading (and answering
+        Pings) on their own, recording every frame."""
+        tasks = [x.task for x in self.listeners if x.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for listener in self.listeners:
+            listener.task = None
+
+    async def stop(self) -> None:
+        await self.quiet()
+        for client in self.clients:
+            await client.aclose()
+
+    async def judge(self, body: Coroutine[Any, Any, Outcome]) -> Outcome:
+        """Run a check's ``body`` on this audience, close it, and apply the harness's rules
+        to what the body concluded.
+
+        The audience connects its clients itself (room URLs need the room field), so the
+        rule the runner applies to ``ctx.connect`` clients is applied here: a connection the
+        target violated RFC 6455 on earns no pass (``gaps.probe.the_wire_decides``).  And a
+        failure or missing figures after the target closed clients of ours while our own
+        event loop had stalled for half a Pong deadline is the harness's problem (it may
+        have answered Pings late): ``error``, never evidence about the target.
+        """
+        try:
+            outcome = await body
+        finally:
+            await self.stop()
+        outcome = the_wire_decides(outcome, [c.violation for c in self.clients
+                                             if c.violation is not None])
+        closed = sum(1 for c in self.clients if c.closed)
+        if outcome.verdict in (Verdict.FAIL, Verdict.SKIP) and closed \
+                and "violation" not in outcome.evidence:
+            lag = self.ctx.harness_lag()
+            if lag >= LAG_SHARE * (self.ctx.hint("ping_timeout") or DEFAULT_PONG_DEADLINE):
+                return Outcome(Verdict.ERROR, f"harness too slow: its event loop stalled "
+                               f"{lag:.2f} s while {closed} of its clients were closed by the "
+                               f"target", {"harness_lag_s": round(lag, 3),
+                                           "summary_before": outcome.summary,
+                                           **outcome.evidence})
+        return outcome
+
+    # -- sending and waiting -----------------------------------------------------------
+
+    async def send(self, sender: Listener, kind: str) -> Sent:
+        seq = len(self.sent) + 1
+        pad = "".join(self.ctx.rng.choices(string.ascii_letters, k=PAD))
+        payload = (f"wsgaps-broadcast {self.nonce} {seq:06d} {kind} from {sender.name} "
+                   f"in {sender.group} {pad}").encode("ascii")
+        sent = Sent(seq, kind, sender.group, sender.index, payload, self.now())
+        self.sent[seq] = sent  # filed before it is written: a copy may arrive at once
+        await sender.client.send_text(payload)
+        return sent
+
+    async def wait_for(self, condition: Callable[[], bool], deadline: float) -> bool:
+        """Wait until ``condition()`` holds (True) or the loop time ``deadline`` (False)."""
+        while True:
+            self._changed.clear()
+            for listener in self.listeners:
+                if listener.harness_error is not None:
+                    raise listener.harness_error
+            if condition():
+                return True
+            remaining = deadline - self.now()
+            if remaining <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    # -- who should get what -----------------------------------------------------------
+
+    def members(self, group: str) -> list[Listener]:
+        return [x for x in self.listeners if x.group == group]
+
+    def must_receive(self, receiver: Listener, sender: int) -> bool:
+        """Whether ``receiver`` must get what ``sender`` sends to its group."""
+        return receiver.index != sender or self.includes_sender is True
+
+    def required(self, sent: Sent) -> list[Listener]:
+        return [x for x in self.members(sent.group) if self.must_receive(x, sent.sender)]
+
+    def reached(self, sent: Sent, among: Sequence[Listener] | None = None) -> bool:
+        return all(sent.seq in x.got for x in (self.required(sent) if among is None else among))
+
+    def unheard(self, senders: dict[str, list[Listener]]) -> dict[Listener, list[int]]:
+        """Per receiver, the senders of its group it must hear and has not (warm-up)."""
+        missing: dict[Listener, list[int]] = {}
+        for group, group_senders in senders.items():
+            for receiver in self.members(group):
+                gaps = [s.index for s in group_senders
+                        if self.must_receive(receiver, s.index) and s.index not in receiver.heard]
+                if gaps:
+                    missing[receiver] = gaps
+        return missing
+
+    async def warm_up(self, senders: dict[str, list[Listener]], wait: float) -> WarmUp:
+        """Rounds of one message per sender until every receiver has heard every sender it
+        should (``senders`` by group), bounded by ``wait``."""
+        started = self.now()
+        deadline = started + wait
+        interval = self.ctx.scaled(ROUND_INTERVAL)
+        rounds = 0
+        done = False
+        while not done and self.now() < deadline:
+            rounds += 1
+            for group_senders in senders.values():
+                for sender in group_senders:
+                    await self.send(sender, "warm-up")
+            done = await self.wait_for(lambda: not self.unheard(senders),
+                                       min(deadline, self.now() + interval))
+        return WarmUp(done, rounds, self.now() - started, wait, self.unheard(senders))
+
+    # -- what crossed where --------------------------------------------------------------
+
+    def own_copies(self) -> list[Sent]:
+        """Messages whose sender received its own copy."""
+        return [s for s in self.sent.values()
+                if s.seq in self.listeners[s.sender].got]
+
+    def leaks(self) -> list[tuple[Listener, Sent]]:
+        """Copies that reached a client outside the sender's group."""
+        return [(x, self.sent[seq]) for x in self.listeners for seq in x.got
+                if self.sent[seq].group != x.group]
+
+    def evidence(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {
+            "nonce": self.nonce, "messages_sent": len(self.sent),
+            "includes_sender": self.includes_sender,
+        }
+        foreign = sum(x.foreign for x in self.listeners)
+        if foreign:
+            facts["foreign_messages"] = foreign
+            facts["foreign_sample"] = next(x.foreign_sample for x in self.listeners if x.foreign)
+        altered = sum(x.altered_count for x in self.listeners)
+        if altered:
+            facts["altered_copies"] = altered
+            facts["altered_sample"] = next(x.altered for x in self.listeners if x.altered)
+        ended = [f"{x.name}: {x.ended}" for x in self.listeners if x.ended]
+        if ended:
+            facts["connections_ended"] = len(ended)
+            facts["ended_sample"] = ended[:SHOWN]
+        return facts
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    done: bool
+    rounds: int
+    seconds: float
+    wait: float
+    unheard: dict[Listener, list[int]]
+
+    def facts(self) -> dict[str, Any]:
+        return {"warmup_rounds": self.rounds, "warmup_s": round(self.seconds, 3),
+                "warmup_wait": self.wait, "warmup_complete": self.done}
+
+    def describe(self) -> str:
+        """Which clients never heard from which senders, bounded."""
+        parts = []
+        for receiver, senders in list(self.unheard.items())[:SHOWN]:
+            if not receiver.heard:
+                parts.append(f"{receiver.name} received no warm-up message at all")
+            elif senders == [receiver.index]:
+                parts.append(f"{receiver.name} never received its own messages (the manifest "
+                             "says includes_sender = true)")
+            else:
+                parts.append(f"{receiver.name} never heard from {_names(senders)}")
+        more = len(self.unheard) - SHOWN
+        return "; ".join(parts) + (f"; and {more} more client(s)" if more > 0 else "")
+
+
+def _names(indexes: Sequence[int]) -> str:
+    shown = ", ".join(f"client {i}" for i in indexes[:SHOWN])
+    return shown + (f" and {len(indexes) - SHOWN} more" if len(indexes) > SHOWN else "")
+
+
+def _sender_rule(audience: Audience) -> str:
+    """The manifest's sender rule, as the summaries say it."""
+    if audience.includes_sender is None:
+        return "includes_sender not set"
+    return f"includes_sender = {'true' if audience.includes_sender else 'false'}"
+
+
+def _own_copy_problem(audience: Audience) -> str:
+    """A broken ``includes_sender = false`` rule, or ""."""
+    own = audience.own_copies()
+    if audience.includes_sender is False and own:
+        return (f"{audience.listeners[own[0].sender].name} received its own {own[0].kind} "
+                f"message ({len(own)} own copies in all), although the manifest says "
+                "includes_sender = false")
+    return ""
+
+
+def _missing_evidence(missing: Sequence[Listener]) -> dict[str, Any]:
+    if not missing:
+        return {}
+    return {"missing": [x.name for x in missing[:50]],
+            "missing_client_frames": missing[0].client.evidence(limit=10)}
+
+
+def _endpoint_rule(ctx: ProbeContext, endpoint: str) -> bool | None:
+    spec = ctx.manifest.endpoints.get(endpoint)
+    return None if spec is None else spec.includes_sender
+
+
+def _refused(exc: HandshakeRefused, audience: Audience, endpoint: str) -> Outcome:
+    return failed(f"the {endpoint} endpoint refused a client ({len(audience.clients)} had "
+                  f"connected): {exc}",
+                  **exc.response.evidence(), **audience.evidence())
+
+
+# -- broadcast.fan-out -------------------------------------------------------------------
+
+@check("broadcast.fan-out", needs=("broadcast",), absent="broadcast", exclusive=True,
+       budget=WARMUP_WAIT + DELIVERY_WAIT + 40)
+async def fan_out(ctx: ProbeContext) -> Outcome:
+    audience = Audience(ctx, _endpoint_rule(ctx, "broadcast"))
+    return await audience.judge(_fan_out(ctx, audience))
+
+
+async def _fan_out(ctx: ProbeContext, audience: Audience) -> Outcome:
+    deliver = ctx.plan_wait(DELIVERY_WAIT)
+    warm = ctx.plan_wait(WARMUP_WAIT, name="warm-up")
+    try:
+        clients = await audience.join("broadcast", FAN_OUT_CLIENTS, ALL)
+    except HandshakeRefused as exc:
+        return _refused(exc, audience, "broadcast")
+    warmup = await audience.warm_up({ALL: clients}, warm)
+    facts = {"clients": len(clients), **warmup.facts()}
+    if not warmup.done:
+        return failed(
+            f"{len(clients)} clients on broadcast, each sending one message per round: "
+            f"after {warmup.rounds} round(s) in {warm:.1f} s, "
+            f"{warmup.describe()}", **facts, **audience.evidence(),
+            **_missing_evidence(list(warmup.unheard)))
+    sender = clients[0]
+    sent = await audience.send(sender, "fan-out")
+    await audience.wait_for(lambda: audience.reached(sent), audience.now() + deliver)
+    required = audience.required(sent)
+    missing = [x for x in required if sent.seq not in x.got]
+    twice = [x for x in required if len(x.got.get(sent.seq, ())) > 1]
+    times = [x.got[sent.seq][0] - sent.at for x in required if sent.seq in x.got]
+    facts.update(latency_max_ms=round(max(times) * 1000, 2) if times else None,
+                 wait=deliver)
+    what = f"one {len(sent.payload)}-byte text message from {sender.name}"
+    if missing:
+        return failed(f"{what} reached {len(required) - len(missing)} of the "
+                      f"{len(required)} clients that should get it within {deliver:.1f} s "
+                      f"({_sender_rule(audience)}); missing: "
+                      f"{_names([x.index for x in missing])}", **facts,
+                      **audience.evidence(), **_missing_evidence(missing))
+    if twice:
+        return failed(f"{what} reached {twice[0].name} {len(twice[0].got[sent.seq])} times "
+                      f"({len(twice)} client(s) got it more than once)", **facts,
+                      **audience.evidence())
+    if problem := _own_copy_problem(audience):
+        return failed(problem, **facts, **audience.evidence())
+    own = sent.seq in sender.got
+    return passed(
+        f"{what} reached all {len(required)} clients that should get it, intact, once, "
+        f"within {max(times) * 1000:.1f} ms (the sender {'got' if own else 'did not get'} "
+        f"its own copy; {_sender_rule(audience)}); warm-up: {warmup.rounds} round(s), "
+        f"{warmup.seconds:.2f} s", sender_got_own=own, **facts, **audience.evidence())
+
+
+# -- broadcast.rooms ---------------------------------------------------------------------
+
+@check("broadcast.rooms", needs=("room",), absent="rooms", exclusive=True,
+       budget=WARMUP_WAIT + 2 * DELIVERY_WAIT + 40)
+async def rooms(ctx: ProbeContext) -> Outcome:
+    audience = Audience(ctx, _endpoint_rule(ctx, "room"))
+    return await audience.judge(_rooms(ctx, audience))
+
+
+async def _rooms(ctx: ProbeContext, audience: Audience) -> Outcome:
+    deliver = ctx.plan_wait(DELIVERY_WAIT)
+    warm = ctx.plan_wait(WARMUP_WAIT, name="warm-up")
+    names = {ROOM_A: f"wsgaps-{audience.nonce}-a", ROOM_B: f"wsgaps-{audience.nonce}-b"}
+    try:
+        members = await audience.join("room", ROOM_MEMBERS, ROOM_A, room=names[ROOM_A])
+        outsider, barrier_sender = await audience.join("room", 2, ROOM_B,
+                                                       room=names[ROOM_B])
+    except HandshakeRefused as exc:
+        return _refused(exc, audience, "room")
+    facts: dict[str, Any] = {
+        "rooms": names, "members": [x.name for x in members], "non_member": outsider.name,
+        "barrier_sender": barrier_sender.name}
+    warmup = await audience.warm_up({ROOM_A: members, ROOM_B: [outsider, barrier_sender]},
+                                    warm)
+    facts.update(warmup.facts())
+    leak = _leak_summary(audience, outsider)
+    if not warmup.done:
+        return failed(
+            f"{ROOM_MEMBERS} members of {ROOM_A} and 2 clients of {ROOM_B}, each sending one "
+            f"message per round to its room: after {warmup.rounds} round(s) in {warm:.1f} s, "
+            f"{warmup.describe()}" + (f"; also, {leak}" if leak else ""),
+            **facts, **audience.evidence(), **_missing_evidence(list(warmup.unheard)))
+    sent = await audience.send(members[0], "room")
+    reached = await audience.wait_for(lambda: audience.reached(sent),
+                                      audience.now() + deliver)
+    required = audience.required(sent)
+    if not reached:
+        missing = [x for x in required if sent.seq not in x.got]
+        return failed(
+            f"the room message from {members[0].name} reached {len(required) - len(missing)} "
+            f"of the {len(required)} members of {ROOM_A} that should get it within "
+            f"{deliver:.1f} s ({_sender_rule(audience)})" + (f"; also, {leak}" if leak else ""),
+            **facts, **audience.evidence(), **_missing_evidence(missing))
+    barrier = await audience.send(barrier_sender, "barrier")
+    arrived = await audience.wait_for(lambda: barrier.seq in outsider.got,
+                                      audience.now() + deliver)
+    facts["barrier_arrived"] = arrived
+    leak = _leak_summary(audience, outsider)
+    if leak:
+        return failed(leak, leaked_copies=len(audience.leaks()), **facts,
+                      **audience.evidence())
+    if not arrived:
+        return failed(f"the barrier sent to {ROOM_B} after every member of {ROOM_A} had the "
+                      f"room message did not reach {outsider.name}, the other member of "
+                      f"{ROOM_B}, within {deliver:.1f} s, so its silence proves nothing",
+                      **facts, **audience.evidence(), **_missing_evidence([outsider]))
+    if problem := _own_copy_problem(audience):
+        return failed(problem, **facts, **audience.evidence())
+    return passed(
+        f"the room message reached all {len(required)} members of {ROOM_A} that should get "
+        f"it ({_sender_rule(audience)}); {outsider.name} in {ROOM_B} received nothing from "
+        f"{ROOM_A} before the barrier sent to its own room after that; warm-up: "
+        f"{warmup.rounds} round(s), {warmup.seconds:.2f} s", **facts, **audience.evidence())
+
+
+def _leak_summary(audience: Audience, outsider: Listener) -> str:
+    """One line on messages that reached a client outside their room, or ""."""
+    leaks = audience.leaks()
+    if not leaks:
+        return ""
+    at_outsider = [(x, sent) for x, sent in leaks if x is outsider]
+    who, sent = (at_outsider or leaks)[0]
+    return (f"{who.name} in {who.group} received a {sent.kind} message sent to {sent.group} "
+            f"by client {sent.sender} ({len(leaks)} cross-room copies in all, "
+            f"{len(at_outsider)} at the non-member {outsider.name}): the room leaks to "
+            "non-members")
+
+
+# -- broadcast.scale ---------------------------------------------------------------------
+
+async def _arrivals(receivers: Sequence[Listener], sent: Sent, deadline: float,
+                    poll: float) -> dict[Listener, float]:
+    """When the first frame of ``sent`` reached each receiver's read loop (loop time), from
+    the clients' frame records, looked at every ``poll`` seconds until all have it or the
+    loop time ``deadline``."""
+    loop = asyncio.get_running_loop()
+    prefix = sent.payload[:PREFIX].decode("ascii")
+    found: dict[Listener, float] = {}
+    while True:
+        for listener in receivers:
+            if listener in found:
+                continue
+            client = listener.client
+            if client.harness_error is not None:
+                raise client.harness_error
+            for record in reversed(client.records):
+                if record.direction == "in" and record.preview.startswith(prefix):
+                    found[listener] = client.opened_at + record.t
+                    break
+        if len(found) == len(receivers) or loop.time() >= deadline:
+            return found
+        await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` percentile (0 < q <= 1) of a non-empty sequence."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+# needs=(): a URL target (echo only) must hear why it is skipped, before the endpoint rule.
+@check("broadcast.scale", needs=(), exclusive=True,
+       budget=SCALE_CONNECT_WAIT + WARMUP_WAIT + SCALE_DELIVERY_WAIT + 40)
+async def scale(ctx: ProbeContext) -> Outcome:
+    audience = Audience(ctx, _endpoint_rule(ctx, "broadcast"))
+    return await audience.judge(_scale(ctx, audience))
+
+
+async def _scale(ctx: ProbeContext, audience: Audience) -> Outcome:
+    total = SCALE_CLIENTS + 1
+    if not ctx.manifest.managed:
+        return skipped(f"a URL target is probed gently: no {total}-client load on a server "
+                       "the harness does not run")
+    if not ctx.has("broadcast"):
+        return skipped("target has no broadcast endpoint")
+    cap = ctx.hint("max_connections")
+    if cap is not None and cap < total:
+        return skipped(f"the target declares max_connections = {cap:g}, below the "
+                       f"{total} clients of this measurement", max_connections=cap)
+    # One load at a time in this harness: targets and gaps run at once, and another
+    # 500-client load on the same event loop would be counted as this target's latency.
+    async with heavy_load() as queued:
+        try:
+            outcome = await _measure(ctx, audience, total)
+        finally:
+            await audience.stop()
+    outcome.evidence["load_slot_wait_s"] = round(queued, 3)
+    return outcome
+
+
+async def _measure(ctx: ProbeContext, audience: Audience, total: int) -> Outcome:
+    file_limit = open_files_for(total + FILE_MARGIN)
+    connect_wait = ctx.plan_wait(SCALE_CONNECT_WAIT, name="connect")
+    warm = ctx.plan_wait(WARMUP_WAIT, name="warm-up")
+    deliver = ctx.plan_wait(SCALE_DELIVERY_WAIT)
+    started = audience.now()
+    try:
+        async with asyncio.timeout(connect_wait):
+            receivers = await audience.join("broadcast", SCALE_CLIENTS, ALL,
+                                            at_once=CONNECT_AT_ONCE)
+            sender = (await audience.join("broadcast", 1, ALL))[0]
+    except HandshakeFailed as exc:  # before TimeoutError: a HandshakeTimeout is both
+        return skipped(f"no figures: a connection of the {total} failed after "
+                       f"{len(audience.clients)} had connected: {exc}",
+                       connected=len(audience.clients), **audience.evidence())
+    except TimeoutError:
+        return skipped(f"no figures: {len(audience.clients)} of {total} clients connected "
+                       f"within {connect_wait:.1f} s", connected=len(audience.clients),
+                       **audience.evidence())
+    connect_s = audience.now() - started
+    facts: dict[str, Any] = {"clients": SCALE_CLIENTS, "connect_s": round(connect_s, 3)}
+    warmup = await audience.warm_up({ALL: [sender]}, warm)
+    facts.update(warmup.facts())
+    if not warmup.done:
+        return skipped(f"no figures: after {warmup.rounds} round(s) in {warm:.1f} s, "
+                       f"{len(warmup.unheard)} of {SCALE_CLIENTS} receivers had no message "
+                       "from the sender (fan-out is the capability check)", **facts,
+                       **audience.evidence(), **_missing_evidence(list(warmup.unheard)))
+    # Measured at the clients' own read loops (their frame records), with the listeners'
+    # tasks stopped: the harness reads 500 sockets on one event loop, and every task
+    # switch of its own would count as the target's latency.
+    await audience.quiet()
+    sent = await audience.send(sender, "scale")
+    arrivals = await _arrivals(receivers, sent, audience.now() + deliver,
+                               ctx.scaled(POLL_INTERVAL))
+    times = [at - sent.at for at in arrivals.values()]
+    if len(times) < len(receivers):
+        missing = [x for x in receivers if x not in arrivals]
+        return skipped(f"no figures: the measured message reached {len(times)} of "
+                       f"{SCALE_CLIENTS} receivers within {deliver:.1f} s", **facts,
+                       **audience.evidence(), **_missing_evidence(missing))
+    p50, p99, top = (percentile(times, q) * 1000 for q in (0.5, 0.99, 1.0))
+    return passed(
+        f"one message to {SCALE_CLIENTS} clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"max {top:.1f} ms; {total} clients connected in {connect_s:.2f} s",
+        p50_ms=round(p50, 2), p99_ms=round(p99, 2), max_ms=round(top, 2), **facts,
+        connect_at_once=CONNECT_AT_ONCE, open_file_limit=file_limit, wait=deliver,
+        **audience.evidence())

@@ -1,0 +1,578 @@
+"""Gap 5, error handling: bad handshakes, bad application input, protocol violations.
+
+Autobahn|Testsuite covers frame-level violations but never the opening handshake; this probe
+covers both.  Every connection it opens answers the target's Pings (``auto_pong``), so a
+short keepalive can never decide a verdict.
+
+Checks and verdicts:
+
+- ``handshake`` [capability]: four handshakes on ``echo``, at once: no ``Sec-WebSocket-Key``
+  (400 passes; another 4xx is ``non-strict``, RFC 6455 4.2.1 names 400), ``Sec-WebSocket-
+  Version: 99`` (any 4xx), ``POST`` with the upgrade headers and ``Content-Length: 0`` (any
+  4xx; 4.1 and 4.2.1 require GET) and a plain ``GET`` without upgrade headers (any answer
+  but a 5xx or a 101).  A 5xx, a 101, no answer within the wait (a hang), a connection
+  closed without an HTTP answer or an answer that is not HTTP fails.  Every status and the
+  first bytes of every body are evidence.
+- ``version-header`` [conformance]: the answer to ``Sec-WebSocket-Version: 99`` must be a
+  4xx carrying ``Sec-WebSocket-Version`` with the versions the server understands (4.2.2,
+  4.4: a MUST): a list of version numbers that names 13 (the version ``echo`` accepts) and
+  not 99.  400 and 426 both qualify.  No header, another list, a non-4xx answer or none
+  fails.
+- ``app-errors`` [capability, needs ``chat``]: invalid JSON, and a JSON object missing the
+  ``message`` field, each on its own connection, must be answered with a structured error:
+  a JSON object carrying every field of the error shape as a non-empty string or a number.
+  The shape is the contract's (``error.code``, ``error.message``) unless the manifest names
+  the stack's own documented one (``endpoints.chat.error_shape``).  Silence, the text
+  ``null``, unstructured text, an acknowledgement, a Close or the TCP end fails; so does a
+  connection that answers the error but then does not answer a valid chat message (it was
+  dropped).  The check measures the stack's handler error model: where the manifest says the
+  adapter answers bad input itself (``endpoints.chat.adapter_errors``, with the reason), it
+  would measure wsgaps's shared contract code, so it is ``skip`` with that reason.
+  ``absent.app-errors`` makes it a declared fail.
+- ``isolation`` [capability, exclusive]: three bystander clients on ``echo`` each echo once;
+  then every violation of the two checks below is committed at once, each by its own
+  offender connection, which answers a Close from the server and gets up to
+  ``SETTLE_WAIT`` for its TCP connection to end (a crash while the server cleans up an
+  offender happens by then), and ``GRACE`` more passes; then every bystander must echo
+  again, without a Close frame in between, and a new client must be able to connect and
+  echo.  If a bystander cannot echo before any violation, isolation cannot be judged:
+  ``error``.
+- ``protocol-errors`` [conformance]: five violations, each on its own connection: an
+  unmasked Text frame (RFC 6455 5.1), a Text frame with RSV2 set and no extension
+  negotiated (5.2), a frame with the reserved opcode 0x3 (5.2), a Ping without FIN (5.5:
+  control frames MUST NOT be fragmented) and a continuation frame with no message to
+  continue (5.4).  Each must fail the connection (7.1.7): Close 1002 passes; a Close with
+  another code, or the TCP end without a Close frame, is ``non-strict`` (7.4.1 names 1002;
+  8.1 only requires failing the connection); an echo of the violating frame, or a connection
+  still open (answering a valid message, or answering nothing) after the waits, fails.
+- ``invalid-utf8`` [conformance]: a Text message with bytes that are never UTF-8 (0xFF 0xFE)
+  in one frame, and a Text message in two fragments whose invalid sequence straddles the
+  boundary (the first fragment ends with the first two bytes of a 3-byte sequence, the
+  second starts with ``(``; each fragment is harmless on its own): 1007 passes (8.1, 7.4.1),
+  another code or the TCP end is ``non-strict``, an echo or an open connection fails.
+
+For the last two: after a violation the probe waits up to ``VIOLATION_WAIT`` for a Close
+frame, the TCP end or data; the first of them decides.  Nothing within the wait: it sends a
+valid Text message to tell "still open" from "slow": an echo fails ("carried on"), a Close
+or TCP end is judged as above (with its delay), nothing within ``ECHO_WAIT`` fails ("stays
+open").  A Pong to the fragmented Ping is recorded, not decisive.  The verdict of a check is
+its worst sub-result (fail, then non-strict, then pass), and every sub-result is evidence.
+
+Waits (scaled by ``--gaps-time-scale``; no hint changes them, and an early answer ends each
+one at once): ``HANDSHAKE_WAIT`` = 10 s per handshake, ``ERROR_WAIT`` = 10 s for each answer
+on ``chat``, ``VIOLATION_WAIT`` = 5 s after a violation, ``ECHO_WAIT`` = 10 s for an echo,
+``SETTLE_WAIT`` = 2 s for the offenders of ``isolation``, then ``GRACE`` = 0.5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from gaps.model import Verdict
+from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.toolkit import combine, echo_once, quote, receive, show
+from gaps.wire.client import Attempt, Message, WireClient
+from gaps.wire.errors import ClosedError, HandshakeFailed, ReceiveTimeout, SendTimeout
+from gaps.wire.frames import Close, CloseCode, Frame, Opcode
+
+HANDSHAKE_WAIT = 10.0
+ERROR_WAIT = 10.0
+VIOLATION_WAIT = 5.0
+ECHO_WAIT = 10.0
+SETTLE_WAIT = 2.0
+GRACE = 0.5  # isolation: after the offenders' connections are over, before the bystanders
+
+BODY_SHOWN = 60  # bytes of a refusal's body quoted in a summary
+VERSION_HEADER = "Sec-WebSocket-Version"
+UNSUPPORTED_VERSION = "99"
+UNDERSTOOD_VERSION = "13"  # the version every handshake of the harness uses
+CONTRACT_ERROR_SHAPE = ("error.code", "error.message")
+BYSTANDERS = 3
+
+
+# -- handshake ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BadHandshake:
+    name: str
+    what: str
+    rule: str  # "400", "4xx" or "non-5xx"
+    request: dict[str, Any]
+
+
+BAD_HANDSHAKES = (
+    BadHandshake("no-key", "no Sec-WebSocket-Key", "400", {"key": None}),
+    BadHandshake("version-99", f"Sec-WebSocket-Version: {UNSUPPORTED_VERSION}", "4xx",
+                 {"version": UNSUPPORTED_VERSION}),
+    BadHandshake("post", "POST with upgrade headers", "4xx",
+                 {"method": "POST", "headers": [("Content-Length", "0")]}),
+    BadHandshake("plain-get", "plain GET (no upgrade headers)", "non-5xx",
+                 {"upgrade": False, "key": None, "version": None,
+                  "headers": [("Connection", "close")]}),
+)
+
+
+def _answer_text(answer: Attempt) -> str:
+    """``HTTP 400 b'Bad Request'``, or why there was no HTTP answer."""
+    if answer.response is None:
+        return answer.problem
+    body = answer.response.body.strip()
+    return f"HTTP {answer.status}" + (f" {show(body, BODY_SHOWN)}" if body else "")
+
+
+def judge_handshake(bad: BadHandshake, answer: Attempt) -> tuple[Verdict, str]:
+    """The verdict for one bad handshake's answer, and one line saying why."""
+    said = f"{bad.what} -> {_answer_text(answer)}"
+    if answer.response is None:
+        if answer.timed_out:
+            return Verdict.FAIL, f"{said} (a hang)"
+        return Verdict.FAIL, f"{said} (no HTTP answer)"
+    status = answer.response.status
+    if status == 101:
+        return Verdict.FAIL, f"{said} (accepted)"
+    if status >= 500:
+        return Verdict.FAIL, f"{said} (a server error)"
+    if bad.rule == "non-5xx":
+        return Verdict.PASS, said
+    if not 400 <= status < 500:
+        return Verdict.FAIL, f"{said} (not a 4xx refusal)"
+    if bad.rule == "400" and status != 400:
+        return Verdict.NON_STRICT, f"{said} (a refusal; RFC 6455 4.2.1 names 400 Bad Request)"
+    return Verdict.PASS, said
+
+
+@check("error-handling.handshake", budget=HANDSHAKE_WAIT + 20)
+async def handshake(ctx: ProbeContext) -> Outcome:
+    wait = ctx.plan_wait(HANDSHAKE_WAIT)
+    answers = await asyncio.gather(*(ctx.handshake("echo", wait=wait, **bad.request)
+                                     for bad in BAD_HANDSHAKES))
+    judged = [judge_handshake(bad, answer) for bad, answer in zip(BAD_HANDSHAKES, answers,
+                                                                  strict=True)]
+    evidence = {"wait": wait, "handshakes": [
+        {"name": bad.name, "request": bad.what, "expected": bad.rule, "verdict": str(v),
+         **answer.evidence()}
+        for bad, answer, (v, _) in zip(BAD_HANDSHAKES, answers, judged, strict=True)]}
+    return combine(judged, **evidence)
+
+
+@check("error-handling.version-header", budget=HANDSHAKE_WAIT + 20)
+async def version_header(ctx: ProbeContext) -> Outcome:
+    wait = ctx.plan_wait(HANDSHAKE_WAIT)
+    answer = await ctx.handshake("echo", wait=wait, version=UNSUPPORTED_VERSION)
+    asked = f"Sec-WebSocket-Version: {UNSUPPORTED_VERSION}"
+    evidence = {"wait": wait, "handshake": answer.evidence()}
+    if answer.response is None:
+        return failed(f"{asked}: {answer.problem}", **evidence)
+    status = answer.response.status
+    header = answer.header(VERSION_HEADER)
+    shown = f"{VERSION_HEADER}: {quote(header)!r}" if header is not None else (
+        f"no {VERSION_HEADER} header")
+    if status == 101:
+        return failed(f"{asked} was accepted (HTTP 101); RFC 6455 4.4 requires a refusal "
+                      "that lists the supported versions", **evidence)
+    if not 400 <= status < 500:
+        return failed(f"{asked} answered HTTP {status} with {shown}; RFC 6455 4.4 requires "
+                      "an HTTP error code such as 426 with the header", **evidence)
+    if header is None:
+        return failed(f"{asked} refused with HTTP {status} but without a {VERSION_HEADER} "
+                      "header (RFC 6455 4.2.2, 4.4: the server MUST send the versions it "
+                      "understands)", **evidence)
+    versions = answer.response.values(VERSION_HEADER)
+    if not versions or not all(v.isdigit() for v in versions):
+        return failed(f"{asked} refused with HTTP {status} and {shown}, not a list of "
+                      "version numbers (RFC 6455 4.4, 11.3.5)", **evidence)
+    if UNDERSTOOD_VERSION not in versions or UNSUPPORTED_VERSION in versions:
+        return failed(f"{asked} refused with HTTP {status} and {shown}, which does not name "
+                      f"{UNDERSTOOD_VERSION} (the version the echo endpoint accepts) or names "
+                      f"the refused {UNSUPPORTED_VERSION}", **evidence)
+    return passed(f"{asked} refused with HTTP {status} and {shown}", **evidence)
+
+
+# -- application errors -----------------------------------------------------------------
+
+INVALID_JSON = b'{"user": "wsgaps", "message": "unterminated'
+MISSING_FIELD = b'{"user": "wsgaps", "room": "wsgaps-room"}'
+VALID_CHAT = b'{"user": "wsgaps", "message": "after the error", "room": "wsgaps-room"}'
+
+
+def _field(data: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        if not isinstance(data, dict) or name not in data:
+            return None
+        data = data[name]
+    return data
+
+
+def judge_error_reply(got: Message | str, shape: tuple[str, ...]) -> str:
+    """Why ``got`` is not a structured error of ``shape``, or "" when it is one."""
+    if isinstance(got, str):
+        return f"no structured error: {got}"
+    text = got.data.strip()
+    if text == b"null":
+        return "answered with the text null"
+    try:
+        data = json.loads(got.data)
+    except (ValueError, UnicodeDecodeError):
+        return f"answered with text that is not JSON: {show(got.data)}"
+    if not isinstance(data, dict):
+        return f"answered with JSON that is not an object: {show(got.data)}"
+    if data.get("status") == "received":
+        return f"acknowledged the bad input as a chat message: {show(got.data)}"
+    missing = [d for d in shape
+               if not ((isinstance(v := _field(data, d), str) and v.strip())
+                       or (isinstance(v, int | float) and not isinstance(v, bool)))]
+    if missing:
+        return (f"answered without {', '.join(missing)} (the error shape "
+                f"{', '.join(shape)}): {show(got.data)}")
+    return ""
+
+
+async def _answer(client: WireClient, wait: float) -> Message | str:
+    """The next message on ``chat``, or why none came ("no answer within ...")."""
+    got = await receive(client, wait, 64 * 1024)
+    if isinstance(got, str) and got.startswith("no echo"):
+        return f"no answer within {wait:.1f} s"
+    return got
+
+
+async def _bad_input(ctx: ProbeContext, what: str, payload: bytes, shape: tuple[str, ...],
+                     wait: float) -> tuple[str, dict[str, Any]]:
+    """Send ``payload`` on a new chat connection; ("" or the problem, evidence)."""
+    client = await ctx.connect("chat", auto_pong=True)
+    facts: dict[str, Any] = {"input": what, "sent": payload.decode()}
+    try:
+        await client.send_text(payload)
+    except (ClosedError, SendTimeout) as exc:
+        return f"{what}: {exc}", {**facts, **client.evidence()}
+    got = await _answer(client, wait)
+    problem = judge_error_reply(got, shape)
+    if isinstance(got, Message):
+        facts["reply"] = got.data[:300].decode("utf-8", "replace")
+    if problem:
+        return f"{what}: {problem}", {**facts, **client.evidence()}
+    try:
+        await client.send_text(VALID_CHAT)
+    except (ClosedError, SendTimeout) as exc:
+        return f"{what}: the error came, then {exc}", {**facts, **client.evidence()}
+    after = await _answer(client, wait)
+    if isinstance(after, str):
+        return (f"{what}: the error came, but a valid chat message after it got no answer "
+                f"({after}): the connection was dropped"), {**facts, **client.evidence()}
+    facts["reply_after"] = after.data[:300].decode("utf-8", "replace")
+    return "", {**facts, **client.evidence()}
+
+
+@check("error-handling.app-errors", needs=("chat",), absent="app-errors",
+       budget=2 * ERROR_WAIT + 20)
+async def app_errors(ctx: ProbeContext) -> Outcome:
+    spec = ctx.manifest.endpoints["chat"]
+    if spec.adapter_errors:
+        return skipped("the adapter, not the stack, answers bad chat input (through the "
+                       "shared contract code), so observing it would measure wsgaps: "
+                       f"{spec.adapter_errors}")
+    shape = spec.error_shape or CONTRACT_ERROR_SHAPE
+    wait = ctx.plan_wait(ERROR_WAIT)
+    cases = (("invalid JSON", INVALID_JSON), ("a message without its message field",
+                                               MISSING_FIELD))
+    results = await asyncio.gather(*(_bad_input(ctx, what, payload, shape, wait)
+                                     for what, payload in cases))
+    evidence = {"wait": wait, "error_shape": list(shape),
+                "shape_from": "manifest" if spec.error_shape else "contract",
+                "cases": [facts for _, facts in results]}
+    problems = [problem for problem, _ in results if problem]
+    if problems:
+        return failed("; ".join(problems), **evidence)
+    replies = "; ".join(f"{facts['input']} -> {quote(facts['reply'], 120)!r}"
+                        for _, facts in results)
+    return passed(f"structured errors ({', '.join(shape)}), connection kept: {replies}",
+                  **evidence)
+
+
+# -- protocol violations -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    name: str
+    what: str
+    rule: str
+    frames: tuple[tuple[int, bytes, dict[str, Any]], ...]  # (opcode, payload, send_frame kw)
+
+    @property
+    def payload(self) -> bytes:
+        """The data of all the violation's frames, joined (what an echo would carry)."""
+        return b"".join(payload for _, payload, _ in self.frames)
+
+
+PROTOCOL_VIOLATIONS = (
+    Violation("unmasked", "an unmasked Text frame", "RFC 6455 5.1",
+              ((Opcode.TEXT, b"wsgaps: unmasked", {"mask": False}),)),
+    Violation("reserved-bits", "a Text frame with RSV2 set, no extension negotiated",
+              "RFC 6455 5.2", ((Opcode.TEXT, b"wsgaps: rsv2", {"rsv2": True}),)),
+    Violation("reserved-opcode", "a frame with the reserved opcode 0x3", "RFC 6455 5.2",
+              ((0x3, b"wsgaps: opcode 3", {}),)),
+    Violation("fragmented-control", "a Ping without FIN (a fragmented control frame)",
+              "RFC 6455 5.5", ((Opcode.PING, b"wsgaps", {"fin": False}),)),
+    Violation("stray-continuation", "a continuation frame with no message to continue",
+              "RFC 6455 5.4", ((Opcode.CONT, b"wsgaps: stray", {}),)),
+)
+
+UTF8_VIOLATIONS = (
+    Violation("whole", "a Text message with the bytes 0xFF 0xFE", "RFC 6455 8.1",
+              ((Opcode.TEXT, "wsgaps κόσμε ".encode() + b"\xff\xfe end", {}),)),
+    Violation("split", "a Text message in 2 fragments, the invalid sequence across them",
+              "RFC 6455 8.1",
+              ((Opcode.TEXT, b"wsgaps split \xe2\x82", {"fin": False}),
+               (Opcode.CONT, b"( end", {}))),
+)
+
+FOLLOW_UP = b"wsgaps: a valid message after the violation"
+
+
+@dataclass
+class Ending:
+    """What a connection did after a violation: the first decisive event."""
+
+    kind: str  # "close", "tcp", "data", "open"
+    after: float = 0.0  # seconds since the violation was sent
+    close: Close | None = None
+    frame: Frame | None = None
+    notes: list[str] = field(default_factory=list)
+    followed_up: bool = False  # decided after the valid follow-up message was sent
+
+
+async def _ending(client: WireClient, wait: float, sent_at: float) -> Ending:
+    """Read frames for up to ``wait``: the first Close, TCP end or data frame decides."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    notes: list[str] = []
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            frame = await client.recv(remaining)
+        except ReceiveTimeout:
+            break
+        except ClosedError:
+            return Ending("tcp", _since(client, sent_at, client.eof_at), notes=notes)
+        if frame.opcode == Opcode.CLOSE:
+            return Ending("close", _since(client, sent_at, client.close_at),
+                          close=Close.parse(frame.payload), notes=notes)
+        if frame.opcode == Opcode.PONG:
+            notes.append(f"a Pong ({len(frame.payload)} bytes) came first")
+            continue
+        if frame.is_control:
+            continue  # the target's own Pings: answered by auto_pong
+        return Ending("data", _since(client, sent_at, None), frame=frame, notes=notes)
+    return Ending("open", wait, notes=notes)
+
+
+def _clock(client: WireClient) -> float:
+    """Now, in the client's own time (seconds since its connection opened)."""
+    return asyncio.get_running_loop().time() - client.opened_at
+
+
+def _since(client: WireClient, sent_at: float, at: float | None) -> float:
+    """Seconds from ``sent_at`` to ``at`` (both in the client's time; now if None)."""
+    when = at if at is not None else _clock(client)
+    return max(0.0, when - sent_at)
+
+
+async def _send_violation(client: WireClient, violation: Violation) -> str:
+    """Send the violation's frames; "" or the reason sending stopped."""
+    try:
+        for opcode, payload, options in violation.frames:
+            await client.send_frame(opcode, payload, **options)
+    except (ClosedError, SendTimeout) as exc:
+        return str(exc)
+    return ""
+
+
+async def commit(ctx: ProbeContext, violation: Violation, wait: float,
+                 echo_wait: float) -> tuple[Ending, WireClient]:
+    """Commit ``violation`` on a new ``echo`` connection and see how the connection ends.
+
+    After ``wait`` without a decisive event, a valid message tells "still open" (it is
+    echoed: ``data``) from "slow" (a Close or TCP end comes instead); nothing at all within
+    ``echo_wait`` is ``open``.
+    """
+    client = await ctx.connect("echo", auto_pong=True)
+    sent_at = _clock(client)
+    problem = await _send_violation(client, violation)
+    ending = await _ending(client, wait, sent_at)
+    if problem:
+        ending.notes.append(f"sending stopped: {problem}")
+    if ending.kind != "open":
+        return ending, client
+    notes = ending.notes
+    try:
+        await client.send_text(FOLLOW_UP)
+    except (ClosedError, SendTimeout) as exc:
+        notes.append(f"the valid message could not be sent: {exc}")
+    ending = await _ending(client, echo_wait, sent_at)
+    ending.notes = [*notes, "decided after a valid message was sent"]
+    ending.followed_up = True
+    if ending.kind == "open":
+        ending.after = wait + echo_wait
+    return ending, client
+
+
+def judge_ending(violation: Violation, ending: Ending, expected: CloseCode) -> tuple[Verdict,
+                                                                                      str]:
+    """The verdict for how a connection answered ``violation`` (see the module docstring)."""
+    said = f"{violation.what} ({violation.rule})"
+    when = f"after {ending.after:.2f} s"
+    notes = f" [{'; '.join(ending.notes)}]" if ending.notes else ""
+    if ending.kind == "close":
+        assert ending.close is not None
+        close = ending.close
+        problem = close.problem()
+        extra = f"; the Close frame itself carries {problem}" if problem else ""
+        if close.code == expected:
+            return Verdict.PASS, f"{said} -> Close {close.code} {when}{extra}{notes}"
+        got = "a Close without a code" if close.code is None else f"Close {close.code}"
+        return Verdict.NON_STRICT, (f"{said} -> {got} {when}, not {int(expected)} "
+                                    f"({expected.name}){extra}{notes}")
+    if ending.kind == "tcp":
+        return Verdict.NON_STRICT, (f"{said} -> TCP closed {when} without a Close frame "
+                                    f"(the connection was failed; {int(expected)} is the "
+                                    f"canonical Close code){notes}")
+    if ending.kind == "data":
+        assert ending.frame is not None
+        frame = ending.frame
+        if ending.followed_up:
+            how = "still open, it answered a valid message sent after the wait"
+        elif frame.payload == violation.payload:
+            how = "echoed the violation"
+        else:
+            how = "sent data in reply"
+        return Verdict.FAIL, (f"{said} -> carried on: {how}, {when} ({frame.name} "
+                              f"{show(frame.payload, 40)}){notes}")
+    return Verdict.FAIL, (f"{said} -> stayed open: no Close, no TCP end and no answer "
+                          f"{when}{notes}")
+
+
+async def _judge_all(ctx: ProbeContext, violations: tuple[Violation, ...],
+                     expected: CloseCode) -> Outcome:
+    wait = ctx.plan_wait(VIOLATION_WAIT)
+    echo_wait = ctx.plan_wait(ECHO_WAIT, name="echo")
+    runs = await asyncio.gather(*(commit(ctx, v, wait, echo_wait) for v in violations))
+    judged = [judge_ending(v, ending, expected)
+              for v, (ending, _) in zip(violations, runs, strict=True)]
+    evidence: dict[str, Any] = {
+        "wait": wait, "echo_wait": echo_wait, "expected_code": int(expected),
+        "violations": [
+            {"name": v.name, "violation": v.what, "rule": v.rule, "verdict": str(verdict),
+             "summary": line, "ending": ending.kind, "after_s": round(ending.after, 3),
+             **client.evidence(limit=12)}
+            for v, (ending, client), (verdict, line) in zip(violations, runs, judged,
+                                                          strict=True)],
+    }
+    return combine(judged, **evidence)
+
+
+@check("error-handling.protocol-errors",
+       budget=VIOLATION_WAIT + ECHO_WAIT + 20)
+async def protocol_errors(ctx: ProbeContext) -> Outcome:
+    return await _judge_all(ctx, PROTOCOL_VIOLATIONS, CloseCode.PROTOCOL_ERROR)
+
+
+@check("error-handling.invalid-utf8", budget=VIOLATION_WAIT + ECHO_WAIT + 20)
+async def invalid_utf8(ctx: ProbeContext) -> Outcome:
+    return await _judge_all(ctx, UTF8_VIOLATIONS, CloseCode.INVALID_DATA)
+
+
+# -- isolation ---------------------------------------------------------------------------
+
+
+async def _offend(ctx: ProbeContext, violation: Violation, wait: float) -> dict[str, Any]:
+    """Commit ``violation`` and wait (at most ``wait``) until its connection is over.
+
+    Over means the TCP end, not the Close frame: whatever the server does to its other
+    clients while it cleans up the offender (a crash in that clean-up) happens by then.
+    """
+    client = await ctx.connect("echo", auto_pong=True)
+    sent_at = _clock(client)
+    problem = await _send_violation(client, violation)
+    ending = await _ending(client, wait, sent_at)
+    if ending.kind == "close" and not client.closed:
+        # Answer the server's Close, as a client does, so that its TCP end comes at once.
+        with contextlib.suppress(ClosedError, SendTimeout):
+            await client.close(CloseCode.NORMAL_CLOSURE)
+    ended = await client.wait_closed(max(0.0, wait - _since(client, sent_at, None)))
+    code = client.close_code
+    if ended:
+        how = "tcp" if client.close_frame is None else "close"
+        assert client.eof_at is not None
+        after = client.eof_at - sent_at
+    else:
+        how, after = ("close" if client.close_frame is not None else "open"), wait
+    return {"violation": violation.what, "ending": how, "close_code": code,
+            "tcp_ended": ended, "after_s": round(after, 3), "send_problem": problem or None}
+
+
+def _bystander_state(client: WireClient) -> str:
+    """"" while a bystander is untouched, else what happened to it."""
+    if client.close_frame is not None:
+        return f"got {Close.parse(client.close_frame.payload)}"
+    if client.closed:
+        return "its TCP connection ended"
+    return ""
+
+
+@check("error-handling.isolation", exclusive=True,
+       budget=3 * ECHO_WAIT + SETTLE_WAIT + 20)
+async def isolation(ctx: ProbeContext) -> Outcome:
+    echo_wait = ctx.plan_wait(ECHO_WAIT)
+    settle = ctx.plan_wait(SETTLE_WAIT, name="settle")
+    bystanders = [await ctx.connect("echo", auto_pong=True) for _ in range(BYSTANDERS)]
+
+    async def round_of(label: str) -> list[Outcome]:
+        return list(await asyncio.gather(*(
+            echo_once(c, f"wsgaps bystander {i} {label}".encode(), echo_wait)
+            for i, c in enumerate(bystanders))))
+
+    before = await round_of("before")
+    evidence: dict[str, Any] = {"wait": echo_wait, "settle": settle,
+                                "bystanders": BYSTANDERS}
+    if not all(o.verdict.passed for o in before):
+        bad = next(o for o in before if not o.verdict.passed)
+        return Outcome(Verdict.ERROR, f"isolation cannot be judged: a bystander did not echo "
+                                      f"before any violation ({bad.summary})",
+                       {**evidence, "before": [o.summary for o in before]})
+    violations = PROTOCOL_VIOLATIONS + UTF8_VIOLATIONS
+    offenders = await asyncio.gather(*(_offend(ctx, v, settle) for v in violations))
+    evidence["offenders"] = offenders
+    await asyncio.sleep(ctx.scaled(GRACE))  # for damage done just after the offenders ended
+    hit = [(i, state) for i, c in enumerate(bystanders) if (state := _bystander_state(c))]
+    after = await round_of("after")
+    problems = [f"bystander {i} {state}" for i, state in hit]
+    problems += [f"bystander {i}: {o.summary}" for i, o in enumerate(after)
+                 if not o.verdict.passed and not any(i == j for j, _ in hit)]
+    newcomer: Outcome | str
+    try:
+        late = await ctx.connect("echo", auto_pong=True)
+        newcomer = await echo_once(late, b"wsgaps newcomer after the violations", echo_wait)
+    except HandshakeFailed as exc:  # refused, dropped, hung: evidence, not a probe error
+        newcomer = f"could not connect: {exc}"
+    if isinstance(newcomer, str):
+        problems.append(f"a new client after the violations {newcomer}")
+    elif not newcomer.verdict.passed:
+        problems.append(f"a new client after the violations: {newcomer.summary}")
+    evidence.update(
+        after=[{"summary": o.summary, **{k: o.evidence.get(k) for k in
+                                         ("close_code", "close_reason", "tcp_end_at")}}
+               for o in after],
+        newcomer=newcomer if isinstance(newcomer, str) else newcomer.summary,
+        bystander_frames=[c.evidence(limit=8) for c in bystanders])
+    ended = ", ".join(sorted({o["ending"] for o in offenders}))
+    if problems:
+        return failed(f"after {len(violations)} protocol violations on other connections "
+                      f"(offenders: {ended}): " + "; ".join(problems), **evidence)
+    return passed(f"{BYSTANDERS} bystanders echoed before and after {len(violations)} "
+                  f"protocol violations committed on other connections (offenders: {ended}), "
+                  "and a new client connected and echoed", **evidence)
+

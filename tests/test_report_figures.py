@@ -1,0 +1,46 @@
+"""The matrix lists the evidence-only checks' figures per target, in column order, escaped."""
+
+from __future__ import annotations
+
+from gaps.model import CheckResult, GapResult, RunResult, TargetInfo, Verdict
+from gaps.report.figures import figures_view
+from gaps.report.render import render_index_html, render_matrix_markdown
+
+
+def run(name: str, *checks: CheckResult, skipped: str | None = None) -> RunResult:
+    result = RunResult(TargetInfo(name, skipped=skipped), "0.1.0", started=1.0)
+    if checks:
+        result.gaps["broadcast"] = GapResult("broadcast", list(checks))
+    return result
+
+
+SCALE = "broadcast.scale"
+RUNS = [
+    (run("beta", CheckResult(SCALE, Verdict.PASS, "p50 1.0 ms | p99 <b>2</b> ms")), "beta"),
+    (run("alpha", CheckResult(SCALE, Verdict.SKIP, "no broadcast endpoint")), "alpha"),
+    (run("gone", skipped="build failed"), "gone"),
+    (run("quiet"), "quiet"),
+]
+
+
+def test_figures_rows_follow_the_columns() -> None:
+    (row,) = figures_view(RUNS)
+    assert row.id == SCALE and row.gap_id == 2
+    assert [c.target for c in row.cells] == ["beta", "alpha", "gone", "quiet"]
+    assert [c.verdict for c in row.cells] == ["pass", "skip", "Skipped", "not run"]
+    assert row.cells[0].md_href == "beta/gap-report.md#gap-2"
+
+
+def test_no_evidence_check_no_section() -> None:
+    assert figures_view([(run("quiet"), "quiet")]) == ()
+    assert "## Figures" not in render_matrix_markdown([(run("quiet"), "quiet")])
+
+
+def test_figures_in_the_matrix_are_escaped() -> None:
+    md = render_matrix_markdown(RUNS)
+    html = render_index_html(RUNS)
+    section = md[md.index("## Figures"):md.index("## Targets")]
+    assert "p50 1.0 ms \\| p99 \\<b\\>2\\</b\\> ms" in section  # escaped
+    assert section.index("[beta]") < section.index("[alpha]")
+    assert "p50 1.0 ms | p99 &lt;b&gt;2&lt;/b&gt; ms" in html
+    assert "<b>2</b>" not in html
