@@ -13,9 +13,9 @@ from gaps.manifest import Manifest, ManifestError, parse_manifest
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.targets import Instance, start_instance
-from probes import recovery
-from probes.recovery import first_difference, judge_backoff
 from tests.conftest import reference_manifest
+from wsgaps_probes import recovery
+from wsgaps_probes.recovery import first_difference, judge_backoff
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
