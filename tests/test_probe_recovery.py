@@ -90,24 +90,26 @@ async def test_first_difference_ignores_the_first_interval_and_noise() -> None:
 
 # -- both states on the reference -------------------------------------------------------------
 
-async def test_the_full_reference_passes_every_recovery_check() -> None:
-    ctx = reference()
-    results = await run(ctx, recovery.retries_first_dial, recovery.redials_after_drop,
-                        recovery.backoff, recovery.jitter, recovery.resume)
-    assert [r.verdict for r in results] == [Verdict.PASS] * 5, results
-    retries, redials, backoff, jitter, resume = results
+ALL = (recovery.retries_first_dial, recovery.redials_after_drop, recovery.backoff,
+       recovery.jitter, recovery.resume)
+
+
+async def test_with_and_without_recovery_and_resume() -> None:
+    # At once: the clients that give up only wait, so they cost the full one no timing.
+    full, without, no_resume = await asyncio.gather(
+        run(reference(), *ALL),
+        run(reference("--without", "recovery,resume", manifest=quick_hints()), *ALL),
+        recovery.resume(reference("--without", "resume")))
+
+    assert [r.verdict for r in full] == [Verdict.PASS] * 5, full
+    retries, redials, backoff, jitter, resume = full
     assert [a[1] for a in retries.evidence["attempts"]] == ["reset", "503", "reset", "accepted"]
     assert len(redials.evidence["redials"]) == 2
     assert "levelled off" in backoff.summary and len(backoff.tries) == 2
     assert jitter.evidence["jitter_index"] >= 2
     assert resume.evidence["presented"] == "3"
 
-
-async def test_without_recovery_the_reference_dials_once() -> None:
-    ctx = reference("--without", "recovery,resume", manifest=quick_hints())
-    results = await run(ctx, recovery.retries_first_dial, recovery.redials_after_drop,
-                        recovery.backoff, recovery.jitter, recovery.resume)
-    retries, redials, backoff, jitter, resume = results
+    retries, redials, backoff, jitter, resume = without
     assert retries.verdict is Verdict.FAIL and "dialled once" in retries.summary
     assert redials.verdict is Verdict.FAIL and "no redial" in redials.summary
     assert backoff.verdict is Verdict.FAIL and "dialled once" in backoff.summary
@@ -115,30 +117,26 @@ async def test_without_recovery_the_reference_dials_once() -> None:
     assert len(jitter.evidence["runs"][1]["intervals"]) == 0  # no second instance started
     assert resume.verdict is Verdict.FAIL and "no reconnect" in resume.summary
 
-
-async def test_without_resume_the_reconnect_names_no_position() -> None:
-    result = await recovery.resume(reference("--without", "resume"))
-    assert result.verdict is Verdict.FAIL and "named no position" in result.summary
+    assert no_resume.verdict is Verdict.FAIL and "named no position" in no_resume.summary
 
 
-async def test_a_fixed_interval_fails_backoff_and_jitter() -> None:
-    backoff, jitter = await run(reference("--defect", "backoff-fixed"),
-                                recovery.backoff, recovery.jitter)
+async def test_a_fixed_interval_and_no_redial_fail_their_checks() -> None:
+    fixed, no_redial = await asyncio.gather(
+        run(reference("--defect", "backoff-fixed"), recovery.backoff, recovery.jitter),
+        run(reference("--defect", "no-redial"), recovery.retries_first_dial,
+            recovery.redials_after_drop))
+    backoff, jitter = fixed
     assert backoff.verdict is Verdict.FAIL, backoff
     assert jitter.verdict is Verdict.FAIL and "agree within 10%" in jitter.summary
+    retries, redials = no_redial
+    assert retries.verdict is Verdict.PASS, retries
+    assert redials.verdict is Verdict.FAIL and "TCP close" in redials.summary
 
 
 async def test_a_tight_loop_fails_backoff() -> None:
     backoff = await recovery.backoff(reference("--defect", "tight-loop"))
     assert backoff.verdict is Verdict.FAIL and "tight loop" in backoff.summary
     assert backoff.evidence["attempt_count"] == 50
-
-
-async def test_no_redial_after_a_drop_fails_only_redials() -> None:
-    retries, redials = await run(reference("--defect", "no-redial"),
-                                 recovery.retries_first_dial, recovery.redials_after_drop)
-    assert retries.verdict is Verdict.PASS, retries
-    assert redials.verdict is Verdict.FAIL and "TCP close" in redials.summary
 
 
 # -- declarations and manifests ------------------------------------------------------------
