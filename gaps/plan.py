@@ -194,7 +194,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
                   observe: Observer, limit: asyncio.Semaphore) -> GapResult:
     """One gap: its ordinary checks at once on one fresh instance, each ``exclusive`` check
     alone on an instance of its own, each try of a ``fresh_instance`` check on a new one, and
-    each ``upstream`` check starting its own (``ProbeContext.with_upstream``)."""
+    each ``upstream`` check starting its own (``ProbeContext.with_upstream``), and each
+    ``declared_only`` check on none (its manifest decides it)."""
     gap = GapResult(slug, started=time.time())
     target.run.gaps[slug] = gap
     observe(GapStarted(target.label, slug, len(checks), max(d.budget for d in checks)))
@@ -230,13 +231,20 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         ctx = _context(config, target, Instance(target.manifest), slots, logs)
         await record(await defn(ctx))
 
+    async def without_instance(defn: CheckDef) -> None:
+        # A declared_only check reads the manifest alone: no instance is started for it.
+        ctx = _context(config, target, Instance(target.manifest), slots, logs)
+        await record(await defn(ctx))
+
     def fresh(d: CheckDef) -> bool:
         return d.fresh_instance or d.upstream
 
-    shared = [d for d in checks if not d.exclusive and not fresh(d)]
+    observed = [d for d in checks if not d.declared_only]
+    shared = [d for d in observed if not d.exclusive and not fresh(d)]
     groups = [on_one_instance(shared)] if shared else []
-    groups += [on_one_instance([d]) for d in checks if d.exclusive and not fresh(d)]
-    groups += [fresh_each_try(d) for d in checks if fresh(d)]
+    groups += [on_one_instance([d]) for d in observed if d.exclusive and not fresh(d)]
+    groups += [fresh_each_try(d) for d in observed if fresh(d)]
+    groups += [without_instance(d) for d in checks if d.declared_only]
     try:
         await asyncio.gather(*groups)
     finally:

@@ -85,6 +85,9 @@ class CheckDef:
     exclusive: bool = False  # runs alone on its instance (a shared audience, a crash defect)
     fresh_instance: bool = False  # each try on a new instance (what a target does at start)
     upstream: bool = False  # plays the target's upstream: starts its own instances
+    # Decided by the manifest's ``declared.<id>`` fact alone (method ``declared``): there is
+    # nothing on the wire to observe, so the function never runs and no instance is needed.
+    declared_only: bool = False
 
     @property
     def gap(self) -> str:
@@ -109,6 +112,7 @@ def check(
     exclusive: bool = False,
     fresh_instance: bool = False,
     upstream: bool = False,
+    declared_only: bool = False,
 ) -> Callable[[CheckFn], CheckDef]:
     """Register ``fn`` as the check ``check_id`` (which must be in the catalog).
 
@@ -120,15 +124,23 @@ def check(
     ``upstream`` checks play the server the target's own client dials: they never get the
     gap's instance, and start theirs with ``ProbeContext.with_upstream`` (the upstream server
     first, its URL in the target's ``{upstream}``), as many as they need.
+    ``declared_only`` marks a check of method ``declared`` (``[c, declared]`` in DESIGN.md):
+    the manifest's ``declared.<id>`` fact decides it, and without one it is ``skip``; its
+    function is never called and it needs no endpoint and no instance.
     """
     if check_id not in CHECKS:
         raise KeyError(f"{check_id!r} is not a check ID of the catalog")
     if absent is not None and absent not in CAPABILITIES:
         raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
+    if declared_only:
+        if absent or timing or exclusive or fresh_instance or upstream:
+            raise ValueError(f"{check_id}: a declared_only check observes nothing, so it "
+                             "takes no absent, timing, exclusive, fresh_instance or upstream")
+        needs = ()  # no endpoint: the manifest decides
 
     def wrap(fn: CheckFn) -> CheckDef:
         return CheckDef(check_id, fn, needs, absent, timing, budget, exclusive, fresh_instance,
-                        upstream)
+                        upstream, declared_only)
 
     return wrap
 
@@ -221,6 +233,14 @@ class ProbeContext:
         """A short internal bound (not a documented wait), scaled for slow machines."""
         return seconds * self.time_scale
 
+    def extend_budget(self, seconds: float) -> None:
+        """Push the running try's cap out by ``seconds`` (already measured, not scaled): time
+        the try spent queued for a harness resource (``toolkit.heavy_load``) is not the
+        target's, so it must not eat the budget of the waits that follow."""
+        if self._budget is not None and (when := self._budget.when()) is not None \
+                and seconds > 0:
+            self._budget.reschedule(when + seconds)
+
     # -- clients -------------------------------------------------------------------------
 
     async def connect(self, endpoint: str = "echo", *, timeout: float | None = None,
@@ -259,12 +279,8 @@ class ProbeContext:
         async with Upstream(scale=self.time_scale, **options) as upstream:
             factory = self.new_instance or functools.partial(_alone, self)
             async with factory(upstream=upstream.url) as instance:
-                self._extend_budget(loop.time() - asked)
+                self.extend_budget(loop.time() - asked)
                 yield upstream, instance
-
-    def _extend_budget(self, seconds: float) -> None:
-        if self._budget is not None and (when := self._budget.when()) is not None:
-            self._budget.reschedule(when + seconds)
 
     async def close_clients(self) -> None:
         clients, self._clients = self._clients, []
@@ -430,8 +446,17 @@ async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
     observed verdict as its explanation (a contradiction is a manifest error).  Only a check
     that needs an endpoint the target lacks is decided by a declaration (method
     ``declared``), or skipped without one; ``trust_declarations`` trades observing for speed.
+    A ``declared_only`` check has nothing to observe: its declaration decides it, or it is
+    ``skip`` saying that the manifest declares nothing.
     """
     declared = declaration(defn, ctx)
+    if defn.declared_only:
+        if declared is None:
+            return CheckResult(defn.id, Verdict.SKIP, "the manifest declares nothing: this "
+                               "check has no wire observation and is decided by a declaration "
+                               f"(declared.\"{defn.id}\" with a source)", Method.DECLARED)
+        return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],
+                           Method.DECLARED, source=declared["source"])
     missing = [name for name in defn.needs if not ctx.has(name)]
     if declared is not None and (missing or ctx.trust_declarations):
         return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],

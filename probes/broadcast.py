@@ -49,15 +49,17 @@ Checks and verdicts:
   ``fan-out``'s).  Without a ``broadcast`` endpoint it skips (no ``absent`` rule: an
   evidence check has no failing verdict).
 
-The audience connects its clients itself (room URLs need the room field), so it applies the
-runner's rules to them in ``Audience.judge``: a connection the target violated RFC 6455 on
+The audience (``gaps.toolkit.Audience``, shared with gap 6's fan-in) connects its clients
+itself (room URLs need the room field), so it applies the runner's rules to them in
+``Audience.judge``: a connection the target violated RFC 6455 on
 earns no pass, and a failure after the target closed clients of ours while our own event
 loop had stalled is ``error`` ("harness too slow"), not evidence.
 
 Waits (scaled by ``--gaps-time-scale``; no hint shortens them, and each ends as soon as what
 it waits for has arrived):
 
-- ``WARMUP_WAIT`` = 20 s for the warm-up, in rounds ``ROUND_INTERVAL`` = 1 s apart.
+- ``WARMUP_WAIT`` = 20 s for the warm-up, in rounds ``gaps.toolkit.ROUND_INTERVAL`` = 1 s
+  apart.
 - ``DELIVERY_WAIT`` = 10 s for one message (fan-out, the room message, the barrier).
 - ``SCALE_CONNECT_WAIT`` = 60 s to connect the 501 clients of ``scale`` (each handshake has
   the context's 10 s), ``SCALE_DELIVERY_WAIT`` = 30 s for the measured message.
@@ -66,357 +68,37 @@ it waits for has arrived):
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
-import re
-import string
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-from gaps.model import Verdict
-from gaps.probe import (
-    CONNECT_WAIT,
-    Outcome,
-    ProbeContext,
-    check,
-    failed,
-    passed,
-    skipped,
-    the_wire_decides,
+from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.toolkit import (
+    Audience,
+    Listener,
+    Sent,
+    endpoint_rule,
+    heavy_load,
+    missing_evidence,
+    names,
+    open_files_for,
+    percentile,
 )
-from gaps.toolkit import heavy_load, open_files_for, show
-from gaps.wire.client import Message, WireClient
-from gaps.wire.errors import HandshakeFailed, HandshakeRefused, ReceiveError, ReceiveTimeout
-from gaps.wire.frames import Opcode, opcode_name
+from gaps.wire.errors import HandshakeFailed, HandshakeRefused
 
 FAN_OUT_CLIENTS = 20
 ROOM_MEMBERS = 4
 SCALE_CLIENTS = 500
 WARMUP_WAIT = 20.0
-ROUND_INTERVAL = 1.0
 DELIVERY_WAIT = 10.0
 SCALE_CONNECT_WAIT = 60.0
 SCALE_DELIVERY_WAIT = 30.0
 CONNECT_AT_ONCE = 25  # handshakes in flight while the scale audience connects
 FILE_MARGIN = 64  # descriptors kept free beyond the audience
-MAX_MESSAGE = 1024 * 1024  # bound on one message a listener reads (the probe's are ~120 bytes)
-READ_SLICE = 3600.0  # a listener's read wait; it reads until the check stops it
-PAD = 32  # seeded ASCII letters that make every message unique
 PREFIX = 40  # leading payload bytes that identify a message in a frame record's preview
 POLL_INTERVAL = 0.01  # how often scale looks for the measured message (it times the frames)
-SHOWN = 5  # clients, senders or samples named in a summary
-# A stall of our own event loop this long (a share of the target's Pong deadline, 20 s when
-# not hinted) may have made the target close clients that answered Pings late.
-LAG_SHARE = 0.5
-DEFAULT_PONG_DEADLINE = 20.0
 
 ALL = "the broadcast audience"
 ROOM_A, ROOM_B = "room A", "room B"
-PATTERN = re.compile(rb"^wsgaps-broadcast ([0-9a-f]{8}) (\d{6}) ")
-
-
-@dataclass(frozen=True)
-class Sent:
-    """One message the probe sent: who sent it to which group, and its exact bytes."""
-
-    seq: int
-    kind: str
-    group: str
-    sender: int
-    payload: bytes
-    at: float  # loop time just before it was written
-
-
-@dataclass(eq=False)  # identity: listeners key dictionaries
-class Listener:
-    """One client of the audience and every copy of the probe's messages it received."""
-
-    index: int
-    group: str
-    client: WireClient
-    got: dict[int, list[float]] = field(default_factory=dict)  # seq -> arrival times, intact
-    heard: set[int] = field(default_factory=set)  # senders of warm-up messages it received
-    altered: list[str] = field(default_factory=list)
-    altered_count: int = 0
-    foreign: int = 0
-    foreign_sample: list[str] = field(default_factory=list)
-    ended: str | None = None
-    harness_error: OSError | None = None
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def name(self) -> str:
-        return f"client {self.index}"
-
-
-class Audience:
-    """Clients on fan-out endpoints, each read all the time by a task of its own.
-
-    The audience owns its clients (it connects them itself, because room URLs need the room
-    field) and closes them in ``stop``, which every check calls in a ``finally``.
-    """
-
-    def __init__(self, ctx: ProbeContext, includes_sender: bool | None) -> None:
-        self.ctx = ctx
-        self.includes_sender = includes_sender
-        self.nonce = f"{ctx.rng.getrandbits(32):08x}"
-        self.listeners: list[Listener] = []
-        self.sent: dict[int, Sent] = {}
-        self.clients: list[WireClient] = []
-        self._changed = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-
-    def now(self) -> float:
-        return self._loop.time()
-
-    # -- joining and reading -----------------------------------------------------------
-
-    async def join(self, endpoint: str, count: int, group: str, *, at_once: int = 1,
-                   **fields: str) -> list[Listener]:
-        """Connect ``count`` clients to ``endpoint`` (``at_once`` handshakes at a time).
-
-        With ``at_once`` 1 they join in index order.  Raises the first wire error (or a
-        harness-side OSError before any wire error) once every handshake has ended.
-        """
-        url = self.ctx.url(endpoint, **fields)
-        slots = asyncio.Semaphore(at_once)
-        base = len(self.listeners)
-
-        async def one() -> WireClient:
-            async with slots:
-                client = await WireClient.connect(
-                    url, timeout=self.ctx.scaled(CONNECT_WAIT), auto_pong=True,
-                    ssl_context=self.ctx.ssl_context)
-            self.clients.append(client)
-            return client
-
-        results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-        problems = [r for r in results if isinstance(r, BaseException)]
-        harness = [p for p in problems if not isinstance(p, HandshakeFailed)]
-        if harness or problems:
-            raise (harness or problems)[0]
-        joined = [Listener(base + i, group, client) for i, client in enumerate(results)]
-        for listener in joined:
-            listener.task = asyncio.create_task(self._read(listener))
-        self.listeners += joined
-        return joined
-
-    async def _read(self, listener: Listener) -> None:
-        while True:
-            try:
-                message = await listener.client.recv_message(READ_SLICE, max_size=MAX_MESSAGE)
-            except ReceiveTimeout:
-                continue
-            except ReceiveError as exc:
-                listener.ended = str(exc)
-                break
-            except OSError as exc:  # harness side: out of buffer space, descriptors, memory
-                listener.harness_error = exc
-                break
-            self._file(listener, message)
-            self._changed.set()
-        self._changed.set()
-
-    def _file(self, listener: Listener, message: Message) -> None:
-        at = self.now()
-        match = PATTERN.match(message.data)
-        sent = None
-        if match is not None and match[1].decode() == self.nonce:
-            sent = self.sent.get(int(match[2]))
-        if sent is None:
-            listener.foreign += 1
-            if len(listener.foreign_sample) < 3:
-                listener.foreign_sample.append(show(message.data))
-            return
-        if message.opcode != Opcode.TEXT or message.data != sent.payload:
-            listener.altered_count += 1
-            if len(listener.altered) < 3:
-                listener.altered.append(
-                    f"{sent.kind} message {sent.seq} arrived as {opcode_name(message.opcode)}, "
-                    f"{len(message.data)} bytes: {show(message.data)}")
-            return
-        listener.got.setdefault(sent.seq, []).append(at)
-        if sent.kind == "warm-up":
-            listener.heard.add(sent.sender)
-
-    async def quiet(self) -> None:
-        """Stop the listeners' reading tasks; the clients go on reading (and answering
-        Pings) on their own, recording every frame."""
-        tasks = [x.task for x in self.listeners if x.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for listener in self.listeners:
-            listener.task = None
-
-    async def stop(self) -> None:
-        await self.quiet()
-        for client in self.clients:
-            await client.aclose()
-
-    async def judge(self, body: Coroutine[Any, Any, Outcome]) -> Outcome:
-        """Run a check's ``body`` on this audience, close it, and apply the harness's rules
-        to what the body concluded.
-
-        The audience connects its clients itself (room URLs need the room field), so the
-        rule the runner applies to ``ctx.connect`` clients is applied here: a connection the
-        target violated RFC 6455 on earns no pass (``gaps.probe.the_wire_decides``).  And a
-        failure or missing figures after the target closed clients of ours while our own
-        event loop had stalled for half a Pong deadline is the harness's problem (it may
-        have answered Pings late): ``error``, never evidence about the target.
-        """
-        try:
-            outcome = await body
-        finally:
-            await self.stop()
-        outcome = the_wire_decides(outcome, [c.violation for c in self.clients
-                                             if c.violation is not None])
-        closed = sum(1 for c in self.clients if c.closed)
-        if outcome.verdict in (Verdict.FAIL, Verdict.SKIP) and closed \
-                and "violation" not in outcome.evidence:
-            lag = self.ctx.harness_lag()
-            if lag >= LAG_SHARE * (self.ctx.hint("ping_timeout") or DEFAULT_PONG_DEADLINE):
-                return Outcome(Verdict.ERROR, f"harness too slow: its event loop stalled "
-                               f"{lag:.2f} s while {closed} of its clients were closed by the "
-                               f"target", {"harness_lag_s": round(lag, 3),
-                                           "summary_before": outcome.summary,
-                                           **outcome.evidence})
-        return outcome
-
-    # -- sending and waiting -----------------------------------------------------------
-
-    async def send(self, sender: Listener, kind: str) -> Sent:
-        seq = len(self.sent) + 1
-        pad = "".join(self.ctx.rng.choices(string.ascii_letters, k=PAD))
-        payload = (f"wsgaps-broadcast {self.nonce} {seq:06d} {kind} from {sender.name} "
-                   f"in {sender.group} {pad}").encode("ascii")
-        sent = Sent(seq, kind, sender.group, sender.index, payload, self.now())
-        self.sent[seq] = sent  # filed before it is written: a copy may arrive at once
-        await sender.client.send_text(payload)
-        return sent
-
-    async def wait_for(self, condition: Callable[[], bool], deadline: float) -> bool:
-        """Wait until ``condition()`` holds (True) or the loop time ``deadline`` (False)."""
-        while True:
-            self._changed.clear()
-            for listener in self.listeners:
-                if listener.harness_error is not None:
-                    raise listener.harness_error
-            if condition():
-                return True
-            remaining = deadline - self.now()
-            if remaining <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-
-    # -- who should get what -----------------------------------------------------------
-
-    def members(self, group: str) -> list[Listener]:
-        return [x for x in self.listeners if x.group == group]
-
-    def must_receive(self, receiver: Listener, sender: int) -> bool:
-        """Whether ``receiver`` must get what ``sender`` sends to its group."""
-        return receiver.index != sender or self.includes_sender is True
-
-    def required(self, sent: Sent) -> list[Listener]:
-        return [x for x in self.members(sent.group) if self.must_receive(x, sent.sender)]
-
-    def reached(self, sent: Sent, among: Sequence[Listener] | None = None) -> bool:
-        return all(sent.seq in x.got for x in (self.required(sent) if among is None else among))
-
-    def unheard(self, senders: dict[str, list[Listener]]) -> dict[Listener, list[int]]:
-        """Per receiver, the senders of its group it must hear and has not (warm-up)."""
-        missing: dict[Listener, list[int]] = {}
-        for group, group_senders in senders.items():
-            for receiver in self.members(group):
-                gaps = [s.index for s in group_senders
-                        if self.must_receive(receiver, s.index) and s.index not in receiver.heard]
-                if gaps:
-                    missing[receiver] = gaps
-        return missing
-
-    async def warm_up(self, senders: dict[str, list[Listener]], wait: float) -> WarmUp:
-        """Rounds of one message per sender until every receiver has heard every sender it
-        should (``senders`` by group), bounded by ``wait``."""
-        started = self.now()
-        deadline = started + wait
-        interval = self.ctx.scaled(ROUND_INTERVAL)
-        rounds = 0
-        done = False
-        while not done and self.now() < deadline:
-            rounds += 1
-            for group_senders in senders.values():
-                for sender in group_senders:
-                    await self.send(sender, "warm-up")
-            done = await self.wait_for(lambda: not self.unheard(senders),
-                                       min(deadline, self.now() + interval))
-        return WarmUp(done, rounds, self.now() - started, wait, self.unheard(senders))
-
-    # -- what crossed where --------------------------------------------------------------
-
-    def own_copies(self) -> list[Sent]:
-        """Messages whose sender received its own copy."""
-        return [s for s in self.sent.values()
-                if s.seq in self.listeners[s.sender].got]
-
-    def leaks(self) -> list[tuple[Listener, Sent]]:
-        """Copies that reached a client outside the sender's group."""
-        return [(x, self.sent[seq]) for x in self.listeners for seq in x.got
-                if self.sent[seq].group != x.group]
-
-    def evidence(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {
-            "nonce": self.nonce, "messages_sent": len(self.sent),
-            "includes_sender": self.includes_sender,
-        }
-        foreign = sum(x.foreign for x in self.listeners)
-        if foreign:
-            facts["foreign_messages"] = foreign
-            facts["foreign_sample"] = next(x.foreign_sample for x in self.listeners if x.foreign)
-        altered = sum(x.altered_count for x in self.listeners)
-        if altered:
-            facts["altered_copies"] = altered
-            facts["altered_sample"] = next(x.altered for x in self.listeners if x.altered)
-        ended = [f"{x.name}: {x.ended}" for x in self.listeners if x.ended]
-        if ended:
-            facts["connections_ended"] = len(ended)
-            facts["ended_sample"] = ended[:SHOWN]
-        return facts
-
-
-@dataclass(frozen=True)
-class WarmUp:
-    done: bool
-    rounds: int
-    seconds: float
-    wait: float
-    unheard: dict[Listener, list[int]]
-
-    def facts(self) -> dict[str, Any]:
-        return {"warmup_rounds": self.rounds, "warmup_s": round(self.seconds, 3),
-                "warmup_wait": self.wait, "warmup_complete": self.done}
-
-    def describe(self) -> str:
-        """Which clients never heard from which senders, bounded."""
-        parts = []
-        for receiver, senders in list(self.unheard.items())[:SHOWN]:
-            if not receiver.heard:
-                parts.append(f"{receiver.name} received no warm-up message at all")
-            elif senders == [receiver.index]:
-                parts.append(f"{receiver.name} never received its own messages (the manifest "
-                             "says includes_sender = true)")
-            else:
-                parts.append(f"{receiver.name} never heard from {_names(senders)}")
-        more = len(self.unheard) - SHOWN
-        return "; ".join(parts) + (f"; and {more} more client(s)" if more > 0 else "")
-
-
-def _names(indexes: Sequence[int]) -> str:
-    shown = ", ".join(f"client {i}" for i in indexes[:SHOWN])
-    return shown + (f" and {len(indexes) - SHOWN} more" if len(indexes) > SHOWN else "")
-
 
 def _sender_rule(audience: Audience) -> str:
     """The manifest's sender rule, as the summaries say it."""
@@ -435,18 +117,6 @@ def _own_copy_problem(audience: Audience) -> str:
     return ""
 
 
-def _missing_evidence(missing: Sequence[Listener]) -> dict[str, Any]:
-    if not missing:
-        return {}
-    return {"missing": [x.name for x in missing[:50]],
-            "missing_client_frames": missing[0].client.evidence(limit=10)}
-
-
-def _endpoint_rule(ctx: ProbeContext, endpoint: str) -> bool | None:
-    spec = ctx.manifest.endpoints.get(endpoint)
-    return None if spec is None else spec.includes_sender
-
-
 def _refused(exc: HandshakeRefused, audience: Audience, endpoint: str) -> Outcome:
     return failed(f"the {endpoint} endpoint refused a client ({len(audience.clients)} had "
                   f"connected): {exc}",
@@ -458,7 +128,7 @@ def _refused(exc: HandshakeRefused, audience: Audience, endpoint: str) -> Outcom
 @check("broadcast.fan-out", needs=("broadcast",), absent="broadcast", exclusive=True,
        budget=WARMUP_WAIT + DELIVERY_WAIT + 40)
 async def fan_out(ctx: ProbeContext) -> Outcome:
-    audience = Audience(ctx, _endpoint_rule(ctx, "broadcast"))
+    audience = Audience(ctx, endpoint_rule(ctx, "broadcast"))
     return await audience.judge(_fan_out(ctx, audience))
 
 
@@ -476,7 +146,7 @@ async def _fan_out(ctx: ProbeContext, audience: Audience) -> Outcome:
             f"{len(clients)} clients on broadcast, each sending one message per round: "
             f"after {warmup.rounds} round(s) in {warm:.1f} s, "
             f"{warmup.describe()}", **facts, **audience.evidence(),
-            **_missing_evidence(list(warmup.unheard)))
+            **missing_evidence(list(warmup.unheard)))
     sender = clients[0]
     sent = await audience.send(sender, "fan-out")
     await audience.wait_for(lambda: audience.reached(sent), audience.now() + deliver)
@@ -491,8 +161,8 @@ async def _fan_out(ctx: ProbeContext, audience: Audience) -> Outcome:
         return failed(f"{what} reached {len(required) - len(missing)} of the "
                       f"{len(required)} clients that should get it within {deliver:.1f} s "
                       f"({_sender_rule(audience)}); missing: "
-                      f"{_names([x.index for x in missing])}", **facts,
-                      **audience.evidence(), **_missing_evidence(missing))
+                      f"{names([x.index for x in missing])}", **facts,
+                      **audience.evidence(), **missing_evidence(missing))
     if twice:
         return failed(f"{what} reached {twice[0].name} {len(twice[0].got[sent.seq])} times "
                       f"({len(twice)} client(s) got it more than once)", **facts,
@@ -512,7 +182,7 @@ async def _fan_out(ctx: ProbeContext, audience: Audience) -> Outcome:
 @check("broadcast.rooms", needs=("room",), absent="rooms", exclusive=True,
        budget=WARMUP_WAIT + 2 * DELIVERY_WAIT + 40)
 async def rooms(ctx: ProbeContext) -> Outcome:
-    audience = Audience(ctx, _endpoint_rule(ctx, "room"))
+    audience = Audience(ctx, endpoint_rule(ctx, "room"))
     return await audience.judge(_rooms(ctx, audience))
 
 
@@ -538,7 +208,7 @@ async def _rooms(ctx: ProbeContext, audience: Audience) -> Outcome:
             f"{ROOM_MEMBERS} members of {ROOM_A} and 2 clients of {ROOM_B}, each sending one "
             f"message per round to its room: after {warmup.rounds} round(s) in {warm:.1f} s, "
             f"{warmup.describe()}" + (f"; also, {leak}" if leak else ""),
-            **facts, **audience.evidence(), **_missing_evidence(list(warmup.unheard)))
+            **facts, **audience.evidence(), **missing_evidence(list(warmup.unheard)))
     sent = await audience.send(members[0], "room")
     reached = await audience.wait_for(lambda: audience.reached(sent),
                                       audience.now() + deliver)
@@ -549,7 +219,7 @@ async def _rooms(ctx: ProbeContext, audience: Audience) -> Outcome:
             f"the room message from {members[0].name} reached {len(required) - len(missing)} "
             f"of the {len(required)} members of {ROOM_A} that should get it within "
             f"{deliver:.1f} s ({_sender_rule(audience)})" + (f"; also, {leak}" if leak else ""),
-            **facts, **audience.evidence(), **_missing_evidence(missing))
+            **facts, **audience.evidence(), **missing_evidence(missing))
     barrier = await audience.send(barrier_sender, "barrier")
     arrived = await audience.wait_for(lambda: barrier.seq in outsider.got,
                                       audience.now() + deliver)
@@ -562,7 +232,7 @@ async def _rooms(ctx: ProbeContext, audience: Audience) -> Outcome:
         return failed(f"the barrier sent to {ROOM_B} after every member of {ROOM_A} had the "
                       f"room message did not reach {outsider.name}, the other member of "
                       f"{ROOM_B}, within {deliver:.1f} s, so its silence proves nothing",
-                      **facts, **audience.evidence(), **_missing_evidence([outsider]))
+                      **facts, **audience.evidence(), **missing_evidence([outsider]))
     if problem := _own_copy_problem(audience):
         return failed(problem, **facts, **audience.evidence())
     return passed(
@@ -611,17 +281,11 @@ async def _arrivals(receivers: Sequence[Listener], sent: Sent, deadline: float,
         await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank ``q`` percentile (0 < q <= 1) of a non-empty sequence."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 # needs=(): a URL target (echo only) must hear why it is skipped, before the endpoint rule.
 @check("broadcast.scale", needs=(), exclusive=True,
        budget=SCALE_CONNECT_WAIT + WARMUP_WAIT + SCALE_DELIVERY_WAIT + 40)
 async def scale(ctx: ProbeContext) -> Outcome:
-    audience = Audience(ctx, _endpoint_rule(ctx, "broadcast"))
+    audience = Audience(ctx, endpoint_rule(ctx, "broadcast"))
     return await audience.judge(_scale(ctx, audience))
 
 
@@ -638,7 +302,7 @@ async def _scale(ctx: ProbeContext, audience: Audience) -> Outcome:
                        f"{total} clients of this measurement", max_connections=cap)
     # One load at a time in this harness: targets and gaps run at once, and another
     # 500-client load on the same event loop would be counted as this target's latency.
-    async with heavy_load() as queued:
+    async with heavy_load(ctx) as queued:
         try:
             outcome = await _measure(ctx, audience, total)
         finally:
@@ -674,7 +338,7 @@ async def _measure(ctx: ProbeContext, audience: Audience, total: int) -> Outcome
         return skipped(f"no figures: after {warmup.rounds} round(s) in {warm:.1f} s, "
                        f"{len(warmup.unheard)} of {SCALE_CLIENTS} receivers had no message "
                        "from the sender (fan-out is the capability check)", **facts,
-                       **audience.evidence(), **_missing_evidence(list(warmup.unheard)))
+                       **audience.evidence(), **missing_evidence(list(warmup.unheard)))
     # Measured at the clients' own read loops (their frame records), with the listeners'
     # tasks stopped: the harness reads 500 sockets on one event loop, and every task
     # switch of its own would count as the target's latency.
@@ -687,7 +351,7 @@ async def _measure(ctx: ProbeContext, audience: Audience, total: int) -> Outcome
         missing = [x for x in receivers if x not in arrivals]
         return skipped(f"no figures: the measured message reached {len(times)} of "
                        f"{SCALE_CLIENTS} receivers within {deliver:.1f} s", **facts,
-                       **audience.evidence(), **_missing_evidence(missing))
+                       **audience.evidence(), **missing_evidence(missing))
     p50, p99, top = (percentile(times, q) * 1000 for q in (0.5, 0.99, 1.0))
     return passed(
         f"one message to {SCALE_CLIENTS} clients: p50 {p50:.1f} ms, p99 {p99:.1f} ms, "

@@ -100,3 +100,28 @@ async def test_a_gap_records_its_verdicts_in_the_results_file(tmp_path: Path) ->
     gap = cfg.targets["reference"].run.gaps["message-types"]
     assert [c.verdict for c in gap.checks] == [Verdict.PASS]
     assert (tmp_path / "results.json").exists()
+
+
+async def test_a_declared_only_check_starts_no_instance(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gaps.plan
+
+    starts: list[str] = []
+    real_start = gaps.plan.start_instance
+
+    async def counting(*args, **kwargs):
+        starts.append("start")
+        return await real_start(*args, **kwargs)
+
+    monkeypatch.setattr(gaps.plan, "start_instance", counting)
+
+    @check("concurrency.documented", declared_only=True)
+    async def documented(ctx: ProbeContext):
+        raise AssertionError("never called")
+
+    cfg = config(tmp_path, jobs=2)
+    cfg.targets["reference"].manifest.declared = {}  # nothing declared: a skip
+    await run_plan(cfg, {"reference": {"concurrency": [documented]}})
+    (result,) = cfg.targets["reference"].run.gaps["concurrency"].checks
+    assert starts == []
+    assert result.verdict is Verdict.SKIP  # this manifest declares nothing about it

@@ -270,7 +270,7 @@ async def judged(clients: list[FakeClient], outcome: Outcome, lag: float = 0.0) 
     manifest = reference_manifest()
     ctx = ProbeContext(manifest, Instance(manifest))
     ctx.harness_lag = lambda: lag  # type: ignore[method-assign]
-    audience = broadcast.Audience(ctx, True)
+    audience = toolkit.Audience(ctx, True)
     audience.clients = clients  # type: ignore[assignment]
 
     async def body() -> Outcome:

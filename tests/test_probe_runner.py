@@ -146,3 +146,53 @@ async def test_a_handshake_timeout_is_not_reported_as_a_budget_overrun() -> None
         result = await connects(ctx)
     assert result.verdict is Verdict.ERROR
     assert "no handshake answer" in result.summary and "budget" not in result.summary
+
+
+async def test_a_declared_only_check_is_decided_by_its_declaration_or_skipped() -> None:
+    """``declared_only``: the manifest decides; nothing declared is a skip saying so; the
+    function never runs, whatever endpoints the target has."""
+    ran: list[str] = []
+
+    @check("concurrency.documented", declared_only=True)
+    async def documented(ctx: ProbeContext):
+        ran.append("ran")
+        return passed("observed?")
+
+    assert documented.needs == ()
+    fact = {"concurrency.documented": Declared("concurrency.documented", "pass",
+                                               "docs/concurrency.md", "one writer per connection")}
+    declared = await documented(context(declared=fact))
+    nothing = await documented(context(declared={}))
+    failing = await documented(context(declared={"concurrency.documented": Declared(
+        "concurrency.documented", "fail", "docs/index.md: no word on it")}))
+    assert (declared.verdict, declared.method, declared.source, declared.summary) == (
+        Verdict.PASS, Method.DECLARED, "docs/concurrency.md", "one writer per connection")
+    assert (nothing.verdict, nothing.method) == (Verdict.SKIP, Method.DECLARED)
+    assert "the manifest declares nothing" in nothing.summary
+    assert (failing.verdict, failing.method) == (Verdict.FAIL, Method.DECLARED)
+    assert ran == []
+
+
+async def test_a_declared_only_check_takes_no_observing_options() -> None:
+    with pytest.raises(ValueError, match="observes nothing"):
+        check("concurrency.documented", declared_only=True, exclusive=True)
+
+
+async def test_time_queued_for_the_load_slot_is_given_back_to_the_budget() -> None:
+    from gaps import toolkit
+
+    @check("heartbeat.server-pings", budget=5)  # 0.5 s at time scale 0.1
+    async def queued(ctx: ProbeContext):
+        async with toolkit.heavy_load(ctx) as waited:
+            await asyncio.sleep(0.3)
+        return passed(f"queued {waited:.2f} s")
+
+    async def hold_the_slot() -> None:
+        async with toolkit.heavy_load():
+            await asyncio.sleep(0.4)
+
+    holder = asyncio.create_task(hold_the_slot())
+    await asyncio.sleep(0)  # the holder takes the slot first
+    result = await queued(context())  # 0.4 s queued + 0.3 s measured > 0.5 s budget
+    await holder
+    assert result.verdict is Verdict.PASS, result

@@ -732,3 +732,11 @@ def test_observed_and_declared_apart_and_a_contradiction_stands_out() -> None:
            "but the wire shows pass" in section
     assert 'class="manifest-error"' in html and html.count('class="manifest-error"') == 2
     assert_no_injection(parse(html))
+
+
+def test_markdown_check_items_are_separate_list_items() -> None:
+    run = plain_run("t", True)
+    markdown = render_markdown(run)
+    assert not re.search(r"[^\n]- (✅|❌|⏭️|☑️|⛔) \*\*", markdown), "two check items on one line"
+    items = re.findall(r"^- (?:✅|❌|⏭️|☑️|⛔) \*\*", markdown, re.M)
+    assert len(items) == sum(len(g.checks) for g in run.gaps.values())

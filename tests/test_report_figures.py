@@ -44,3 +44,28 @@ def test_figures_in_the_matrix_are_escaped() -> None:
     assert section.index("[beta]") < section.index("[alpha]")
     assert "p50 1.0 ms | p99 &lt;b&gt;2&lt;/b&gt; ms" in html
     assert "<b>2</b>" not in html
+
+
+def test_capability_checks_with_figures_get_a_row_after_the_evidence_checks() -> None:
+    echo = "concurrency.parallel-echo"
+    beta = run("beta", CheckResult(SCALE, Verdict.PASS, "p50 1.0 ms"))
+    beta.gaps["concurrency"] = GapResult("concurrency", [
+        CheckResult(echo, Verdict.PASS, "8136 messages/s, round trip p50 29.5 ms"),
+        CheckResult("concurrency.fan-in", Verdict.PASS, "not a figure row")])
+    alpha = run("alpha")
+    alpha.gaps["concurrency"] = GapResult("concurrency", [
+        CheckResult(echo, Verdict.FAIL, "client 0: message 2 came back while 1 was due")])
+    runs = [(alpha, "alpha"), (beta, "beta")]
+    rows = figures_view(runs)
+    assert [r.id for r in rows] == [SCALE, echo]  # catalog order
+    assert [r.capability for r in rows] == [False, True]
+    assert [c.target for c in rows[1].cells] == ["alpha", "beta"]  # column order
+    assert [c.verdict for c in rows[1].cells] == ["fail", "pass"]
+    assert rows[1].cells[1].md_href == "beta/gap-report.md#gap-6"
+    md = render_matrix_markdown(runs)
+    section = md[md.index("## Figures"):md.index("## Targets")]
+    assert "concurrency.parallel-echo`: 50 clients x 200 messages echo intact, in order " \
+           "(capability check)" in section
+    assert "8136 messages/s, round trip p50 29.5 ms" in section
+    assert "not a figure row" not in section
+    assert "(capability check)</h3>" in render_index_html(runs)

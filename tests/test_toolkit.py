@@ -112,3 +112,23 @@ def test_close_is_a_value_that_never_raises(payload: bytes, code: int | None,
     assert (problem in close.problem()) if problem else close.problem() == ""
     if not close.truncated:
         assert Close.parse(close.encode()) == close
+
+
+def test_a_failure_during_a_harness_stall_is_an_error_only_if_the_target_closed_clients(
+) -> None:
+    import dataclasses
+
+    from gaps.probe import ProbeContext, failed, passed
+    from gaps.targets import Instance
+    from gaps.toolkit import harness_stall
+    from tests.conftest import reference_manifest
+
+    manifest = dataclasses.replace(reference_manifest(), hints={"ping_timeout": 2.0})
+    ctx = ProbeContext(manifest, Instance(manifest))
+    ctx.harness_lag = lambda: 1.5  # type: ignore[method-assign]  # past half of 2 s
+    stalled = harness_stall(ctx, failed("client 3 missing"), closed=2)
+    assert stalled.verdict.value == "error" and stalled.summary.startswith("harness too slow")
+    assert harness_stall(ctx, failed("client 3 missing"), closed=0).verdict.value == "fail"
+    assert harness_stall(ctx, passed("fine"), closed=2).verdict.value == "pass"
+    ctx.harness_lag = lambda: 0.2  # type: ignore[method-assign]
+    assert harness_stall(ctx, failed("client 3 missing"), closed=2).verdict.value == "fail"

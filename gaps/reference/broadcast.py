@@ -20,11 +20,19 @@ their own connection alone, and ``/chat`` only acknowledges.
 
 DELIBERATELY DEFECTIVE modes (tests only): ``broadcast-skips-one`` leaves out the connection
 that joined first (an off-by-one over the audience); ``room-leaks`` sends a room's messages
-to the members of every room.
+to the members of every room.  Two concurrency defects touch ``/broadcast`` and
+``/room/{room}`` only (``Fanout._fan``), and only when messages meet: ``fan-in-drops`` passes
+every message through one slot shared by all connections with a short yield between filling
+and sending it (an unsynchronised shared buffer), so of two senders' messages that meet the
+earlier is lost and the later goes out twice; ``fan-in-reorders`` sends each message from a
+task of its own, every other message of a connection ``REORDER_DELAY`` later, so one
+sender's consecutive messages overtake each other.  One message at a time (the broadcast
+probe's warm-up rounds, one second apart) goes through both intact and in order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -35,6 +43,8 @@ from gaps.reference.config import Config
 
 BROADCAST_PATH = "/broadcast"
 ROOM_PREFIX = "/room/"
+SLOT_YIELD = 0.002  # fan-in-drops: the yield between filling the shared slot and sending it
+REORDER_DELAY = 0.02  # fan-in-reorders: how much later every other message goes out
 
 
 class Audiences:
@@ -75,9 +85,39 @@ class Fanout:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.audiences = Audiences()
+        self._slot: tuple[list[ServerConnection], str | bytes] | None = None  # fan-in-drops
+        self._counts: dict[ServerConnection, int] = {}  # fan-in-reorders
+        self._later: set[asyncio.Task[None]] = set()
 
     def _send(self, connections: Iterable[ServerConnection], message: str | bytes) -> None:
         broadcast(connections, message)
+
+    async def _fan(self, sender: ServerConnection, audience: list[ServerConnection],
+                   message: str | bytes) -> None:
+        """Fan ``message`` out to ``audience``: at once, or through a concurrency defect."""
+        if self.config.defective("fan-in-drops"):
+            # DELIBERATELY DEFECTIVE (tests only): one slot for every connection; another
+            # sender's message may replace this one before it is sent.
+            self._slot = (audience, message)
+            await asyncio.sleep(SLOT_YIELD)
+            assert self._slot is not None
+            self._send(*self._slot)
+            return
+        if self.config.defective("fan-in-reorders"):
+            # DELIBERATELY DEFECTIVE (tests only): a task per message, every other one late.
+            count = self._counts[sender] = self._counts.get(sender, 0) + 1
+            delay = REORDER_DELAY if count % 2 else 0.0
+            task = asyncio.get_running_loop().create_task(
+                self._send_later(delay, audience, message))
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+            return
+        self._send(audience, message)
+
+    async def _send_later(self, delay: float, audience: list[ServerConnection],
+                          message: str | bytes) -> None:
+        await asyncio.sleep(delay)
+        self._send(audience, message)
 
     # -- /broadcast ------------------------------------------------------------------------
 
@@ -92,9 +132,10 @@ class Fanout:
                 audience = self.audiences.members(BROADCAST_PATH)
                 if self.config.defective("broadcast-skips-one"):
                     audience = audience[1:]  # DELIBERATELY DEFECTIVE (tests only)
-                self._send(audience, message)
+                await self._fan(connection, audience, message)
         finally:
             self.audiences.leave(BROADCAST_PATH, connection)
+            self._counts.pop(connection, None)
 
     # -- /room/{room} ----------------------------------------------------------------------
 
@@ -114,9 +155,10 @@ class Fanout:
         self.audiences.join(name, connection)
         try:
             async for message in connection:
-                self._send(self._room_audience(name, connection), message)
+                await self._fan(connection, self._room_audience(name, connection), message)
         finally:
             self.audiences.leave(name, connection)
+            self._counts.pop(connection, None)
 
     # -- the chat's rooms ------------------------------------------------------------------
 

@@ -49,6 +49,16 @@ DEFECTS = {
     "broadcast-skips-one": "a broadcast skips the connection that joined first (an "
                            "off-by-one over the audience)",
     "room-leaks": "a room message also goes to the members of every other room",
+    # concurrency: order and integrity under load (gaps.reference.echo, .broadcast)
+    "echo-reorders": "on the echo endpoints, a message followed by another within 50 ms is "
+                     "echoed after it (the two swap places): an echo that reorders under load",
+    "fan-in-drops": "the fan-out of /broadcast and /room/{room} passes each message through "
+                    "one slot shared by every connection, with a 2 ms yield between filling and "
+                    "sending it: when two senders' messages meet, the earlier is lost and the "
+                    "later goes out twice",
+    "fan-in-reorders": "the fan-out of /broadcast and /room/{room} sends each message from a "
+                       "task of its own, every other message of a connection 20 ms later: a "
+                       "sender's consecutive messages overtake each other",
     # the outbound client (recovery.py)
     "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
     "no-redial": "failed first dials are retried, but a dropped connection is not redialled",

@@ -1,11 +1,13 @@
 """The ``echo`` contract endpoint: every message back unchanged, with the same opcode.
 
-``make_echo`` returns the plain echo unless a message-type defect is switched on (tests
-only, see ``gaps.reference.defects``); ``/echo`` and ``/subprotocols`` both use it.
+``make_echo`` returns the plain echo unless a message-type defect or ``echo-reorders`` is
+switched on (tests only, see ``gaps.reference.defects``); ``/echo`` and ``/subprotocols``
+both use it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from websockets.asyncio.server import ServerConnection
@@ -16,6 +18,7 @@ from gaps.reference.config import Config
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
 MESSAGE_DEFECTS = ("text-unsupported", "binary-unsupported", "binary-as-text", "drop-empty")
+REORDER_WINDOW = 0.05  # echo-reorders: a second message this soon swaps places with the first
 
 
 async def echo(connection: ServerConnection) -> None:
@@ -23,8 +26,27 @@ async def echo(connection: ServerConnection) -> None:
         await connection.send(message)
 
 
+async def reordering_echo(connection: ServerConnection) -> None:
+    """DELIBERATELY DEFECTIVE (tests only, ``echo-reorders``): every message comes back, but
+    when a second one arrives within ``REORDER_WINDOW`` the second is echoed first.  A
+    client that waits for each echo before sending the next never sees it; one with several
+    messages in flight does.  Cancelling ``recv()`` loses nothing (websockets 17.4
+    ``asyncio/connection.py`` ``Connection.recv``), so the timeout is safe."""
+    while True:
+        first = await connection.recv()
+        try:
+            second = await asyncio.wait_for(connection.recv(), REORDER_WINDOW)
+        except TimeoutError:
+            await connection.send(first)
+            continue
+        await connection.send(second)
+        await connection.send(first)
+
+
 def make_echo(config: Config) -> Handler:
     """The echo handler for ``config``: faithful, or with its message-type defects."""
+    if config.defective("echo-reorders"):
+        return reordering_echo
     if not any(config.defective(name) for name in MESSAGE_DEFECTS):
         return echo
 

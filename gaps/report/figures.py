@@ -3,8 +3,11 @@
 An evidence check (``[e]`` in the catalog, e.g. ``broadcast.scale``) has no verdict weight;
 its figures live in its summary and evidence.  The matrix shows them below the status grid,
 one small table per evidence check with the targets in the matrix's column order, each cell
-linking to that gap in the target's report.  Kept apart from ``view`` so the status matrix
-and its templates need no change beyond one include.
+linking to that gap in the target's report.  A few capability checks also measure figures
+that are worth comparing across targets (``FIGURE_CHECKS``, e.g. ``concurrency.parallel-echo``:
+messages per second and round trips); they get a row too, marked as capability checks, whose
+verdict is the grid's.  Kept apart from ``view`` so the status matrix and its templates need
+no change beyond one include.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from gaps.report.view import (
 
 SKIPPED_ICON, SKIPPED_WORD = STATUS_ICON[SKIPPED], STATUS_WORD[SKIPPED]
 
+# Capability checks whose summaries carry figures the matrix lists beside the evidence-only
+# checks' (in catalog order with them).
+FIGURE_CHECKS: tuple[str, ...] = ("concurrency.parallel-echo",)
+
 
 @dataclass(frozen=True)
 class FigureCell:
@@ -50,10 +57,12 @@ class FigureRow:
     tests: str  # what the check measures, from the catalog
     gap_id: int
     cells: tuple[FigureCell, ...]
+    capability: bool = False  # a capability check of FIGURE_CHECKS: its verdict is the grid's
 
 
 def figures_view(runs: Sequence[tuple[RunResult, str]]) -> tuple[FigureRow, ...]:
-    """The evidence checks that any of ``runs`` reported, each with a cell per target.
+    """The evidence checks (and ``FIGURE_CHECKS``) that any of ``runs`` reported, each with a
+    cell per target.
 
     ``runs`` are ``(run, folder)`` pairs as for ``matrix_view``; a target that did not run
     the check (or was skipped as a whole) gets a cell saying so.
@@ -61,7 +70,7 @@ def figures_view(runs: Sequence[tuple[RunResult, str]]) -> tuple[FigureRow, ...]
     rows = []
     for gap in GAPS:
         for spec in gap.checks:
-            if spec.kind is not Kind.EVIDENCE:
+            if spec.kind is not Kind.EVIDENCE and spec.id not in FIGURE_CHECKS:
                 continue
             found = [_result(run, gap.slug, spec.id) for run, _ in runs]
             if not any(found):
@@ -82,7 +91,8 @@ def figures_view(runs: Sequence[tuple[RunResult, str]]) -> tuple[FigureRow, ...]
                                             str(result.verdict),
                                             clip(result.summary, SUMMARY_LIMIT),
                                             md_href, html_href))
-            rows.append(FigureRow(spec.id, spec.summary, gap.id, tuple(cells)))
+            rows.append(FigureRow(spec.id, spec.summary, gap.id, tuple(cells),
+                                  capability=spec.kind is Kind.CAPABILITY))
     return tuple(rows)
 
 

@@ -1,0 +1,471 @@
+"""Gap 6, concurrency: does the stack keep many clients' traffic intact and in order at once,
+and does it say how its connections may be used concurrently?
+
+Every payload is ASCII Text carrying the run's nonce, the client and a sequence number
+(``wsgaps-concurrency <nonce> c<client> m<message> <pad>`` for echoes, the broadcast
+audience's ``wsgaps-concurrency <nonce> <seq> <kind> from client <i> ...`` for fan-in), so that
+a stack's binary defect (gap 3) is not counted again here and every message that comes back
+is matched to the one message it must equal, byte for byte and as Text.  Every client
+answers Pings (``auto_pong``).
+
+Checks and verdicts:
+
+- ``parallel-echo`` [capability]: ``CLIENTS`` (50) clients connect to ``echo``
+  (``CONNECT_AT_ONCE`` handshakes at a time), then all of them at once send ``MESSAGES``
+  (200) messages each, pipelined: each client keeps ``WINDOW`` (10) messages in flight and
+  sends the next as each echo arrives, so that a stack that reorders queued messages can be
+  caught (with one message in flight nothing can overtake anything).  Pass: every client
+  gets every echo back as Text, identical, in the order sent, within ``EXCHANGE_WAIT``.
+  Fail, naming the first client and message: an echo out of order, twice, altered, as
+  Binary, another client's message (crosstalk), or missing (the wait ran out, the
+  connection closed); and a connection refused while the 50 connect.  Figures, in the
+  per-target report and the matrix: messages per second (echoes over the time from the
+  first send to the last echo) and p50/p99/max round trip, timed at the clients' frame
+  records (the time the harness wrote a message and read its echo off the socket), not
+  after the harness's own task switches.  The whole exchange holds the harness's one load
+  slot (``gaps.toolkit.heavy_load``) so that two targets' loads never time each other; the
+  figures still include one Python event loop driving 50 clients, so they compare targets
+  measured on one machine in one run, not absolute speeds.  A URL target is probed
+  gently (``GENTLE_CLIENTS`` x ``GENTLE_MESSAGES``, 2 x 10), and the summary says so; a
+  ``max_connections`` hint below 50 lowers the clients to the cap, also said.
+- ``fan-in`` [capability]: one receiver and ``SENDERS`` (10) senders join ``broadcast``
+  (or, without one, one room of ``room``).  Warm-up, one message at a time: each sender the
+  receiver has not heard yet sends one message and waits until the receiver has it
+  (``ROUND_INTERVAL`` at most), in rounds until the receiver has heard every sender
+  (``WARMUP_WAIT``), so that joining late and concurrency are never confused.  Then all
+  senders at once send ``FAN_IN_MESSAGES`` (100) messages each, interleaved on the wire,
+  and one barrier each after them.  Once the receiver has every sender's barrier (a stack
+  that keeps per-sender order has delivered everything before it), the check judges, after
+  ``GRACE`` more for anything still missing (it decides only the wording: lost or late).
+  Pass: the receiver got each sender's messages intact, once each, in the order sent.  Fail,
+  naming sender and message: one lost, late (after a later one of its sender), twice, or
+  altered.  A target with neither endpoint, or whose endpoint does not carry one client's
+  message to another even one at a time (warm-up incomplete) or refuses a client, is
+  ``skip`` with that reason: fan-out is gap 2's finding (``broadcast.fan-out``,
+  ``broadcast.rooms``), and gap 6 does not count it again; no ``absent`` rule either.  Holds
+  the load slot too.
+- ``documented`` [capability, declared]: whether the stack documents its concurrency rules
+  (one reader and one writer per connection, thread safety of send), from the manifest's
+  ``declared."concurrency.documented"`` fact with its source; nothing declared is ``skip``.
+  There is no wire observation (``@check(declared_only=True)``).
+
+Waits (scaled by ``--gaps-time-scale``; no hint shortens them, and each ends as soon as what
+it waits for has arrived):
+
+- ``CONNECT_ALL_WAIT`` = 30 s to connect the 50 clients (each handshake has the context's
+  10 s), ``EXCHANGE_WAIT`` = 60 s for all 10,000 echoes.
+- ``WARMUP_WAIT`` = 20 s for the fan-in warm-up, ``FAN_IN_WAIT`` = 30 s for the 1,010
+  messages to reach the receiver, ``GRACE`` = 1 s for stragglers once the barriers are in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.toolkit import (
+    NAMED,
+    ROUND_INTERVAL,
+    Audience,
+    Listener,
+    Sent,
+    endpoint_rule,
+    harness_stall,
+    heavy_load,
+    missing_evidence,
+    names,
+    open_files_for,
+    percentile,
+    receive,
+    show,
+)
+from gaps.wire.client import Message, WireClient
+from gaps.wire.errors import HandshakeFailed, HandshakeRefused, WireError
+from gaps.wire.frames import Opcode, opcode_name
+
+CLIENTS = 50
+MESSAGES = 200
+WINDOW = 10  # messages each client keeps in flight
+GENTLE_CLIENTS, GENTLE_MESSAGES = 2, 10  # a URL target: a server the harness does not run
+CONNECT_AT_ONCE = 25
+FILE_MARGIN = 64  # descriptors kept free beyond the clients
+PAD = 24  # seeded ASCII letters that make every echo payload unique (about 64 bytes each)
+SENDERS = 10
+FAN_IN_MESSAGES = 100
+CONNECT_ALL_WAIT = 30.0
+EXCHANGE_WAIT = 60.0
+WARMUP_WAIT = 20.0
+FAN_IN_WAIT = 30.0
+GRACE = 1.0
+
+FAN_IN_GROUP = "the fan-in audience"
+ECHO_PATTERN = re.compile(rb"^wsgaps-concurrency ([0-9a-f]{8}) c(\d+) m(\d+) ")
+
+
+# -- concurrency.parallel-echo -------------------------------------------------------------
+
+@dataclass(eq=False)
+class Flow:
+    """One client's pipelined exchange: what it sent, how far its echoes got, what went wrong."""
+
+    index: int
+    client: WireClient
+    payloads: list[bytes]
+    echoed: int = 0  # echoes received intact and in order
+    problem: str | None = None
+    problem_at: float = 0.0  # loop time of the problem, to name the first one
+
+    @property
+    def name(self) -> str:
+        return f"client {self.index}"
+
+
+def _payload(nonce: str, client: int, message: int, pad: str) -> bytes:
+    # The identifying head stays within a frame record's 48-byte preview (round trips).
+    return f"wsgaps-concurrency {nonce} c{client:03d} m{message:04d} {pad}".encode("ascii")
+
+
+def _what_came(flow: Flow, flows: Sequence[Flow], nonce: str, message: Message) -> str:
+    """Why ``message`` is not the echo ``flow`` waited for, in one line."""
+    due = flow.echoed + 1
+    if message.opcode != Opcode.TEXT:
+        return (f"{flow.name}: echo {due} came back as {opcode_name(message.opcode)}, "
+                "not TEXT")
+    match = ECHO_PATTERN.match(message.data)
+    if match is not None and match[1].decode() == nonce:
+        owner, number = int(match[2]), int(match[3])
+        intact = (0 <= owner < len(flows) and 1 <= number <= len(flows[owner].payloads)
+                  and flows[owner].payloads[number - 1] == message.data)
+        if intact and owner != flow.index:
+            return (f"{flow.name} received client {owner}'s message {number} while its own "
+                    f"echo {due} was due (crosstalk between connections)")
+        if intact and number > due:
+            return (f"{flow.name}: message {number} came back while message {due} was due "
+                    "(out of order)")
+        if intact:
+            return f"{flow.name}: message {number} came back a second time"
+    return (f"{flow.name}: echo {due} came back altered ({len(message.data)} bytes: "
+            f"{show(message.data)})")
+
+
+async def _run_flow(flow: Flow, flows: Sequence[Flow], nonce: str, deadline: float,
+                    wait: float) -> None:
+    """Pipeline ``flow``'s messages with ``WINDOW`` in flight and judge each echo in turn;
+    the first problem ends the flow."""
+    loop = asyncio.get_running_loop()
+    client, total = flow.client, len(flow.payloads)
+    bound = 4 * max(len(p) for p in flow.payloads) + 1024
+    sent = 0
+    try:
+        while flow.echoed < total:
+            while sent < min(total, flow.echoed + WINDOW):
+                await client.send_text(flow.payloads[sent])
+                sent += 1
+            got = await receive(client, max(0.0, deadline - loop.time()), bound)
+            if isinstance(got, str):
+                why = (f"the {wait:.1f} s wait ran out" if got.startswith("no echo")
+                       else got)
+                flow.problem = (f"{flow.name} had {flow.echoed} of {total} echoes when {why}")
+                break
+            if got.opcode == Opcode.TEXT and got.data == flow.payloads[flow.echoed]:
+                flow.echoed += 1
+                continue
+            flow.problem = _what_came(flow, flows, nonce, got)
+            break
+    except WireError as exc:  # a send on a closed connection, or one the target never read
+        flow.problem = f"{flow.name} could not send after {flow.echoed} echoes: {exc}"
+    if flow.problem is not None:
+        flow.problem_at = loop.time()
+
+
+def _round_trips(flows: Sequence[Flow]) -> tuple[list[float], float, float]:
+    """Round trips (seconds) from the clients' frame records: when each message was written
+    and when its echo was read off the socket, matched by the payload's head; and the loop
+    times of the first write and the last echo."""
+    trips: list[float] = []
+    first, last = float("inf"), 0.0
+    for flow in flows:
+        out: dict[str, float] = {}
+        base = flow.client.opened_at
+        for record in flow.client.records:
+            if record.opcode != "TEXT":
+                continue
+            at = base + record.t
+            if record.direction == "out":
+                out.setdefault(record.preview, at)
+                first = min(first, at)
+            elif record.preview in out:
+                trips.append(at - out.pop(record.preview))
+                last = max(last, at)
+    return trips, first, last
+
+
+async def _connect_all(ctx: ProbeContext, count: int) -> list[WireClient]:
+    """``count`` clients on ``echo``, ``CONNECT_AT_ONCE`` handshakes at a time; raises the
+    first handshake failure (or a harness-side error) once every handshake has ended."""
+    slots = asyncio.Semaphore(CONNECT_AT_ONCE)
+
+    async def one() -> WireClient:
+        async with slots:
+            return await ctx.connect("echo", auto_pong=True)
+
+    results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
+    problems = [r for r in results if isinstance(r, BaseException)]
+    harness = [p for p in problems if not isinstance(p, HandshakeFailed)]
+    if harness or problems:
+        raise (harness or problems)[0]
+    return [r for r in results if isinstance(r, WireClient)]
+
+
+@check("concurrency.parallel-echo", budget=CONNECT_ALL_WAIT + EXCHANGE_WAIT + 30)
+async def parallel_echo(ctx: ProbeContext) -> Outcome:
+    clients, messages, scope = CLIENTS, MESSAGES, ""
+    if not ctx.manifest.managed:
+        clients, messages = GENTLE_CLIENTS, GENTLE_MESSAGES
+        scope = (f"a URL target is probed gently: {clients} clients x {messages} messages "
+                 f"instead of {CLIENTS} x {MESSAGES}; ")
+        outcome = await _parallel(ctx, clients, messages)
+        outcome.evidence["gentle"] = True
+    else:
+        cap = ctx.hint("max_connections")
+        if cap is not None and cap < clients:
+            clients = max(1, int(cap))
+            scope = f"the target declares max_connections = {cap:g}: {clients} clients; "
+        # One load at a time in this harness: targets and gaps run at once, and another
+        # load on the same event loop would be counted as this target's round trips.
+        async with heavy_load(ctx) as queued:
+            outcome = await _parallel(ctx, clients, messages)
+        outcome.evidence["load_slot_wait_s"] = round(queued, 3)
+    outcome.summary = scope + outcome.summary
+    return outcome
+
+
+async def _parallel(ctx: ProbeContext, count: int, messages: int) -> Outcome:
+    file_limit = open_files_for(count + FILE_MARGIN) if ctx.manifest.managed else None
+    connect_wait = ctx.plan_wait(CONNECT_ALL_WAIT, name="connect")
+    wait = ctx.plan_wait(EXCHANGE_WAIT)
+    loop = asyncio.get_running_loop()
+    nonce = f"{ctx.rng.getrandbits(32):08x}"
+    started = loop.time()
+    try:
+        async with asyncio.timeout(connect_wait):
+            clients = await _connect_all(ctx, count)
+    except HandshakeFailed as exc:  # before TimeoutError: a HandshakeTimeout is both
+        evidence = exc.response.evidence() if isinstance(exc, HandshakeRefused) else {}
+        return failed(f"{count} clients on echo at once: a handshake failed: {exc}",
+                      clients=count, **evidence)
+    except TimeoutError:
+        return failed(f"{count} clients on echo at once: not all connected within "
+                      f"{connect_wait:.1f} s", clients=count)
+    connect_s = loop.time() - started
+    flows = [Flow(i, client, [_payload(nonce, i, k + 1, "".join(
+        ctx.rng.choices(string.ascii_letters, k=PAD))) for k in range(messages)])
+        for i, client in enumerate(clients)]
+    began = loop.time()
+    await asyncio.gather(*(_run_flow(f, flows, nonce, began + wait, wait) for f in flows))
+    seconds = loop.time() - began
+    closed = sum(1 for c in clients if c.closed)
+    total = count * messages
+    echoed = sum(f.echoed for f in flows)
+    facts: dict[str, Any] = {"clients": count, "messages_per_client": messages,
+                             "window": WINDOW, "echoes_in_order": echoed,
+                             "connect_s": round(connect_s, 3), "nonce": nonce,
+                             "harness_lag_s": round(ctx.harness_lag(), 3), "wait": wait}
+    if file_limit is not None:
+        facts["open_file_limit"] = file_limit
+    broken = sorted((f for f in flows if f.problem is not None), key=lambda f: f.problem_at)
+    if broken:
+        first = broken[0]
+        outcome = failed(
+            f"{count} clients x {messages} messages at once on echo, {WINDOW} in flight "
+            f"each: {first.problem}" + (f"; {len(broken)} of {count} clients had a problem"
+                                        if len(broken) > 1 else "")
+            + f"; {echoed} of {total} echoes had come back in order",
+            **facts, problems=[f.problem for f in broken[:NAMED]],
+            first_client_frames=first.client.evidence(limit=12))
+        return harness_stall(ctx, outcome, closed)
+    trips, first_write, last_echo = _round_trips(flows)
+    span = last_echo - first_write if trips else seconds
+    rate = total / span if span > 0 else 0.0
+    figures: dict[str, Any] = {"messages_per_s": round(rate, 1)}
+    if trips:
+        p50, p99, top = (percentile(trips, q) * 1000 for q in (0.5, 0.99, 1.0))
+        figures.update(p50_ms=round(p50, 2), p99_ms=round(p99, 2), max_ms=round(top, 2))
+    timing = (f"round trip p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms"
+              if trips else "no round trips in the frame records")
+    return passed(
+        f"{count} clients x {messages} messages at once on echo, {WINDOW} in flight each: "
+        f"all {total} echoes intact and in order; {rate:.0f} messages/s, {timing}",
+        **figures, seconds=round(span, 3), round_trips_timed=len(trips), **facts)
+
+
+# -- concurrency.fan-in --------------------------------------------------------------------
+
+@dataclass
+class Verdicts:
+    """What the receiver got from each sender, in one place for the summary."""
+
+    lost: list[tuple[Listener, int]] = field(default_factory=list)  # (sender, message number)
+    late: list[tuple[Listener, int, int]] = field(default_factory=list)  # (sender, m, after)
+    twice: list[tuple[Listener, int]] = field(default_factory=list)
+
+    def first(self) -> str:
+        if self.late:
+            sender, number, after = self.late[0]
+            return (f"{sender.name}'s message {number} reached the receiver after its "
+                    f"message {after} (per-sender order broken)")
+        if self.lost:
+            sender, number = self.lost[0]
+            return f"{sender.name}'s message {number} never reached the receiver"
+        sender, number = self.twice[0]
+        return f"{sender.name}'s message {number} reached the receiver more than once"
+
+
+def _judge_sender(receiver: Listener, sender: Listener, mine: list[Sent],
+                  found: Verdicts) -> None:
+    """Add ``sender``'s lost, late and repeated messages (numbered from 1) to ``found``."""
+    number = {sent.seq: n for n, sent in enumerate(mine, 1)}
+    arrived = [number[seq] for seq in receiver.order if seq in number]
+    seen: set[int] = set()
+    highest = 0
+    for n in arrived:
+        if n in seen:
+            found.twice.append((sender, n))
+            continue
+        seen.add(n)
+        if n < highest:
+            found.late.append((sender, n, highest))
+        highest = max(highest, n)
+    found.lost += [(sender, n) for n in range(1, len(mine) + 1) if n not in seen]
+
+
+def _switches(receiver: Listener, sent: dict[int, Sent], kinds: set[str]) -> int:
+    """How often the receiver's stream changed from one sender to another (interleaving)."""
+    senders = [sent[seq].sender for seq in receiver.order if sent[seq].kind in kinds]
+    return sum(1 for a, b in itertools.pairwise(senders) if a != b)
+
+
+@check("concurrency.fan-in", needs=(),
+       budget=2 * CONNECT_ALL_WAIT + WARMUP_WAIT + FAN_IN_WAIT + 40)
+async def fan_in(ctx: ProbeContext) -> Outcome:
+    endpoint = next((e for e in ("broadcast", "room") if ctx.has(e)), None)
+    if endpoint is None:
+        return skipped("target has no broadcast or room endpoint; fan-in needs one, and a "
+                       "stack without fan-out is gap 2's finding (broadcast.fan-out, "
+                       "broadcast.rooms), not counted again here")
+    audience = Audience(ctx, endpoint_rule(ctx, endpoint), label="concurrency")
+    async with heavy_load(ctx) as queued:
+        outcome = await audience.judge(_fan_in(ctx, audience, endpoint))
+    outcome.evidence["load_slot_wait_s"] = round(queued, 3)
+    return outcome
+
+
+async def _warm_up(audience: Audience, receiver: Listener, senders: Sequence[Listener],
+                   wait: float) -> tuple[bool, int, float]:
+    """One message at a time until the receiver has heard every sender: (done, rounds,
+    seconds).  Nothing here is concurrent, so a failure is the endpoint's, not gap 6's."""
+    started = audience.now()
+    deadline = started + wait
+    interval = audience.ctx.scaled(ROUND_INTERVAL)
+    rounds = 0
+    while audience.now() < deadline:
+        pending = [s for s in senders if s.index not in receiver.heard]
+        if not pending:
+            break
+        rounds += 1
+        for sender in pending:
+            sent = await audience.send(sender, "warm-up")
+            await audience.wait_for(lambda s=sent: s.seq in receiver.got,
+                                    min(deadline, audience.now() + interval))
+    done = all(s.index in receiver.heard for s in senders)
+    return done, rounds, audience.now() - started
+
+
+async def _fan_in(ctx: ProbeContext, audience: Audience, endpoint: str) -> Outcome:
+    deliver = ctx.plan_wait(FAN_IN_WAIT)
+    warm = ctx.plan_wait(WARMUP_WAIT, name="warm-up")
+    fields = {"room": f"wsgaps-{audience.nonce}-fan-in"} if endpoint == "room" else {}
+    where = f"the {endpoint} endpoint" + (f" (room {fields['room']})" if fields else "")
+    try:
+        (receiver,) = await audience.join(endpoint, 1, FAN_IN_GROUP, **fields)
+        senders = await audience.join(endpoint, SENDERS, FAN_IN_GROUP, **fields)
+    except HandshakeRefused as exc:
+        return skipped(f"no fan-in measured: {where} refused a client "
+                       f"({len(audience.clients)} had connected): {exc}; whether it takes "
+                       "its clients is gap 2's finding", **exc.response.evidence(),
+                       **audience.evidence())
+    facts: dict[str, Any] = {"endpoint": endpoint, "receiver": receiver.name,
+                             "senders": SENDERS, "messages_per_sender": FAN_IN_MESSAGES}
+    done, rounds, warm_s = await _warm_up(audience, receiver, senders, warm)
+    facts.update(warmup_rounds=rounds, warmup_s=round(warm_s, 3), warmup_complete=done)
+    if not done:
+        unheard = [s for s in senders if s.index not in receiver.heard]
+        return skipped(
+            f"no fan-in measured: on {where}, the receiver never heard "
+            f"{names([s.index for s in unheard])} within {warm:.1f} s, one message at a time "
+            "(the endpoint does not carry one client's messages to another; "
+            "broadcast.fan-out is the capability check)", **facts, **audience.evidence(),
+            **missing_evidence([receiver]))
+    mine: dict[Listener, list[Sent]] = {s: [] for s in senders}
+    began = audience.now()
+
+    async def burst(sender: Listener) -> None:
+        for _ in range(FAN_IN_MESSAGES):
+            mine[sender].append(await audience.send(sender, "fan-in"))
+            await asyncio.sleep(0)  # the other senders' messages interleave on the wire
+        mine[sender].append(await audience.send(sender, "barrier"))
+
+    await asyncio.gather(*(burst(s) for s in senders))
+    barriers = [m[-1] for m in mine.values()]
+    arrived = await audience.wait_for(lambda: all(b.seq in receiver.got for b in barriers),
+                                      began + deliver)
+    def everything() -> bool:
+        return all(s.seq in receiver.got for m in mine.values() for s in m)
+
+    if not everything():  # the verdict is decided; this only tells lost from late
+        await audience.wait_for(everything, audience.now() + ctx.scaled(GRACE))
+    kinds = {"fan-in", "barrier"}
+    times = [receiver.got[s.seq][0] for m in mine.values() for s in m if s.seq in receiver.got]
+    span = (max(times) - began) if times else 0.0
+    delivered = sum(1 for m in mine.values() for s in m if s.seq in receiver.got)
+    total = SENDERS * (FAN_IN_MESSAGES + 1)
+    facts.update(delivered=delivered, seconds=round(span, 3),
+                 sender_switches=_switches(receiver, audience.sent, kinds),
+                 barriers_arrived=arrived, wait=deliver)
+    found = Verdicts()
+    for sender in senders:
+        _judge_sender(receiver, sender, mine[sender], found)
+    what = (f"{SENDERS} senders x {FAN_IN_MESSAGES} messages (and a barrier each) at once "
+            f"to one receiver through {where}")
+    if receiver.altered_count:
+        return failed(f"{what}: {receiver.altered[0]} ({receiver.altered_count} altered "
+                      "copies)", **facts, **audience.evidence())
+    if found.late or found.lost or found.twice:
+        counts = {"late": len(found.late), "lost": len(found.lost),
+                  "repeated": len(found.twice)}
+        tally = ", ".join(f"{n} {word}" for word, n in counts.items() if n)
+        return failed(f"{what}: {found.first()} ({tally} in all; {delivered} of {total} "
+                      f"arrived within {deliver:.1f} s)", **facts, **counts,
+                      late_sample=[f"{s.name} m{n} after m{a}" for s, n, a in found.late[:NAMED]],
+                      lost_sample=[f"{s.name} m{n}" for s, n in found.lost[:NAMED]],
+                      **audience.evidence(), **missing_evidence([receiver]))
+    rate = total / span if span > 0 else 0.0
+    return passed(f"{what}: all {total} arrived intact, once each, every sender's in the "
+                  f"order sent ({facts['sender_switches']} switches between senders) in "
+                  f"{span * 1000:.0f} ms, {rate:.0f} messages/s",
+                  messages_per_s=round(rate, 1), **facts, **audience.evidence())
+
+
+# -- concurrency.documented ----------------------------------------------------------------
+
+@check("concurrency.documented", declared_only=True)
+async def documented(ctx: ProbeContext) -> Outcome:
+    """Never runs: a ``declared_only`` check is decided by the manifest's
+    ``declared."concurrency.documented"`` fact (verdict, source, summary), or skipped."""
+    raise AssertionError("concurrency.documented is declared only")
