@@ -8,14 +8,16 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
+from websockets.asyncio.client import connect
 
-from gaps.manifest import Manifest, ManifestError, parse_manifest
+from gaps.manifest import Manifest, ManifestError, Resume, parse_manifest
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.targets import Instance, start_instance
+from gaps.upstream import Upstream
 from tests.conftest import reference_manifest
 from wsgaps_probes import recovery
-from wsgaps_probes.recovery import first_difference, judge_backoff
+from wsgaps_probes.recovery import first_difference, judge_backoff, presented
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -162,6 +164,22 @@ async def test_resume_without_a_declared_mechanism_is_not_observed() -> None:
     result = await recovery.resume(reference(manifest=plain))
     assert result.verdict is Verdict.SKIP
     assert result.summary == "target declares no resume on its upstream endpoint"
+
+
+@pytest.mark.parametrize(("how", "dial"), [
+    (Resume("query", "after"), {"query": "?after=7"}),
+    (Resume("header", "X-Resume-From"), {"headers": {"X-Resume-From": "7"}}),
+    (Resume("message", "resume"), {"message": '{"resume": 7}'}),
+])
+async def test_a_position_is_read_the_way_the_manifest_says(how: Resume, dial: dict) -> None:
+    async with Upstream(accept_from=1) as up:
+        url = up.url + dial.get("query", "")
+        async with connect(url, additional_headers=dial.get("headers")) as client:
+            if "message" in dial:
+                await client.send(dial["message"])
+            link = await up.wait_link(1, asyncio.get_running_loop().time() + 5)
+            assert link is not None
+            assert await presented(link, how, 5.0) == "7"
 
 
 async def test_manifest_resume_is_validated() -> None:
