@@ -33,9 +33,15 @@ ENDPOINTS = {
 }
 ENDPOINT_KEYS = {
     "path", "url", "subprotocols", "same_origin", "auth", "includes_sender", "metrics_map",
-    "note", "error_shape", "adapter_errors",
+    "note", "error_shape", "adapter_errors", "resume",
 }
 AUTH_KEYS = {"token", "via", "name"}
+# How the target's client names its position when it reconnects to the upstream
+# (recovery.resume): in a query parameter, a header, or the JSON first message it sends,
+# under ``name``; the value is the last ``seq`` or ``token`` of the upstream's feed it got.
+RESUME_KEYS = {"via", "name", "value"}
+RESUME_VIA = {"query", "header", "message"}
+RESUME_VALUES = {"seq", "token"}
 AUTH_VIA = {"header", "query", "cookie", "subprotocol"}
 HINTS = {
     "ping_interval", "ping_timeout", "max_message_size", "max_connections", "rate_limit",
@@ -69,6 +75,13 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class Resume:
+    via: str
+    name: str
+    value: str = "seq"
+
+
+@dataclass(frozen=True)
 class EndpointSpec:
     name: str
     path: str | None = None
@@ -84,6 +97,7 @@ class EndpointSpec:
     # and, when the adapter rather than the stack answers bad input, why (the check skips).
     error_shape: tuple[str, ...] = ()
     adapter_errors: str | None = None
+    resume: Resume | None = None  # upstream only
 
 
 @dataclass(frozen=True)
@@ -257,8 +271,12 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
     kind = ENDPOINTS[name]
     path = table.get("path")
     url = table.get("url")
+    if "resume" in table and name != "upstream":
+        raise r.fail(f"{fieldname}.resume", "only the upstream endpoint takes resume")
     if kind == "placeholder":
-        return EndpointSpec(name, note=table.get("note"))
+        return EndpointSpec(name, note=table.get("note"),
+                            resume=_resume(r, table["resume"], f"{fieldname}.resume")
+                            if "resume" in table else None)
     if (path is None) == (url is None):
         raise r.fail(fieldname, "needs exactly one of path or url")
     extra = {"room"} if name == "room" else set()
@@ -319,6 +337,21 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
         error_shape=error_shape,
         adapter_errors=adapter_errors,
     )
+
+
+def _resume(r: _Reader, data: Any, fieldname: str) -> Resume:
+    table = r.table(data, fieldname, RESUME_KEYS)
+    for key in ("via", "name"):
+        if key not in table:
+            raise r.fail(f"{fieldname}.{key}", "missing")
+    via = r.string(table["via"], f"{fieldname}.via")
+    if via not in RESUME_VIA:
+        raise r.fail(f"{fieldname}.via", f"must be one of {', '.join(sorted(RESUME_VIA))}")
+    value = r.string(table.get("value", "seq"), f"{fieldname}.value")
+    if value not in RESUME_VALUES:
+        raise r.fail(f"{fieldname}.value",
+                     f"must be one of {', '.join(sorted(RESUME_VALUES))}")
+    return Resume(via, r.string(table["name"], f"{fieldname}.name"), value)
 
 
 def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = None) -> Manifest:

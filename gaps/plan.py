@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import threading
 import time
@@ -161,7 +162,9 @@ class Slots:
         self.limit = limit
 
     @contextlib.asynccontextmanager
-    async def instance(self, logs: list[str] | None = None) -> AsyncIterator[Instance]:
+    async def instance(self, logs: list[str] | None = None, *,
+                       upstream: str | None = None) -> AsyncIterator[Instance]:
+        """A fresh instance while a slot is held; ``upstream`` fills ``{upstream}``."""
         manifest = self.target.manifest
         if not manifest.managed:  # a URL target: one shared instance, probed gently
             self.target.shared = self.target.shared or Instance(manifest)
@@ -169,7 +172,7 @@ class Slots:
             return
         async with self.limit:
             instance = await start_instance(manifest, self.config.time_scale,
-                                            self.target.extra_args)
+                                            self.target.extra_args, upstream=upstream)
             try:
                 yield instance
             finally:
@@ -179,19 +182,20 @@ class Slots:
 
 
 def _context(config: RunConfig, target: TargetRun, instance: Instance,
-             slots: Slots) -> ProbeContext:
+             slots: Slots, logs: list[str]) -> ProbeContext:
     return ProbeContext(target.manifest, instance, time_scale=config.time_scale,
                         seed=config.seed, waits=target.run.waits,
                         ssl_context=config.ssl_context,
                         trust_declarations=config.trust_declarations,
-                        new_instance=slots.instance)
+                        new_instance=functools.partial(slots.instance, logs))
 
 
 async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[CheckDef],
                   observe: Observer, limit: asyncio.Semaphore) -> GapResult:
     """One gap: its ordinary checks at once on one fresh instance, each ``exclusive`` check
     alone on an instance of its own, each try of a ``fresh_instance`` check on a new one, and
-    each ``declared_only`` check on none (its manifest decides it)."""
+    each ``upstream`` check starting its own (``ProbeContext.with_upstream``), and each
+    ``declared_only`` check on none (its manifest decides it)."""
     gap = GapResult(slug, started=time.time())
     target.run.gaps[slug] = gap
     observe(GapStarted(target.label, slug, len(checks), max(d.budget for d in checks)))
@@ -211,7 +215,7 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     async def on_one_instance(defns: list[CheckDef]) -> None:
         try:
             async with slots.instance(logs) as instance:
-                ctx = _context(config, target, instance, slots)
+                ctx = _context(config, target, instance, slots, logs)
 
                 async def one(defn: CheckDef) -> None:
                     await record(await defn(ctx))
@@ -222,20 +226,24 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
                 await record(result)
 
     async def fresh_each_try(defn: CheckDef) -> None:
-        # No instance here: each try starts its own through ctx.new_instance.
-        ctx = _context(config, target, Instance(target.manifest), slots)
+        # No instance here: each try starts its own through ctx.new_instance (upstream
+        # checks through ctx.with_upstream, their upstream server first).
+        ctx = _context(config, target, Instance(target.manifest), slots, logs)
         await record(await defn(ctx))
 
     async def without_instance(defn: CheckDef) -> None:
         # A declared_only check reads the manifest alone: no instance is started for it.
-        ctx = _context(config, target, Instance(target.manifest), slots)
+        ctx = _context(config, target, Instance(target.manifest), slots, logs)
         await record(await defn(ctx))
 
+    def fresh(d: CheckDef) -> bool:
+        return d.fresh_instance or d.upstream
+
     observed = [d for d in checks if not d.declared_only]
-    shared = [d for d in observed if not d.exclusive and not d.fresh_instance]
+    shared = [d for d in observed if not d.exclusive and not fresh(d)]
     groups = [on_one_instance(shared)] if shared else []
-    groups += [on_one_instance([d]) for d in observed if d.exclusive and not d.fresh_instance]
-    groups += [fresh_each_try(d) for d in observed if d.fresh_instance]
+    groups += [on_one_instance([d]) for d in observed if d.exclusive and not fresh(d)]
+    groups += [fresh_each_try(d) for d in observed if fresh(d)]
     groups += [without_instance(d) for d in checks if d.declared_only]
     try:
         await asyncio.gather(*groups)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import importlib
 import importlib.util
 import pkgutil
@@ -18,7 +19,7 @@ import ssl
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +28,8 @@ from typing import Any
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
-from gaps.targets import Instance, TargetFailed
+from gaps.targets import Instance, TargetFailed, start_instance
+from gaps.upstream import Upstream
 from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
 
 RETRY_K, RETRY_N = 2, 3
@@ -82,6 +84,7 @@ class CheckDef:
     budget: float
     exclusive: bool = False  # runs alone on its instance (a shared audience, a crash defect)
     fresh_instance: bool = False  # each try on a new instance (what a target does at start)
+    upstream: bool = False  # plays the target's upstream: starts its own instances
     # Decided by the manifest's ``declared.<id>`` fact alone (method ``declared``): there is
     # nothing on the wire to observe, so the function never runs and no instance is needed.
     declared_only: bool = False
@@ -108,6 +111,7 @@ def check(
     budget: float = 60.0,
     exclusive: bool = False,
     fresh_instance: bool = False,
+    upstream: bool = False,
     declared_only: bool = False,
 ) -> Callable[[CheckFn], CheckDef]:
     """Register ``fn`` as the check ``check_id`` (which must be in the catalog).
@@ -117,6 +121,9 @@ def check(
     own connections; ``exclusive`` makes a check run alone on its instance (checks that share
     an audience, such as broadcast, or a defect that takes the instance down), and
     ``fresh_instance`` gives each try a new instance (what a target does once at start-up).
+    ``upstream`` checks play the server the target's own client dials: they never get the
+    gap's instance, and start theirs with ``ProbeContext.with_upstream`` (the upstream server
+    first, its URL in the target's ``{upstream}``), as many as they need.
     ``declared_only`` marks a check of method ``declared`` (``[c, declared]`` in DESIGN.md):
     the manifest's ``declared.<id>`` fact decides it, and without one it is ``skip``; its
     function is never called and it needs no endpoint and no instance.
@@ -126,14 +133,14 @@ def check(
     if absent is not None and absent not in CAPABILITIES:
         raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
     if declared_only:
-        if absent or timing or exclusive or fresh_instance:
+        if absent or timing or exclusive or fresh_instance or upstream:
             raise ValueError(f"{check_id}: a declared_only check observes nothing, so it "
-                             "takes no absent, timing, exclusive or fresh_instance")
+                             "takes no absent, timing, exclusive, fresh_instance or upstream")
         needs = ()  # no endpoint: the manifest decides
 
     def wrap(fn: CheckFn) -> CheckDef:
         return CheckDef(check_id, fn, needs, absent, timing, budget, exclusive, fresh_instance,
-                        declared_only)
+                        upstream, declared_only)
 
     return wrap
 
@@ -193,7 +200,11 @@ class ProbeContext:
     # -- target facts --------------------------------------------------------------------
 
     def has(self, endpoint: str) -> bool:
-        return endpoint in self.manifest.endpoints
+        """Whether the manifest has ``endpoint``; ``name.setting`` asks for an endpoint with
+        that setting declared (``upstream.resume``)."""
+        name, _, setting = endpoint.partition(".")
+        spec = self.manifest.endpoints.get(name)
+        return spec is not None and (not setting or getattr(spec, setting, None) is not None)
 
     def url(self, endpoint: str = "echo", **fields: str) -> str:
         return self.instance.url(endpoint, **fields)
@@ -254,13 +265,41 @@ class ProbeContext:
         kwargs.setdefault("ssl_context", self.ssl_context)
         return await attempt(self.url(endpoint), timeout=wait, **kwargs)
 
+    @contextlib.asynccontextmanager
+    async def with_upstream(self, **options: Any) -> AsyncIterator[tuple[Upstream, Instance]]:
+        """An upstream server (``gaps.upstream.Upstream(**options)``, time-scaled), then a
+        fresh instance of the target whose ``{upstream}`` is its URL, so the target's client
+        dials it from its first attempt.  The instance stops before the upstream's socket is
+        released.  Time spent waiting for an instance slot and for the target to be ready is
+        added to the try's budget, as for ``fresh_instance`` tries.  TargetFailed if the
+        target never gets ready.
+        """
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        async with Upstream(scale=self.time_scale, **options) as upstream:
+            factory = self.new_instance or functools.partial(_alone, self)
+            async with factory(upstream=upstream.url) as instance:
+                self.extend_budget(loop.time() - asked)
+                yield upstream, instance
+
     async def close_clients(self) -> None:
         clients, self._clients = self._clients, []
         for client in clients:
             await client.aclose()
 
 
-InstanceFactory = Callable[[], contextlib.AbstractAsyncContextManager[Instance]]
+# Called with no arguments, or with ``upstream=URL`` for the ``{upstream}`` placeholder.
+InstanceFactory = Callable[..., contextlib.AbstractAsyncContextManager[Instance]]
+
+
+@contextlib.asynccontextmanager
+async def _alone(ctx: ProbeContext, *, upstream: str | None = None) -> AsyncIterator[Instance]:
+    """An instance outside any planner (a context built by hand): no slot, no extra args."""
+    instance = await start_instance(ctx.manifest, ctx.time_scale, upstream=upstream)
+    try:
+        yield instance
+    finally:
+        await instance.astop()
 
 
 class LoopLag:
@@ -337,6 +376,9 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
         async with cap:
             ctx._budget = cap
             outcome = await defn.fn(ctx)
+    except TargetFailed as exc:  # an instance the check started itself (with_upstream)
+        outcome = Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500],
+                          {"logs": exc.logs[-2000:]} if exc.logs else {})
     except TimeoutError as exc:
         if cap.expired():
             outcome = Outcome(Verdict.ERROR, f"probe did not finish within its budget of "
@@ -420,11 +462,20 @@ async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
         return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],
                            Method.DECLARED, source=declared["source"])
     if missing:
-        return CheckResult(defn.id, Verdict.SKIP,
-                           f"target has no {', '.join(missing)} endpoint", Method.OBSERVED)
+        return CheckResult(defn.id, Verdict.SKIP, _lacks(missing), Method.OBSERVED)
     result = await _observe(defn, ctx)
     result.declaration = declared
     return result
+
+
+def _lacks(missing: list[str]) -> str:
+    """Why a check is skipped: ``target has no upstream endpoint``, or for a ``name.setting``
+    need, ``target declares no resume on its upstream endpoint``."""
+    plain = [n for n in missing if "." not in n]
+    if plain:
+        return f"target has no {', '.join(plain)} endpoint"
+    name, _, setting = missing[0].partition(".")
+    return f"target declares no {setting} on its {name} endpoint"
 
 
 async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:

@@ -572,9 +572,14 @@ class Instance:
 
 
 async def start_instance(manifest: Manifest, scale: float,
-                         extra_args: tuple[str, ...] = ()) -> Instance:
-    """A fresh, ready instance of a managed target; TargetFailed (stopped) if never ready."""
-    instance = Instance(manifest)
+                         extra_args: tuple[str, ...] = (), *,
+                         upstream: str | None = None) -> Instance:
+    """A fresh, ready instance of a managed target; TargetFailed (stopped) if never ready.
+
+    ``upstream`` fills the ``{upstream}`` placeholder (the recovery probe's server, already
+    listening); without it the placeholder is empty and the target dials nothing.
+    """
+    instance = Instance(manifest, upstream=upstream)
     instance.start(extra_args)
     try:
         await instance.wait_ready(manifest.ready_timeout * scale, handshake_ok)

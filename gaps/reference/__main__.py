@@ -45,12 +45,20 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--ping-timeout", type=float, default=2.0, metavar="S",
                         help="0: send Pings but never close a silent peer")
     parser.add_argument("--max-message-size", type=int, default=8 * 1024 * 1024, metavar="BYTES")
+    parser.add_argument("--upstream", default="", metavar="URL",
+                        help="a WebSocket URL the outbound client dials (recovery); "
+                             "empty: no outbound client")
+    parser.add_argument("--backoff-initial", type=float, default=0.5, metavar="S")
+    parser.add_argument("--backoff-factor", type=float, default=2.0)
+    parser.add_argument("--backoff-max", type=float, default=2.0, metavar="S")
     args = parser.parse_args(argv)
     return Config(
         port=args.port, host=args.host, profile=args.profile,
         without=set().union(*args.without), defects=set().union(*args.defect),
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout or None, max_message_size=args.max_message_size,
+        upstream=args.upstream, backoff_initial=args.backoff_initial,
+        backoff_factor=args.backoff_factor, backoff_max=args.backoff_max,
     )
 
 

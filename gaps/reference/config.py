@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols")
+CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
+                "resume")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -58,6 +59,10 @@ DEFECTS = {
     "fan-in-reorders": "the fan-out of /broadcast and /room/{room} sends each message from a "
                        "task of its own, every other message of a connection 20 ms later: a "
                        "sender's consecutive messages overtake each other",
+    # the outbound client (recovery.py)
+    "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
+    "no-redial": "failed first dials are retried, but a dropped connection is not redialled",
+    "tight-loop": "failed dials are retried at once, without any delay",
 }
 
 
@@ -71,6 +76,10 @@ class Config:
     ping_interval: float = 2.0
     ping_timeout: float | None = 2.0  # None: Pings are sent but silent peers are never reaped
     max_message_size: int = 8 * 1024 * 1024
+    upstream: str = ""  # the URL the outbound client dials; empty: no outbound client
+    backoff_initial: float = 0.5
+    backoff_factor: float = 2.0
+    backoff_max: float = 2.0
 
     def has(self, capability: str) -> bool:
         if capability not in CAPABILITIES:

@@ -16,6 +16,7 @@ from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
 from gaps.reference.errors import handshake_options
 from gaps.reference.heartbeat import keepalive_options
+from gaps.reference.recovery import outbound
 from gaps.reference.seed import make_chat, seed_echo
 from gaps.reference.subprotocols import PATH as SUBPROTOCOLS_PATH
 from gaps.reference.subprotocols import make_selector
@@ -71,4 +72,6 @@ async def run(config: Config) -> None:
         defects = f"; DEFECTS: {', '.join(sorted(config.defects))}" if config.defects else ""
         print(f"wsgaps reference listening on ws://{config.host}:{config.port} "
               f"(profile {config.profile}; {off}{defects})", flush=True)
+        client = asyncio.create_task(outbound(config))
         await stop
+        client.cancel()

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from gaps.catalog import GAPS, Kind, Priority
 from gaps.model import CheckResult, GapResult, Method, RunResult, Status, Verdict
 from gaps.report.safe import clip, compact_json, tail
+from gaps.report.timeline import Timeline, timeline_view
 
 # Bounds on untrusted text, in characters.
 INLINE_LIMIT = 200  # names, versions, hint values
@@ -103,6 +104,7 @@ class CheckView:
     figures: tuple[Entry, ...]
     more_figures: int  # top-level evidence entries not shown as figures
     evidence: str  # compact JSON, bounded; empty when there is none
+    timeline: Timeline | None = None  # dials over time (recovery), drawn in HTML only
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,7 @@ def _check_view(check: CheckResult, tests: str) -> CheckView:
         figures=tuple(figures),
         more_figures=skipped_figures,
         evidence=compact_json(evidence, EVIDENCE_LIMIT) if evidence else "",
+        timeline=timeline_view(evidence),
     )
 
 

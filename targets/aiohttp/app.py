@@ -4,14 +4,22 @@ Endpoints: ``/echo`` (every message back, same type), ``/subprotocols`` (the sam
 ``WebSocketResponse(protocols=...)``) and ``/chat`` (the seed's chat: acknowledgement and
 structured errors).  Keepalive is aiohttp's own ``heartbeat=`` option (off by default); the
 pong deadline is aiohttp's fixed ``heartbeat / 2``.  ``web.run_app`` handles SIGTERM itself.
+
+Recovery (gap 11): with ``--upstream URL`` a background task (aiohttp's documented
+``cleanup_ctx`` pattern) follows that URL with aiohttp's client, ``ClientSession.ws_connect``,
+and reads it to the end.  aiohttp's client has no reconnection, so none is added: a failed
+dial or a dropped connection ends the task (a loop written here would be the adapter's
+recovery, not aiohttp's).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aiohttp import WSMsgType, web
+from aiohttp import ClientError, ClientSession, WSMsgType, web
 
 from gaps.contract import chat_reply  # the contract's chat format, shared
 
@@ -47,8 +55,33 @@ def chat_handler(heartbeat: float) -> Handler:
     return chat
 
 
-def make_app(heartbeat: float) -> web.Application:
+async def follow_upstream(url: str) -> None:
+    """One dial with aiohttp's client, then the connection read to its end."""
+    try:
+        async with ClientSession() as session, session.ws_connect(url) as ws:
+            print("upstream: connected", flush=True)
+            async for _msg in ws:
+                pass  # an upstream feed; the probe watches the dialling, not the data
+        print("upstream: connection ended", flush=True)
+    except (ClientError, OSError) as exc:
+        print(f"upstream: {type(exc).__name__}: {exc}", flush=True)
+
+
+def upstream_context(url: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(follow_upstream(url))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
+def make_app(heartbeat: float, upstream: str = "") -> web.Application:
     app = web.Application()
+    if upstream:
+        app.cleanup_ctx.append(upstream_context(upstream))
     app.router.add_get("/echo", echo_handler(heartbeat))
     app.router.add_get("/subprotocols", echo_handler(heartbeat, SUBPROTOCOLS))
     app.router.add_get("/chat", chat_handler(heartbeat))
@@ -60,6 +93,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--shutdown-timeout", type=float, default=1.0)
+    parser.add_argument("--upstream", default="", help="URL the outbound client follows")
     args = parser.parse_args()
-    web.run_app(make_app(args.heartbeat), host="127.0.0.1", port=args.port,
+    web.run_app(make_app(args.heartbeat, args.upstream), host="127.0.0.1", port=args.port,
                 shutdown_timeout=args.shutdown_timeout)

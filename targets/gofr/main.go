@@ -11,6 +11,12 @@
 //	/chat          the seed's chat: an acknowledgement to the sender (no fan-out: GoFr gives
 //	               handlers no access to other connections), GoFr's own error path on bad input
 //
+// Recovery (gap 11): with UPSTREAM_URL set, the app registers it as a WebSocket service with
+// app.AddWSService(name, url, nil, true, UPSTREAM_RETRY_INTERVAL): GoFr's own inter-service
+// client with its reconnection enabled (docs/advanced-guide/websocket "Inter-Service
+// WebSocket Communication").  Nothing here reads, writes or watches that connection, and
+// no retry of our own is added: what GoFr does after a failed dial or a drop is GoFr's.
+//
 // `gofr-wsgaps --version` prints the linked versions and exits.
 //
 // Ports, telemetry and shutdown come from GoFr's config (environment or configs/.env):
@@ -54,7 +60,28 @@ func main() {
 	app.WebSocket("/subprotocols", echo)
 	app.WebSocket("/chat", chat)
 
+	addUpstream(app)
+
 	app.Run()
+}
+
+// addUpstream registers UPSTREAM_URL, when set, as a GoFr WebSocket service with reconnection
+// on, retrying every UPSTREAM_RETRY_INTERVAL (a Go duration, default 5s as in GoFr's docs).
+func addUpstream(app *gofr.App) {
+	url := app.Config.Get("UPSTREAM_URL")
+	if url == "" {
+		return
+	}
+
+	interval, err := time.ParseDuration(app.Config.GetOrDefault("UPSTREAM_RETRY_INTERVAL", "5s"))
+	if err != nil {
+		app.Logger().Errorf("UPSTREAM_RETRY_INTERVAL: %v", err)
+		return
+	}
+
+	if err := app.AddWSService("upstream", url, nil, true, interval); err != nil {
+		app.Logger().Errorf("AddWSService: %v", err)
+	}
 }
 
 // printVersion prints the versions linked into this binary (for target.toml's version).

@@ -15,7 +15,11 @@
 // README ("Multiple servers sharing a single HTTP/S server").  No timers of our own: ws has
 // no server heartbeat, so none is added here (target.toml declares it absent).
 //
-// Usage: node server.js --port N [--host 127.0.0.1]
+// Recovery (gap 11): with --upstream URL, ws's own client (new WebSocket(url)) follows that
+// URL.  ws's client does not reconnect, so nothing here does either: a failed dial ('error',
+// then 'close') or a dropped connection ('close') ends it.
+//
+// Usage: node server.js --port N [--host 127.0.0.1] [--upstream URL]
 
 const http = require('node:http');
 const { WebSocket, WebSocketServer } = require('ws');
@@ -29,6 +33,7 @@ function option(name, fallback) {
 
 const port = Number(option('port', '8080'));
 const host = option('host', '127.0.0.1');
+const upstream = option('upstream', '');
 
 function echo(ws) {
   ws.on('error', (err) => console.error(`echo: ${err.message}`));
@@ -118,6 +123,14 @@ server.on('upgrade', (req, socket, head) => {
 server.listen(port, host, () => {
   console.log(`node-ws (ws ${require('ws/package.json').version}) on ${host}:${port}`);
 });
+
+// One dial with ws's client; its events are logged, nothing dials again.
+if (upstream) {
+  const client = new WebSocket(upstream);
+  client.on('open', () => console.log('upstream: connected'));
+  client.on('error', (err) => console.error(`upstream: ${err.message}`));
+  client.on('close', (code) => console.log(`upstream: closed (${code})`));
+}
 
 // SIGTERM: exit at once.  ws closes nothing by itself here: WebSocketServer#close() leaves
 // existing connections open (lib/websocket-server.js WebSocketServer#close), so clients see

@@ -6,6 +6,11 @@ chat: acknowledgement and structured errors).  Keepalive is tornado's own applic
 settings ``websocket_ping_interval`` / ``websocket_ping_timeout`` (off by default);
 permessage-deflate is switched on with ``get_compression_options`` (off by default).
 SIGTERM keeps Python's default action (the process ends; tornado installs no handler).
+
+Recovery (gap 11): with ``--upstream URL`` a task follows that URL with tornado's client,
+``websocket_connect``, reading it in the coroutine style its docstring shows
+(``read_message`` until ``None``).  tornado's client has no reconnection, so none is added:
+a failed dial or a closed connection ends the task.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 from typing import Any
 
 from tornado.web import Application
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, websocket_connect
 
 from gaps.contract import chat_reply  # the contract's chat format, shared
 
@@ -42,7 +47,20 @@ class ChatHandler(WebSocketHandler):
         await self.write_message(json.dumps(reply))
 
 
-async def main(port: int, interval: float, timeout: float) -> None:
+async def follow_upstream(url: str) -> None:
+    """One dial with tornado's client, then the connection read until it is closed."""
+    try:
+        conn = await websocket_connect(url)
+    except Exception as exc:  # tornado raises HTTPClientError, OSError, StreamClosedError...
+        print(f"upstream: {type(exc).__name__}: {exc}", flush=True)
+        return
+    print("upstream: connected", flush=True)
+    while await conn.read_message() is not None:
+        pass  # an upstream feed; the probe watches the dialling, not the data
+    print("upstream: connection ended", flush=True)
+
+
+async def main(port: int, interval: float, timeout: float, upstream: str) -> None:
     app = Application(
         [(r"/echo", EchoHandler), (r"/subprotocols", SubprotocolsHandler),
          (r"/chat", ChatHandler)],
@@ -51,7 +69,10 @@ async def main(port: int, interval: float, timeout: float) -> None:
     )
     app.listen(port, address="127.0.0.1")
     print(f"tornado adapter on 127.0.0.1:{port}", flush=True)
+    client = asyncio.create_task(follow_upstream(upstream)) if upstream else None
     await asyncio.Event().wait()
+    if client is not None:
+        client.cancel()
 
 
 if __name__ == "__main__":
@@ -59,5 +80,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ping-interval", type=float, default=1.0)
     parser.add_argument("--ping-timeout", type=float, default=1.0)
+    parser.add_argument("--upstream", default="", help="URL the outbound client follows")
     args = parser.parse_args()
-    asyncio.run(main(args.port, args.ping_interval, args.ping_timeout))
+    asyncio.run(main(args.port, args.ping_interval, args.ping_timeout, args.upstream))

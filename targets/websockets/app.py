@@ -15,6 +15,13 @@ shortened so that a shutdown with peers that never answer the Close ends within 
 grace period.  SIGTERM leaves the
 ``serve()`` context, whose exit is ``Server.close()``: the library closes every connection
 with 1001 (the shutdown pattern of the websockets deployment docs).
+
+Recovery (gap 11): with ``--upstream URL`` an outbound client follows that URL with the
+library's own reconnecting client, ``connect()`` used as an async iterator exactly as its
+docstring shows it (``async for websocket in connect(...)``, ``except ConnectionClosed:
+continue``); the reconnection delays are the library's (``websockets.client.backoff``), set
+from the documented ``WEBSOCKETS_BACKOFF_*`` environment variables in target.toml.  The
+adapter adds no retry loop or sleep of its own.
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 from collections.abc import Callable
 
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import Request, Response, ServerConnection, broadcast, serve
+from websockets.exceptions import ConnectionClosed
 
 from gaps.contract import chat_reply  # the contract's chat format, shared
 
@@ -66,8 +76,18 @@ async def main_handler(connection: ServerConnection) -> None:
     await ROUTES[connection.request.path.split("?")[0]](connection)
 
 
+async def follow_upstream(url: str) -> None:
+    """The documented reconnecting client (websockets asyncio/client.py ``connect``)."""
+    async for websocket in connect(url):
+        try:
+            async for _message in websocket:
+                pass  # an upstream feed; the probe watches the dialling, not the data
+        except ConnectionClosed:
+            continue
+
+
 async def main(port: int, subprotocols_port: int, broadcast_port: int, interval: float,
-               timeout: float, close_timeout: float) -> None:
+               timeout: float, close_timeout: float, upstream: str) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
@@ -84,7 +104,10 @@ async def main(port: int, subprotocols_port: int, broadcast_port: int, interval:
     ):
         print(f"websockets adapter on 127.0.0.1:{port}, :{subprotocols_port} and "
               f":{broadcast_port}", flush=True)
+        client = asyncio.create_task(follow_upstream(upstream)) if upstream else None
         await stop
+        if client is not None:
+            client.cancel()
 
 
 if __name__ == "__main__":
@@ -95,6 +118,11 @@ if __name__ == "__main__":
     parser.add_argument("--ping-interval", type=float, default=1.0)
     parser.add_argument("--ping-timeout", type=float, default=1.0)
     parser.add_argument("--close-timeout", type=float, default=2.0)
+    parser.add_argument("--upstream", default="", help="URL the outbound client follows")
     args = parser.parse_args()
+    # websockets logs each reconnection at INFO ("connect failed; reconnecting in ..."): the
+    # target's output is evidence.
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("websockets.client").setLevel(logging.INFO)
     asyncio.run(main(args.port, args.subprotocols_port, args.broadcast_port, args.ping_interval,
-                     args.ping_timeout, args.close_timeout))
+                     args.ping_timeout, args.close_timeout, args.upstream))
