@@ -174,3 +174,29 @@ def test_reference_banner_names_what_is_off() -> None:
     assert "every capability on" in banner()
     off = banner("--without", "heartbeat,subprotocols")
     assert "switched off: heartbeat, subprotocols" in off and "[" not in off
+
+
+def test_progress_follows_the_planner_events_and_the_long_waits_pending() -> None:
+    from gaps.runner import TargetProgress
+
+    progress = TargetProgress("t")
+    progress.apply({"event": "target-prepared", "target": "t", "skipped": None})
+    progress.apply({"event": "gap-started", "target": "t", "gap": "heartbeat", "longest_wait": 95})
+    progress.apply({"event": "gap-started", "target": "t", "gap": "message-types",
+                    "longest_wait": 60})
+    progress.apply({"event": "check-done", "target": "t", "check": "x.y", "verdict": "error"})
+    assert progress.running == {"heartbeat": 95.0, "message-types": 60.0}
+    progress.apply({"event": "gap-done", "target": "t", "gap": "message-types"})
+    assert progress.running == {"heartbeat": 95.0}  # what the terminal shows as waiting
+    assert progress.done == 1 and progress.errors == ["x.y"]
+
+
+def test_readme_exit_codes_match_the_cli() -> None:
+    import gaps.__main__ as cli
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    codes = {cli.EXIT_OK: "0 all probes completed", cli.EXIT_GATE: "1 a gate failed",
+             cli.EXIT_USAGE: "2 usage error", cli.EXIT_PROBE_ERROR: "3 a probe could not",
+             cli.EXIT_INTERRUPTED: "130 interrupted"}
+    for text in codes.values():
+        assert text in readme, text
