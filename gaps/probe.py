@@ -244,15 +244,18 @@ class ProbeContext:
     # -- clients -------------------------------------------------------------------------
 
     async def connect(self, endpoint: str = "echo", *, timeout: float | None = None,
-                      **kwargs: Any) -> WireClient:
+                      fields: dict[str, str] | None = None, **kwargs: Any) -> WireClient:
         """A wire client on ``endpoint``, closed automatically when the check ends.
 
-        ``timeout`` (scaled) bounds the handshake, ``CONNECT_WAIT`` scaled by default.
-        Raises a ``HandshakeFailed`` when no connection results.
+        ``fields`` fill the endpoint's placeholders (``{room}``).  ``timeout`` (scaled)
+        bounds the handshake, ``CONNECT_WAIT`` scaled by default.  Raises a
+        ``HandshakeFailed`` when no connection results.  The runner judges every client
+        opened here (``the_wire_decides``).
         """
         kwargs.setdefault("ssl_context", self.ssl_context)
         wait = self.scaled(CONNECT_WAIT) if timeout is None else timeout
-        client = await WireClient.connect(self.url(endpoint), timeout=wait, **kwargs)
+        client = await WireClient.connect(self.url(endpoint, **(fields or {})), timeout=wait,
+                                          **kwargs)
         self._clients.append(client)
         return client
 

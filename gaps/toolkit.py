@@ -21,7 +21,7 @@ from typing import Any
 
 from gaps.evidence import HEX_PREFIX, show_bytes
 from gaps.model import Verdict
-from gaps.probe import CONNECT_WAIT, Outcome, ProbeContext, failed, passed, the_wire_decides
+from gaps.probe import Outcome, ProbeContext, failed, passed, the_wire_decides
 from gaps.wire.client import Message, WireClient
 from gaps.wire.errors import HandshakeFailed, ReceiveError, ReceiveTimeout
 from gaps.wire.frames import Opcode, opcode_name
@@ -228,8 +228,8 @@ class Listener:
 class Audience:
     """Clients on fan-out endpoints, each read all the time by a task of its own.
 
-    The audience owns its clients (it connects them itself, because room URLs need the room
-    field) and closes them in ``stop``, which every check calls in a ``finally``.
+    Its clients are the check's own (``ctx.connect``, so the runner judges them too); the
+    audience closes them in ``stop``, which every check calls in a ``finally``.
     """
 
     def __init__(self, ctx: ProbeContext, includes_sender: bool | None,
@@ -258,15 +258,12 @@ class Audience:
         With ``at_once`` 1 they join in index order.  Raises the first wire error (or a
         harness-side OSError before any wire error) once every handshake has ended.
         """
-        url = self.ctx.url(endpoint, **fields)
         slots = asyncio.Semaphore(at_once)
         base = len(self.listeners)
 
         async def one() -> WireClient:
             async with slots:
-                client = await WireClient.connect(
-                    url, timeout=self.ctx.scaled(CONNECT_WAIT), auto_pong=True,
-                    ssl_context=self.ctx.ssl_context)
+                client = await self.ctx.connect(endpoint, fields=fields, auto_pong=True)
             self.clients.append(client)
             return client
 
@@ -339,9 +336,9 @@ class Audience:
         """Run a check's ``body`` on this audience, close it, and apply the harness's rules
         to what the body concluded.
 
-        The audience connects its clients itself (room URLs need the room field), so the
-        rule the runner applies to ``ctx.connect`` clients is applied here: a connection the
-        target violated RFC 6455 on earns no pass (``gaps.probe.the_wire_decides``).  And a
+        The runner's rule for the check's clients is applied here first, so that the stall
+        rule below sees its verdict: a connection the target violated RFC 6455 on earns no
+        pass (``gaps.probe.the_wire_decides``).  And a
         failure or missing figures after the target closed clients of ours while our own
         event loop had stalled for half a Pong deadline is the harness's problem (it may
         have answered Pings late): ``error``, never evidence about the target.

@@ -24,19 +24,14 @@ from __future__ import annotations
 import asyncio
 
 from gaps.evidence import show_bytes
-from gaps.model import Verdict
 from gaps.probe import Outcome, ProbeContext, check, failed, passed
+from gaps.toolkit import harness_stall
 from gaps.wire.errors import WireError
 
 PINGS_WAIT = 65.0
 REAP_WAIT = 90.0
 CLOSE_WAIT = 35.0
 CONTROL_GRACE = 1.0  # how long the control client must outlive the silent one
-# A control client closed while the harness's loop stalled for this share of the target's
-# Pong deadline (its ping_timeout hint, else the shortest stack default, 20 s) is the
-# harness's fault, not the target's.
-LAG_SHARE = 0.5
-DEFAULT_PONG_DEADLINE = 20.0
 
 
 def _ping_wait(ctx: ProbeContext) -> float:
@@ -110,15 +105,11 @@ async def reaps_silent_peer(ctx: ProbeContext) -> Outcome:
             evidence["control_error"] = f"{type(exc).__name__}: {exc}"
     evidence["control"] = control.evidence()
     if control.closed or "control_error" in evidence:
-        lag = ctx.harness_lag()
-        if lag >= LAG_SHARE * (ctx.hint("ping_timeout") or DEFAULT_PONG_DEADLINE):
-            # Our own event loop stalled long enough to answer a Ping late: the target
-            # may rightly have reaped the control client; that is no evidence about it.
-            return Outcome(Verdict.ERROR, f"harness too slow: its event loop stalled "
-                           f"{lag:.2f} s while the control client had to answer Pings",
-                           {"harness_lag_s": round(lag, 3), **evidence})
-        return failed(f"silent peer closed after {end:.2f} s, but the control client that "
-                      "answered every Ping was closed too", **evidence)
+        # If our own event loop stalled long enough to answer a Ping late, the target may
+        # rightly have reaped the control client: harness_stall makes that an error.
+        return harness_stall(ctx, failed(f"silent peer closed after {end:.2f} s, but the "
+                                         "control client that answered every Ping was "
+                                         "closed too", **evidence), closed=1)
     return passed(f"silent peer closed after {end:.2f} s ({close}) following "
                   f"{len(unanswered)} unanswered Ping(s); the control client stayed open",
                   time_to_close=round(end, 3), close_code=silent.close_code,
