@@ -85,8 +85,7 @@ async def run_all(specs: list[str], names: list[str], args: argparse.Namespace,
                                       f"{event.get('seconds', 0):.1f} s",
                                       highlight=False, markup=False)
 
-        await run_probes(lambda fd: pytest_argv(specs, options, fd), progress,
-                         {name: name for name in names}, refresh)
+        await run_probes(lambda fd: pytest_argv(specs, options, fd), progress, refresh)
         for name, p in progress.targets.items():
             p.current = "skipped" if p.skipped else "done"
             bar.update(tasks[name], total=p.done or 1, completed=p.done or 1)

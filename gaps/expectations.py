@@ -16,6 +16,7 @@ These are the harness's own test oracle; a user's ``--gaps-baseline`` is a separ
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def load_expectations(path: Path) -> dict[str, Expectation]:
 
 
 def compare(expected: dict[str, Expectation], run: RunResult,
-            implemented: set[str]) -> list[str]:
+            implemented: AbstractSet[str]) -> list[str]:
     """Every disagreement between expectations and results, one line each.
 
     ``implemented`` are the check IDs the probes have: each needs an expectation, and an

@@ -228,6 +228,17 @@ class _Reader:
             raise self.fail(fieldname, "must be a list of strings")
         return tuple(data)
 
+    def require(self, table: dict[str, Any], keys: tuple[str, ...], fieldname: str) -> None:
+        for key in keys:
+            if key not in table:
+                raise self.fail(f"{fieldname}.{key}", "missing")
+
+    def choice(self, data: Any, fieldname: str, allowed: set[str] | frozenset[str]) -> str:
+        value = self.string(data, fieldname)
+        if value not in allowed:
+            raise self.fail(fieldname, f"must be one of {', '.join(sorted(allowed))}")
+        return value
+
     def number(self, data: Any, fieldname: str) -> float:
         if isinstance(data, bool) or not isinstance(data, int | float) or data < 0:
             raise self.fail(fieldname, "must be a non-negative number")
@@ -299,11 +310,8 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
     auth = None
     if "auth" in table:
         at = r.table(table["auth"], f"{fieldname}.auth", AUTH_KEYS)
-        if "token" not in at:
-            raise r.fail(f"{fieldname}.auth.token", "missing")
-        via = r.string(at.get("via", "header"), f"{fieldname}.auth.via")
-        if via not in AUTH_VIA:
-            raise r.fail(f"{fieldname}.auth.via", f"must be one of {', '.join(sorted(AUTH_VIA))}")
+        r.require(at, ("token",), f"{fieldname}.auth")
+        via = r.choice(at.get("via", "header"), f"{fieldname}.auth.via", AUTH_VIA)
         auth = Auth(r.string(at["token"], f"{fieldname}.auth.token"), via,
                     r.string(at.get("name", "Authorization"), f"{fieldname}.auth.name"))
     includes = table.get("includes_sender")
@@ -341,16 +349,9 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
 
 def _resume(r: _Reader, data: Any, fieldname: str) -> Resume:
     table = r.table(data, fieldname, RESUME_KEYS)
-    for key in ("via", "name"):
-        if key not in table:
-            raise r.fail(f"{fieldname}.{key}", "missing")
-    via = r.string(table["via"], f"{fieldname}.via")
-    if via not in RESUME_VIA:
-        raise r.fail(f"{fieldname}.via", f"must be one of {', '.join(sorted(RESUME_VIA))}")
-    value = r.string(table.get("value", "seq"), f"{fieldname}.value")
-    if value not in RESUME_VALUES:
-        raise r.fail(f"{fieldname}.value",
-                     f"must be one of {', '.join(sorted(RESUME_VALUES))}")
+    r.require(table, ("via", "name"), fieldname)
+    via = r.choice(table["via"], f"{fieldname}.via", RESUME_VIA)
+    value = r.choice(table.get("value", "seq"), f"{fieldname}.value", RESUME_VALUES)
     return Resume(via, r.string(table["name"], f"{fieldname}.name"), value)
 
 
@@ -405,12 +406,8 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
         if check_id not in CHECKS:
             raise r.fail(fieldname, "unknown check ID")
         table = r.table(value, fieldname, DECLARED_KEYS)
-        for key in ("verdict", "source"):
-            if key not in table:
-                raise r.fail(f"{fieldname}.{key}", "missing")
-        verdict = r.string(table["verdict"], f"{fieldname}.verdict")
-        if verdict not in DECLARED_VERDICTS:
-            raise r.fail(f"{fieldname}.verdict", f"must be one of {sorted(DECLARED_VERDICTS)}")
+        r.require(table, ("verdict", "source"), fieldname)
+        verdict = r.choice(table["verdict"], f"{fieldname}.verdict", DECLARED_VERDICTS)
         manifest.declared[check_id] = Declared(
             check_id, verdict, r.string(table["source"], f"{fieldname}.source"),
             r.string(table.get("summary", ""), f"{fieldname}.summary"),

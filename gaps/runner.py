@@ -98,7 +98,7 @@ def pytest_argv(specs: list[str], options: dict[str, Any], events_fd: int | None
 
 
 async def _follow_events(read_fd: int, progress: RunProgress,
-                         labels: dict[str, str], on_change: Callable[[], None]) -> None:
+                         on_change: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=EVENT_LINE_LIMIT, loop=loop)
     transport, _ = await loop.connect_read_pipe(
@@ -115,7 +115,7 @@ async def _follow_events(read_fd: int, progress: RunProgress,
                 event = json.loads(line)
             except ValueError:
                 continue
-            target = progress.targets.get(labels.get(event.get("target", ""), ""))
+            target = progress.targets.get(str(event.get("target", "")))
             if target is not None:
                 target.apply(event)
                 on_change()
@@ -130,12 +130,9 @@ async def _follow_output(stream: asyncio.StreamReader, progress: RunProgress) ->
 
 
 async def run_probes(argv_for: Callable[[int], list[str]], progress: RunProgress,
-                     labels: dict[str, str],
                      on_change: Callable[[], None] = lambda: None) -> int:
-    """Run pytest with ``argv_for(events_fd)``, updating ``progress`` from its events.
-
-    ``labels`` maps the target labels the plugin reports to keys of ``progress.targets``.
-    """
+    """Run pytest with ``argv_for(events_fd)``, updating ``progress`` from its events
+    (``progress.targets`` is keyed by the target names the plugin reports)."""
     read_fd, write_fd = os.pipe()
     try:
         process = await asyncio.create_subprocess_exec(
@@ -148,7 +145,7 @@ async def run_probes(argv_for: Callable[[int], list[str]], progress: RunProgress
     finally:
         os.close(write_fd)  # the child holds its own copy; EOF comes when it exits
     assert process.stdout is not None
-    followers = asyncio.gather(_follow_events(read_fd, progress, labels, on_change),
+    followers = asyncio.gather(_follow_events(read_fd, progress, on_change),
                                _follow_output(process.stdout, progress))
     try:
         progress.returncode = await process.wait()

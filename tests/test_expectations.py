@@ -9,6 +9,7 @@ the harness itself reports it, except where CI must build it (``required_reason`
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -45,8 +46,9 @@ def required_reason(name: str) -> str | None:
             f"`make report` put the mirror first)")
 
 
-def implemented_checks() -> set[str]:
-    return {d.id for checks in load_checks().values() for d in checks}
+@functools.cache
+def implemented_checks() -> frozenset[str]:
+    return frozenset(d.id for checks in load_checks().values() for d in checks)
 
 
 @pytest.fixture(scope="module")
