@@ -85,12 +85,21 @@ async def run_all(specs: list[str], names: list[str], args: argparse.Namespace,
                                       f"{event.get('seconds', 0):.1f} s",
                                       highlight=False, markup=False)
 
+        # The CLI waits while the probes run: meanwhile it gets the report templates ready.
+        warm = asyncio.ensure_future(asyncio.to_thread(_preload_reports))
         await run_probes(lambda fd: pytest_argv(specs, options, fd), progress, refresh)
+        await warm
         for name, p in progress.targets.items():
             p.current = "skipped" if p.skipped else "done"
             bar.update(tasks[name], total=p.done or 1, completed=p.done or 1)
         refresh()
     return progress
+
+
+def _preload_reports() -> None:
+    from gaps.report.templates import preload
+
+    preload()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

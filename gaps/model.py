@@ -57,6 +57,9 @@ class CheckResult:
     source: str | None = None  # for declared facts: file and symbol, or doc URL
     wait: float | None = None  # seconds the check was allowed to wait, after scaling
     duration: float = 0.0
+    # Of ``duration``, seconds the check waited for a harness resource (an instance slot),
+    # not for the target; a retried check has this per try in ``tries``.
+    queued: float = 0.0
     tries: list[dict[str, Any]] = field(default_factory=list)
     # What the manifest declares about an observed check, shown beside the observed verdict:
     # {"verdict": "fail"|"pass"|..., "source": ..., "summary": ...}.  None when nothing is.

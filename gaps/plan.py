@@ -12,15 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
+import itertools
+import os
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, GapResult, Method, RunResult, Verdict
+from gaps.options import DEFAULT_JOBS
 from gaps.probe import CheckDef, ProbeContext
 from gaps.targets import (
     OUTPUT_LIMIT,
@@ -53,7 +58,9 @@ class TargetRun:
         self.run.write(self.path)
 
 
-DEFAULT_JOBS = 6
+# Instances starting at once (an interpreter start and a ready handshake each): about one
+# per core keeps start-ups from starving the checks already running.
+STARTS = max(2, os.cpu_count() or 2)
 
 
 @dataclass
@@ -65,9 +72,7 @@ class RunConfig:
     seed: int = 0
     ssl_context: ssl.SSLContext | None = None
     trust_declarations: bool = False  # decide checks by absent declarations, not the wire
-    # Live target instances at once, across the whole run.  Instances mostly wait (that is
-    # what the checks measure), so 6 keep 2 cores busy without starving a 2 s heartbeat.
-    jobs: int = DEFAULT_JOBS
+    jobs: int = DEFAULT_JOBS  # live target instances at once, across the whole run
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ Selection = dict[str, dict[str, list[CheckDef]]]
 
 
 def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = None) -> None:
-    """Build (cached) and record the version, once per target per run."""
+    """Build (cached) once per target per run; a failed build skips the target."""
     if target.prepared:
         return
     target.prepared = True
@@ -125,9 +130,6 @@ def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = No
         target.run.target.build, target.run.target.skipped = exc.build, str(exc)
         for gap in target.run.gaps.values():
             gap.note = f"target skipped: {str(exc).splitlines()[0]}"
-        target.write()
-        return
-    target.run.target.version = target_version(target.manifest)
     target.write()
 
 
@@ -142,37 +144,118 @@ async def prepare_all(config: RunConfig, labels: list[str], observe: Observer) -
         info = target.run.target
         observe(TargetPrepared(label, info.build, info.version, info.skipped))
 
-    tasks = [asyncio.ensure_future(one(label)) for label in labels]
+    await _in_threads([one(label) for label in labels], cancel)
+
+
+async def record_versions(config: RunConfig, labels: list[str]) -> None:
+    """Record each built target's version (its manifest's version command), all at once in
+    worker threads.  This runs beside the probes: a version is a record, not a precondition,
+    and asking ``node`` or ``go`` for it must not delay the first check."""
+    cancel = threading.Event()
+
+    async def one(label: str) -> None:
+        target = config.targets[label]
+        if target.skipped or target.run.target.version is not None:
+            return
+        target.run.target.version = await asyncio.to_thread(
+            target_version, target.manifest, cancel=cancel)
+
+    await _in_threads([one(label) for label in labels], cancel)
+
+
+async def _in_threads(jobs: list[Coroutine[Any, Any, None]], cancel: threading.Event) -> None:
+    tasks = [asyncio.ensure_future(job) for job in jobs]
     try:
         await asyncio.gather(*tasks)
     except BaseException:
-        cancel.set()  # the worker threads kill their build groups and return
+        cancel.set()  # the worker threads kill their process groups and return
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
 
 
-class Slots:
-    """The one bound on live instances across the run; ``instance()`` holds a slot for as
-    long as the instance lives.  No task holds a slot while waiting for another, so the
-    bound cannot deadlock."""
+class Bound:
+    """A semaphore served longest check first: waiters are woken by ``priority`` (the budget
+    of the check that will use what they wait for), not by arrival, so the checks that may
+    wait longest start first and the run ends about when its longest wait does.  Equal
+    priorities are served in arrival order.  A waiter cancelled after it was handed a slot
+    passes the slot on."""
 
-    def __init__(self, config: RunConfig, target: TargetRun, limit: asyncio.Semaphore) -> None:
-        self.config = config
-        self.target = target
-        self.limit = limit
+    def __init__(self, limit: int) -> None:
+        self.free = max(1, limit)
+        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
 
     @contextlib.asynccontextmanager
-    async def instance(self, logs: list[str] | None = None, *,
+    async def hold(self, priority: float) -> AsyncIterator[None]:
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+        else:
+            granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (-priority, next(self._arrivals), granted))
+            try:
+                await granted
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    self._release()  # handed a slot it will never use
+                else:
+                    granted.cancel()  # skipped when its turn comes
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            granted = heapq.heappop(self._waiting)[2]
+            if not granted.done():
+                granted.set_result(None)
+                return
+        self.free += 1
+
+
+@dataclass
+class Bounds:
+    """The run's two bounds: live instances (``RunConfig.jobs``) and instances starting."""
+
+    live: Bound
+    starting: Bound
+
+    @classmethod
+    def of(cls, config: RunConfig) -> Bounds:
+        return cls(Bound(config.jobs), Bound(min(STARTS, config.jobs)))
+
+
+class Slots:
+    """One gap's access to the run's bounds: ``instance()`` holds a live slot for as long as
+    the instance lives, and a start slot while it starts.  A task waits for a start slot
+    only while holding a live one, never the other way round, so the bounds cannot
+    deadlock."""
+
+    def __init__(self, config: RunConfig, target: TargetRun, bounds: Bounds) -> None:
+        self.config = config
+        self.target = target
+        self.bounds = bounds
+
+    @contextlib.asynccontextmanager
+    async def instance(self, logs: list[str] | None = None, *, priority: float = 0.0,
                        upstream: str | None = None) -> AsyncIterator[Instance]:
-        """A fresh instance while a slot is held; ``upstream`` fills ``{upstream}``."""
+        """A fresh instance while a slot is held; ``upstream`` fills ``{upstream}``.  The
+        instance's ``queued`` is the time spent waiting for the slot: the harness's, not the
+        target's."""
         manifest = self.target.manifest
         if not manifest.managed:  # a URL target: one shared instance, probed gently
             self.target.shared = self.target.shared or Instance(manifest)
             yield self.target.shared
             return
-        async with self.limit:
-            instance = await start_instance(manifest, self.config.time_scale,
-                                            self.target.extra_args, upstream=upstream)
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        async with self.bounds.live.hold(priority):
+            async with self.bounds.starting.hold(priority):
+                queued = loop.time() - asked
+                instance = await start_instance(manifest, self.config.time_scale,
+                                                self.target.extra_args, upstream=upstream)
+            instance.queued = queued
             try:
                 yield instance
             finally:
@@ -182,16 +265,17 @@ class Slots:
 
 
 def _context(config: RunConfig, target: TargetRun, instance: Instance,
-             slots: Slots, logs: list[str]) -> ProbeContext:
+             slots: Slots, logs: list[str], priority: float) -> ProbeContext:
     return ProbeContext(target.manifest, instance, time_scale=config.time_scale,
                         seed=config.seed, waits=target.run.waits,
                         ssl_context=config.ssl_context,
                         trust_declarations=config.trust_declarations,
-                        new_instance=functools.partial(slots.instance, logs))
+                        new_instance=functools.partial(slots.instance, logs,
+                                                       priority=priority))
 
 
 async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[CheckDef],
-                  observe: Observer, limit: asyncio.Semaphore) -> GapResult:
+                  observe: Observer, bounds: Bounds) -> GapResult:
     """One gap: its ordinary checks at once on one fresh instance, each ``exclusive`` check
     alone on an instance of its own, each try of a ``fresh_instance`` check on a new one, and
     each ``upstream`` check starting its own (``ProbeContext.with_upstream``), and each
@@ -199,7 +283,7 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     gap = GapResult(slug, started=time.time())
     target.run.gaps[slug] = gap
     observe(GapStarted(target.label, slug, len(checks), max(d.budget for d in checks)))
-    slots = Slots(config, target, limit)
+    slots = Slots(config, target, bounds)
     logs: list[str] = []
 
     async def record(result: CheckResult) -> None:
@@ -213,9 +297,10 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
                             Method.OBSERVED) for d in defns]
 
     async def on_one_instance(defns: list[CheckDef]) -> None:
+        priority = max(d.budget for d in defns)
         try:
-            async with slots.instance(logs) as instance:
-                ctx = _context(config, target, instance, slots, logs)
+            async with slots.instance(logs, priority=priority) as instance:
+                ctx = _context(config, target, instance, slots, logs, priority)
 
                 async def one(defn: CheckDef) -> None:
                     await record(await defn(ctx))
@@ -228,12 +313,12 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     async def fresh_each_try(defn: CheckDef) -> None:
         # No instance here: each try starts its own through ctx.new_instance (upstream
         # checks through ctx.with_upstream, their upstream server first).
-        ctx = _context(config, target, Instance(target.manifest), slots, logs)
+        ctx = _context(config, target, Instance(target.manifest), slots, logs, defn.budget)
         await record(await defn(ctx))
 
     async def without_instance(defn: CheckDef) -> None:
         # A declared_only check reads the manifest alone: no instance is started for it.
-        ctx = _context(config, target, Instance(target.manifest), slots, logs)
+        ctx = _context(config, target, Instance(target.manifest), slots, logs, 0.0)
         await record(await defn(ctx))
 
     def fresh(d: CheckDef) -> bool:
@@ -263,16 +348,27 @@ async def run_plan(config: RunConfig, selection: Selection,
     """Run every selected check of every target; results land in ``config.targets``.
 
     Targets are built first; then every gap of every target runs at once, under one bound
-    of ``config.jobs`` live instances, the gaps with the longest waits queued first so the
-    run costs about its longest wait.
+    of ``config.jobs`` live instances that serves the checks with the longest budgets
+    first, so the run costs about its longest wait.  Versions are recorded meanwhile.
     """
-    await prepare_all(config, list(selection), observe)
-    limit = asyncio.Semaphore(max(1, config.jobs))
+    labels = list(selection)
+    await prepare_all(config, labels, observe)
+    bounds = Bounds.of(config)
     work = [(label, slug, checks) for label, gaps in selection.items()
             if not config.targets[label].skipped for slug, checks in gaps.items()]
     work.sort(key=lambda item: -max(d.budget for d in item[2]))
-    await asyncio.gather(*(run_gap(config, config.targets[label], slug, checks, observe, limit)
-                           for label, slug, checks in work))
+    versions = asyncio.ensure_future(record_versions(config, labels))
+    try:
+        await asyncio.gather(*(run_gap(config, config.targets[label], slug, checks, observe,
+                                       bounds) for label, slug, checks in work))
+    except BaseException:
+        versions.cancel()  # its threads kill their version commands
+        await asyncio.gather(versions, return_exceptions=True)
+        raise
+    await versions
+    for label in labels:
+        with contextlib.suppress(OSError):
+            config.targets[label].write()
 
 
 def event_json(event: Event) -> dict[str, object]:

@@ -45,6 +45,7 @@ class Outcome:
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # how long the try took (set by the runner)
+    queued: float = 0.0  # of those, seconds it waited for a harness slot (set by the runner)
 
 
 def passed(summary: str, **evidence: Any) -> Outcome:
@@ -181,6 +182,7 @@ class ProbeContext:
         self._clients: list[WireClient] = []
         self._budget: asyncio.Timeout | None = None  # the running try's cap
         self.started = 0.0  # loop time the running try began
+        self.queued = 0.0  # seconds the running try waited for an instance slot
 
     def for_try(self, defn: CheckDef, number: int) -> ProbeContext:
         """A context of its own for one try of ``defn``: clients, budget and randomness are
@@ -190,6 +192,7 @@ class ProbeContext:
         child.rng = random.Random(f"{self.seed}:{defn.id}:{number}")
         child._clients = []
         child._budget = None
+        child.queued = 0.0
         return child
 
     def harness_lag(self) -> float:
@@ -283,6 +286,7 @@ class ProbeContext:
             factory = self.new_instance or functools.partial(_alone, self)
             async with factory(upstream=upstream.url) as instance:
                 self.extend_budget(loop.time() - asked)
+                self.queued += instance.queued
                 yield upstream, instance
 
     async def close_clients(self) -> None:
@@ -396,6 +400,7 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
         await ctx.close_clients()
     decided = the_wire_decides(outcome, violations)
     decided.seconds = loop.time() - started
+    decided.queued = ctx.queued
     return decided
 
 
@@ -486,7 +491,8 @@ async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
     if not defn.timing:
         outcome = await _one_try(defn, ctx, 1)
         return CheckResult(defn.id, outcome.verdict, outcome.summary, evidence=outcome.evidence,
-                           wait=ctx.waits.get(defn.id), duration=time.monotonic() - started)
+                           wait=ctx.waits.get(defn.id), duration=time.monotonic() - started,
+                           queued=round(outcome.queued, 3))
     # Independent tries overlap: k start at once (k agreeing tries end it), and one more
     # at a time while no k agree, up to n.
     k, n = ctx.retry
@@ -502,6 +508,7 @@ async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
     if verdict is Verdict.ERROR and chosen.verdict is not Verdict.ERROR:
         summary = f"inconclusive: no {k} of {n} tries agreed"
     tries = [{"verdict": str(o.verdict), "summary": o.summary, "seconds": round(o.seconds, 3),
+              **({"queued": round(o.queued, 3)} if o.queued else {}),
               "evidence": o.evidence} for o in outcomes]
     return CheckResult(
         defn.id, verdict, summary, evidence=chosen.evidence,

@@ -80,13 +80,11 @@ def pytest_argv(specs: list[str], options: dict[str, Any], events_fd: int | None
     argv = [
         sys.executable, "-m", "pytest", str(probes_dir), "-m", "gaps", "-q", "--color=no",
         "-p", "gaps.plugin", "-p", "no:cacheprovider", "--strict-markers",
-        # Start-up the probe run does not need: assertion rewriting of every gaps module and
-        # anyio's pytest plugin (pulled in by starlette) cost about 3 s of a 7 s run.
-        "--assert=plain", "-p", "no:anyio",
+        # Start-up the probe run does not need: assertion rewriting of every gaps module
+        # (the plugin runs the probes; no assert statement decides anything), and the
+        # plugins installed beside pytest (run_probes turns their autoloading off).
+        "--assert=plain",
         "--rootdir", str(probes_dir.parent),
-        "-o", "asyncio_mode=strict",
-        "-o", "asyncio_default_fixture_loop_scope=session",
-        "-o", "asyncio_default_test_loop_scope=session",
         "-o", "gaps_reports=false",  # the CLI renders once, after the run
         *forward(options),
     ]
@@ -134,11 +132,15 @@ async def run_probes(argv_for: Callable[[int], list[str]], progress: RunProgress
     """Run pytest with ``argv_for(events_fd)``, updating ``progress`` from its events
     (``progress.targets`` is keyed by the target names the plugin reports)."""
     read_fd, write_fd = os.pipe()
+    # Only the gaps plugin (given with -p): pytest-asyncio, anyio's plugin (pulled in by
+    # starlette) and whatever else is installed cost about 0.3 s of start-up and run nothing
+    # here, as the plugin drives its own event loop.
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     try:
         process = await asyncio.create_subprocess_exec(
             *argv_for(write_fd), stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-            pass_fds=(write_fd,))
+            pass_fds=(write_fd,), env=env)
     except BaseException:
         os.close(read_fd)
         raise

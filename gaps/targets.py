@@ -95,6 +95,7 @@ def resolve(spec: str) -> Manifest:
 # -- ports ---------------------------------------------------------------------------------
 
 _given_ports: set[int] = set()
+_ports_lock = threading.Lock()  # instances start in worker threads
 
 
 def free_port() -> int:
@@ -103,9 +104,10 @@ def free_port() -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        if port not in _given_ports:
-            _given_ports.add(port)
-            return port
+        with _ports_lock:
+            if port not in _given_ports:
+                _given_ports.add(port)
+                return port
     raise OSError("no free port found on 127.0.0.1")
 
 
@@ -321,11 +323,12 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     return "built"
 
 
-def target_version(manifest: Manifest, timeout: float = 30.0) -> str | None:
+def target_version(manifest: Manifest, timeout: float = 30.0,
+                   cancel: threading.Event | None = None) -> str | None:
     """The first line of the manifest's version command, bounded; None when there is none.
 
     Run like a build (its own process group, taken down afterwards), so nothing it starts
-    outlives it.
+    outlives it; ``cancel`` ends it as it ends a build (BuildCancelled).
     """
     if manifest.version is None:
         return None
@@ -334,7 +337,7 @@ def target_version(manifest: Manifest, timeout: float = 30.0) -> str | None:
         status, text = _run_bounded(
             [_expand(a, values) for a in manifest.version.argv],
             cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ, timeout=timeout,
-            limit=BUILD_TAIL)
+            limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:
         return f"unknown ({type(exc).__name__})"
     if status is None:
@@ -380,6 +383,7 @@ class Instance:
     output: OutputTail = field(default_factory=OutputTail)
     started_at: float = 0.0
     stopped: bool = False
+    queued: float = 0.0  # seconds the harness waited for a slot to start it (gaps.plan)
     # The harness's end of the guard's socket: closing it (or dying) tells the guard to go.
     _link: socket.socket | None = field(default=None, repr=False)
 
@@ -580,7 +584,16 @@ async def start_instance(manifest: Manifest, scale: float,
     listening); without it the placeholder is empty and the target dials nothing.
     """
     instance = Instance(manifest, upstream=upstream)
-    instance.start(extra_args)
+    # The start waits for the guard's report (an interpreter start and a fork/exec, about
+    # 0.1 s): in a worker thread, so the event loop and the other checks' timing go on.
+    starting = asyncio.ensure_future(asyncio.to_thread(instance.start, extra_args))
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await starting  # bounded by the guard's report timeout
+        await instance.astop()
+        raise
     try:
         await instance.wait_ready(manifest.ready_timeout * scale, handshake_ok)
     except BaseException:

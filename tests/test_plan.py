@@ -125,3 +125,69 @@ async def test_a_declared_only_check_starts_no_instance(tmp_path: Path,
     (result,) = cfg.targets["reference"].run.gaps["concurrency"].checks
     assert starts == []
     assert result.verdict is Verdict.SKIP  # this manifest declares nothing about it
+
+
+async def test_the_bound_serves_the_longest_budget_first_and_passes_on_cancelled_slots() -> None:
+    from gaps.plan import Bound
+
+    bound = Bound(1)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def take(name: str, priority: float) -> None:
+        async with bound.hold(priority):
+            order.append(name)
+            await release.wait()
+
+    holder = asyncio.ensure_future(take("first", 0))
+    await asyncio.sleep(0)
+    waiting = {name: asyncio.ensure_future(take(name, priority)) for name, priority in
+               [("short", 10), ("long", 200), ("cancelled", 500), ("long-later", 200)]}
+    await asyncio.sleep(0)
+    waiting["cancelled"].cancel()
+    release.set()
+    await asyncio.gather(holder, *waiting.values(), return_exceptions=True)
+    # Longest budget first, equal budgets in arrival order; the cancelled waiter never ran.
+    assert order == ["first", "long", "long-later", "short"]
+    assert bound.free == 1
+
+
+async def test_a_slot_handed_to_a_waiter_cancelled_meanwhile_is_passed_on() -> None:
+    from gaps.plan import Bound
+
+    bound = Bound(1)
+    got: list[str] = []
+
+    async def take(name: str) -> None:
+        async with bound.hold(1):
+            got.append(name)
+
+    async with bound.hold(1):
+        first = asyncio.ensure_future(take("a"))
+        second = asyncio.ensure_future(take("b"))
+        await asyncio.sleep(0)
+    # The slot is handed to "a", which is cancelled before it runs: "b" must get it.
+    first.cancel()
+    await asyncio.gather(first, second, return_exceptions=True)
+    assert got == ["b"] and bound.free == 1
+
+
+async def test_time_queued_for_a_slot_is_recorded_apart_from_the_try(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, float, float]] = []
+
+    @check("recovery.retries-first-dial", upstream=True)
+    async def dials(ctx: ProbeContext):
+        async with ctx.with_upstream():
+            return passed("dialled")
+
+    selection = {"reference": {
+        "heartbeat": [holding("heartbeat.server-pings", seen, budget=500)],
+        "recovery": [dials]}}
+    cfg = config(tmp_path, jobs=1)
+    await run_plan(cfg, selection)
+    (result,) = cfg.targets["reference"].run.gaps["recovery"].checks
+    # One slot: the upstream check waited for the heartbeat check (larger budget, first).
+    assert result.verdict is Verdict.PASS
+    assert result.queued >= HOLD * 0.8, result
+    assert result.duration >= result.queued
+    assert cfg.targets["reference"].run.target.version  # recorded beside the probing

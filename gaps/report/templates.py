@@ -79,3 +79,17 @@ def markdown_environment() -> jinja2.Environment:
     env.filters["fence"] = md_fence
     env.filters["text"] = md_text
     return env
+
+
+def preload() -> None:
+    """Compile every template now (Jinja2 caches them): the CLI calls this while the probes
+    run, so rendering after the run costs only the rendering.  Rendering fails as usual
+    later if a template is missing or broken; here nothing is raised."""
+    try:
+        folder = templates_dir()
+        for path in sorted(folder.glob("*.j2")):
+            env = html_environment() if path.name.endswith(".html.j2") else \
+                markdown_environment()
+            env.get_template(path.name)
+    except (ReportError, jinja2.TemplateError, OSError):
+        return
