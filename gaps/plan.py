@@ -176,42 +176,54 @@ async def _in_threads(jobs: list[Coroutine[Any, Any, None]], cancel: threading.E
 class Bound:
     """A semaphore served longest check first: waiters are woken by ``priority`` (the budget
     of the check that will use what they wait for), not by arrival, so the checks that may
-    wait longest start first and the run ends about when its longest wait does.  Equal
+    wait longest start first and the run ends about when its longest wait does.
+
+    A free slot is not handed to the first comer at once: requests made within ``SETTLE``
+    seconds of each other compete by priority (at the start of a run every gap asks within
+    a few milliseconds, the upstream checks last, after starting their servers).  Equal
     priorities are served in arrival order.  A waiter cancelled after it was handed a slot
-    passes the slot on."""
+    passes the slot on.
+    """
+
+    SETTLE = 0.02
 
     def __init__(self, limit: int) -> None:
         self.free = max(1, limit)
         self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
+        self._dispatch: asyncio.TimerHandle | None = None
 
     @contextlib.asynccontextmanager
     async def hold(self, priority: float) -> AsyncIterator[None]:
-        if self.free > 0 and not self._waiting:
-            self.free -= 1
-        else:
-            granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._waiting, (-priority, next(self._arrivals), granted))
-            try:
-                await granted
-            except asyncio.CancelledError:
-                if granted.done() and not granted.cancelled():
-                    self._release()  # handed a slot it will never use
-                else:
-                    granted.cancel()  # skipped when its turn comes
-                raise
+        loop = asyncio.get_running_loop()
+        granted: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._waiting, (-priority, next(self._arrivals), granted))
+        if self.free > 0 and self._dispatch is None:
+            self._dispatch = loop.call_later(self.SETTLE, self._hand_out)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release()  # handed a slot it will never use
+            else:
+                granted.cancel()  # skipped when its turn comes
+            raise
         try:
             yield
         finally:
             self._release()
 
-    def _release(self) -> None:
-        while self._waiting:
+    def _hand_out(self) -> None:
+        self._dispatch = None
+        while self.free > 0 and self._waiting:
             granted = heapq.heappop(self._waiting)[2]
             if not granted.done():
+                self.free -= 1
                 granted.set_result(None)
-                return
+
+    def _release(self) -> None:
         self.free += 1
+        self._hand_out()
 
 
 @dataclass

@@ -140,7 +140,7 @@ async def test_the_bound_serves_the_longest_budget_first_and_passes_on_cancelled
             await release.wait()
 
     holder = asyncio.ensure_future(take("first", 0))
-    await asyncio.sleep(0)
+    await asyncio.sleep(Bound.SETTLE * 3)  # alone: it gets the free slot
     waiting = {name: asyncio.ensure_future(take(name, priority)) for name, priority in
                [("short", 10), ("long", 200), ("cancelled", 500), ("long-later", 200)]}
     await asyncio.sleep(0)
@@ -150,6 +150,23 @@ async def test_the_bound_serves_the_longest_budget_first_and_passes_on_cancelled
     # Longest budget first, equal budgets in arrival order; the cancelled waiter never ran.
     assert order == ["first", "long", "long-later", "short"]
     assert bound.free == 1
+
+
+async def test_requests_at_the_same_moment_compete_by_priority() -> None:
+    from gaps.plan import Bound
+
+    bound = Bound(2)
+    order: list[str] = []
+
+    async def take(name: str, priority: float) -> None:
+        async with bound.hold(priority):
+            order.append(name)
+            await asyncio.sleep(0.01)
+
+    # The first comers do not take the free slots before the longer checks have asked.
+    await asyncio.gather(*(take(name, priority) for name, priority in
+                           [("a", 1), ("b", 2), ("c", 30), ("d", 20)]))
+    assert order[:2] == ["c", "d"]
 
 
 async def test_a_slot_handed_to_a_waiter_cancelled_meanwhile_is_passed_on() -> None:
