@@ -38,3 +38,23 @@ def test_untrusted_words_are_escaped_and_there_is_no_script() -> None:
                    "link_ends": [[0.6, "</title><script>x</script>"]]})
     assert "<script" not in html and "&lt;script&gt;" in html
     assert html.count("<svg") == 1 and "fill=\"#6e7781\"" in html  # unknown outcome: grey
+
+
+def test_markdown_writes_each_row_out_in_words() -> None:
+    from gaps import __version__
+    from gaps.model import CheckResult, GapResult, RunResult, TargetInfo, Verdict
+    from gaps.report import render_markdown
+
+    evidence = {"attempts": [[2.0, "reset"], [2.5, "503"]] + [[3.0 + i, "reset"]
+                                                               for i in range(20)],
+                "link_ends": [[2.7, "drop`|<b>"]]}
+    run = RunResult(TargetInfo("t"), __version__)
+    run.gaps["recovery"] = GapResult("recovery", checks=[CheckResult(
+        "recovery.backoff", Verdict.FAIL, "fixed interval", evidence=evidence)])
+    text = render_markdown(run)
+    line = next(li for li in text.splitlines() if "from the first dial" in li)
+    assert "0.000 s reset, 0.500 s 503" in line
+    words = line.split("from the first dial: ", 1)[1]
+    # Target-influenced words stay inside one code span (a backtick inside: two as fence).
+    assert words.startswith("``") and words.endswith("``") and "ended (drop`|<b>)" in words
+    assert "(7 more)" in line  # 23 marks, 16 written out

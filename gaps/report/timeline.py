@@ -1,5 +1,6 @@
-"""Timelines of dials for the HTML report: when the target dialled its upstream, and how each
-dial ended (recovery, gap 11), drawn as inline SVG by ``templates/_timeline.html.j2``.
+"""Timelines of dials for the reports: when the target dialled its upstream, and how each
+dial ended (recovery, gap 11), drawn as inline SVG by ``templates/_timeline.html.j2`` and
+written out as one line of text per row in Markdown (``Row.text``).
 
 Built from a check's evidence: ``attempts`` (``[[seconds, outcome], ...]``, one row) or
 ``runs`` (a list of ``{"attempts": ...}``, one row each), with ``link_ends``
@@ -21,6 +22,7 @@ from gaps.report.safe import clip
 
 ROWS_MAX = 4
 MARKS_MAX = 60  # per row, the upstream's own evidence bound
+TEXT_MARKS = 16  # dials and ends written out per row in Markdown
 WIDTH = 1000  # SVG user units across the time axis
 ROW_HEIGHT = 22
 LABEL = 70  # user units left of the axis for the row label
@@ -42,6 +44,7 @@ class Row:
     label: str
     y: float
     marks: tuple[Mark, ...]
+    text: str  # the same marks in words, in time order: "0.000 s reset, 0.512 s 503, ..."
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,15 @@ def _nice(span: float) -> float:
     return math.ceil(span / 600) * 600.0
 
 
+def _words(dials: list[tuple[float, str]], ends: list[tuple[float, str]]) -> str:
+    """The row's dials and connection ends in time order, bounded to ``TEXT_MARKS``."""
+    items = sorted([(t, word) for t, word in dials] + [(t, f"ended ({word})") for t, word in ends])
+    text = ", ".join(f"{t:.3f} s {word}" for t, word in items[:TEXT_MARKS])
+    if len(items) > TEXT_MARKS:
+        text += f", … ({len(items) - TEXT_MARKS} more)"
+    return text
+
+
 def timeline_view(evidence: Any) -> Timeline | None:
     """The dials in ``evidence`` as a timeline, or None when it records none."""
     if not isinstance(evidence, Mapping):
@@ -110,7 +122,8 @@ def timeline_view(evidence: Any) -> Timeline | None:
                       f"dial {n} at {t:.3f} s: {word}") for n, (t, word) in enumerate(dials, 1)]
         marks += [Mark(round(t * scale, 1), END, f"at {t:.3f} s: {word}", end=True)
                   for t, word in ends]
-        rows.append(Row(label, ROW_HEIGHT * index + ROW_HEIGHT / 2, tuple(marks)))
+        rows.append(Row(label, ROW_HEIGHT * index + ROW_HEIGHT / 2, tuple(marks),
+                        _words(dials, ends)))
     axis_y = ROW_HEIGHT * len(rows) + 2
     ticks = tuple(Tick(round(WIDTH * i / 5, 1), f"{span * i / 5:g} s") for i in range(6))
     legend = (("#cf222e", "reset"), ("#9a6700", "503"), ("#1a7f37", "accepted"),

@@ -104,7 +104,7 @@ class CheckView:
     figures: tuple[Entry, ...]
     more_figures: int  # top-level evidence entries not shown as figures
     evidence: str  # compact JSON, bounded; empty when there is none
-    timeline: Timeline | None = None  # dials over time (recovery), drawn in HTML only
+    timeline: Timeline | None = None  # dials over time (recovery): SVG in HTML, text in Markdown
 
 
 @dataclass(frozen=True)
