@@ -36,8 +36,6 @@ from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
 from gaps.options import DEFAULT_TARGET, add_options, without_problem
 from gaps.plan import CheckDone, Event, RunConfig, Selection, TargetRun, event_json, run_plan
 from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
-from gaps.report.session import session_reports
-from gaps.summary import render_summary
 from gaps.targets import resolve
 
 REFERENCE_TARGETS = {"reference"}
@@ -318,9 +316,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             with contextlib.suppress(OSError):
                 target.write()
             gaps_session.gate_failures += gate_failures(target.run, gaps_session)
-    gaps_session.report_lines = session_reports(
-        [t.path for t in gaps_session.targets.values() if t.prepared],
-        Path(session.config.getoption("gaps_out")), render=session.config.getini("gaps_reports"))
+    render = session.config.getini("gaps_reports")
+    if render or session.config.getoption("gaps_events") is None:
+        # Not in the wsgaps CLI's child, which renders nothing: the CLI renders once, after
+        # the run, with its templates compiled meanwhile; Jinja2 costs this process 0.2 s.
+        from gaps.report.session import session_reports
+
+        gaps_session.report_lines = session_reports(
+            [t.path for t in gaps_session.targets.values() if t.prepared],
+            Path(session.config.getoption("gaps_out")), render=render)
     if gaps_session.gate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -343,9 +347,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             t.prepared for t in gaps_session.targets.values()):
         terminalreporter.write_line(f"wsgaps: no --gaps-target given, so the default target "
                                     f"{DEFAULT_TARGET} was probed")
+    # The wsgaps CLI (the reader of --gaps-events) prints its own tables from the results.
+    tables = config.getoption("gaps_events") is None
     for target in gaps_session.targets.values():
         if target.prepared:
-            terminalreporter.write(render_summary(target.run, color=color))
+            if tables:
+                from gaps.summary import render_summary
+
+                terminalreporter.write(render_summary(target.run, color=color))
             terminalreporter.write_line(f"results: {target.path}")
     for line in gaps_session.gate_failures:
         terminalreporter.write_line(f"wsgaps gate: {line}", red=True)
