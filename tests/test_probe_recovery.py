@@ -84,10 +84,24 @@ async def test_judge_backoff_leaves_a_fast_loop_to_the_upstream_count() -> None:
 
 
 async def test_first_difference_ignores_the_first_interval_and_noise() -> None:
-    assert first_difference([0.1, 0.5, 1.0], [4.0, 0.52, 1.02], 0.1) is None
-    assert first_difference([0.5, 0.5, 1.0], [0.5, 0.5, 0.85], 0.1) == (3, 1.0, 0.85)
+    assert first_difference([0.1, 0.5, 1.0, 1.0], [4.0, 0.52, 1.02, 1.0], 0.1) is None
+    assert first_difference([0.5, 0.5, 1.0, 2.0], [0.5, 0.5, 0.85, 1.7], 0.1) == (3, 1.0, 0.85)
     # 20% apart, but only 0.04 s: scheduling noise alone does not count
-    assert first_difference([0.1, 0.2], [0.1, 0.16], 0.1) is None
+    assert first_difference([0.1, 0.2, 0.2], [0.1, 0.16, 0.2], 0.1) is None
+    # The latest interval is not judged yet: the next one may show it was a late dial.
+    assert first_difference([0.5, 0.5, 1.0], [0.5, 0.5, 0.85], 0.1) is None
+
+
+async def test_first_difference_ignores_one_late_dial() -> None:
+    # GoFr in a full matrix run: a fixed 0.5 s interval, one dial 0.34 s late.
+    late = [0.001, 0.502, 0.84, 0.501, 0.506, 0.508, 0.505]
+    punctual = [0.002, 0.504, 0.502, 0.501, 0.502, 0.501, 0.5]
+    assert first_difference(late, punctual, 0.1) is None
+    assert first_difference(punctual, late, 0.1) is None
+    # The reference's jitter (two bands, 0.83-0.85 and 0.97-0.99, capped at 2 s) is never a
+    # spike: capped delays stay within 20% of each other.
+    low, high = [0.4, 0.98, 1.68, 1.66, 1.69], [0.5, 0.84, 1.96, 1.97, 1.68]
+    assert first_difference(low, high, 0.1) == (2, 0.98, 0.84)
 
 
 # -- both states on the reference -------------------------------------------------------------
