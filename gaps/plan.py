@@ -26,9 +26,9 @@ from typing import Any
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, GapResult, Method, RunResult, Verdict
 from gaps.options import DEFAULT_JOBS
+from gaps.output import OUTPUT_LIMIT, bound_logs
 from gaps.probe import CheckDef, ProbeContext
 from gaps.targets import (
-    OUTPUT_LIMIT,
     Instance,
     TargetFailed,
     TargetSkipped,
@@ -345,7 +345,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     try:
         await asyncio.gather(*groups)
     finally:
-        gap.logs = "\n".join(logs)[-OUTPUT_LIMIT:] or None
+        # The head of the first crash report, when one was kept, stays in front of the cut.
+        gap.logs = bound_logs(logs, OUTPUT_LIMIT) or None
         gap.finished = time.time()
         order = [d.id for d in checks]
         gap.checks.sort(key=lambda c: order.index(c.id) if c.id in order else len(order))

@@ -28,6 +28,7 @@ from typing import Any
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
+from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
 from gaps.upstream import Upstream
 from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
@@ -35,6 +36,7 @@ from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, att
 RETRY_K, RETRY_N = 2, 3
 BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
 CONNECT_WAIT = 10.0  # seconds a handshake may take when a check names no wait of its own
+LOGS_IN_EVIDENCE = 2000  # characters of a target's output tail in a try's evidence
 
 
 @dataclass
@@ -385,7 +387,7 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
             outcome = await defn.fn(ctx)
     except TargetFailed as exc:  # an instance the check started itself (with_upstream)
         outcome = Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500],
-                          {"logs": exc.logs[-2000:]} if exc.logs else {})
+                          {"logs": bound_logs([exc.logs], LOGS_IN_EVIDENCE)} if exc.logs else {})
     except TimeoutError as exc:
         if cap.expired():
             outcome = Outcome(Verdict.ERROR, f"probe did not finish within its budget of "

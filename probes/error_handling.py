@@ -399,7 +399,11 @@ async def commit(ctx: ProbeContext, violation: Violation, wait: float,
     echoed: ``data``) from "slow" (a Close or TCP end comes instead); nothing at all within
     ``echo_wait`` is ``open``.
     """
-    client = await ctx.connect("echo", auto_pong=True)
+    try:
+        client = await ctx.connect("echo", auto_pong=True)
+    except HandshakeFailed as exc:  # e.g. the process died of an earlier offender
+        return {"violation": violation.what, "ending": "not connected",
+                "connect_error": str(exc)[:300]}
     sent_at = _clock(client)
     problem = await _send_violation(client, violation)
     ending = await _ending(client, wait, sent_at)
@@ -494,7 +498,11 @@ async def _offend(ctx: ProbeContext, violation: Violation, wait: float) -> dict[
     Over means the TCP end, not the Close frame: whatever the server does to its other
     clients while it cleans up the offender (a crash in that clean-up) happens by then.
     """
-    client = await ctx.connect("echo", auto_pong=True)
+    try:
+        client = await ctx.connect("echo", auto_pong=True)
+    except HandshakeFailed as exc:  # e.g. the process died of an earlier offender
+        return {"violation": violation.what, "ending": "not connected",
+                "connect_error": str(exc)[:300]}
     sent_at = _clock(client)
     problem = await _send_violation(client, violation)
     ending = await _ending(client, wait, sent_at)
@@ -569,6 +577,18 @@ async def isolation(ctx: ProbeContext) -> Outcome:
         newcomer=newcomer if isinstance(newcomer, str) else newcomer.summary,
         bystander_frames=[c.evidence(limit=8) for c in bystanders])
     ended = ", ".join(sorted({o["ending"] for o in offenders}))
+    status = ctx.instance.exit_status()
+    unconnected = [o for o in offenders if o["ending"] == "not connected"]
+    if unconnected and status is None and not problems:
+        return Outcome(Verdict.ERROR, f"isolation cannot be judged: {len(unconnected)} of "
+                                      f"{len(violations)} offenders could not connect "
+                                      f"({unconnected[0]['connect_error']})", evidence)
+    if status is not None:
+        # Said first and plainly: the cause may lie elsewhere (GoFr 1.56.6 dies of a race on
+        # connection set-up under load); the target's output, crash head first, is evidence.
+        problems.insert(0, f"the target's process ended (status {status}) during the check; "
+                           "see its output")
+        evidence["exit_status"] = status
     if problems:
         return failed(f"after {len(violations)} protocol violations on other connections "
                       f"(offenders: {ended}): " + "; ".join(problems), **evidence)

@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 
 from gaps.manifest import load_manifest
+from gaps.output import OUTPUT_LIMIT, OutputTail
 from gaps.targets import (
     BUILD_TAIL,
-    OUTPUT_LIMIT,
     Instance,
-    OutputTail,
     TargetFailed,
     TargetSkipped,
     run_build,

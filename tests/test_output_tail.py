@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from gaps.targets import (
+from gaps.output import (
     CRASH_CONTEXT,
     CRASH_HEAD_LIMIT,
     OUTPUT_LIMIT,

@@ -280,6 +280,17 @@ async def test_isolation_on_and_closing_others(full: ProbeContext) -> None:
     assert eh.isolation.exclusive
 
 
+@aio
+async def test_isolation_says_when_the_target_process_ended() -> None:
+    async with reference_ctx("--defect", "error-exits") as ctx:
+        off = await eh.isolation(ctx)
+        logs = ctx.instance.logs()
+    assert off.verdict is Verdict.FAIL, off
+    assert "the target's process ended (status 2) during the check" in off.summary
+    assert off.evidence["exit_status"] == 2
+    assert "fatal error: wsgaps reference defect error-exits" in logs
+
+
 # -- protocol-errors and invalid-utf8 -------------------------------------------------------
 
 

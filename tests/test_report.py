@@ -740,3 +740,17 @@ def test_markdown_check_items_are_separate_list_items() -> None:
     assert not re.search(r"[^\n]- (✅|❌|⏭️|☑️|⛔) \*\*", markdown), "two check items on one line"
     items = re.findall(r"^- (?:✅|❌|⏭️|☑️|⛔) \*\*", markdown, re.M)
     assert len(items) == sum(len(g.checks) for g in run.gaps.values())
+
+
+def test_report_logs_keep_the_head_of_a_crash_report_in_front_of_the_tail() -> None:
+    head = "[stderr] fatal error: stack overflow\n" + "[stderr] goroutine 218 [running]:\n" * 50
+    logs = (head + "[wsgaps: 500000 bytes skipped after the start of the first crash report "
+            "above]\n" + "[stderr] goroutine 9 [select]:\n" * 3000)
+    run = RunResult(TargetInfo("crashing"), "0")
+    run.gaps["heartbeat"] = GapResult("heartbeat", checks=[
+        check("heartbeat.server-pings", Verdict.FAIL, "no Ping")], logs=logs)
+    markdown = render_markdown(run)
+    assert "fatal error: stack overflow" in markdown and "goroutine 9 [select]" in markdown
+    # Without a kept head, only the tail is shown, after a marker.
+    run.gaps["heartbeat"].logs = "[stderr] goroutine 9 [select]:\n" * 3000
+    assert "earlier characters omitted" in render_markdown(run)

@@ -42,6 +42,8 @@ DEFECTS = {
     "error-closes-others": "a protocol error (1002) or invalid UTF-8 (1007) on one connection "
                            "closes the other established clients of its path with 1011; the "
                            "process stays up",
+    "error-exits": "a protocol error (1002) or invalid UTF-8 (1007) on one connection ends the "
+                   "process with a crash report on stderr and status 2",
     "accept-unmasked": "unmasked client frames are accepted",
     "accept-invalid-utf8": "a Text message whose first frame is not UTF-8 is passed on "
                            "unchecked (it reaches the handler, and comes back, as Binary)",

@@ -27,13 +27,17 @@ into websockets' sans-I/O protocol: ``DefectiveConnection`` (passed to ``serve()
   data message) with 1011; the process stays up.  Only established clients, so that the
   connections of protocol-errors and invalid-utf8, which start with their violation, judge
   their own failure, not a neighbour's (this defect is for error-handling.isolation).
+- ``error-exits``: the same failure ends the whole process at once, status 2, after a line
+  ``fatal error: ...`` on stderr, the way a Go runtime dies of an unrecoverable error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import struct
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +51,7 @@ from gaps.reference.config import Config
 
 FRAME_DEFECTS = ("pong-payload", "no-close-reply", "close-code-1005", "close-linger",
                  "no-fragments", "close-common-codes-only", "accept-unmasked",
-                 "accept-invalid-utf8", "error-closes-others")
+                 "accept-invalid-utf8", "error-closes-others", "error-exits")
 FAILURE_CODES = (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA)  # error-closes-others
 LINGER = 3600.0  # close_timeout used with close-linger: beyond any close wait at any time scale
 
@@ -128,6 +132,11 @@ class DefectiveProtocol(ServerProtocol):
         super().receive_data(data)
 
     def fail(self, code: int, reason: str = "") -> None:
+        if code in FAILURE_CODES and "error-exits" in self.defects:
+            # DELIBERATELY DEFECTIVE (tests only): the process dies, no cleanup, no Close.
+            sys.stderr.write(f"fatal error: wsgaps reference defect error-exits ({reason})\n")
+            sys.stderr.flush()
+            os._exit(2)
         super().fail(code, reason)
         if (code in FAILURE_CODES and "error-closes-others" in self.defects
                 and self.on_failure is not None):

@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 from gaps.catalog import GAPS, Kind, Priority
 from gaps.model import CheckResult, GapResult, Method, RunResult, Status, Verdict
-from gaps.report.safe import clip, compact_json, tail
+from gaps.output import bound_logs
+from gaps.report.safe import clean, clip, compact_json, tail
 from gaps.report.timeline import Timeline, timeline_view
 
 # Bounds on untrusted text, in characters.
@@ -26,7 +27,7 @@ SUMMARY_LIMIT = 500  # a check's one-line summary, an error flag, a note
 FIGURE_LIMIT = 120  # one key figure's JSON value
 FIGURES_MAX = 8  # key figures shown per check; the rest are in the evidence block
 EVIDENCE_LIMIT = 2000  # a check's whole evidence as compact JSON
-LOG_LIMIT = 4096  # tail of a target's logs per gap
+LOG_LIMIT = 4096  # tail of a target's logs per gap (a crash report's head comes on top)
 BUILD_WORDS = {"built": "built for this run", "cached": "cached (inputs unchanged)",
                "none": "no build step", "failed": "failed (the reason is at the top)",
                "not-run": "not run: a tool it needs is missing (the reason is at the top)"}
@@ -261,6 +262,13 @@ def _declaration_text(check: CheckResult) -> str:
     return clip(text, SUMMARY_LIMIT)
 
 
+def _logs(text: str) -> str:
+    """The last ``LOG_LIMIT`` characters of a gap's logs, with the head of the first crash
+    report in front when the target's output kept one that the tail no longer holds."""
+    kept = bound_logs([text], LOG_LIMIT)
+    return clean(kept) if len(kept) > LOG_LIMIT else tail(text, LOG_LIMIT)
+
+
 def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
     """The view of one gap's results, with the catalog's texts beside the evidence.
 
@@ -293,7 +301,7 @@ def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
         if result.checks else (),
         failed=tuple(Entry(v.id, v.tests) for v in views
                      if v.verdict == Verdict.FAIL and v.kind != Kind.EVIDENCE),
-        logs=tail(result.logs, LOG_LIMIT) if result.logs else "",
+        logs=_logs(result.logs) if result.logs else "",
     )
 
 
