@@ -21,8 +21,8 @@ second).  A cap is required only when it is declared (``backoff_max``) or reache
 the wait; growth alone passes otherwise.
 ``jitter`` (evidence): two runs as for ``backoff``; they differ when at some index from the
 second on their intervals differ by more than 10% and by more than 0.1 s (scheduling noise
-alone does not count), judged only where both runs have a later interval and neither shows
-a spike (an interval over 25% above both its neighbours: one late dial on a busy machine).
+alone does not count), the longer of the two judged only once its run has a later interval
+and when it is no spike there (over 25% above both its neighbours: one late dial).
 The second run starts once the first has dialled three times.
 ``resume`` (optional, where ``endpoints.upstream.resume`` says how the client names its
 position): the upstream sends 3 numbered messages, drops the connection, publishes 3 more;
@@ -345,15 +345,16 @@ def first_difference(a: list[float], b: list[float],
     """The first interval (1-based, from the second on) where two runs differ by more than
     ``JITTER`` of the larger and more than ``noise`` seconds; None when they never do.
 
-    Only an interval with a later one in both runs is judged, and not where either run
-    shows a spike (``_spike``): a punctual fixed-interval client (GoFr: 0.50 s +- 5 ms)
-    once dialled 0.34 s late under a full matrix run, which a spike rule tells from a
-    chosen delay.  A jittered backoff's intervals stay within its level-off band (20%) of
-    their neighbours, so they are never spikes.
+    The larger of the two is judged only once its run has a later interval, and not when
+    it is a spike there (``_spike``): a punctual fixed-interval client (GoFr: 0.50 s +- 5 ms)
+    once dialled 0.34 s late in a full matrix run, and a late dial only ever lengthens an
+    interval.  A jittered backoff's intervals stay within its level-off band (20%) of their
+    neighbours, so they are never spikes.
     """
-    for i in range(1, min(len(a), len(b)) - 1):
+    for i in range(1, min(len(a), len(b))):
         x, y = a[i], b[i]
-        if _spike(a, i, noise) or _spike(b, i, noise):
+        longer = a if x >= y else b
+        if i + 1 >= len(longer) or _spike(longer, i, noise):
             continue
         if abs(x - y) > max(JITTER * max(x, y), noise):
             return i + 1, x, y

@@ -88,8 +88,10 @@ async def test_first_difference_ignores_the_first_interval_and_noise() -> None:
     assert first_difference([0.5, 0.5, 1.0, 2.0], [0.5, 0.5, 0.85, 1.7], 0.1) == (3, 1.0, 0.85)
     # 20% apart, but only 0.04 s: scheduling noise alone does not count
     assert first_difference([0.1, 0.2, 0.2], [0.1, 0.16, 0.2], 0.1) is None
-    # The latest interval is not judged yet: the next one may show it was a late dial.
+    # The longer interval is judged only once its run has a later one (it may be a late
+    # dial); the shorter may be the latest of its run.
     assert first_difference([0.5, 0.5, 1.0], [0.5, 0.5, 0.85], 0.1) is None
+    assert first_difference([0.5, 1.0, 2.0, 2.0], [0.5, 0.84], 0.1) == (2, 1.0, 0.84)
 
 
 async def test_first_difference_ignores_one_late_dial() -> None:
