@@ -36,7 +36,8 @@ from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, att
 RETRY_K, RETRY_N = 2, 3
 BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
 CONNECT_WAIT = 10.0  # seconds a handshake may take when a check names no wait of its own
-LOGS_IN_EVIDENCE = 2000  # characters of a target's output tail in a try's evidence
+LOGS_IN_EVIDENCE = 2000  # characters of a target's output tail in a try's evidence (and
+# the head of its first crash report in front, when one was kept: at most 9 KiB more)
 
 
 @dataclass
@@ -278,16 +279,25 @@ class ProbeContext:
         """An upstream server (``gaps.upstream.Upstream(**options)``, time-scaled), then a
         fresh instance of the target whose ``{upstream}`` is its URL, so the target's client
         dials it from its first attempt.  The instance stops before the upstream's socket is
-        released.  Time spent waiting for an instance slot and for the target to be ready is
-        added to the try's budget, as for ``fresh_instance`` tries.  TargetFailed if the
-        target never gets ready.
+        released.  The try's budget does not run while it waits for an instance slot and for
+        the target to be ready, as for ``fresh_instance`` tries.  TargetFailed if the target
+        never gets ready.
         """
         loop = asyncio.get_running_loop()
         asked = loop.time()
+        # The cap is off while the try waits for a slot and a ready target: a check queued
+        # behind longer ones (the bound serves the longest budgets first) must not run out
+        # of budget before it began.  Both waits are bounded elsewhere (the other checks'
+        # budgets, the manifest's ready timeout).
+        cap = self._budget
+        deadline = cap.when() if cap is not None else None
+        if cap is not None and deadline is not None:
+            cap.reschedule(None)
         async with Upstream(scale=self.time_scale, **options) as upstream:
             factory = self.new_instance or functools.partial(_alone, self)
             async with factory(upstream=upstream.url) as instance:
-                self.extend_budget(loop.time() - asked)
+                if cap is not None and deadline is not None:
+                    cap.reschedule(deadline + loop.time() - asked)
                 self.queued += instance.queued
                 yield upstream, instance
 

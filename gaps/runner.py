@@ -84,6 +84,10 @@ def pytest_argv(specs: list[str], options: dict[str, Any], events_fd: int | None
         # (the plugin runs the probes; no assert statement decides anything), and the
         # plugins installed beside pytest (run_probes turns their autoloading off).
         "--assert=plain",
+        # Hermetic: no ini file found above the probes folder (a project's, or this
+        # checkout's pyproject.toml) and no PYTEST_ADDOPTS (run_probes drops it) reach the
+        # child; their options belong to plugins the child does not load.
+        "-c", os.devnull,
         "--rootdir", str(probes_dir.parent),
         "-o", "gaps_reports=false",  # the CLI renders once, after the run
         *forward(options),
@@ -135,7 +139,8 @@ async def run_probes(argv_for: Callable[[int], list[str]], progress: RunProgress
     # Only the gaps plugin (given with -p): pytest-asyncio, anyio's plugin (pulled in by
     # starlette) and whatever else is installed cost about 0.3 s of start-up and run nothing
     # here, as the plugin drives its own event loop.
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     try:
         process = await asyncio.create_subprocess_exec(
             *argv_for(write_fd), stdout=asyncio.subprocess.PIPE,

@@ -508,6 +508,15 @@ class Instance:
         return self.output.text()
 
 
+_discards: set[asyncio.Task[None]] = set()  # stops of starts cancelled half-way
+
+
+async def _discard(starting: asyncio.Future[None], instance: Instance) -> None:
+    with contextlib.suppress(Exception):
+        await starting  # bounded by the guard's report timeout
+    await instance.astop()
+
+
 async def start_instance(manifest: Manifest, scale: float,
                          extra_args: tuple[str, ...] = (), *,
                          upstream: str | None = None) -> Instance:
@@ -523,9 +532,11 @@ async def start_instance(manifest: Manifest, scale: float,
     try:
         await asyncio.shield(starting)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await starting  # bounded by the guard's report timeout
-        await instance.astop()
+        # The start goes on in its thread: a task of its own waits for it and stops the
+        # instance, so a second cancel of this one cannot leave the target running.
+        cleanup = asyncio.get_running_loop().create_task(_discard(starting, instance))
+        _discards.add(cleanup)
+        cleanup.add_done_callback(_discards.discard)
         raise
     try:
         await instance.wait_ready(manifest.ready_timeout * scale, handshake_ok)

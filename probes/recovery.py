@@ -434,8 +434,9 @@ async def jitter(ctx: ProbeContext) -> Outcome:
         return skipped(f"no interval sequence to compare: the {which} run saw "
                        f"{len(short.intervals) + 1} dial(s), too few (see recovery.backoff)",
                        **evidence)
-    return failed(f"two runs agree within {JITTER:.0%} (or {NOISE:g} s) at every interval from "
-                  f"the second on: {_seconds(runs[0].intervals)} and "
+    return failed(f"two runs agree within {JITTER:.0%} (or {NOISE:g} s) at every interval judged "
+                  f"from the second on (the longer of a pair once its run dialled again, and "
+                  f"not a lone late dial): {_seconds(runs[0].intervals)} and "
                   f"{_seconds(runs[1].intervals)}", **evidence)
 
 

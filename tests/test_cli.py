@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,9 +35,11 @@ path = "/echo"
 """
 
 
-def wsgaps(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def wsgaps(*args: str, cwd: Path = ROOT,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gaps", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, check=False)
+                          text=True, timeout=600, check=False,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def manifest(tmp_path: Path, text: str) -> Path:
@@ -47,8 +50,10 @@ def manifest(tmp_path: Path, text: str) -> Path:
 
 
 def test_run_reference_writes_results_and_reports(tmp_path: Path) -> None:
+    # The pytest child is hermetic: options meant for the caller's own pytest runs (here one
+    # no plugin knows, as after a plugin that is not loaded there) do not reach it.
     done = wsgaps("run", "--target", "reference", "--out", str(tmp_path), "--seed", "5",
-                  cwd=tmp_path)
+                  cwd=tmp_path, env={"PYTEST_ADDOPTS": "--asyncio-mode=strict --no-such-opt"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     results = tmp_path / "reference" / "results.json"
     jsonschema.validate(json.loads(results.read_text()), json.loads(SCHEMA_PATH.read_text()))

@@ -135,6 +135,27 @@ async def test_never_ready_is_bounded(tmp_path: Path) -> None:
 
 
 @ASYNC
+@pytest.mark.parametrize("cancels", [1, 2])
+async def test_a_start_cancelled_half_way_leaves_nothing_running(tmp_path: Path,
+                                                                 cancels: int) -> None:
+    path = marked_manifest(
+        tmp_path, ready=20,
+        command='["{python}", "-c", "import time; time.sleep(60)", "{port}"]')
+    starting = asyncio.ensure_future(start_instance(load_manifest(path), 1.0))
+    await asyncio.sleep(0.02)  # the guard is being started in its worker thread
+    for _ in range(cancels):  # a second cancel lands while the first is being handled
+        starting.cancel()
+        await asyncio.sleep(0.005)
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    for _ in range(100):  # the stop runs on this event loop: wait without blocking it
+        if not marked_processes(path):
+            break
+        await asyncio.sleep(0.1)
+    assert not marked_processes(path)
+
+
+@ASYNC
 async def test_exit_before_ready_reports_logs(tmp_path: Path) -> None:
     path = marked_manifest(
         tmp_path, command='["{python}", "-c", "import sys; sys.exit(\'boom {port}\')"]')

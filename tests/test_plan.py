@@ -192,7 +192,8 @@ async def test_a_slot_handed_to_a_waiter_cancelled_meanwhile_is_passed_on() -> N
 async def test_time_queued_for_a_slot_is_recorded_apart_from_the_try(tmp_path: Path) -> None:
     seen: list[tuple[str, int, float, float]] = []
 
-    @check("recovery.retries-first-dial", upstream=True)
+    # A budget shorter than the wait for the slot: the cap does not run while queued.
+    @check("recovery.retries-first-dial", upstream=True, budget=HOLD / 2)
     async def dials(ctx: ProbeContext):
         async with ctx.with_upstream():
             return passed("dialled")

@@ -754,3 +754,9 @@ def test_report_logs_keep_the_head_of_a_crash_report_in_front_of_the_tail() -> N
     # Without a kept head, only the tail is shown, after a marker.
     run.gaps["heartbeat"].logs = "[stderr] goroutine 9 [select]:\n" * 3000
     assert "earlier characters omitted" in render_markdown(run)
+    # Escapes are made before the cut: a tail of control characters stays within the bound.
+    from gaps.report.view import _logs
+
+    nul_tail = head + "[wsgaps: 9 bytes skipped after the start of the first crash report " \
+        "above]\n" + "\x00" * 100_000
+    assert len(_logs(nul_tail)) <= LOG_LIMIT + len(head) + 200

@@ -265,8 +265,9 @@ def _declaration_text(check: CheckResult) -> str:
 def _logs(text: str) -> str:
     """The last ``LOG_LIMIT`` characters of a gap's logs, with the head of the first crash
     report in front when the target's output kept one that the tail no longer holds."""
+    text = clean(text)  # first: an escape is longer than the character it shows
     kept = bound_logs([text], LOG_LIMIT)
-    return clean(kept) if len(kept) > LOG_LIMIT else tail(text, LOG_LIMIT)
+    return kept if len(kept) > LOG_LIMIT else tail(text, LOG_LIMIT)
 
 
 def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
