@@ -239,13 +239,27 @@ class ProbeContext:
         """A short internal bound (not a documented wait), scaled for slow machines."""
         return seconds * self.time_scale
 
-    def extend_budget(self, seconds: float) -> None:
-        """Push the running try's cap out by ``seconds`` (already measured, not scaled): time
-        the try spent queued for a harness resource (``toolkit.heavy_load``) is not the
-        target's, so it must not eat the budget of the waits that follow."""
-        if self._budget is not None and (when := self._budget.when()) is not None \
-                and seconds > 0:
-            self._budget.reschedule(when + seconds)
+    @contextlib.asynccontextmanager
+    async def off_budget(self) -> AsyncIterator[None]:
+        """The running try's cap stops while the try waits for a harness resource (the load
+        slot of ``toolkit.heavy_load``, an instance slot and a ready target in
+        ``with_upstream``) and resumes with the wait added: the queue is the harness's, not
+        the target's, and a check served after longer ones must not run out of budget
+        before it began.  Each such wait is bounded elsewhere (the holders' own budgets, the
+        manifest's ready timeout).  A wait that begins while the cap is already off does
+        not stop it again."""
+        cap = self._budget
+        deadline = cap.when() if cap is not None else None
+        if cap is None or deadline is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        paused = loop.time()
+        cap.reschedule(None)
+        try:
+            yield
+        finally:
+            cap.reschedule(deadline + loop.time() - paused)
 
     # -- clients -------------------------------------------------------------------------
 
@@ -283,23 +297,13 @@ class ProbeContext:
         the target to be ready, as for ``fresh_instance`` tries.  TargetFailed if the target
         never gets ready.
         """
-        loop = asyncio.get_running_loop()
-        asked = loop.time()
-        # The cap is off while the try waits for a slot and a ready target: a check queued
-        # behind longer ones (the bound serves the longest budgets first) must not run out
-        # of budget before it began.  Both waits are bounded elsewhere (the other checks'
-        # budgets, the manifest's ready timeout).
-        cap = self._budget
-        deadline = cap.when() if cap is not None else None
-        if cap is not None and deadline is not None:
-            cap.reschedule(None)
-        async with Upstream(scale=self.time_scale, **options) as upstream:
+        async with Upstream(scale=self.time_scale, **options) as upstream, \
+                contextlib.AsyncExitStack() as stack:
             factory = self.new_instance or functools.partial(_alone, self)
-            async with factory(upstream=upstream.url) as instance:
-                if cap is not None and deadline is not None:
-                    cap.reschedule(deadline + loop.time() - asked)
-                self.queued += instance.queued
-                yield upstream, instance
+            async with self.off_budget():
+                instance = await stack.enter_async_context(factory(upstream=upstream.url))
+            self.queued += instance.queued
+            yield upstream, instance
 
     async def close_clients(self) -> None:
         clients, self._clients = self._clients, []

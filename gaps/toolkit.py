@@ -144,16 +144,17 @@ async def heavy_load(ctx: ProbeContext | None = None) -> AsyncIterator[float]:
     thousands of messages through the harness's event loop (figures such as
     ``broadcast.scale``, ``concurrency.parallel-echo``) take turns, so that one load's figures
     never carry another's (targets and gaps run at once).  Yields the seconds spent waiting
-    for the slot; with ``ctx``, that time is added to the running try's budget, since the
-    queue is the harness's, not the target's."""
+    for the slot; with ``ctx``, the running try's budget does not run meanwhile
+    (``ProbeContext.off_budget``), since the queue is the harness's, not the target's."""
     loop = asyncio.get_running_loop()
     lock = _LOAD_LOCKS.setdefault(id(loop), asyncio.Lock())
     asked = loop.time()
-    async with lock:
-        queued = loop.time() - asked
-        if ctx is not None:
-            ctx.extend_budget(queued)
-        yield queued
+    async with ctx.off_budget() if ctx is not None else contextlib.nullcontext():
+        await lock.acquire()
+    try:
+        yield loop.time() - asked
+    finally:
+        lock.release()
 
 
 def worst(verdicts: list[Verdict]) -> Verdict:

@@ -196,3 +196,23 @@ async def test_time_queued_for_the_load_slot_is_given_back_to_the_budget() -> No
     result = await queued(context())  # 0.4 s queued + 0.3 s measured > 0.5 s budget
     await holder
     assert result.verdict is Verdict.PASS, result
+
+
+async def test_a_queue_longer_than_the_budget_does_not_run_it_down() -> None:
+    from gaps import toolkit
+
+    @check("heartbeat.server-pings", budget=5)  # 0.5 s at time scale 0.1
+    async def queued(ctx: ProbeContext):
+        async with toolkit.heavy_load(ctx) as waited:
+            await asyncio.sleep(0.1)
+        return passed(f"queued {waited:.2f} s")
+
+    async def hold_the_slot() -> None:
+        async with toolkit.heavy_load():
+            await asyncio.sleep(0.8)
+
+    holder = asyncio.create_task(hold_the_slot())
+    await asyncio.sleep(0)
+    result = await queued(context())  # 0.8 s queued alone exceeds the 0.5 s budget
+    await holder
+    assert result.verdict is Verdict.PASS, result
