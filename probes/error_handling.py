@@ -399,11 +399,7 @@ async def commit(ctx: ProbeContext, violation: Violation, wait: float,
     echoed: ``data``) from "slow" (a Close or TCP end comes instead); nothing at all within
     ``echo_wait`` is ``open``.
     """
-    try:
-        client = await ctx.connect("echo", auto_pong=True)
-    except HandshakeFailed as exc:  # e.g. the process died of an earlier offender
-        return {"violation": violation.what, "ending": "not connected",
-                "connect_error": str(exc)[:300]}
+    client = await ctx.connect("echo", auto_pong=True)
     sent_at = _clock(client)
     problem = await _send_violation(client, violation)
     ending = await _ending(client, wait, sent_at)
