@@ -86,7 +86,7 @@ def _nice(span: float) -> float:
 
 def _words(dials: list[tuple[float, str]], ends: list[tuple[float, str]]) -> str:
     """The row's dials and connection ends in time order, bounded to ``TEXT_MARKS``."""
-    items = sorted([(t, word) for t, word in dials] + [(t, f"ended ({word})") for t, word in ends])
+    items = sorted(dials + [(t, f"ended ({word})") for t, word in ends])
     text = ", ".join(f"{t:.3f} s {word}" for t, word in items[:TEXT_MARKS])
     if len(items) > TEXT_MARKS:
         text += f", … ({len(items) - TEXT_MARKS} more)"
