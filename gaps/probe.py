@@ -394,6 +394,7 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
     loop = asyncio.get_running_loop()
     LoopLag.on_this_loop()
     started = ctx.started = loop.time()
+    alive_before = ctx.instance.exit_status() is None
     cap = asyncio.timeout(budget)
     try:
         async with cap:
@@ -414,10 +415,27 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
         ctx._budget = None
         violations = [c.violation for c in ctx._clients if c.violation is not None]
         await ctx.close_clients()
-    decided = the_wire_decides(outcome, violations)
+    decided = said_the_target_ended(the_wire_decides(outcome, violations), ctx.instance,
+                                    alive_before)
     decided.seconds = loop.time() - started
     decided.queued = ctx.queued
     return decided
+
+
+def said_the_target_ended(outcome: Outcome, instance: Instance, alive_before: bool) -> Outcome:
+    """A target whose process is gone at the end of a try is evidence for every check that
+    used it (a crash under load explains a reset mid-way: GoFr 1.56.6 dies of a race on
+    connection set-up): the status goes into the evidence and, unless the try passed or was
+    skipped, first into the summary, the target's output being in the gap's logs."""
+    status = instance.exit_status()
+    if status is None:
+        return outcome
+    when = "during the check" if alive_before else "before the check began"
+    evidence = {**outcome.evidence, "exit_status": status}
+    if outcome.verdict.passed or outcome.verdict is Verdict.SKIP:
+        return Outcome(outcome.verdict, outcome.summary, evidence)
+    return Outcome(outcome.verdict, f"the target's process ended (status {status}) {when}; "
+                                    f"see its output; {outcome.summary}", evidence)
 
 
 def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:

@@ -573,18 +573,12 @@ async def isolation(ctx: ProbeContext) -> Outcome:
         newcomer=newcomer if isinstance(newcomer, str) else newcomer.summary,
         bystander_frames=[c.evidence(limit=8) for c in bystanders])
     ended = ", ".join(sorted({o["ending"] for o in offenders}))
-    status = ctx.instance.exit_status()
     unconnected = [o for o in offenders if o["ending"] == "not connected"]
-    if unconnected and status is None and not problems:
+    if unconnected and ctx.instance.exit_status() is None and not problems:
         return Outcome(Verdict.ERROR, f"isolation cannot be judged: {len(unconnected)} of "
                                       f"{len(violations)} offenders could not connect "
                                       f"({unconnected[0]['connect_error']})", evidence)
-    if status is not None:
-        # Said first and plainly: the cause may lie elsewhere (GoFr 1.56.6 dies of a race on
-        # connection set-up under load); the target's output, crash head first, is evidence.
-        problems.insert(0, f"the target's process ended (status {status}) during the check; "
-                           "see its output")
-        evidence["exit_status"] = status
+    # A process that ended is said first by the runner (probe.said_the_target_ended).
     if problems:
         return failed(f"after {len(violations)} protocol violations on other connections "
                       f"(offenders: {ended}): " + "; ".join(problems), **evidence)

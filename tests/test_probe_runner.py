@@ -216,3 +216,22 @@ async def test_a_queue_longer_than_the_budget_does_not_run_it_down() -> None:
     result = await queued(context())  # 0.8 s queued alone exceeds the 0.5 s budget
     await holder
     assert result.verdict is Verdict.PASS, result
+
+
+async def test_a_target_gone_before_the_check_is_said_first() -> None:
+    import signal
+
+    from tests.conftest import reference_ctx
+
+    @check("message-types.text")
+    async def text(ctx: ProbeContext):
+        return failed("no echo")
+
+    async with reference_ctx() as ctx:
+        ctx.instance.signal(signal.SIGKILL)
+        await asyncio.to_thread(ctx.instance.process.wait, 10)
+        result = await text(ctx)
+    assert result.verdict is Verdict.FAIL
+    assert result.summary.startswith("the target's process ended (status -9) before the check "
+                                     "began; see its output; no echo"), result.summary
+    assert result.evidence["exit_status"] == -9
