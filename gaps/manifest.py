@@ -52,7 +52,7 @@ TOP_KEYS = {
     "settings", "absent", "declared", "notes", "pinned",
 }
 BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "exclude", "requires"}
-START_KEYS = {"command", "cwd", "env", "requires"}
+START_KEYS = {"command", "cwd", "env", "requires", "cost"}
 STOP_KEYS = {"grace"}
 READY_KEYS = {"timeout"}
 DECLARED_KEYS = {"verdict", "source", "summary"}
@@ -139,6 +139,10 @@ class Manifest:
     start: Command | None = None  # None for an external URL target
     grace: float = 5.0
     ready_timeout: float = 30.0
+    # start.cost: the seconds one start takes until ready on an unloaded machine (a JVM's
+    # seconds, a Python interpreter's fraction), for the bound on instances starting at once
+    # (gaps.plan); None: measured on the run's first instance of the target.
+    start_cost: float | None = None
     endpoints: dict[str, EndpointSpec] = field(default_factory=dict)
     hints: dict[str, float] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
@@ -398,7 +402,10 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
         )
     if "start" not in data:
         raise r.fail("start", "missing (external targets are given as a ws:// URL instead)")
-    manifest.start = Command(**_command(r, data["start"], "start", START_KEYS))
+    start = _command(r, data["start"], "start", START_KEYS)
+    manifest.start = Command(**start)
+    if "cost" in data["start"]:
+        manifest.start_cost = r.number(data["start"]["cost"], "start.cost")
     if "stop" in data:
         stop = r.table(data["stop"], "stop", STOP_KEYS)
         manifest.grace = r.number(stop.get("grace", 5.0), "stop.grace")

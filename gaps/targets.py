@@ -341,6 +341,7 @@ class Instance:
     started_at: float = 0.0
     stopped: bool = False
     queued: float = 0.0  # seconds the harness waited for a slot to start it (gaps.plan)
+    start_seconds: float = 0.0  # from the start command to ready (start_instance)
     # The harness's end of the guard's socket: closing it (or dying) tells the guard to go.
     _link: socket.socket | None = field(default=None, repr=False)
 
@@ -557,6 +558,7 @@ async def start_instance(manifest: Manifest, scale: float,
     listening); without it the placeholder is empty and the target dials nothing.
     """
     instance = Instance(manifest, upstream=upstream)
+    begun = time.monotonic()
     # The start waits for the guard's report (an interpreter start and a fork/exec, about
     # 0.1 s): in a worker thread, so the event loop and the other checks' timing go on.
     starting = asyncio.ensure_future(asyncio.to_thread(instance.start, extra_args))
@@ -574,4 +576,5 @@ async def start_instance(manifest: Manifest, scale: float,
     except BaseException:
         await instance.astop()
         raise
+    instance.start_seconds = time.monotonic() - begun
     return instance
