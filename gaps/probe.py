@@ -488,11 +488,17 @@ def _error_outcome(exc: BaseException) -> Outcome:
 
 
 def _decide(outcomes: list[Outcome], k: int, n: int) -> Verdict | None:
-    """The verdict k tries agree on (non-strict counting as pass), or None while undecided."""
+    """The verdict k tries agree on (non-strict counting as pass), or None while undecided.
+
+    Agreeing passes are ``non-strict`` if any of them was: the weaker verdict, whichever
+    try happened to finish last (tries overlap, so their order is the machine's).
+    """
     passes = [o for o in outcomes if o.verdict.passed]
     fails = [o for o in outcomes if o.verdict is Verdict.FAIL]
     if len(passes) >= k:
-        return passes[-1].verdict
+        if any(o.verdict is Verdict.NON_STRICT for o in passes):
+            return Verdict.NON_STRICT
+        return Verdict.PASS
     if len(fails) >= k:
         return Verdict.FAIL
     if len(outcomes) >= n:

@@ -12,7 +12,7 @@ import pytest
 
 from gaps.manifest import Declared
 from gaps.model import Method, Verdict, load_results
-from gaps.probe import ProbeContext, check, failed, passed
+from gaps.probe import ProbeContext, check, failed, non_strict, passed
 from gaps.targets import Instance
 from tests.conftest import ROOT, reference_ctx, reference_manifest
 
@@ -32,6 +32,8 @@ def scripted(verdicts: list[str], *, timing: bool = True):
         verdict = next(calls)
         if verdict == "raise":
             raise ValueError("bad probe")
+        if verdict == "non-strict":
+            return non_strict("ok, but not the canonical way")
         return passed("ok") if verdict == "pass" else failed("no")
 
     return fake
@@ -43,6 +45,11 @@ def scripted(verdicts: list[str], *, timing: bool = True):
     (["fail", "fail"], Verdict.FAIL, 2),
     (["pass", "fail", "fail"], Verdict.FAIL, 3),
     (["pass", "fail", "raise"], Verdict.ERROR, 3),
+    # Agreeing passes: non-strict if any was, in whatever order the tries came back.
+    (["pass", "non-strict"], Verdict.NON_STRICT, 2),
+    (["non-strict", "pass"], Verdict.NON_STRICT, 2),
+    (["non-strict", "fail", "pass"], Verdict.NON_STRICT, 3),
+    (["pass", "fail", "pass"], Verdict.PASS, 3),
 ])
 async def test_k_of_n(script: list[str], verdict: Verdict, tries: int) -> None:
     result = await scripted(script)(context())
