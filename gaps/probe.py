@@ -391,6 +391,8 @@ def declaration(defn: CheckDef, ctx: ProbeContext) -> dict[str, str] | None:
 
 
 def _harness_side(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):  # one harness-side error makes the whole so
+        return any(_harness_side(e) for e in exc.exceptions)
     return isinstance(exc, MemoryError) or (
         isinstance(exc, OSError) and exc.errno in HARNESS_ERRNOS)
 

@@ -216,3 +216,35 @@ async def test_manifest_resume_is_validated() -> None:
                                                                           "name": "a"}}}}
     with pytest.raises(ManifestError, match="only the upstream endpoint"):
         parse_manifest(echo_resume, None)
+
+
+@pytest.mark.parametrize("second_error, words", [
+    (OSError(24, "Too many open files"), ["harness side", "ValueError: a bug in run 1",
+                                          "OSError: [Errno 24] Too many open files"]),
+    (None, ["target not ready", "run 1 never ready", "run 2 never ready"]),
+])
+async def test_jitter_reports_every_error_of_its_two_runs(
+        monkeypatch: pytest.MonkeyPatch, second_error: Exception | None,
+        words: list[str]) -> None:
+    """Both runs failing: every error is in the summary, not the first alone."""
+    from gaps.targets import TargetFailed
+
+    async def failing(ctx, run, wait, stop, progress) -> None:
+        if not started:
+            started.append(run)
+            run.intervals = [1.0, 1.0]
+            progress(run)  # starts the second run
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                # The second run's error cancelled this one, which fails on its way out.
+                raise (ValueError("a bug in run 1") if second_error
+                       else TargetFailed("run 1 never ready")) from None
+        raise second_error or TargetFailed("run 2 never ready")
+
+    started: list[object] = []
+    monkeypatch.setattr(recovery, "_jitter_run", failing)
+    result = await recovery.jitter(reference())
+    assert result.verdict is Verdict.ERROR
+    for word in words:
+        assert word in result.summary, result.summary
