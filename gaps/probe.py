@@ -189,6 +189,9 @@ class ProbeContext:
         self._budget: asyncio.Timeout | None = None  # the running try's cap
         self.started = 0.0  # loop time the running try began
         self.queued = 0.0  # seconds the running try waited for an instance slot
+        # Instances the running try started itself (with_upstream): a crash of one of them
+        # is said like a crash of ``instance`` (``said_the_target_ended``).
+        self.own_instances: list[Instance] = []
 
     def for_try(self, defn: CheckDef, number: int) -> ProbeContext:
         """A context of its own for one try of ``defn``: clients, budget and randomness are
@@ -200,6 +203,7 @@ class ProbeContext:
         child.http_log = []
         child._budget = None
         child.queued = 0.0
+        child.own_instances = []
         return child
 
     def harness_lag(self) -> float:
@@ -321,6 +325,7 @@ class ProbeContext:
             async with self.off_budget():
                 instance = await stack.enter_async_context(factory(upstream=upstream.url))
             self.queued += instance.queued
+            self.own_instances.append(instance)
             yield upstream, instance
 
     async def close_clients(self) -> None:
@@ -437,8 +442,12 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
         await ctx.close_clients()
     if ctx.http_log and "http" not in outcome.evidence:
         outcome.evidence = {**outcome.evidence, "http": ctx.http_log}
-    decided = said_the_target_ended(the_wire_decides(outcome, violations), ctx.instance,
-                                    alive_before)
+    # The instance whose process ended, if any: the try's own (with_upstream), stopped by
+    # now but remembered as ended by itself, or the one it was given.
+    watched = [*((i, True) for i in ctx.own_instances), (ctx.instance, alive_before)]
+    gone, before = next(((i, b) for i, b in watched if i.exit_status() is not None),
+                        watched[-1])
+    decided = said_the_target_ended(the_wire_decides(outcome, violations), gone, before)
     decided.seconds = loop.time() - started
     decided.queued = ctx.queued
     return decided

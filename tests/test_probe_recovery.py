@@ -248,3 +248,30 @@ async def test_jitter_reports_every_error_of_its_two_runs(
     assert result.verdict is Verdict.ERROR
     for word in words:
         assert word in result.summary, result.summary
+
+
+async def test_a_target_that_dies_during_a_recovery_check_is_said_first() -> None:
+    """The check's own instance (with_upstream's), not the gap's, is the one that died: its
+    end is said first, not read as a client that never dialled."""
+    import signal
+
+    manifest = quick_hints()
+
+    @contextlib.asynccontextmanager
+    async def dying(*, upstream: str | None = None) -> AsyncIterator[Instance]:
+        # A refusing upstream is never dialled by a reference started without one; the
+        # instance then dies, as a target crashing during the check would.
+        instance = await start_instance(manifest, 1.0, upstream=None)
+        instance.signal(signal.SIGKILL)
+        await asyncio.to_thread(instance.process.wait, 10)
+        try:
+            yield instance
+        finally:
+            await instance.astop()
+
+    ctx = ProbeContext(manifest, Instance(manifest), seed=1, new_instance=dying)
+    result = await recovery.retries_first_dial(ctx)
+    assert result.verdict is Verdict.FAIL
+    assert result.summary.startswith("the target's process ended (status -9) during the "
+                                     "check; see its output; "), result.summary
+    assert result.evidence["exit_status"] == -9
