@@ -31,7 +31,7 @@ from gaps.model import CheckResult, Method, Verdict
 from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
 from gaps.upstream import Upstream
-from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
+from gaps.wire.client import Attempt, Violation, WireClient, attempt, harness_side
 from gaps.wire.http import DEFAULT_MAX_BODY, HttpAnswer, http_get
 
 RETRY_K, RETRY_N = 2, 3
@@ -396,10 +396,7 @@ def declaration(defn: CheckDef, ctx: ProbeContext) -> dict[str, str] | None:
 
 
 def _harness_side(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):  # one harness-side error makes the whole so
-        return any(_harness_side(e) for e in exc.exceptions)
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, OSError) and exc.errno in HARNESS_ERRNOS)
+    return harness_side(exc)
 
 
 async def _one_try(defn: CheckDef, parent: ProbeContext, number: int) -> Outcome:
@@ -411,6 +408,10 @@ async def _one_try(defn: CheckDef, parent: ProbeContext, number: int) -> Outcome
                 return await _try_on(defn, ctx)
         except TargetFailed as exc:
             return Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500])
+        except Exception as exc:
+            if not _harness_side(exc):
+                raise
+            return _error_outcome(exc)  # starting it ran the harness out of something
     return await _try_on(defn, ctx)
 
 

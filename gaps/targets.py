@@ -35,7 +35,7 @@ from gaps.manifest import (
 )
 from gaps.output import OutputTail
 from gaps.resources import cache_root, shipped_dir
-from gaps.wire.client import handshake_ok
+from gaps.wire.client import handshake_ok, harness_side
 
 # The built-in targets: the checkout's targets/ folder, or the wheel's copy of it.
 BUILTIN_DIR = shipped_dir("targets", "reference/target.toml") or Path(
@@ -455,7 +455,9 @@ class Instance:
         """Wait until ``handshake(echo_url, timeout)`` succeeds; returns seconds taken.
 
         TargetFailed if the process exits first or the timeout passes.  The handshake is
-        passed in so the lifecycle does not depend on the wire toolkit.
+        passed in so the lifecycle does not depend on the wire toolkit.  A harness-side
+        error of an attempt (out of descriptors or memory here) is raised as it is: it says
+        nothing about the target's readiness.
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -474,6 +476,8 @@ class Instance:
             try:
                 await handshake(self.url("echo"), min(2.0, remaining))
             except Exception as exc:
+                if harness_side(exc):
+                    raise
                 last_error = f"{type(exc).__name__}: {exc}"[:300]
                 await asyncio.sleep(min(0.1, max(remaining, 0)))
                 continue
