@@ -23,16 +23,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
 from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
-from gaps.upstream import Upstream
 from gaps.wire.client import Attempt, Violation, WireClient, attempt, harness_side
 from gaps.wire.http import DEFAULT_MAX_BODY, HttpAnswer, http_get
+
+if TYPE_CHECKING:
+    # Imported where it is used at run time: gaps.upstream waits with gaps.toolkit, and the
+    # toolkit imports this module.
+    from gaps.upstream import Upstream
 
 RETRY_K, RETRY_N = 2, 3
 BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
@@ -319,6 +323,8 @@ class ProbeContext:
         the target to be ready, as for ``fresh_instance`` tries.  TargetFailed if the target
         never gets ready.
         """
+        from gaps.upstream import Upstream
+
         async with Upstream(scale=self.time_scale, **options) as upstream, \
                 contextlib.AsyncExitStack() as stack:
             factory = self.new_instance or functools.partial(_alone, self)
