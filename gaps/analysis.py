@@ -238,9 +238,11 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _NUMBERED = re.compile(r"^(?:gap\s*)?#?(\d{1,3})\s*[.):]\s*(\S.*)$", re.IGNORECASE)
 _PRIORITY_HEADING = re.compile(r"\b(high|medium|low)[ -]priority\b", re.IGNORECASE)
+# "**Status**: x", "**Status:** x", "Status: x", "- __Status__: x": the colon inside or
+# after the emphasis, whichever it is.
 _LABEL = re.compile(
-    r"^ {0,3}(?:[-*+][ \t]+)?([*_]{0,2})[ \t]*([A-Za-z][A-Za-z ]*?)[ \t]*(:?)[ \t]*\1"
-    r"[ \t]*(:?)[ \t]*(.*)$")
+    r"^ {0,3}(?:[-*+][ \t]+)?(?P<em>[*_]{0,2})[ \t]*(?P<label>[A-Za-z][A-Za-z ]*?)[ \t]*"
+    r"(?::[ \t]*(?P=em)|(?P=em)[ \t]*:)[ \t]*(?P<value>.*)$")
 _ITEM = re.compile(r"^([ \t]*)(?:[-*+]|\d{1,3}[.)])[ \t]+(.*)$")
 LABELS = ("status", "priority", "current state")
 
@@ -248,10 +250,10 @@ LABELS = ("status", "priority", "current state")
 def _label(line: str) -> tuple[str, str] | None:
     """``("status", value)`` for a labelled line such as ``**Status**: ❌ Missing``."""
     m = _LABEL.match(line)
-    if not m or not (m.group(3) or m.group(4)):
+    if not m:
         return None
-    name = " ".join(m.group(2).lower().split())
-    return (name, m.group(5).strip()) if name in LABELS else None
+    name = " ".join(m.group("label").lower().split())
+    return (name, m.group("value").strip()) if name in LABELS else None
 
 
 def _visible_lines(text: str) -> list[tuple[int, str]]:

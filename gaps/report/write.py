@@ -15,7 +15,6 @@ from pathlib import Path
 
 from gaps.catalog import BY_SLUG, CHECKS
 from gaps.model import ResultsError, RunResult, load_results
-from gaps.report.audit import audit_link
 from gaps.report.render import (
     render_html,
     render_index_html,
@@ -127,7 +126,10 @@ def write_reports(result_files: Sequence[Path], out_dir: Path | None = None) -> 
     placed = sorted(_place(runs, out), key=lambda p: (str(p.root), p.folder.name))
     rendered: list[tuple[Path, str]] = []
     # An audit made in a target's folder (wsgaps audit) is linked from its report and listed
-    # in the index; it says so when it was made against other results than these.
+    # in the index; it says so when it was made against other results than these.  (Imported
+    # here: the audit module reads analyses, whose parser uses this package's escaping.)
+    from gaps.report.audit import audit_link
+
     sources = {id(run): path for path, run in runs}
     audits = {spot.folder: audit_link(spot.folder, sources[id(spot.run)]) for spot in placed}
     for spot in placed:
