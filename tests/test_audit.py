@@ -521,10 +521,26 @@ def test_audit_page_in_a_browser(browser, tmp_path: Path) -> None:  # noqa: F811
 
 # --- the original analysis against a recorded GoFr run ----------------------------------
 
-# GoFr verdicts that were the same in five runs of `wsgaps run --target gofr` (the fixture is
-# one of them); gaps whose verdict moved between runs are not asserted.
+# tests/data/audit/gofr-results.json is the fifth of five runs of `wsgaps run --target gofr`
+# (2026-12-05, gofr.dev v1.56.6), its target logs left out (the audit does not read them).
+# Every check's verdict was the same in all five.  Asserted: the gaps whose status cannot
+# move on GoFr.  Not asserted: error-handling and concurrency, whose error-handling.isolation
+# and concurrency.parallel-echo targets/gofr/expected.toml records as also failing when GoFr
+# crashes under load (its `also`), which would make them missing and partial.  The seven
+# gaps not probed when it was recorded read "not measured"; the fixture keeps them so.
 STABLE_GOFR = {
-    # filled in from the five recorded runs
+    "heartbeat": ("missing", "missing", "confirmed"),
+    "broadcast": ("missing", "missing", "confirmed"),
+    "message-types": ("partial", "partial", "confirmed"),
+    "subprotocols": ("missing", "pass", "contradicted"),
+    "recovery": ("partial", "partial", "confirmed"),
+    "connection-state": ("partial", "unknown", "not measured"),
+    "compression": ("missing", "unknown", "not measured"),
+    "middleware": ("missing", "unknown", "not measured"),
+    "limits": ("missing", "unknown", "not measured"),
+    "testing-utilities": ("partial", "unknown", "not measured"),
+    "metrics": ("missing", "unknown", "not measured"),
+    "documentation": ("partial", "unknown", "not measured"),
 }
 
 
