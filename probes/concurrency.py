@@ -49,7 +49,7 @@ Checks and verdicts:
 - ``documented`` [capability, declared]: whether the stack documents its concurrency rules
   (one reader and one writer per connection, thread safety of send), from the manifest's
   ``declared."concurrency.documented"`` fact with its source; nothing declared is ``skip``.
-  There is no wire observation (``@check(declared_only=True)``).
+  There is no wire observation (``declared(...)``, no function).
 
 Waits (scaled by ``--gaps-time-scale``; no hint shortens them, and each ends as soon as what
 it waits for has arrived):
@@ -70,7 +70,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.probe import Outcome, ProbeContext, check, declared, failed, passed, skipped
 from gaps.toolkit import (
     NAMED,
     ROUND_INTERVAL,
@@ -456,8 +456,6 @@ async def _fan_in(ctx: ProbeContext, audience: Audience, endpoint: str) -> Outco
 
 # -- concurrency.documented ----------------------------------------------------------------
 
-@check("concurrency.documented", declared_only=True)
-async def documented(ctx: ProbeContext) -> Outcome:
-    """Never runs: a ``declared_only`` check is decided by the manifest's
-    ``declared."concurrency.documented"`` fact (verdict, source, summary), or skipped."""
-    raise AssertionError("concurrency.documented is declared only")
+# Decided by the manifest's ``declared."concurrency.documented"`` fact (verdict, source,
+# summary), or skipped: there is nothing on the wire to observe.
+documented = declared("concurrency.documented")

@@ -54,7 +54,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from gaps.manifest import Resume
 from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.probe import UPSTREAM, Outcome, ProbeContext, check, failed, passed, skipped
 from gaps.targets import TargetFailed
 from gaps.upstream import CLOSE_WAIT, Attempt, Feed, Link, Upstream
 
@@ -150,7 +150,7 @@ def _seconds(values: list[float]) -> str:
 
 # -- retries-first-dial ------------------------------------------------------------------------
 
-@check("recovery.retries-first-dial", needs=("upstream",), absent="recovery", upstream=True,
+@check("recovery.retries-first-dial", needs=("upstream",), absent="recovery", placement=UPSTREAM,
        budget=READY_DIAL_WAIT + FIRST_DIAL_WAIT + 60)
 async def retries_first_dial(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(FIRST_DIAL_WAIT, _hinted(ctx, K_REFUSED))
@@ -187,7 +187,7 @@ async def retries_first_dial(ctx: ProbeContext) -> Outcome:
 DROPS = (("tcp", "a TCP close without a Close frame"), ("close-1001", "a Close 1001"))
 
 
-@check("recovery.redials-after-drop", needs=("upstream",), absent="recovery", upstream=True,
+@check("recovery.redials-after-drop", needs=("upstream",), absent="recovery", placement=UPSTREAM,
        budget=READY_DIAL_WAIT + 2 * (REDIAL_WAIT + CLOSE_WAIT + SETTLE) + 60)
 async def redials_after_drop(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(REDIAL_WAIT, _redial_hint(ctx))
@@ -294,7 +294,7 @@ async def _watch_refused(up: Upstream, deadline: float, silence: float,
     return await up.wait_for(lambda: len(up.attempts) > seen or done(), deadline, silence)
 
 
-@check("recovery.backoff", needs=("upstream",), absent="recovery", upstream=True, timing=True,
+@check("recovery.backoff", needs=("upstream",), absent="recovery", placement=UPSTREAM, timing=True,
        budget=READY_DIAL_WAIT + BACKOFF_WAIT + 60)
 async def backoff(ctx: ProbeContext) -> Outcome:
     wait = _backoff_wait(ctx)
@@ -408,7 +408,7 @@ def _every_error(group: ExceptionGroup[Exception]) -> Exception:
     return ExceptionGroup(f"{len(errors)} errors in the jitter runs: {said}", errors)
 
 
-@check("recovery.jitter", needs=("upstream",), absent="recovery", upstream=True,
+@check("recovery.jitter", needs=("upstream",), absent="recovery", placement=UPSTREAM,
        budget=2 * READY_DIAL_WAIT + SILENCE + BACKOFF_WAIT + 60)
 async def jitter(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(BACKOFF_WAIT, _hinted(ctx, JITTER_INTERVALS))
@@ -483,7 +483,7 @@ async def presented(link: Link, how: Resume, wait: float) -> str | None:
 
 
 @check("recovery.resume", needs=("upstream", "upstream.resume"), absent="resume",
-       upstream=True, budget=READY_DIAL_WAIT + REDIAL_WAIT + RESUME_MESSAGE_WAIT + 60)
+       placement=UPSTREAM, budget=READY_DIAL_WAIT + REDIAL_WAIT + RESUME_MESSAGE_WAIT + 60)
 async def resume(ctx: ProbeContext) -> Outcome:
     how = ctx.manifest.endpoints["upstream"].resume
     assert how is not None  # needs upstream.resume

@@ -16,7 +16,7 @@ import pytest
 
 from gaps.manifest import Declared, Manifest, url_manifest
 from gaps.model import Method, Verdict
-from gaps.probe import ProbeContext
+from gaps.probe import DECLARED, ProbeContext
 from gaps.targets import Instance
 from gaps.wire.client import Message
 from gaps.wire.frames import Opcode
@@ -218,4 +218,5 @@ async def test_documented_is_decided_by_the_manifest() -> None:
     assert documented.source == "docs/x.md#concurrency"
     assert (undocumented.verdict, undocumented.method) == (Verdict.FAIL, Method.DECLARED)
     assert silent.verdict is Verdict.SKIP and "the manifest declares nothing" in silent.summary
-    assert concurrency.documented.declared_only and concurrency.documented.needs == ()
+    assert concurrency.documented.placement is DECLARED and concurrency.documented.fn is None
+    assert concurrency.documented.needs == ()
