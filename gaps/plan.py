@@ -54,6 +54,7 @@ class TargetRun:
     # first instance of the run), for the bound on instances starting at once.
     start_cost: float | None = None
     measuring: asyncio.Lock = field(default_factory=asyncio.Lock)
+    write_error: str | None = None  # why the last write of results.json failed
 
     def __post_init__(self) -> None:
         if self.start_cost is None:
@@ -63,8 +64,17 @@ class TargetRun:
     def skipped(self) -> str | None:
         return self.run.target.skipped
 
-    def write(self) -> None:
-        self.run.write(self.path)
+    def write(self) -> bool:
+        """Write ``results.json`` whole (atomically); False when it could not be written,
+        with the path and the reason kept in ``write_error`` until a later write succeeds
+        (only the last write matters: each one holds everything so far)."""
+        try:
+            self.run.write(self.path)
+        except OSError as exc:
+            self.write_error = f"cannot write {self.path}: {exc.strerror or exc}"
+            return False
+        self.write_error = None
+        return True
 
 
 # Instances starting at once (an interpreter start and a ready handshake each): about one
@@ -130,7 +140,16 @@ class GapDone:
     gap: GapResult
 
 
-Event = TargetPrepared | GapStarted | CheckDone | GapDone
+@dataclass(frozen=True)
+class ResultsUnwritten:
+    """End of run: a target's ``results.json`` could not be written (``reason`` names the
+    path); what the file holds, if anything, is not this run's."""
+
+    target: str
+    reason: str
+
+
+Event = TargetPrepared | GapStarted | CheckDone | GapDone | ResultsUnwritten
 Observer = Callable[[Event], None]
 
 # Selection: target label -> gap slug -> the checks to run there, in catalog order.
@@ -407,8 +426,7 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         gap.finished = time.time()
         order = [d.id for d in checks]
         gap.checks.sort(key=lambda c: order.index(c.id) if c.id in order else len(order))
-        with contextlib.suppress(OSError):
-            target.write()
+        target.write()  # a failure is kept in write_error; the run's end reports it
     observe(GapDone(target.label, gap))
     return gap
 
@@ -437,8 +455,7 @@ async def run_plan(config: RunConfig, selection: Selection,
         raise
     await versions
     for label in labels:
-        with contextlib.suppress(OSError):
-            config.targets[label].write()
+        config.targets[label].write()
 
 
 def event_json(event: Event) -> dict[str, object]:
@@ -453,6 +470,8 @@ def event_json(event: Event) -> dict[str, object]:
         return {"event": "check-done", "target": event.target, "gap": event.gap,
                 "check": event.result.id, "verdict": str(event.result.verdict),
                 "summary": event.result.summary[:500]}
+    if isinstance(event, ResultsUnwritten):
+        return {"event": "results-unwritten", "target": event.target, "reason": event.reason}
     gap = event.gap
     seconds = (gap.finished or 0) - (gap.started or 0)
     return {"event": "gap-done", "target": event.target, "gap": gap.slug,
