@@ -36,7 +36,8 @@ from gaps.targets import (
     start_instance,
     target_version,
 )
-from gaps.wire.client import harness_side
+from gaps.wire.client import WireClient, harness_side
+from gaps.wire.errors import Unreachable
 
 
 @dataclass
@@ -55,6 +56,9 @@ class TargetRun:
     start_cost: float | None = None
     measuring: asyncio.Lock = field(default_factory=asyncio.Lock)
     write_error: str | None = None  # why the last write of results.json failed
+    # A URL target nobody listens on (no connection at all before any check): every check
+    # is this error, said once, instead of each check reading its own refusal.
+    unreachable: str | None = None
 
     def __post_init__(self) -> None:
         if self.start_cost is None:
@@ -402,6 +406,16 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
                 await record(CheckResult(d.id, Verdict.ERROR, f"harness side: "
                                          f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED))
 
+    if target.unreachable is not None:
+        for defn in checks:
+            await record(CheckResult(defn.id, Verdict.ERROR,
+                                     f"target unreachable: {target.unreachable}"[:500],
+                                     Method.OBSERVED))
+        gap.finished = time.time()
+        target.write()
+        observe(GapDone(target.label, gap))
+        return gap
+
     async def fresh_each_try(defn: CheckDef) -> None:
         # No instance here: each try starts its own through ctx.new_instance (upstream
         # checks through ctx.with_upstream, their upstream server first).
@@ -441,6 +455,7 @@ async def run_plan(config: RunConfig, selection: Selection,
     """
     labels = list(selection)
     await prepare_all(config, labels, observe)
+    await asyncio.gather(*(reach(config.targets[label], config) for label in labels))
     bounds = Bounds.of(config)
     work = [(label, slug, checks) for label, gaps in selection.items()
             if not config.targets[label].skipped for slug, checks in gaps.items()]
@@ -456,6 +471,28 @@ async def run_plan(config: RunConfig, selection: Selection,
     await versions
     for label in labels:
         config.targets[label].write()
+
+
+REACH_WAIT = 10.0  # seconds for the one handshake that tells a URL target is there at all
+
+
+async def reach(target: TargetRun, config: RunConfig) -> None:
+    """A URL target that refuses every connection is said once, before any check: one
+    handshake on its echo URL that cannot even connect (``Unreachable``: refused, no route,
+    no such host) sets ``target.unreachable``.  Anything else (an answer that is not 101,
+    a timeout) is evidence the checks judge; a managed target has its ready wait instead."""
+    if target.manifest.managed or target.skipped or target.manifest.url is None:
+        return
+    try:
+        client = await WireClient.connect(target.manifest.url,
+                                          timeout=REACH_WAIT * config.time_scale,
+                                          ssl_context=config.ssl_context)
+    except Unreachable as exc:
+        target.unreachable = str(exc)
+    except Exception:
+        return  # the checks meet it again and judge it, with evidence
+    else:
+        await client.aclose()
 
 
 def event_json(event: Event) -> dict[str, object]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from gaps.model import SCHEMA_PATH, load_results
+from gaps.model import SCHEMA_PATH, Verdict, load_results
 from tests.conftest import ROOT
 
 NEVER_READY = """
@@ -167,6 +167,30 @@ def test_results_that_cannot_be_written_fail_the_run_with_path_and_reason(
     assert tested.returncode == 3, tested.stdout[-2000:] + tested.stderr[-2000:]
     assert (f"wsgaps: results not written: cannot write {blocked}: Is a directory"
             in " ".join(tested.stdout.split()))
+
+
+def test_a_url_nobody_listens_on_is_error_for_every_check_said_once_at_the_top(
+        tmp_path: Path) -> None:
+    """Not "parallel-echo fail" and "concurrency missing" beside the other gaps' errors:
+    nothing could be observed, so nothing is judged."""
+    from gaps.targets import free_port
+
+    url = f"ws://127.0.0.1:{free_port()}/echo"  # free: nobody listens there
+    done = wsgaps("run", "--target", url, "--out", str(tmp_path))
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]
+    name = f"127.0.0.1-{url.split(':')[2].split('/')[0]}"
+    run = load_results(tmp_path / name / "results.json")
+    checks = [c for gap in run.gaps.values() for c in gap.checks]
+    assert checks and all(c.verdict is Verdict.ERROR for c in checks), \
+        [(c.id, c.verdict, c.summary) for c in checks if c.verdict is not Verdict.ERROR]
+    (reason,) = {c.summary for c in checks}  # one reason for all
+    assert reason.startswith(f"target unreachable: cannot connect to 127.0.0.1:"
+                             f"{url.split(':')[2].split('/')[0]}: ConnectionRefusedError")
+    assert all(g.status == "unknown" for g in run.gaps.values() if g.checks)
+    said = " ".join(done.stdout.split())
+    top = said.index(f"{name}: no check could run: target unreachable: cannot connect")
+    assert top < said.index("Ping/Pong Heartbeat")  # above the table
+    assert said.count("target unreachable") == 1, done.stdout
 
 
 def test_remote_and_tls_targets_need_an_opt_in(tmp_path: Path) -> None:
