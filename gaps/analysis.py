@@ -236,7 +236,11 @@ class Analysis:
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_NUMBERED = re.compile(r"^(?:gap\s*)?#?(\d{1,3})\s*[.):]\s*(\S.*)$", re.IGNORECASE)
+# "1. Title", "1) Title", "Gap 1: Title", "#1: Title"; "2.3 Title" (a chapter's numbering)
+# reads as number 3.
+_NUMBERED = re.compile(
+    r"^(?:gap\s*)?#?(?:(?:\d{1,3}\.)+(?P<sub>\d{1,3})\.?\s+|(?P<n>\d{1,3})\s*[.):]\s*)"
+    r"(?P<title>\S.*)$", re.IGNORECASE)
 _PRIORITY_HEADING = re.compile(r"\b(high|medium|low)[ -]priority\b", re.IGNORECASE)
 # "**Status**: x", "**Status:** x", "Status: x", "- __Status__: x": the colon inside or
 # after the emphasis, whichever it is.
@@ -311,7 +315,11 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
                 in_state = True  # "#### Current State" inside a gap
                 continue
             in_state = False
-            if current is not None and depth <= level:
+            # A heading at the gap's level or above ends it; so does a numbered heading
+            # under a numbered heading that named no gap ("## 2. Findings" then "### 2.1
+            # Heartbeat": the outer one was a chapter).
+            if current is not None and (depth <= level or (found and current.gap is None
+                                                           and current.claim is None)):
                 current = None
             summary_priority = None
             if found and current is None:
@@ -319,8 +327,9 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
                 if numbered > HEADINGS_MAX:
                     raise AnalysisError(f"more than {HEADINGS_MAX} numbered headings; "
                                         "not a gap analysis")
-                words = found.group(2)
-                current = Section(number, int(found.group(1)), _text(words), map_title(words))
+                words = found.group("title")
+                current = Section(number, int(found.group("sub") or found.group("n")),
+                                  _text(words), map_title(words))
                 level = depth
                 sections.append(current)
             elif not found:

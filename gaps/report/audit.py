@@ -577,13 +577,12 @@ def run_audit(args: argparse.Namespace, prog: str = "wsgaps audit") -> int:
     results_dir = Path(args.results).absolute().parent
     out_dir = Path(args.out).absolute() if args.out is not None else results_dir
     beside = out_dir.resolve() == results_dir.resolve()
+    # Links into the target's gap report only where one was rendered beside the results;
+    # the audit never renders a report set where there was none.
     has_report = any((results_dir / name).is_file() for name in (REPORT_MD, REPORT_HTML))
-    if beside:
-        report_dir: str | None = ""  # the reports are re-rendered below, with the link
-    elif has_report:
-        report_dir = Path(os.path.relpath(results_dir, out_dir)).as_posix()
-    else:
-        report_dir = None
+    report_dir: str | None = None
+    if has_report:
+        report_dir = "" if beside else Path(os.path.relpath(results_dir, out_dir)).as_posix()
     audit = build_audit(analysis, run, results_name=Path(args.results).name,
                         results_sha256=digest, report_dir=report_dir)
     try:
@@ -596,7 +595,7 @@ def run_audit(args: argparse.Namespace, prog: str = "wsgaps audit") -> int:
         print(line)
     for path in written:
         print(shown(path))
-    if beside:
+    if beside and has_report:
         # The target's gap report links the audit and the index lists it: render the report
         # set the results belong to again, as `python -m gaps.report` renders a reports
         # folder (every */results.json beside this one).  Rendering is deterministic, so
