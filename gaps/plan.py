@@ -36,6 +36,7 @@ from gaps.targets import (
     start_instance,
     target_version,
 )
+from gaps.wire.client import harness_side
 
 
 @dataclass
@@ -374,6 +375,13 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         except TargetFailed as exc:
             for result in failed_start(defns, exc):
                 await record(result)
+        except Exception as exc:
+            if not harness_side(exc):
+                raise
+            # Out of descriptors or memory while starting it: the harness's error, said so.
+            for d in defns:
+                await record(CheckResult(d.id, Verdict.ERROR, f"harness side: "
+                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED))
 
     async def fresh_each_try(defn: CheckDef) -> None:
         # No instance here: each try starts its own through ctx.new_instance (upstream

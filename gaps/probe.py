@@ -31,7 +31,7 @@ from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
 from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
-from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
+from gaps.wire.client import Attempt, Violation, WireClient, attempt, harness_side
 from gaps.wire.http import DEFAULT_MAX_BODY, HttpAnswer, http_get
 
 if TYPE_CHECKING:
@@ -224,6 +224,9 @@ class ProbeContext:
         self._budget: asyncio.Timeout | None = None  # the running try's cap
         self.started = 0.0  # loop time the running try began
         self.queued = 0.0  # seconds the running try waited for an instance slot
+        # Instances the running try started itself (with_upstream): a crash of one of them
+        # is said like a crash of ``instance`` (``said_the_target_ended``).
+        self.own_instances: list[Instance] = []
 
     def for_try(self, defn: CheckDef, number: int) -> ProbeContext:
         """A context of its own for one try of ``defn``: clients, budget and randomness are
@@ -235,6 +238,7 @@ class ProbeContext:
         child.http_log = []
         child._budget = None
         child.queued = 0.0
+        child.own_instances = []
         return child
 
     def harness_lag(self) -> float:
@@ -358,6 +362,7 @@ class ProbeContext:
             async with self.off_budget():
                 instance = await stack.enter_async_context(factory(upstream=upstream.url))
             self.queued += instance.queued
+            self.own_instances.append(instance)
             yield upstream, instance
 
     async def close_clients(self) -> None:
@@ -428,8 +433,7 @@ def declaration(defn: CheckDef, ctx: ProbeContext) -> dict[str, str] | None:
 
 
 def _harness_side(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, OSError) and exc.errno in HARNESS_ERRNOS)
+    return harness_side(exc)
 
 
 async def _one_try(defn: CheckDef, parent: ProbeContext, number: int) -> Outcome:
@@ -441,6 +445,10 @@ async def _one_try(defn: CheckDef, parent: ProbeContext, number: int) -> Outcome
                 return await _try_on(defn, ctx)
         except TargetFailed as exc:
             return Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500])
+        except Exception as exc:
+            if not _harness_side(exc):
+                raise
+            return _error_outcome(exc)  # starting it ran the harness out of something
     return await _try_on(defn, ctx)
 
 
@@ -473,8 +481,12 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
         await ctx.close_clients()
     if ctx.http_log and "http" not in outcome.evidence:
         outcome.evidence = {**outcome.evidence, "http": ctx.http_log}
-    decided = said_the_target_ended(the_wire_decides(outcome, violations), ctx.instance,
-                                    alive_before)
+    # The instance whose process ended, if any: the try's own (with_upstream), stopped by
+    # now but remembered as ended by itself, or the one it was given.
+    watched = [*((i, True) for i in ctx.own_instances), (ctx.instance, alive_before)]
+    gone, before = next(((i, b) for i, b in watched if i.exit_status() is not None),
+                        watched[-1])
+    decided = said_the_target_ended(the_wire_decides(outcome, violations), gone, before)
     decided.seconds = loop.time() - started
     decided.queued = ctx.queued
     return decided
@@ -526,11 +538,17 @@ def _error_outcome(exc: BaseException) -> Outcome:
 
 
 def _decide(outcomes: list[Outcome], k: int, n: int) -> Verdict | None:
-    """The verdict k tries agree on (non-strict counting as pass), or None while undecided."""
+    """The verdict k tries agree on (non-strict counting as pass), or None while undecided.
+
+    Agreeing passes are ``non-strict`` if any of them was: the weaker verdict, whichever
+    try happened to finish last (tries overlap, so their order is the machine's).
+    """
     passes = [o for o in outcomes if o.verdict.passed]
     fails = [o for o in outcomes if o.verdict is Verdict.FAIL]
     if len(passes) >= k:
-        return passes[-1].verdict
+        if any(o.verdict is Verdict.NON_STRICT for o in passes):
+            return Verdict.NON_STRICT
+        return Verdict.PASS
     if len(fails) >= k:
         return Verdict.FAIL
     if len(outcomes) >= n:

@@ -300,3 +300,27 @@ async def test_the_start_bound_weighs_each_target_by_its_start_cost(
     assert target.start_cost == 4.0
     assert max(await starts(target, 4)) == 1
     assert target.start_cost == 4.0
+
+
+async def test_running_out_of_files_while_starting_is_a_harness_error_not_not_ready(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import gaps.targets
+
+    async def no_files(url: str, timeout: float) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(gaps.targets, "handshake_ok", no_files)
+    seen: list[tuple[str, int, float, float]] = []
+    selection = {"reference": {
+        "heartbeat": [holding("heartbeat.server-pings", seen)],
+        "message-types": [holding("message-types.text", seen, placement=FRESH)]}}
+    cfg = config(tmp_path, jobs=4)
+    await run_plan(cfg, selection)
+    results = [c for gap in cfg.targets["reference"].run.gaps.values() for c in gap.checks]
+    assert len(results) == 2 and not seen
+    for result in results:
+        assert result.verdict is Verdict.ERROR, result
+        assert result.summary.startswith("harness side: OSError: [Errno 24] Too many open "
+                                         "files"), result.summary

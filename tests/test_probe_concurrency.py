@@ -79,6 +79,19 @@ async def test_parallel_echo_keeps_under_a_declared_connection_cap(full: ProbeCo
     assert "declares max_connections = 20: 20 clients" in result.summary
 
 
+@pytest.mark.parametrize("cap, verdict, clients", [
+    (1.0, Verdict.SKIP, None), (9.0, Verdict.SKIP, None), (10.0, Verdict.PASS, 10)])
+async def test_a_connection_cap_never_lowers_parallel_echo_below_ten_clients(
+        full: ProbeContext, cap: float, verdict: Verdict, clients: int | None) -> None:
+    capped = dataclasses.replace(reference_manifest(), hints={"max_connections": cap})
+    result = await concurrency.parallel_echo(ProbeContext(capped, full.instance, seed=5))
+    assert result.verdict is verdict, result
+    if clients is None:
+        assert f"declares max_connections = {cap:g}, below the 10 clients" in result.summary
+    else:
+        assert result.evidence["clients"] == clients
+
+
 async def test_parallel_echo_out_of_files_is_a_harness_error(
         monkeypatch: pytest.MonkeyPatch) -> None:
     def no_room(needed: int) -> int:

@@ -19,6 +19,7 @@ from gaps.probe import (
     check,
     declared,
     failed,
+    non_strict,
     passed,
 )
 from gaps.targets import Instance
@@ -40,6 +41,8 @@ def scripted(verdicts: list[str], *, timing: bool = True):
         verdict = next(calls)
         if verdict == "raise":
             raise ValueError("bad probe")
+        if verdict == "non-strict":
+            return non_strict("ok, but not the canonical way")
         return passed("ok") if verdict == "pass" else failed("no")
 
     return fake
@@ -51,6 +54,11 @@ def scripted(verdicts: list[str], *, timing: bool = True):
     (["fail", "fail"], Verdict.FAIL, 2),
     (["pass", "fail", "fail"], Verdict.FAIL, 3),
     (["pass", "fail", "raise"], Verdict.ERROR, 3),
+    # Agreeing passes: non-strict if any was, in whatever order the tries came back.
+    (["pass", "non-strict"], Verdict.NON_STRICT, 2),
+    (["non-strict", "pass"], Verdict.NON_STRICT, 2),
+    (["non-strict", "fail", "pass"], Verdict.NON_STRICT, 3),
+    (["pass", "fail", "pass"], Verdict.PASS, 3),
 ])
 async def test_k_of_n(script: list[str], verdict: Verdict, tries: int) -> None:
     result = await scripted(script)(context())
