@@ -30,6 +30,7 @@ TEXT_LIMIT = 200  # a heading, a status or priority value as written
 BULLET_LIMIT = 500  # one "current state" bullet
 BULLETS_MAX = 30  # bullets kept per gap
 HEADINGS_MAX = 200  # numbered headings read; more is not a gap analysis
+SUMMARY_MAX = 200  # summary list items kept
 
 
 class AnalysisError(Exception):
@@ -341,7 +342,7 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
             in_state = _read_gap_line(current, line, in_state)
         elif summary_priority is not None:
             item = _ITEM.match(line)
-            if item and not item.group(1):
+            if item and not item.group(1) and len(summary) < SUMMARY_MAX:
                 words = item.group(2)
                 summary.append(SummaryItem(number, _text(words), summary_priority,
                                            map_title(_strip_emphasis(words).strip())))
