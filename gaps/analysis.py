@@ -30,6 +30,7 @@ TEXT_LIMIT = 200  # a heading, a status or priority value as written
 BULLET_LIMIT = 500  # one "current state" bullet
 BULLETS_MAX = 30  # bullets kept per gap
 HEADINGS_MAX = 200  # numbered headings read; more is not a gap analysis
+SUMMARY_MAX = 200  # summary list items kept
 
 
 class AnalysisError(Exception):
@@ -200,6 +201,7 @@ class Section:
     current_state: list[str] = field(default_factory=list)
     more_bullets: int = 0  # bullets beyond BULLETS_MAX, not kept
     problems: list[str] = field(default_factory=list)
+    chapter: bool = False  # a numbered heading with numbered gap headings under it
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,11 @@ class Analysis:
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_NUMBERED = re.compile(r"^(?:gap\s*)?#?(\d{1,3})\s*[.):]\s*(\S.*)$", re.IGNORECASE)
+# "1. Title", "1) Title", "Gap 1: Title", "#1: Title"; "2.3 Title" (a chapter's numbering)
+# reads as number 3.
+_NUMBERED = re.compile(
+    r"^(?:gap\s*)?#?(?:(?:\d{1,3}\.)+(?P<sub>\d{1,3})\.?\s+|(?P<n>\d{1,3})\s*[.):]\s*)"
+    r"(?P<title>\S.*)$", re.IGNORECASE)
 _PRIORITY_HEADING = re.compile(r"\b(high|medium|low)[ -]priority\b", re.IGNORECASE)
 # "**Status**: x", "**Status:** x", "Status: x", "- __Status__: x": the colon inside or
 # after the emphasis, whichever it is.
@@ -311,6 +317,13 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
                 in_state = True  # "#### Current State" inside a gap
                 continue
             in_state = False
+            # A heading at the gap's level or above ends it; so does a numbered heading
+            # under a numbered heading that named no gap ("## 2. Findings" then "### 2.1
+            # Heartbeat": the outer one was a chapter).
+            if current is not None and depth > level and found and current.gap is None \
+                    and current.claim is None:
+                current.chapter = True
+                current = None
             if current is not None and depth <= level:
                 current = None
             summary_priority = None
@@ -319,8 +332,9 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
                 if numbered > HEADINGS_MAX:
                     raise AnalysisError(f"more than {HEADINGS_MAX} numbered headings; "
                                         "not a gap analysis")
-                words = found.group(2)
-                current = Section(number, int(found.group(1)), _text(words), map_title(words))
+                words = found.group("title")
+                current = Section(number, int(found.group("sub") or found.group("n")),
+                                  _text(words), map_title(words))
                 level = depth
                 sections.append(current)
             elif not found:
@@ -332,7 +346,7 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
             in_state = _read_gap_line(current, line, in_state)
         elif summary_priority is not None:
             item = _ITEM.match(line)
-            if item and not item.group(1):
+            if item and not item.group(1) and len(summary) < SUMMARY_MAX:
                 words = item.group(2)
                 summary.append(SummaryItem(number, _text(words), summary_priority,
                                            map_title(_strip_emphasis(words).strip())))
@@ -343,6 +357,7 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
         raise AnalysisError(f"{len(sections)} numbered headings but none with a "
                             "'**Status**:' line under it; not a gap analysis in the "
                             "expected shape")
+    sections = [section for section in sections if not section.chapter]
     for section in sections:
         if section.claim is None:
             section.problems.append("no Status line")

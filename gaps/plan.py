@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gaps.manifest import Manifest
-from gaps.model import CheckResult, GapResult, Method, RunResult, Verdict
+from gaps.model import CheckResult, ErrorReason, GapResult, Method, RunResult, Verdict
 from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
 from gaps.probe import ALONE, DECLARED, SHARED, CheckDef, Placement, ProbeContext
@@ -383,7 +383,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         if exc.logs:
             logs.append(exc.logs)
         return [CheckResult(d.id, Verdict.ERROR, f"target not ready: {exc}"[:500],
-                            Method.OBSERVED) for d in defns]
+                            Method.OBSERVED, reason=ErrorReason.TARGET_NOT_READY)
+                for d in defns]
 
     async def on_one_instance(defns: list[CheckDef]) -> None:
         priority = max(d.budget for d in defns)
@@ -404,7 +405,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
             # Out of descriptors or memory while starting it: the harness's error, said so.
             for d in defns:
                 await record(CheckResult(d.id, Verdict.ERROR, f"harness side: "
-                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED))
+                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED,
+                                         reason=ErrorReason.HARNESS_SIDE))
 
     if target.unreachable is not None:
         for defn in checks:

@@ -557,7 +557,9 @@ def test_seed_analysis_against_recorded_gofr_run(tmp_path: Path) -> None:
     results = tmp_path / "gofr" / "results.json"
     results.parent.mkdir()
     results.write_bytes(GOFR_RESULTS.read_bytes())
+    write_reports([results])
     assert audit_main([str(seed), str(results)]) == 0
+    assert "(audit.md)" in (results.parent / "gap-report.md").read_text()
     data = json.loads((results.parent / "audit.json").read_text())
     assert len(data["gaps"]) == 14 and not data["unmapped"] and not data["duplicates"]
     by_slug = {gap["slug"]: gap for gap in data["gaps"]}
@@ -576,3 +578,34 @@ def test_read_text_names_what_is_missing() -> None:
         read_text("# Title\n\nSome prose.\n")
     with pytest.raises(AnalysisError, match="none with a '\\*\\*Status\\*\\*:' line"):
         read_text("### 1. Heartbeat\nNothing here.\n")
+
+
+def test_chapter_numbering_and_subsections() -> None:
+    text = ("## 1. Introduction\n\nWhy we looked.\n\n## 2. Findings\n\n"
+            "### 2.1 Heartbeat\n**Status**: Missing\n\n#### 1. A numbered step inside\n\n"
+            "### 2.2 Broadcast\n**Status**: Partial\n")
+    audit = audit_of(text)
+    assert [(row.slug, row.number) for row in audit.rows] == [("heartbeat", 1),
+                                                               ("broadcast", 2)]
+    # "Findings" holds gaps: a chapter, not an unmapped gap; "Introduction" holds none and
+    # is listed.  The numbered step inside a gap is not a gap heading.
+    assert [u.text for u in audit.unmapped] == ["Introduction"]
+
+
+def test_no_report_beside_the_results_means_no_links_and_nothing_rendered(
+        tmp_path: Path) -> None:
+    results = write_run(tmp_path / "reports", example_run())
+    assert audit_main([str(ANALYSIS), str(results)]) == 0
+    assert sorted(p.name for p in results.parent.iterdir()) == [
+        "audit.html", "audit.json", "audit.md", "results.json"]
+    assert not (tmp_path / "reports" / "index.html").exists()
+    assert json.loads((results.parent / "audit.json").read_text())["report"]["md"] is None
+
+
+def test_results_with_endless_checks_are_bounded() -> None:
+    run = example_run()
+    run.gaps["heartbeat"] = GapResult("heartbeat", checks=[
+        check("heartbeat.server-pings", Verdict.FAIL, SCRIPT * 100) for _ in range(500)])
+    row = rows(audit_of("### 1. Heartbeat\n**Status**: Missing\n", run))["heartbeat"]
+    assert len(row.evidence) == 20 and "480 more check results" in row.reason
+    assert max(len(e.summary) for e in row.evidence) < 600

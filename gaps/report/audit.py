@@ -56,6 +56,7 @@ AUDIT_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "audit.sche
 AUDIT_JSON, AUDIT_MD, AUDIT_HTML = "audit.json", "audit.md", "audit.html"
 AUDIT_JSON_MAX = 4 * 1024 * 1024  # an audit.json read back for the report link
 INLINE_LIMIT = 200
+EVIDENCE_MAX = 20  # check results listed per gap (the catalog has at most 7 per gap)
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_WRITE = 0, 1, 2, 3
 
@@ -230,6 +231,8 @@ def _measurement(run: RunResult, slug: str) -> tuple[Status | None, str, tuple[E
     result = run.gaps[slug]
     evidence = tuple(_evidence(c) for c in result.checks if c.kind is Kind.CAPABILITY)
     counted = [e for e in evidence if e.counted]
+    unlisted = max(0, len(evidence) - EVIDENCE_MAX)
+    evidence = evidence[:EVIDENCE_MAX]
     error = clip(one_line(result.error), SUMMARY_LIMIT) if result.error else ""
     status = result.status
     if status is Status.UNKNOWN:
@@ -258,6 +261,8 @@ def _measurement(run: RunResult, slug: str) -> tuple[Status | None, str, tuple[E
                    "not observed on the wire")
     if error:
         reason += "; some checks could not complete and do not count"
+    if unlisted:
+        reason += f"; {unlisted} more check results are not listed here"
     return status, error, evidence, reason
 
 
@@ -577,13 +582,12 @@ def run_audit(args: argparse.Namespace, prog: str = "wsgaps audit") -> int:
     results_dir = Path(args.results).absolute().parent
     out_dir = Path(args.out).absolute() if args.out is not None else results_dir
     beside = out_dir.resolve() == results_dir.resolve()
+    # Links into the target's gap report only where one was rendered beside the results;
+    # the audit never renders a report set where there was none.
     has_report = any((results_dir / name).is_file() for name in (REPORT_MD, REPORT_HTML))
-    if beside:
-        report_dir: str | None = ""  # the reports are re-rendered below, with the link
-    elif has_report:
-        report_dir = Path(os.path.relpath(results_dir, out_dir)).as_posix()
-    else:
-        report_dir = None
+    report_dir: str | None = None
+    if has_report:
+        report_dir = "" if beside else Path(os.path.relpath(results_dir, out_dir)).as_posix()
     audit = build_audit(analysis, run, results_name=Path(args.results).name,
                         results_sha256=digest, report_dir=report_dir)
     try:
@@ -596,7 +600,7 @@ def run_audit(args: argparse.Namespace, prog: str = "wsgaps audit") -> int:
         print(line)
     for path in written:
         print(shown(path))
-    if beside:
+    if beside and has_report:
         # The target's gap report links the audit and the index lists it: render the report
         # set the results belong to again, as `python -m gaps.report` renders a reports
         # folder (every */results.json beside this one).  Rendering is deterministic, so
