@@ -35,8 +35,8 @@ Checks and verdicts:
   ``SETTLE_WAIT`` for its TCP connection to end (a crash while the server cleans up an
   offender happens by then), and ``GRACE`` more passes; then every bystander must echo
   again, without a Close frame in between, a new client must be able to connect and
-  echo, and the target's process must still run then.  If a bystander cannot echo before any violation, isolation cannot be judged:
-  ``error``.
+  echo, and the target's process must still run then.  If a bystander cannot echo before
+  any violation, isolation cannot be judged: ``error``.
 - ``protocol-errors`` [conformance]: five violations, each on its own connection: an
   unmasked Text frame (RFC 6455 5.1), a Text frame with RSV2 set and no extension
   negotiated (5.2), a frame with the reserved opcode 0x3 (5.2), a Ping without FIN (5.5:
