@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlencode
 
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
@@ -129,17 +130,18 @@ def check(
     gap's instance, and start theirs with ``ProbeContext.with_upstream`` (the upstream server
     first, its URL in the target's ``{upstream}``), as many as they need.
     ``declared_only`` marks a check of method ``declared`` (``[c, declared]`` in DESIGN.md):
-    the manifest's ``declared.<id>`` fact decides it, and without one it is ``skip``; its
-    function is never called and it needs no endpoint and no instance.
+    the manifest's ``declared.<id>`` fact decides it (or ``absent.<absent>``, a declared
+    fail), and without one it is ``skip``; its function is never called and it needs no
+    endpoint and no instance.
     """
     if check_id not in CHECKS:
         raise KeyError(f"{check_id!r} is not a check ID of the catalog")
     if absent is not None and absent not in CAPABILITIES:
         raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
     if declared_only:
-        if absent or timing or exclusive or fresh_instance or upstream:
+        if timing or exclusive or fresh_instance or upstream:
             raise ValueError(f"{check_id}: a declared_only check observes nothing, so it "
-                             "takes no absent, timing, exclusive, fresh_instance or upstream")
+                             "takes no timing, exclusive, fresh_instance or upstream")
         needs = ()  # no endpoint: the manifest decides
 
     def wrap(fn: CheckFn) -> CheckDef:
@@ -212,8 +214,14 @@ class ProbeContext:
         spec = self.manifest.endpoints.get(name)
         return spec is not None and (not setting or getattr(spec, setting, None) is not None)
 
-    def url(self, endpoint: str = "echo", **fields: str) -> str:
-        return self.instance.url(endpoint, **fields)
+    def url(self, endpoint: str = "echo", *, query: dict[str, str] | None = None,
+            **fields: str) -> str:
+        """The endpoint's URL, with ``fields`` in its placeholders and ``query`` parameters
+        added to any it already has."""
+        url = self.instance.url(endpoint, **fields)
+        if query:
+            url += ("&" if "?" in url else "?") + urlencode(query)
+        return url
 
     def hint(self, name: str) -> float | None:
         return self.manifest.hints.get(name)
@@ -264,29 +272,32 @@ class ProbeContext:
     # -- clients -------------------------------------------------------------------------
 
     async def connect(self, endpoint: str = "echo", *, timeout: float | None = None,
-                      fields: dict[str, str] | None = None, **kwargs: Any) -> WireClient:
+                      fields: dict[str, str] | None = None, query: dict[str, str] | None = None,
+                      **kwargs: Any) -> WireClient:
         """A wire client on ``endpoint``, closed automatically when the check ends.
 
-        ``fields`` fill the endpoint's placeholders (``{room}``).  ``timeout`` (scaled)
-        bounds the handshake, ``CONNECT_WAIT`` scaled by default.  Raises a
+        ``fields`` fill the endpoint's placeholders (``{room}``); ``query`` adds
+        parameters.  ``timeout`` (scaled) bounds the handshake, ``CONNECT_WAIT`` scaled by
+        default.  Raises a
         ``HandshakeFailed`` when no connection results.  The runner judges every client
         opened here (``the_wire_decides``).
         """
         kwargs.setdefault("ssl_context", self.ssl_context)
         wait = self.scaled(CONNECT_WAIT) if timeout is None else timeout
-        client = await WireClient.connect(self.url(endpoint, **(fields or {})), timeout=wait,
-                                          **kwargs)
+        client = await WireClient.connect(self.url(endpoint, query=query, **(fields or {})),
+                                          timeout=wait, **kwargs)
         self._clients.append(client)
         return client
 
-    async def handshake(self, endpoint: str = "echo", *, wait: float, **kwargs: Any) -> Attempt:
+    async def handshake(self, endpoint: str = "echo", *, wait: float,
+                        query: dict[str, str] | None = None, **kwargs: Any) -> Attempt:
         """One raw handshake on ``endpoint`` as a value; never raises for what the target does.
 
         Keywords are those of ``gaps.wire.client.open_handshake`` (a missing key, another
         version or method, offered subprotocols, ...); ``wait`` is scaled.
         """
         kwargs.setdefault("ssl_context", self.ssl_context)
-        return await attempt(self.url(endpoint), timeout=wait, **kwargs)
+        return await attempt(self.url(endpoint, query=query), timeout=wait, **kwargs)
 
     @contextlib.asynccontextmanager
     async def with_upstream(self, **options: Any) -> AsyncIterator[tuple[Upstream, Instance]]:
