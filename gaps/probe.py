@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
@@ -31,12 +31,18 @@ from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
 from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
-from gaps.upstream import Upstream
 from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
+from gaps.wire.http import DEFAULT_MAX_BODY, HttpAnswer, http_get
+
+if TYPE_CHECKING:
+    # Imported where it is used at run time: gaps.upstream waits with gaps.toolkit, and the
+    # toolkit imports this module.
+    from gaps.upstream import Upstream
 
 RETRY_K, RETRY_N = 2, 3
 BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
 CONNECT_WAIT = 10.0  # seconds a handshake may take when a check names no wait of its own
+HTTP_IN_EVIDENCE = 10  # GETs of a try recorded in its evidence (the first ones)
 LOGS_IN_EVIDENCE = 2000  # characters of a target's output tail in a try's evidence (and
 # the head of its first crash report in front, when one was kept: at most 9 KiB more)
 
@@ -185,6 +191,7 @@ class ProbeContext:
         self.ssl_context = ssl_context
         self.trust_declarations = trust_declarations
         self._clients: list[WireClient] = []
+        self.http_log: list[dict[str, Any]] = []  # every GET of the try, as evidence
         self._budget: asyncio.Timeout | None = None  # the running try's cap
         self.started = 0.0  # loop time the running try began
         self.queued = 0.0  # seconds the running try waited for an instance slot
@@ -196,6 +203,7 @@ class ProbeContext:
         child.check_id = defn.id
         child.rng = random.Random(f"{self.seed}:{defn.id}:{number}")
         child._clients = []
+        child.http_log = []
         child._budget = None
         child.queued = 0.0
         return child
@@ -299,6 +307,20 @@ class ProbeContext:
         kwargs.setdefault("ssl_context", self.ssl_context)
         return await attempt(self.url(endpoint, query=query), timeout=wait, **kwargs)
 
+    async def http_get(self, endpoint: str, *, wait: float, max_body: int = DEFAULT_MAX_BODY,
+                       headers: tuple[tuple[str, str], ...] = ()) -> HttpAnswer:
+        """GET the manifest's ``endpoint`` (``[endpoints.metrics] url = ...``, placeholders
+        filled) as a value: status, headers, body, or a ``failure`` (refused, timed out,
+        dropped, malformed, too large); never raises for what the target does.  ``wait``
+        (scaled) bounds the whole exchange, ``max_body`` the body.  Each GET goes into the
+        try's evidence (``http``) whether or not the check puts it in its own.
+        """
+        answer = await http_get(self.url(endpoint), timeout=wait, max_body=max_body,
+                                headers=headers, ssl_context=self.ssl_context)
+        if len(self.http_log) < HTTP_IN_EVIDENCE:
+            self.http_log.append({"endpoint": endpoint, **answer.evidence()})
+        return answer
+
     @contextlib.asynccontextmanager
     async def with_upstream(self, **options: Any) -> AsyncIterator[tuple[Upstream, Instance]]:
         """An upstream server (``gaps.upstream.Upstream(**options)``, time-scaled), then a
@@ -308,6 +330,8 @@ class ProbeContext:
         the target to be ready, as for ``fresh_instance`` tries.  TargetFailed if the target
         never gets ready.
         """
+        from gaps.upstream import Upstream
+
         async with Upstream(scale=self.time_scale, **options) as upstream, \
                 contextlib.AsyncExitStack() as stack:
             factory = self.new_instance or functools.partial(_alone, self)
@@ -426,6 +450,8 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
         ctx._budget = None
         violations = [c.violation for c in ctx._clients if c.violation is not None]
         await ctx.close_clients()
+    if ctx.http_log and "http" not in outcome.evidence:
+        outcome.evidence = {**outcome.evidence, "http": ctx.http_log}
     decided = said_the_target_ended(the_wire_decides(outcome, violations), ctx.instance,
                                     alive_before)
     decided.seconds = loop.time() - started

@@ -82,6 +82,7 @@ from gaps.toolkit import (
     names,
     open_files_for,
     percentile,
+    wait_until,
 )
 from gaps.wire.errors import HandshakeFailed, HandshakeRefused
 
@@ -262,10 +263,10 @@ async def _arrivals(receivers: Sequence[Listener], sent: Sent, deadline: float,
     """When the first frame of ``sent`` reached each receiver's read loop (loop time), from
     the clients' frame records, looked at every ``poll`` seconds until all have it or the
     loop time ``deadline``."""
-    loop = asyncio.get_running_loop()
     prefix = sent.payload[:PREFIX].decode("ascii")
     found: dict[Listener, float] = {}
-    while True:
+
+    def all_found() -> bool:
         for listener in receivers:
             if listener in found:
                 continue
@@ -276,9 +277,10 @@ async def _arrivals(receivers: Sequence[Listener], sent: Sent, deadline: float,
                 if record.direction == "in" and record.preview.startswith(prefix):
                     found[listener] = client.opened_at + record.t
                     break
-        if len(found) == len(receivers) or loop.time() >= deadline:
-            return found
-        await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+        return len(found) == len(receivers)
+
+    await wait_until(all_found, deadline, poll=poll)
+    return found
 
 
 # needs=(): a URL target (echo only) must hear why it is skipped, before the endpoint rule.

@@ -75,6 +75,7 @@ from gaps.toolkit import (
     Audience,
     Listener,
     Sent,
+    connect_many,
     endpoint_rule,
     harness_stall,
     heavy_load,
@@ -206,23 +207,6 @@ def _round_trips(flows: Sequence[Flow]) -> tuple[list[float], float, float]:
     return trips, first, last
 
 
-async def _connect_all(ctx: ProbeContext, count: int) -> list[WireClient]:
-    """``count`` clients on ``echo``, ``CONNECT_AT_ONCE`` handshakes at a time; raises the
-    first handshake failure (or a harness-side error) once every handshake has ended."""
-    slots = asyncio.Semaphore(CONNECT_AT_ONCE)
-
-    async def one() -> WireClient:
-        async with slots:
-            return await ctx.connect("echo", auto_pong=True)
-
-    results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-    problems = [r for r in results if isinstance(r, BaseException)]
-    harness = [p for p in problems if not isinstance(p, HandshakeFailed)]
-    if harness or problems:
-        raise (harness or problems)[0]
-    return [r for r in results if isinstance(r, WireClient)]
-
-
 @check("concurrency.parallel-echo", budget=CONNECT_ALL_WAIT + EXCHANGE_WAIT + 30)
 async def parallel_echo(ctx: ProbeContext) -> Outcome:
     clients, messages, scope = CLIENTS, MESSAGES, ""
@@ -255,7 +239,7 @@ async def _parallel(ctx: ProbeContext, count: int, messages: int) -> Outcome:
     started = loop.time()
     try:
         async with asyncio.timeout(connect_wait):
-            clients = await _connect_all(ctx, count)
+            clients = await connect_many(ctx, "echo", count, at_once=CONNECT_AT_ONCE)
     except HandshakeFailed as exc:  # before TimeoutError: a HandshakeTimeout is both
         evidence = exc.response.evidence() if isinstance(exc, HandshakeRefused) else {}
         return failed(f"{count} clients on echo at once: a handshake failed: {exc}",

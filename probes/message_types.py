@@ -64,9 +64,19 @@ import hashlib
 
 from gaps.evidence import show_bytes
 from gaps.probe import Outcome, ProbeContext, check, failed, passed
-from gaps.toolkit import judge_echo, receive, show
+from gaps.toolkit import (
+    OPEN,
+    TCP,
+    expect_close,
+    frames_until,
+    judge_echo,
+    now,
+    receive,
+    show,
+    since_open,
+)
 from gaps.wire.client import Message, WireClient
-from gaps.wire.errors import ClosedError, ReceiveTimeout
+from gaps.wire.errors import ClosedError
 from gaps.wire.frames import Close, Opcode
 
 ECHO_WAIT = 10.0
@@ -181,26 +191,22 @@ async def fragmented(ctx: ProbeContext) -> Outcome:
 async def _await_pong(client: WireClient, payload: bytes, wait: float,
                       grace: float) -> tuple[float | None, list[bytes], str]:
     """Wait for the Pong matching ``payload``: (latency or None, other Pongs, problem)."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    deadline = started + wait
+    started = now()
+    deadline = [started + wait]  # moves closer after an unsolicited Pong
     others: list[bytes] = []
-    while (remaining := deadline - loop.time()) > 0:
-        try:
-            frame = await client.recv(remaining)
-        except ReceiveTimeout:
-            break
-        except ClosedError as exc:
-            return None, others, str(exc)
-        if frame.opcode == Opcode.CLOSE:
-            return None, others, f"{Close.parse(frame.payload)} instead of a Pong"
-        if frame.opcode != Opcode.PONG:
-            continue  # data and the target's own Pings are not the answer
-        if frame.payload == payload:
-            return loop.time() - started, others, ""
-        # Possibly unsolicited (5.5.3): allow a short grace for the real answer.
-        others.append(frame.payload)
-        deadline = min(deadline, loop.time() + grace)
+    try:
+        async for frame in frames_until(client, lambda: deadline[0]):
+            if frame.opcode == Opcode.CLOSE:
+                return None, others, f"{Close.parse(frame.payload)} instead of a Pong"
+            if frame.opcode != Opcode.PONG:
+                continue  # data and the target's own Pings are not the answer
+            if frame.payload == payload:
+                return now() - started, others, ""
+            # Possibly unsolicited (5.5.3): allow a short grace for the real answer.
+            others.append(frame.payload)
+            deadline[0] = min(deadline[0], now() + grace)
+    except ClosedError as exc:
+        return None, others, str(exc)
     if others:
         return None, others, (f"answered by a Pong with another payload "
                               f"({len(others[0])} bytes: {show(others[0])})")
@@ -241,38 +247,36 @@ CLOSE_CODES = (1000, 4000)  # normal closure, and a private-use code (RFC 6455 7
 async def _close_once(ctx: ProbeContext, code: int, wait: float) -> Outcome:
     """Close one fresh connection with ``code`` and judge the server's answer."""
     client = await ctx.connect("echo", auto_pong=True)
-    loop = asyncio.get_running_loop()
-    sent_at = loop.time() - client.opened_at
+    sent_at = since_open(client)
     await client.close(code, CLOSE_REASON)
-    ended = await client.wait_closed(wait)
+    # Any code may answer (echoing ours is typical, not required): none is "expected".
+    ending = await expect_close(client, (), wait, since=sent_at, until_tcp_end=True)
     evidence = {"close_sent": code, "close_sent_at": round(sent_at, 3), **client.evidence()}
-    frame = client.close_frame
-    if frame is None:
-        if ended:
-            return failed(f"TCP closed {client.eof_at - sent_at:.2f} s after the client's Close "
-                          f"{code} without a Close frame (RFC 6455 5.5.1: the endpoint MUST "
-                          "send a Close frame in response)", **evidence)
+    if ending.how == TCP:
+        return failed(f"TCP closed {ending.after:.2f} s after the client's Close {code} "
+                      "without a Close frame (RFC 6455 5.5.1: the endpoint MUST send a Close "
+                      "frame in response)", **evidence)
+    if ending.how == OPEN:
         return failed(f"no Close frame and TCP still open {wait:.1f} s after the client's "
                       f"Close {code} (RFC 6455 5.5.1)", **evidence)
-    assert client.close_at is not None
-    reply_after = client.close_at - sent_at
-    problem = Close.parse(frame.payload).problem()
+    assert ending.close is not None
+    reply_after = ending.after
+    problem = ending.close.problem()
     if problem:
         return failed(f"the Close reply to {code} carries {problem}", **evidence)
-    if not ended:
+    if ending.tcp_after is None:
         return failed(f"Close reply to {code} after {reply_after:.2f} s, but TCP still open "
                       f"{wait:.1f} s after the client's Close (RFC 6455 5.5.1: the server MUST "
                       "close the TCP connection immediately)", **evidence)
-    got = client.close_code
+    got = ending.close.code
     if got is None:
         how = "an empty Close (no code; allowed by RFC 6455 5.5.1)"
     elif got == code:
         how = f"Close {got}, the same code as sent"
     else:
         how = f"Close {got} (the same code is typical, not required: RFC 6455 5.5.1)"
-    assert client.eof_at is not None
     return passed(f"Close {code} answered after {reply_after:.3f} s with {how}, TCP ended "
-                  f"{client.eof_at - sent_at:.3f} s after", **evidence)
+                  f"{ending.tcp_after:.3f} s after", **evidence)
 
 
 @check("message-types.close-handshake", budget=len(CLOSE_CODES) * CLOSE_WAIT + 20)

@@ -209,3 +209,87 @@ async def test_time_queued_for_a_slot_is_recorded_apart_from_the_try(tmp_path: P
     assert result.queued >= HOLD * 0.8, result
     assert result.duration >= result.queued
     assert cfg.targets["reference"].run.target.version  # recorded beside the probing
+
+
+async def test_a_heavy_request_takes_its_weight_and_is_not_passed_by_light_ones() -> None:
+    from gaps.plan import Bound
+
+    bound = Bound(2)
+    inside: list[tuple[str, float]] = []
+    peak = 0.0
+    order: list[str] = []
+
+    async def take(name: str, priority: float, weight: float) -> None:
+        nonlocal peak
+        async with bound.hold(priority, weight):
+            order.append(name)
+            inside.append((name, min(weight, 2.0)))
+            peak = max(peak, sum(w for _, w in inside))
+            if any(n == "heavy" for n, _ in inside) and len(inside) > 1:
+                order.append("not alone")
+            await asyncio.sleep(0.05)
+            inside.remove((name, min(weight, 2.0)))
+
+    await asyncio.gather(take("light-a", 1, 1), take("heavy", 5, 3.0), take("light-b", 1, 1),
+                         take("light-c", 1, 1))
+    # The heavy one (weight above the limit: the whole bound) went first and alone.
+    assert order[0] == "heavy" and "not alone" not in order and peak == 2.0
+    assert bound.free == 2.0
+
+
+async def test_the_start_bound_weighs_each_target_by_its_start_cost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unknown cost: the first start measures it alone; then a cheap target's starts run
+    beside each other and a dear one's one at a time; start.cost in the manifest wins."""
+    import dataclasses
+
+    import gaps.plan
+    from gaps.manifest import parse_manifest
+    from gaps.plan import Bound, Bounds, Slots
+
+    at_once: list[int] = []
+    running = 0
+
+    def fake_start(seconds: float):
+        async def start(manifest, scale, extra_args=(), *, upstream=None):
+            nonlocal running
+            running += 1
+            at_once.append(running)
+            await asyncio.sleep(0.05)
+            running -= 1
+            instance = gaps.plan.Instance(manifest)
+            instance.start_seconds = seconds
+            return instance
+        return start
+
+    async def starts(target: TargetRun, count: int) -> list[int]:
+        at_once.clear()
+        bounds = Bounds(Bound(10), Bound(2))
+        slots = Slots(RunConfig(targets={target.label: target}), target, bounds)
+
+        async def one() -> None:
+            async with slots.instance():
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        return list(at_once)
+
+    manifest = reference_manifest()
+    for seconds, expected_peak in ((0.3, 2), (3.0, 1)):
+        monkeypatch.setattr(gaps.plan, "start_instance", fake_start(seconds))
+        target = TargetRun("t", manifest, RunResult(TargetInfo("t"), __version__),
+                           tmp_path / "r.json")
+        seen = await starts(target, 5)
+        assert seen[0] == 1 and seen[1] == 1, seen  # the first start measured alone
+        assert target.start_cost == seconds
+        assert max(seen) == expected_peak, (seconds, seen)
+    # A declared cost is used from the first start on, whatever a start measures.
+    monkeypatch.setattr(gaps.plan, "start_instance", fake_start(0.1))
+    data = {"name": "dear", "start": {"command": ["x"], "cost": 4},
+            "endpoints": {"echo": {"path": "/echo"}}}
+    dear = dataclasses.replace(parse_manifest(data, None))
+    target = TargetRun("dear", dear, RunResult(TargetInfo("dear"), __version__),
+                       tmp_path / "d.json")
+    assert target.start_cost == 4.0
+    assert max(await starts(target, 4)) == 1
+    assert target.start_cost == 4.0

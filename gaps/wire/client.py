@@ -156,7 +156,7 @@ def _preview(payload: bytes, opcode: int | None = None) -> str:
     return show_bytes(payload[:PREVIEW], cut=cut) + ("..." if cut else "")
 
 
-def _client_ssl(endpoint_secure: bool, ssl_context: ssl.SSLContext | None):
+def client_ssl(endpoint_secure: bool, ssl_context: ssl.SSLContext | None):
     return (ssl_context or True) if endpoint_secure else None
 
 
@@ -520,7 +520,7 @@ async def _ask(
     try:
         try:
             reader, writer = await asyncio.open_connection(
-                endpoint.host, endpoint.port, ssl=_client_ssl(endpoint.secure, ssl_context),
+                endpoint.host, endpoint.port, ssl=client_ssl(endpoint.secure, ssl_context),
                 limit=2**20)
         except ssl.SSLError as exc:
             raise MalformedAnswer(f"TLS handshake failed: {exc}") from None
