@@ -56,16 +56,14 @@ from typing import Any
 from gaps.manifest import Auth
 from gaps.model import Verdict
 from gaps.probe import Outcome, ProbeContext, check, passed, skipped
-from gaps.toolkit import echo_once
+from gaps.toolkit import echo_once, expect_close
+from gaps.toolkit.closing import CLOSE, TCP
 from gaps.wire.client import WireClient
 from gaps.wire.errors import (
-    ClosedError,
     HandshakeRefused,
     HandshakeTimeout,
     MalformedAnswer,
     NoAnswer,
-    ProtocolViolation,
-    ReceiveTimeout,
 )
 from gaps.wire.handshake import parse_url  # the rule the Host header follows
 
@@ -158,15 +156,11 @@ async def knock(ctx: ProbeContext, endpoint: str, what: str, wait: float, watch:
     result.status = 101
     result.evidence = {"handshake": client.response.evidence()}
     if watch > 0:
-        try:
-            message = await client.recv_message(watch, max_size=4096)
-            result.evidence["unasked_message"] = len(message.data)
-        except ReceiveTimeout:
-            pass  # still open: nothing came within the watch
-        except ClosedError as exc:  # "Close frame 1008 b'...'", or the TCP end without one
-            result.closed_after = f"{str(exc)[:160]} within {watch:.1f} s"
-        except ProtocolViolation as exc:
-            result.closed_after = f"a broken frame: {str(exc)[:160]}"
+        # A Close or TCP end soon after the 101 is the refusal, sent after the upgrade.
+        ending = await expect_close(client, (), watch)
+        if ending.how in (CLOSE, TCP):
+            result.closed_after = f"{ending}"
+        result.evidence["after_101"] = ending.evidence()
         result.evidence.update(client.evidence(limit=10))
     if keep:
         result.client = client

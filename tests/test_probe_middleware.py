@@ -69,7 +69,7 @@ async def test_a_refusal_after_the_101_fails_and_says_so() -> None:
         origin = await middleware.origin_check(ctx)
     for result in (auth, origin):
         assert result.verdict is Verdict.FAIL
-        assert "Close frame 1008" in result.summary
+        assert "Close 1008" in result.summary
         assert "the refusal came after the upgrade" in result.summary
 
 
