@@ -27,7 +27,7 @@ from gaps.manifest import Manifest
 from gaps.model import CheckResult, GapResult, Method, RunResult, Verdict
 from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
-from gaps.probe import CheckDef, ProbeContext
+from gaps.probe import ALONE, DECLARED, SHARED, CheckDef, Placement, ProbeContext
 from gaps.targets import (
     Instance,
     TargetFailed,
@@ -36,6 +36,7 @@ from gaps.targets import (
     start_instance,
     target_version,
 )
+from gaps.wire.client import harness_side
 
 
 @dataclass
@@ -340,10 +341,11 @@ def _context(config: RunConfig, target: TargetRun, instance: Instance,
 
 async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[CheckDef],
                   observe: Observer, bounds: Bounds) -> GapResult:
-    """One gap: its ordinary checks at once on one fresh instance, each ``exclusive`` check
-    alone on an instance of its own, each try of a ``fresh_instance`` check on a new one, and
-    each ``upstream`` check starting its own (``ProbeContext.with_upstream``), and each
-    ``declared_only`` check on none (its manifest decides it)."""
+    """One gap, each check where its placement says: the ``SHARED`` checks at once on one
+    fresh instance, each ``ALONE`` check on an instance of its own, each try of a ``FRESH``
+    check on a new one, each ``UPSTREAM`` check starting its own
+    (``ProbeContext.with_upstream``), and each ``DECLARED`` check on none (its manifest
+    decides it)."""
     gap = GapResult(slug, started=time.time())
     target.run.gaps[slug] = gap
     observe(GapStarted(target.label, slug, len(checks), max(d.budget for d in checks)))
@@ -373,6 +375,13 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         except TargetFailed as exc:
             for result in failed_start(defns, exc):
                 await record(result)
+        except Exception as exc:
+            if not harness_side(exc):
+                raise
+            # Out of descriptors or memory while starting it: the harness's error, said so.
+            for d in defns:
+                await record(CheckResult(d.id, Verdict.ERROR, f"harness side: "
+                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED))
 
     async def fresh_each_try(defn: CheckDef) -> None:
         # No instance here: each try starts its own through ctx.new_instance (upstream
@@ -381,19 +390,15 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         await record(await defn(ctx))
 
     async def without_instance(defn: CheckDef) -> None:
-        # A declared_only check reads the manifest alone: no instance is started for it.
+        # A DECLARED check reads the manifest alone: no instance is started for it.
         ctx = _context(config, target, Instance(target.manifest), slots, logs, 0.0)
         await record(await defn(ctx))
 
-    def fresh(d: CheckDef) -> bool:
-        return d.fresh_instance or d.upstream
-
-    observed = [d for d in checks if not d.declared_only]
-    shared = [d for d in observed if not d.exclusive and not fresh(d)]
-    groups = [on_one_instance(shared)] if shared else []
-    groups += [on_one_instance([d]) for d in observed if d.exclusive and not fresh(d)]
-    groups += [fresh_each_try(d) for d in observed if fresh(d)]
-    groups += [without_instance(d) for d in checks if d.declared_only]
+    placed = {p: [d for d in checks if d.placement is p] for p in Placement}
+    groups = [on_one_instance(placed[SHARED])] if placed[SHARED] else []
+    groups += [on_one_instance([d]) for d in placed[ALONE]]
+    groups += [fresh_each_try(d) for d in checks if d.placement.starts_per_try]
+    groups += [without_instance(d) for d in placed[DECLARED]]
     try:
         await asyncio.gather(*groups)
     finally:

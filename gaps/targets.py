@@ -35,7 +35,7 @@ from gaps.manifest import (
 )
 from gaps.output import OutputTail
 from gaps.resources import cache_root, shipped_dir
-from gaps.wire.client import handshake_ok
+from gaps.wire.client import handshake_ok, harness_side
 
 # The built-in targets: the checkout's targets/ folder, or the wheel's copy of it.
 BUILTIN_DIR = shipped_dir("targets", "reference/target.toml") or Path(
@@ -342,6 +342,7 @@ class Instance:
     stopped: bool = False
     queued: float = 0.0  # seconds the harness waited for a slot to start it (gaps.plan)
     start_seconds: float = 0.0  # from the start command to ready (start_instance)
+    ended_by_itself: int | None = None  # its exit status when stop() found it ended
     # The harness's end of the guard's socket: closing it (or dying) tells the guard to go.
     _link: socket.socket | None = field(default=None, repr=False)
 
@@ -350,10 +351,13 @@ class Instance:
         return self.manifest.managed
 
     def exit_status(self) -> int | None:
-        """The target's exit status if it has ended by itself (its guard exits alike), None
-        while it runs or when the harness does not run it."""
-        if self.process is None or self.stopped:
+        """The target's exit status if it has ended by itself (its guard exits alike), also
+        after the harness's stop came too late for it; None while it runs, when the harness
+        stopped it, or when the harness does not run it."""
+        if self.process is None:
             return None
+        if self.stopped:
+            return self.ended_by_itself
         return self.process.poll()
 
     def _values(self) -> dict[str, str]:
@@ -455,7 +459,9 @@ class Instance:
         """Wait until ``handshake(echo_url, timeout)`` succeeds; returns seconds taken.
 
         TargetFailed if the process exits first or the timeout passes.  The handshake is
-        passed in so the lifecycle does not depend on the wire toolkit.
+        passed in so the lifecycle does not depend on the wire toolkit.  A harness-side
+        error of an attempt (out of descriptors or memory here) is raised as it is: it says
+        nothing about the target's readiness.
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -474,6 +480,8 @@ class Instance:
             try:
                 await handshake(self.url("echo"), min(2.0, remaining))
             except Exception as exc:
+                if harness_side(exc):
+                    raise
                 last_error = f"{type(exc).__name__}: {exc}"[:300]
                 await asyncio.sleep(min(0.1, max(remaining, 0)))
                 continue
@@ -501,7 +509,8 @@ class Instance:
         if process is None or self.stopped:
             return None if process is None else process.returncode
         grace = self.manifest.grace if grace is None else grace
-        if process.poll() is None:
+        self.ended_by_itself = process.poll()
+        if self.ended_by_itself is None:
             if self.target_pid is None:
                 # The start was interrupted before the guard named the target: closing the
                 # link makes the guard stop it (SIGTERM, the manifest's grace, SIGKILL).

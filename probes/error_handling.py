@@ -29,8 +29,8 @@ Checks and verdicts:
   adapter answers bad input itself (``endpoints.chat.adapter_errors``, with the reason), it
   would measure wsgaps's shared contract code, so it is ``skip`` with that reason.
   ``absent.app-errors`` makes it a declared fail.
-- ``isolation`` [capability, exclusive]: three bystander clients on ``echo`` each echo once;
-  then every violation of the two checks below is committed at once, each by its own
+- ``isolation`` [capability, alone on its instance]: three bystander clients on ``echo``
+  each echo once; then every violation of the two checks below is committed at once, each by its own
   offender connection, which answers a Close from the server and gets up to
   ``SETTLE_WAIT`` for its TCP connection to end (a crash while the server cleans up an
   offender happens by then), and ``GRACE`` more passes; then every bystander must echo
@@ -72,7 +72,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.probe import ALONE, Outcome, ProbeContext, check, failed, passed, skipped
 from gaps.toolkit import (
     CLOSE,
     DATA,
@@ -495,7 +495,7 @@ def _bystander_state(client: WireClient) -> str:
     return ""
 
 
-@check("error-handling.isolation", exclusive=True,
+@check("error-handling.isolation", placement=ALONE,
        budget=3 * ECHO_WAIT + SETTLE_WAIT + 20)
 async def isolation(ctx: ProbeContext) -> Outcome:
     echo_wait = ctx.plan_wait(ECHO_WAIT)

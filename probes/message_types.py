@@ -17,7 +17,9 @@ Checks and verdicts:
   empty one was dropped, so this fails at once instead of waiting out the echo wait.
 - ``large`` [capability]: a Text message of 1 MiB, or of the declared maximum when the
   ``max_message_size`` hint is smaller (``min`` of the two), of seeded random ASCII letters
-  must come back identical (compared by SHA-256).  Text, because this check measures size
+  must come back identical (compared by SHA-256).  A hint never lowers the bar below
+  ``LARGE_FLOOR`` (64 KiB, DESIGN.md): a declared maximum below it makes the check
+  ``skip`` with the reason, never a pass on a small message.  Text, because this check measures size
   alone: a stack that cannot echo Binary already fails ``binary`` and must not fail twice.
 - ``fragmented`` [capability]: one Text message sent as three frames (TEXT fin=0, CONT
   fin=0, CONT fin=1, each fragment valid UTF-8 on its own) must come back as one Text
@@ -63,7 +65,7 @@ import asyncio
 import hashlib
 
 from gaps.evidence import show_bytes
-from gaps.probe import Outcome, ProbeContext, check, failed, passed
+from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
 from gaps.toolkit import (
     OPEN,
     TCP,
@@ -86,6 +88,7 @@ MISMATCH_GRACE = 1.0
 CLOSE_WAIT = 10.0
 
 LARGE_SIZE = 1024 * 1024
+LARGE_FLOOR = 64 * 1024  # the least "large" means, whatever the manifest declares
 LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 # One character of each UTF-8 length: 1 byte (ASCII), 2 (é ß Ω), 3 (€ 日本語), 4 (🚀 𝄞).
@@ -142,7 +145,12 @@ async def empty(ctx: ProbeContext) -> Outcome:
 async def large(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(LARGE_WAIT)
     declared = ctx.hint("max_message_size")
-    size = min(LARGE_SIZE, int(declared)) if declared else LARGE_SIZE
+    if declared is not None and declared < LARGE_FLOOR:
+        return skipped(f"the target declares max_message_size = {declared:g} bytes, below "
+                       f"the {LARGE_FLOOR} bytes this check sends at the least: a hint never "
+                       f"lowers the bar, so large messages are not judged here",
+                       declared_max=declared, floor=LARGE_FLOOR)
+    size = LARGE_SIZE if declared is None else min(LARGE_SIZE, int(declared))
     client = await ctx.connect("echo", auto_pong=True)
     payload = bytes(ctx.rng.choices(LETTERS, k=size))
     loop = asyncio.get_running_loop()

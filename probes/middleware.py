@@ -55,7 +55,7 @@ from typing import Any
 
 from gaps.manifest import Auth
 from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext, check, passed, skipped
+from gaps.probe import Outcome, ProbeContext, check, declared, passed, skipped
 from gaps.toolkit import echo_once, expect_close
 from gaps.toolkit.closing import CLOSE, TCP
 from gaps.wire.client import WireClient
@@ -295,8 +295,6 @@ async def origin_default(ctx: ProbeContext) -> Outcome:
 
 # -- message-hooks -----------------------------------------------------------------------
 
-@check("middleware.message-hooks", declared_only=True, absent="message-hooks")
-async def message_hooks(ctx: ProbeContext) -> Outcome:
-    """Never called: decided by the manifest's ``declared."middleware.message-hooks"`` fact
-    (verdict, source, summary), or skipped."""
-    raise AssertionError("middleware.message-hooks is declared only")
+# Decided by the manifest's ``declared."middleware.message-hooks"`` fact (verdict, source,
+# summary), or ``absent.message-hooks`` (a declared fail), or skipped.
+message_hooks = declared("middleware.message-hooks", absent="message-hooks")

@@ -135,6 +135,28 @@ async def test_never_ready_is_bounded(tmp_path: Path) -> None:
 
 
 @ASYNC
+async def test_a_harness_error_while_waiting_for_ready_is_not_target_not_ready(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of descriptors here says nothing about the target: the error is the harness's,
+    and the instance is stopped all the same."""
+    import errno
+
+    import gaps.targets
+
+    async def no_files(url: str, timeout: float) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(gaps.targets, "handshake_ok", no_files)
+    path = marked_manifest(tmp_path, ready=5)
+    started = time.monotonic()
+    with pytest.raises(OSError, match="Too many open files") as info:
+        await start_instance(load_manifest(path), 1.0)
+    assert not isinstance(info.value, TargetFailed)
+    assert time.monotonic() - started < 4  # at once, not after the ready timeout
+    assert wait_for(lambda: not marked_processes(path), 5)
+
+
+@ASYNC
 @pytest.mark.parametrize("cancels", [1, 2])
 async def test_a_start_cancelled_half_way_leaves_nothing_running(tmp_path: Path,
                                                                  cancels: int) -> None:
