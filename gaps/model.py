@@ -244,10 +244,35 @@ class RunResult:
         write_json_atomic(path, self.to_json())
 
 
+def _read_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (a change, even
+    for an instant, would reach files other threads create meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import, before the harness starts threads of its own.
+UMASK = _read_umask()
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 less the umask.  ``mkstemp`` makes
+    its files 0600, which a CI artifact upload or a colleague could not read."""
+    return 0o666 & ~UMASK
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=2, ensure_ascii=False)
             out.write("\n")
