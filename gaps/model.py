@@ -182,12 +182,15 @@ class TargetInfo:
     skipped: str | None = None  # why the whole target was skipped (build failed, no runtime)
     build: str | None = None  # "built", "cached", "none", "failed" or "not-run" for this run
     pinned: str | None = None  # the stack version expectations and hints were written for
+    # Why the version reads "unknown": the version command's exit status and last line.
+    version_error: str | None = None
 
     @property
     def version_note(self) -> str | None:
         """Says so when the recorded version is not the one the manifest was written for
         (a user's install does not apply the project's pins)."""
-        if not self.pinned or not self.version or self.pinned in self.version:
+        if (not self.pinned or not self.version or self.version_error
+                or self.pinned in self.version):
             return None
         return (f"this run has another version than {self.pinned}, which the target's "
                 "expectations and hints were written for")

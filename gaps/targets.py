@@ -249,26 +249,39 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     return "built"
 
 
-def target_version(manifest: Manifest, timeout: float = 30.0,
-                   cancel: threading.Event | None = None) -> str | None:
-    """The first line of the manifest's version command, bounded; None when there is none.
+UNKNOWN_VERSION = "unknown"
 
-    Run like a build (its own process group, taken down afterwards), so nothing it starts
-    outlives it; ``cancel`` ends it as it ends a build (BuildCancelled).
+
+def target_version(manifest: Manifest, timeout: float = 30.0,
+                   cancel: threading.Event | None = None) -> tuple[str | None, str | None]:
+    """The manifest's version command's answer: (version, problem).
+
+    The version is the first line of the command's output, bounded, or None when the
+    manifest has none.  A command that cannot start, fails or does not answer in time gives
+    ``"unknown"`` and a one-line problem (its exit status and last line of output), never
+    its output as the version: a Python traceback's first line is not a version.  Run like
+    a build (its own process group, taken down afterwards), so nothing it starts outlives
+    it; ``cancel`` ends it as it ends a build (BuildCancelled).
     """
     if manifest.version is None:
-        return None
+        return None, None
     values = _base_values(manifest)
+    argv = [_expand(a, values) for a in manifest.version.argv]
     try:
         status, text = _run_bounded(
-            [_expand(a, values) for a in manifest.version.argv],
-            cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ, timeout=timeout,
-            limit=BUILD_TAIL, cancel=cancel)
+            argv, cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ,
+            timeout=timeout, limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:
-        return f"unknown ({type(exc).__name__})"
+        return UNKNOWN_VERSION, f"version command: {_cannot_start(argv[0], exc)}"
     if status is None:
-        return f"unknown (no answer within {timeout:.0f} s)"
-    return (text.strip().splitlines() or ["unknown"])[0][:200]
+        return UNKNOWN_VERSION, f"version command: no answer within {timeout:.0f} s"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if status != 0:
+        last = f": {lines[-1][:300]}" if lines else " and printed nothing"
+        return UNKNOWN_VERSION, f"version command exited with status {status}{last}"
+    if not lines:
+        return UNKNOWN_VERSION, "version command printed nothing"
+    return lines[0][:200], None
 
 
 # -- instances ------------------------------------------------------------------------------
