@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -117,6 +118,31 @@ def _missing_runtime(requires: tuple[str, ...]) -> str | None:
     return None
 
 
+# How a user of the package gets the stacks of the built-in Python targets (pyproject.toml).
+TARGETS_EXTRA = "pip install 'wsgaps[targets]'"
+
+
+def _missing_modules(manifest: Manifest) -> str | None:
+    """Why the target cannot start here when a module its start command imports is not
+    installed in the harness's environment; None when all are (or none are named)."""
+    assert manifest.start is not None
+    missing = [name for name in manifest.start.imports if not _importable(name)]
+    if not missing:
+        return None
+    names = ", ".join(missing)
+    reason = f"{names} {'is' if len(missing) == 1 else 'are'} not installed in this environment"
+    return f"{reason}; {TARGETS_EXTRA}" if is_builtin(manifest) else reason
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be found by this interpreter, without importing it (a
+    package's parents are imported to search them; their failure counts as not found)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except Exception:  # a broken parent package, or an import hook that refuses it
+        return False
+
+
 def _expand(text: str, values: dict[str, str]) -> str:
     return text.format_map(values)
 
@@ -216,7 +242,8 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     The build runs in a process group of its own that is killed when the build ends, times
     out or is interrupted; only the last 4 KiB of its output are kept, for the skip reason.
     """
-    if manifest.start and (missing := _missing_runtime(manifest.start.requires)):
+    if manifest.start and (missing := _missing_runtime(manifest.start.requires)
+                           or _missing_modules(manifest)):
         raise TargetSkipped(missing, build="none" if manifest.build is None else "not-run")
     build = manifest.build
     if build is None:
