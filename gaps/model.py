@@ -33,6 +33,19 @@ class Verdict(StrEnum):
         return self in (Verdict.PASS, Verdict.NON_STRICT)
 
 
+class ErrorReason(StrEnum):
+    """Why a verdict is ``error`` (the harness could not judge), as a value: code branches on
+    it, never on a summary's words, so rewording a summary never changes a verdict."""
+
+    HARNESS_SIDE = "harness side"  # the harness ran out of something: descriptors, memory
+    HARNESS_TOO_SLOW = "harness too slow"  # its event loop stalled while the target judged it
+    TARGET_NOT_READY = "target not ready"  # an instance never got ready
+    OVER_BUDGET = "over budget"  # the try did not finish within its budget
+    PROBE = "probe"  # the probe's own code raised (a bug in wsgaps)
+    CANNOT_JUDGE = "cannot judge"  # what the check needs before judging did not hold
+    INCONCLUSIVE = "inconclusive"  # no k of n tries agreed
+
+
 class Method(StrEnum):
     OBSERVED = "observed"
     DECLARED = "declared"
@@ -64,6 +77,7 @@ class CheckResult:
     # What the manifest declares about an observed check, shown beside the observed verdict:
     # {"verdict": "fail"|"pass"|..., "source": ..., "summary": ...}.  None when nothing is.
     declaration: dict[str, Any] | None = None
+    reason: ErrorReason | None = None  # why the verdict is error (None for any other verdict)
 
     @property
     def kind(self) -> Kind:
@@ -86,6 +100,7 @@ class CheckResult:
         data["kind"] = str(self.kind)
         data["verdict"] = str(self.verdict)
         data["method"] = str(self.method)
+        data["reason"] = None if self.reason is None else str(self.reason)
         data["contradiction"] = self.contradiction
         return data
 
@@ -96,6 +111,8 @@ class CheckResult:
         data.pop("contradiction", None)
         data["verdict"] = Verdict(data["verdict"])
         data["method"] = Method(data["method"])
+        reason = data.get("reason")
+        data["reason"] = None if reason is None else ErrorReason(reason)
         return cls(**data)
 
 

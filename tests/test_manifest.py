@@ -120,3 +120,20 @@ def test_start_imports_are_module_names_and_skip_where_not_installed(tmp_path: P
     assert info.value.build == "none"
     manifest = load_manifest(write(tmp_path, with_imports.replace("IMPORT", "gaps.reference")))
     assert run_build(manifest) == "none"
+
+
+def test_build_paths_stay_inside_the_folder_and_start_cost_is_seconds(tmp_path: Path) -> None:
+    build = '\n[build]\ncommand = ["make"]\n'
+    assert "build.inputs: '../x' must be a relative path" in error_of(
+        tmp_path, GOOD + build + 'inputs = ["../x"]\n')
+    assert "build.outputs: '/abs' must be a relative path" in error_of(
+        tmp_path, GOOD + build + 'outputs = ["/abs"]\n')
+    assert "build.exclude: 'a/b' must be a name at the top" in error_of(
+        tmp_path, GOOD + build + 'exclude = ["a/b"]\n')
+    assert "start.cost: must be a non-negative number" in error_of(
+        tmp_path, GOOD.replace("[endpoints.echo]", 'cost = "slow"\n[endpoints.echo]'))
+    manifest = load_manifest(write(tmp_path, GOOD.replace("[endpoints.echo]",
+                                                          "cost = 2.5\n[endpoints.echo]")
+                                   + build + 'inputs = ["src"]\nexclude = [".gradle"]\n'))
+    assert manifest.start_cost == 2.5
+    assert manifest.build and manifest.build.exclude == (".gradle",)
