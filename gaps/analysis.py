@@ -30,6 +30,7 @@ TEXT_LIMIT = 200  # a heading, a status or priority value as written
 BULLET_LIMIT = 500  # one "current state" bullet
 BULLETS_MAX = 30  # bullets kept per gap
 HEADINGS_MAX = 200  # numbered headings read; more is not a gap analysis
+SUMMARY_MAX = 200  # summary list items kept
 
 
 class AnalysisError(Exception):
@@ -200,6 +201,7 @@ class Section:
     current_state: list[str] = field(default_factory=list)
     more_bullets: int = 0  # bullets beyond BULLETS_MAX, not kept
     problems: list[str] = field(default_factory=list)
+    chapter: bool = False  # a numbered heading with numbered gap headings under it
 
 
 @dataclass(frozen=True)
@@ -318,8 +320,11 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
             # A heading at the gap's level or above ends it; so does a numbered heading
             # under a numbered heading that named no gap ("## 2. Findings" then "### 2.1
             # Heartbeat": the outer one was a chapter).
-            if current is not None and (depth <= level or (found and current.gap is None
-                                                           and current.claim is None)):
+            if current is not None and depth > level and found and current.gap is None \
+                    and current.claim is None:
+                current.chapter = True
+                current = None
+            if current is not None and depth <= level:
                 current = None
             summary_priority = None
             if found and current is None:
@@ -341,7 +346,7 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
             in_state = _read_gap_line(current, line, in_state)
         elif summary_priority is not None:
             item = _ITEM.match(line)
-            if item and not item.group(1):
+            if item and not item.group(1) and len(summary) < SUMMARY_MAX:
                 words = item.group(2)
                 summary.append(SummaryItem(number, _text(words), summary_priority,
                                            map_title(_strip_emphasis(words).strip())))
@@ -352,6 +357,7 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
         raise AnalysisError(f"{len(sections)} numbered headings but none with a "
                             "'**Status**:' line under it; not a gap analysis in the "
                             "expected shape")
+    sections = [section for section in sections if not section.chapter]
     for section in sections:
         if section.claim is None:
             section.problems.append("no Status line")

@@ -61,7 +61,8 @@ TOP_KEYS = {
     "settings", "absent", "declared", "notes", "pinned",
 }
 BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "exclude", "requires"}
-START_KEYS = {"command", "cwd", "env", "requires", "cost"}
+START_KEYS = {"command", "cwd", "env", "requires", "cost", "imports"}
+MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 STOP_KEYS = {"grace"}
 READY_KEYS = {"timeout"}
 DECLARED_KEYS = {"verdict", "source", "summary"}
@@ -129,6 +130,9 @@ class Command:
     cwd: str = "."
     env: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
+    # Python modules the command imports from the harness's own environment ({python}):
+    # where one is not installed the target is skipped, as for a missing runtime.
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -289,11 +293,16 @@ def _command(r: _Reader, data: Any, fieldname: str, allowed: set[str]) -> dict[s
     env = r.table(table.get("env", {}), f"{fieldname}.env")
     for key, value in env.items():
         r.placeholders(r.string(value, f"{fieldname}.env.{key}"), f"{fieldname}.env.{key}")
+    imports = r.strings(table.get("imports", []), f"{fieldname}.imports")
+    for module in imports:
+        if not MODULE.match(module):
+            raise r.fail(f"{fieldname}.imports", f"{module!r} is not a Python module name")
     return {
         "argv": argv,
         "cwd": r.string(table.get("cwd", "."), f"{fieldname}.cwd"),
         "env": dict(env),
         "requires": r.strings(table.get("requires", []), f"{fieldname}.requires"),
+        "imports": imports,
     }
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gaps.manifest import Manifest
-from gaps.model import CheckResult, GapResult, Method, RunResult, Verdict
+from gaps.model import CheckResult, ErrorReason, GapResult, Method, RunResult, Verdict
 from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
 from gaps.probe import ALONE, DECLARED, SHARED, CheckDef, Placement, ProbeContext
@@ -175,7 +175,8 @@ async def record_versions(config: RunConfig, labels: list[str]) -> None:
         target = config.targets[label]
         if target.skipped or target.run.target.version is not None:
             return
-        target.run.target.version = await asyncio.to_thread(
+        info = target.run.target
+        info.version, info.version_error = await asyncio.to_thread(
             target_version, target.manifest, cancel=cancel)
 
     await _in_threads([one(label) for label in labels], cancel)
@@ -360,7 +361,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         if exc.logs:
             logs.append(exc.logs)
         return [CheckResult(d.id, Verdict.ERROR, f"target not ready: {exc}"[:500],
-                            Method.OBSERVED) for d in defns]
+                            Method.OBSERVED, reason=ErrorReason.TARGET_NOT_READY)
+                for d in defns]
 
     async def on_one_instance(defns: list[CheckDef]) -> None:
         priority = max(d.budget for d in defns)
@@ -381,7 +383,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
             # Out of descriptors or memory while starting it: the harness's error, said so.
             for d in defns:
                 await record(CheckResult(d.id, Verdict.ERROR, f"harness side: "
-                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED))
+                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED,
+                                         reason=ErrorReason.HARNESS_SIDE))
 
     async def fresh_each_try(defn: CheckDef) -> None:
         # No instance here: each try starts its own through ctx.new_instance (upstream

@@ -70,6 +70,9 @@ def summary_table(run: RunResult) -> Table:
 def print_summary(console: Console, run: RunResult) -> None:
     """The table, then each reason once, whole (target text printed literally)."""
     console.print(summary_table(run))
+    if run.target.version_error:
+        console.print(f"{run.target.name} version unknown: {run.target.version_error}",
+                      markup=False, highlight=False, soft_wrap=True)
     if run.target.skipped:
         console.print(f"{run.target.name} skipped: {run.target.skipped}", markup=False,
                       highlight=False)

@@ -587,8 +587,9 @@ def test_chapter_numbering_and_subsections() -> None:
     audit = audit_of(text)
     assert [(row.slug, row.number) for row in audit.rows] == [("heartbeat", 1),
                                                                ("broadcast", 2)]
-    # The chapters are listed as unmapped; the numbered step inside a gap is not a heading.
-    assert [u.text for u in audit.unmapped] == ["Introduction", "Findings"]
+    # "Findings" holds gaps: a chapter, not an unmapped gap; "Introduction" holds none and
+    # is listed.  The numbered step inside a gap is not a gap heading.
+    assert [u.text for u in audit.unmapped] == ["Introduction"]
 
 
 def test_no_report_beside_the_results_means_no_links_and_nothing_rendered(
@@ -599,3 +600,12 @@ def test_no_report_beside_the_results_means_no_links_and_nothing_rendered(
         "audit.html", "audit.json", "audit.md", "results.json"]
     assert not (tmp_path / "reports" / "index.html").exists()
     assert json.loads((results.parent / "audit.json").read_text())["report"]["md"] is None
+
+
+def test_results_with_endless_checks_are_bounded() -> None:
+    run = example_run()
+    run.gaps["heartbeat"] = GapResult("heartbeat", checks=[
+        check("heartbeat.server-pings", Verdict.FAIL, SCRIPT * 100) for _ in range(500)])
+    row = rows(audit_of("### 1. Heartbeat\n**Status**: Missing\n", run))["heartbeat"]
+    assert len(row.evidence) == 20 and "480 more check results" in row.reason
+    assert max(len(e.summary) for e in row.evidence) < 600

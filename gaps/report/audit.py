@@ -56,6 +56,7 @@ AUDIT_SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "audit.sche
 AUDIT_JSON, AUDIT_MD, AUDIT_HTML = "audit.json", "audit.md", "audit.html"
 AUDIT_JSON_MAX = 4 * 1024 * 1024  # an audit.json read back for the report link
 INLINE_LIMIT = 200
+EVIDENCE_MAX = 20  # check results listed per gap (the catalog has at most 7 per gap)
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT, EXIT_WRITE = 0, 1, 2, 3
 
@@ -230,6 +231,8 @@ def _measurement(run: RunResult, slug: str) -> tuple[Status | None, str, tuple[E
     result = run.gaps[slug]
     evidence = tuple(_evidence(c) for c in result.checks if c.kind is Kind.CAPABILITY)
     counted = [e for e in evidence if e.counted]
+    unlisted = max(0, len(evidence) - EVIDENCE_MAX)
+    evidence = evidence[:EVIDENCE_MAX]
     error = clip(one_line(result.error), SUMMARY_LIMIT) if result.error else ""
     status = result.status
     if status is Status.UNKNOWN:
@@ -258,6 +261,8 @@ def _measurement(run: RunResult, slug: str) -> tuple[Status | None, str, tuple[E
                    "not observed on the wire")
     if error:
         reason += "; some checks could not complete and do not count"
+    if unlisted:
+        reason += f"; {unlisted} more check results are not listed here"
     return status, error, evidence, reason
 
 
