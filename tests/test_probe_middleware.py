@@ -4,8 +4,8 @@ servers: every check shown in both states."""
 from __future__ import annotations
 
 import asyncio
-import json
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
