@@ -198,7 +198,8 @@ async def record_versions(config: RunConfig, labels: list[str]) -> None:
         target = config.targets[label]
         if target.skipped or target.run.target.version is not None:
             return
-        target.run.target.version = await asyncio.to_thread(
+        info = target.run.target
+        info.version, info.version_error = await asyncio.to_thread(
             target_version, target.manifest, cancel=cancel)
 
     await _in_threads([one(label) for label in labels], cancel)

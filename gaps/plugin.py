@@ -31,7 +31,7 @@ import pytest
 
 from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
-from gaps.manifest import ManifestError
+from gaps.manifest import ManifestError, switch_off
 from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
 from gaps.options import DEFAULT_TARGET, add_options, out_problem, without_problem
 from gaps.plan import (
@@ -127,6 +127,8 @@ def make_session(config: pytest.Config) -> GapsSession:
                     f"--gaps-without applies to the reference target only, not {manifest.name}")
             extra = ("--without", without)
             settings["without"] = f"switched off with --without {without}"
+            manifest = switch_off(manifest, {n.strip() for n in without.split(",")},
+                                  settings["without"])
         info = TargetInfo(
             name=manifest.name, description=manifest.description,
             kind="managed" if manifest.managed else "url", url=manifest.url,

@@ -87,6 +87,9 @@ def print_summary(console: Console, run: RunResult) -> None:
         console.print(f"{run.target.name}: no check could run: {common}", markup=False,
                       highlight=False, soft_wrap=True, style="red")
     console.print(summary_table(run))
+    if run.target.version_error:
+        console.print(f"{run.target.name} version unknown: {run.target.version_error}",
+                      markup=False, highlight=False, soft_wrap=True)
     if run.target.skipped:
         console.print(f"{run.target.name} skipped: {run.target.skipped}", markup=False,
                       highlight=False)

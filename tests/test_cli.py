@@ -271,3 +271,33 @@ def test_readme_exit_codes_match_the_cli() -> None:
              cli.EXIT_INTERRUPTED: "130 interrupted"}
     for text in codes.values():
         assert text in readme, text
+
+
+HIDE_MODULES = '''
+import sys
+
+class Hide:
+    """Makes the named modules not importable, as in a venv where they are not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {HIDDEN}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+'''
+
+
+def test_builtin_python_target_without_its_stack_is_skipped(tmp_path: Path) -> None:
+    # A user's venv without the targets extra: skipped with the reason, like a missing node.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HIDE_MODULES.replace("HIDDEN", "'aiohttp'"))
+    done = wsgaps("run", "--target", "aiohttp", "--out", str(tmp_path / "out"),
+                  env={"PYTHONPATH": str(site)})
+    reason = "aiohttp is not installed in this environment; pip install 'wsgaps[targets]'"
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"aiohttp skipped: {reason}" in done.stdout
+    run = load_results(tmp_path / "out" / "aiohttp" / "results.json")
+    assert run.target.skipped == reason
+    assert run.target.build == "none"
