@@ -146,6 +146,9 @@ class GapResult:
     logs: str | None = None  # bounded tail of the instance's stdout/stderr
     started: float | None = None
     finished: float | None = None
+    # The run was interrupted before this gap finished: its status is derived from the
+    # checks that finished before that (perhaps none), so it is no verdict on the gap.
+    interrupted: bool = False
 
     @property
     def gap(self):  # -> catalog.Gap
@@ -171,6 +174,7 @@ class GapResult:
             "note": self.note,
             "started": self.started,
             "finished": self.finished,
+            "interrupted": self.interrupted,
             "logs": self.logs,
             "checks": [c.to_json() for c in self.checks],
         }
@@ -184,6 +188,7 @@ class GapResult:
             logs=data.get("logs"),
             started=data.get("started"),
             finished=data.get("finished"),
+            interrupted=bool(data.get("interrupted", False)),
         )
 
 
@@ -223,6 +228,8 @@ class RunResult:
     finished: float | None = None
     waits: dict[str, float] = field(default_factory=dict)
     gaps: dict[str, GapResult] = field(default_factory=dict)
+    # The signal that interrupted the run ("SIGINT", "SIGTERM"); None for a whole run.
+    interrupted: str | None = None
 
     def __post_init__(self) -> None:
         for gap in GAPS:
@@ -237,6 +244,7 @@ class RunResult:
             "seed": self.seed,
             "started": self.started,
             "finished": self.finished,
+            "interrupted": self.interrupted,
             "waits": dict(sorted(self.waits.items())),
             "gaps": [self.gaps[gap.slug].to_json() for gap in GAPS],
         }
@@ -255,6 +263,7 @@ class RunResult:
             seed=data["seed"],
             started=data["started"],
             finished=data.get("finished"),
+            interrupted=data.get("interrupted"),
             waits=data.get("waits", {}),
             gaps={g["slug"]: GapResult.from_json(g) for g in data["gaps"]},
         )
