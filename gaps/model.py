@@ -314,14 +314,37 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 class ResultsError(Exception):
-    """A results file that is missing, unreadable or not of this schema."""
+    """A results file that is missing, unreadable or not of this schema.
+
+    ``problems`` are the file's breaches of the shipped JSON Schema, one line each (JSON
+    path and what was expected there), when that is what is wrong with it.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 def load_results(path: Path) -> RunResult:
+    """A results file, checked against the shipped JSON Schema first: a file that breaks
+    it is refused with every problem (ResultsError.problems), never half read."""
+    from gaps.validate import problems
+
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return RunResult.from_json(data)
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: not a wsgaps results file ({exc})") from None
+    if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: not a wsgaps results file (schema_version "
+                           f"{data.get('schema_version')!r} is not {SCHEMA_VERSION})")
+    found = tuple(problems(data))
+    if found:
+        raise ResultsError(f"{path}: {found[0]}"
+                           + (f" (and {len(found) - 1} more problems)" if found[1:] else ""),
+                           tuple(f"{path}: {line}" for line in found))
+    try:
+        return RunResult.from_json(data)
+    except (ValueError, KeyError, TypeError) as exc:
         raise ResultsError(f"{path}: not a wsgaps results file ({exc})") from None
