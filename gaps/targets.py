@@ -433,6 +433,10 @@ class Instance:
         values["upstream"] = self.upstream or ""
         return values
 
+    def expand(self, text: str) -> str:
+        """``text`` with this instance's placeholders filled (``{port}``, ``{upstream}``...)."""
+        return _expand(text, self._values())
+
     def url(self, endpoint: str, **fields: str) -> str:
         """The endpoint's URL for this instance; KeyError if the manifest has no such endpoint."""
         spec = self.manifest.endpoints[endpoint]
