@@ -91,6 +91,10 @@ def one_try(moment: str, rng: random.Random) -> tuple[bool, float, str]:
                 pass
             what = "at the first summary table"
         sent = time.monotonic()
+        if cli.poll() is not None:
+            err = cli.communicate()[1].decode(errors="replace").strip()
+            return False, 0.0, f"{what}; ended by itself before the signal (exit " \
+                f"{cli.returncode}): {' | '.join(err.splitlines()[-3:])}"
         os.killpg(cli.pid, signal.SIGINT)
         try:
             _, err = cli.communicate(timeout=60)
