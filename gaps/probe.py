@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
-from gaps.manifest import Manifest
+from gaps.manifest import ENDPOINT_KEYS, ENDPOINTS, FieldReader, Manifest, ProbeKey
 from gaps.model import CheckResult, ErrorReason, Method, Verdict
 from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
@@ -191,6 +191,24 @@ def check(
     return wrap
 
 
+def manifest_key(endpoint: str, name: str, read: Callable[[FieldReader, Any, str], Any],
+                 about: str, *, default: Any = None) -> ProbeKey:
+    """Declare ``endpoints.<endpoint>.<name>``, a manifest key this probe reads, beside its
+    checks (assign it to a module-level name, as with ``declared``)::
+
+        ERROR_SHAPE = manifest_key("chat", "error_shape", read_shape, "the stack's ...")
+
+    The manifest reader validates the key with ``read`` (``gaps.manifest.ProbeKey``) and
+    the check reads it with ``ERROR_SHAPE.value(ctx.manifest)``.
+    """
+    if endpoint not in ENDPOINTS:
+        raise KeyError(f"{name}: {endpoint!r} is not an endpoint of the contract "
+                       f"({', '.join(ENDPOINTS)})")
+    if name in ENDPOINT_KEYS:
+        raise KeyError(f"endpoints.{endpoint}.{name} is a key of every endpoint already")
+    return ProbeKey(endpoint, name, read, about, default)
+
+
 def declared(check_id: str) -> CheckDef:
     """Register ``check_id`` as a check of method ``declared`` (``[c, declared]`` in
     DESIGN.md): there is nothing on the wire to observe, so the manifest's
@@ -270,7 +288,8 @@ class ProbeContext:
         that setting declared (``upstream.resume``)."""
         name, _, setting = endpoint.partition(".")
         spec = self.manifest.endpoints.get(name)
-        return spec is not None and (not setting or getattr(spec, setting, None) is not None)
+        return spec is not None and (not setting or getattr(spec, setting, None) is not None
+                                     or spec.extra.get(setting) is not None)
 
     def url(self, endpoint: str = "echo", **fields: str) -> str:
         return self.instance.url(endpoint, **fields)
@@ -708,3 +727,31 @@ def load_checks(source: str = DEFAULT_PROBES) -> dict[str, list[CheckDef]]:
         found[slug] = checks
     order = list(BY_SLUG)
     return dict(sorted(found.items(), key=lambda item: order.index(item[0])))
+
+
+def module_keys(module: ModuleType) -> list[ProbeKey]:
+    """The manifest keys a probe module declares (``manifest_key``), naming it as owner."""
+    return [dataclasses.replace(v, owner=module.__name__.rsplit(".", 1)[-1])
+            for v in vars(module).values() if isinstance(v, ProbeKey)]
+
+
+_KEYS: dict[str, list[ProbeKey]] = {}
+
+
+def load_keys(source: str = DEFAULT_PROBES) -> list[ProbeKey]:
+    """The manifest keys the probes of ``source`` declare (the built-in ones by default), for
+    the manifest reader; one key declared by two probes is a ProbeError."""
+    if source in _KEYS:  # the built-in probes' keys, read once per process
+        return _KEYS[source]
+    keys: dict[tuple[str, str], ProbeKey] = {}
+    for module in _probe_modules(source):
+        for key in module_keys(module):
+            other = keys.get((key.endpoint, key.name))
+            if other is not None:
+                raise ProbeError(f"endpoints.{key.endpoint}.{key.name} is declared by both "
+                                 f"{other.owner} and {key.owner}; one probe owns a key")
+            keys[(key.endpoint, key.name)] = key
+    found = list(keys.values())
+    if source == DEFAULT_PROBES:
+        _KEYS[source] = found
+    return found
