@@ -199,12 +199,15 @@ class TargetInfo:
     skipped: str | None = None  # why the whole target was skipped (build failed, no runtime)
     build: str | None = None  # "built", "cached", "none", "failed" or "not-run" for this run
     pinned: str | None = None  # the stack version expectations and hints were written for
+    # Why the version reads "unknown": the version command's exit status and last line.
+    version_error: str | None = None
 
     @property
     def version_note(self) -> str | None:
         """Says so when the recorded version is not the one the manifest was written for
         (a user's install does not apply the project's pins)."""
-        if not self.pinned or not self.version or self.pinned in self.version:
+        if (not self.pinned or not self.version or self.version_error
+                or self.pinned in self.version):
             return None
         return (f"this run has another version than {self.pinned}, which the target's "
                 "expectations and hints were written for")
@@ -261,10 +264,35 @@ class RunResult:
         write_json_atomic(path, self.to_json())
 
 
+def _read_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (a change, even
+    for an instant, would reach files other threads create meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import, before the harness starts threads of its own.
+UMASK = _read_umask()
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 less the umask.  ``mkstemp`` makes
+    its files 0600, which a CI artifact upload or a colleague could not read."""
+    return 0o666 & ~UMASK
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=2, ensure_ascii=False)
             out.write("\n")

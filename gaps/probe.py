@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import ENDPOINT_KEYS, ENDPOINTS, FieldReader, Manifest, ProbeKey
@@ -209,16 +210,19 @@ def manifest_key(endpoint: str, name: str, read: Callable[[FieldReader, Any, str
     return ProbeKey(endpoint, name, read, about, default)
 
 
-def declared(check_id: str) -> CheckDef:
+def declared(check_id: str, *, absent: str | None = None) -> CheckDef:
     """Register ``check_id`` as a check of method ``declared`` (``[c, declared]`` in
     DESIGN.md): there is nothing on the wire to observe, so the manifest's
     ``declared.<id>`` fact decides it, and without one it is ``skip``.  It has no function,
     needs no endpoint and starts no instance::
 
         documented = declared("concurrency.documented")
+
+    ``absent`` names the capability whose declared absence (``absent.<name>``) decides it
+    as a declared fail when the manifest has no ``declared.<id>`` fact.
     """
-    _known(check_id)
-    return CheckDef(check_id, None, (), None, False, 0.0, Placement.DECLARED)
+    _known(check_id, absent)
+    return CheckDef(check_id, None, (), absent, False, 0.0, Placement.DECLARED)
 
 
 class ProbeContext:
@@ -291,8 +295,14 @@ class ProbeContext:
         return spec is not None and (not setting or getattr(spec, setting, None) is not None
                                      or spec.extra.get(setting) is not None)
 
-    def url(self, endpoint: str = "echo", **fields: str) -> str:
-        return self.instance.url(endpoint, **fields)
+    def url(self, endpoint: str = "echo", *, query: dict[str, str] | None = None,
+            **fields: str) -> str:
+        """The endpoint's URL, with ``fields`` in its placeholders and ``query`` parameters
+        added to any it already has."""
+        url = self.instance.url(endpoint, **fields)
+        if query:
+            url += ("&" if "?" in url else "?") + urlencode(query)
+        return url
 
     def hint(self, name: str) -> float | None:
         return self.manifest.hints.get(name)
@@ -343,29 +353,32 @@ class ProbeContext:
     # -- clients -------------------------------------------------------------------------
 
     async def connect(self, endpoint: str = "echo", *, timeout: float | None = None,
-                      fields: dict[str, str] | None = None, **kwargs: Any) -> WireClient:
+                      fields: dict[str, str] | None = None, query: dict[str, str] | None = None,
+                      **kwargs: Any) -> WireClient:
         """A wire client on ``endpoint``, closed automatically when the check ends.
 
-        ``fields`` fill the endpoint's placeholders (``{room}``).  ``timeout`` (scaled)
-        bounds the handshake, ``CONNECT_WAIT`` scaled by default.  Raises a
+        ``fields`` fill the endpoint's placeholders (``{room}``); ``query`` adds
+        parameters.  ``timeout`` (scaled) bounds the handshake, ``CONNECT_WAIT`` scaled by
+        default.  Raises a
         ``HandshakeFailed`` when no connection results.  The runner judges every client
         opened here (``the_wire_decides``).
         """
         kwargs.setdefault("ssl_context", self.ssl_context)
         wait = self.scaled(CONNECT_WAIT) if timeout is None else timeout
-        client = await WireClient.connect(self.url(endpoint, **(fields or {})), timeout=wait,
-                                          **kwargs)
+        client = await WireClient.connect(self.url(endpoint, query=query, **(fields or {})),
+                                          timeout=wait, **kwargs)
         self._clients.append(client)
         return client
 
-    async def handshake(self, endpoint: str = "echo", *, wait: float, **kwargs: Any) -> Attempt:
+    async def handshake(self, endpoint: str = "echo", *, wait: float,
+                        query: dict[str, str] | None = None, **kwargs: Any) -> Attempt:
         """One raw handshake on ``endpoint`` as a value; never raises for what the target does.
 
         Keywords are those of ``gaps.wire.client.open_handshake`` (a missing key, another
         version or method, offered subprotocols, ...); ``wait`` is scaled.
         """
         kwargs.setdefault("ssl_context", self.ssl_context)
-        return await attempt(self.url(endpoint), timeout=wait, **kwargs)
+        return await attempt(self.url(endpoint, query=query), timeout=wait, **kwargs)
 
     async def http_get(self, endpoint: str, *, wait: float, max_body: int = DEFAULT_MAX_BODY,
                        headers: tuple[tuple[str, str], ...] = ()) -> HttpAnswer:
