@@ -36,19 +36,10 @@ ENDPOINTS = {
 }
 # The keys every endpoint may take.  A key one probe alone reads is declared by that probe,
 # beside its checks (``gaps.probe.manifest_key``), and validated from there: the manifest
-# reader is given the declared keys (``ProbeKey``).  ``auth``, ``same_origin`` and
-# ``metrics_map`` stay here until the probes that read them (middleware, metrics) declare
-# them.
-ENDPOINT_KEYS = {"path", "url", "same_origin", "auth", "includes_sender", "metrics_map", "note"}
-AUTH_KEYS = {"token", "via", "name"}
-AUTH_VIA = {"header", "query", "cookie", "subprotocol"}
-# What ``auth.name`` means for each way the token travels, and its default: the header's
-# name, the query parameter's, the cookie's, or the protocol offered (and selected) beside
-# the token, which is then offered as a second protocol value ("" offers the token alone).
-AUTH_NAMES = {"header": "Authorization", "query": "token", "cookie": "token",
-              "subprotocol": ""}
-# The origin the ``origin`` endpoint treats as its own: scheme, host and optional port.
-ORIGIN = re.compile(r"^https?://[^/?#\s@]+$")
+# reader is given the declared keys (``ProbeKey``).  ``includes_sender`` is read by the
+# toolkit's audience for two probes; ``metrics_map`` stays until the metrics probe declares
+# it.
+ENDPOINT_KEYS = {"path", "url", "includes_sender", "metrics_map", "note"}
 HINTS = {
     "ping_interval", "ping_timeout", "max_message_size", "max_connections", "rate_limit",
     "backoff_initial", "backoff_max", "backoff_factor", "handshake_timeout", "close_timeout",
@@ -74,25 +65,10 @@ class ManifestError(Exception):
 
 
 @dataclass(frozen=True)
-class Auth:
-    """How the right token of an endpoint travels (middleware.handshake-auth): ``token`` is
-    the exact value sent (a header value such as ``Bearer abc``, a query or cookie value, or
-    an offered protocol), ``via`` one of ``AUTH_VIA``, ``name`` as in ``AUTH_NAMES``."""
-
-    token: str
-    via: str = "header"
-    name: str = "Authorization"
-
-
-@dataclass(frozen=True)
 class EndpointSpec:
     name: str
     path: str | None = None
     url: str | None = None
-    # origin only: the origin the endpoint's same-origin policy accepts (default the
-    # endpoint's own, ``http://`` and the authority its URL gives, as in ``Host``)
-    same_origin: str | None = None
-    auth: Auth | None = None
     includes_sender: bool | None = None
     metrics_map: dict[str, str] = field(default_factory=dict)
     note: str | None = None
@@ -116,6 +92,7 @@ class ProbeKey:
     read: Callable[[FieldReader, Any, str], Any]
     about: str
     default: Any = None
+    required: bool = False  # an endpoint without it is a manifest error ("missing: <about>")
     owner: str = ""
 
     def value(self, manifest: Manifest) -> Any:
@@ -320,6 +297,9 @@ def _probe_keys(r: FieldReader, name: str, table: dict[str, Any],
     declaration; a key some probe declares for another endpoint says which one."""
     fieldname = f"endpoints.{name}"
     mine = {k.name: k for k in keys if k.endpoint == name}
+    for key in mine.values():
+        if key.required and key.name not in table:
+            raise r.fail(f"{fieldname}.{key.name}", f"missing: {key.about}")
     values: dict[str, Any] = {}
     for key, raw in table.items():
         if key in ENDPOINT_KEYS:
@@ -329,8 +309,10 @@ def _probe_keys(r: FieldReader, name: str, table: dict[str, Any],
             continue
         elsewhere = sorted({k.endpoint for k in keys if k.name == key})
         if elsewhere:
-            raise r.fail(f"{fieldname}.{key}", f"only the {' and '.join(elsewhere)} endpoint "
-                         f"takes it ({next(k.owner for k in keys if k.name == key)})")
+            which = (f"the {elsewhere[0]} endpoint takes" if len(elsewhere) == 1
+                     else f"the {' and '.join(elsewhere)} endpoints take")
+            owner = next(k.owner for k in keys if k.name == key)
+            raise r.fail(f"{fieldname}.{key}", f"only {which} it ({owner})")
         known = sorted(ENDPOINT_KEYS | set(mine))
         raise r.fail(f"{fieldname}.{key}", f"unknown key (known: {', '.join(known)})")
     return values
@@ -366,19 +348,6 @@ def _endpoint(r: FieldReader, name: str, data: Any, keys: list[ProbeKey]) -> End
             raise r.fail(f"{fieldname}.url", f"a {kind} endpoint needs a {'/'.join(wanted)} URL")
     if name == "room" and "{room}" not in (path or url or ""):
         raise r.fail(fieldname, "the room endpoint needs a {room} placeholder")
-    auth = _auth(r, table["auth"], f"{fieldname}.auth") if "auth" in table else None
-    if name == "secure" and auth is None:
-        raise r.fail(f"{fieldname}.auth", "missing: the secure endpoint needs the right token "
-                     "and how it travels (token, via, name)")
-    same_origin = None
-    if "same_origin" in table:
-        if name != "origin":
-            raise r.fail(f"{fieldname}.same_origin", "only the origin endpoint takes it")
-        same_origin = r.string(table["same_origin"], f"{fieldname}.same_origin")
-        r.placeholders(same_origin, f"{fieldname}.same_origin")
-        if not ORIGIN.match(same_origin.replace("{", "").replace("}", "")):
-            raise r.fail(f"{fieldname}.same_origin", f"{same_origin!r} is not an origin "
-                         "(http:// or https://, a host and an optional port, no path)")
     includes = table.get("includes_sender")
     if includes is not None and not isinstance(includes, bool):
         raise r.fail(f"{fieldname}.includes_sender", "must be true or false")
@@ -387,32 +356,12 @@ def _endpoint(r: FieldReader, name: str, data: Any, keys: list[ProbeKey]) -> End
         name=name,
         path=path,
         url=url,
-        same_origin=same_origin,
-        auth=auth,
         includes_sender=includes,
         metrics_map={k: r.string(v, f"{fieldname}.metrics_map.{k}")
                      for k, v in metrics_map.items()},
         note=table.get("note"),
         extra=extra,
     )
-
-
-def _auth(r: FieldReader, data: Any, fieldname: str) -> Auth:
-    table = r.table(data, fieldname, AUTH_KEYS)
-    r.require(table, ("token",), fieldname)
-    via = r.choice(table.get("via", "header"), f"{fieldname}.via", AUTH_VIA)
-    token = r.string(table["token"], f"{fieldname}.token")
-    name = r.string(table.get("name", AUTH_NAMES[via]), f"{fieldname}.name")
-    if not token or any(c in token for c in "\r\n\0"):
-        raise r.fail(f"{fieldname}.token", "must be a non-empty value on one line")
-    if via in ("header", "query", "cookie") and not name:
-        raise r.fail(f"{fieldname}.name", f"a token sent by {via} needs the {via}'s name")
-    if via == "header" and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
-        raise r.fail(f"{fieldname}.name", f"{name!r} is not an HTTP header name")
-    if via in ("cookie", "subprotocol") and any(c in token for c in " ,;\""):
-        raise r.fail(f"{fieldname}.token", f"a token sent by {via} cannot hold spaces, "
-                     "commas, semicolons or quotes")
-    return Auth(token, via, name)
 
 
 def _relative_paths(r: FieldReader, data: Any, fieldname: str, *,

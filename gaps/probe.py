@@ -193,21 +193,23 @@ def check(
 
 
 def manifest_key(endpoint: str, name: str, read: Callable[[FieldReader, Any, str], Any],
-                 about: str, *, default: Any = None) -> ProbeKey:
+                 about: str, *, default: Any = None, required: bool = False) -> ProbeKey:
     """Declare ``endpoints.<endpoint>.<name>``, a manifest key this probe reads, beside its
     checks (assign it to a module-level name, as with ``declared``)::
 
         ERROR_SHAPE = manifest_key("chat", "error_shape", read_shape, "the stack's ...")
 
     The manifest reader validates the key with ``read`` (``gaps.manifest.ProbeKey``) and
-    the check reads it with ``ERROR_SHAPE.value(ctx.manifest)``.
+    the check reads it with ``ERROR_SHAPE.value(ctx.manifest)``.  A ``required`` key is
+    one the endpoint cannot be probed without: its absence is a manifest error saying
+    ``missing: <about>``.
     """
     if endpoint not in ENDPOINTS:
         raise KeyError(f"{name}: {endpoint!r} is not an endpoint of the contract "
                        f"({', '.join(ENDPOINTS)})")
     if name in ENDPOINT_KEYS:
         raise KeyError(f"endpoints.{endpoint}.{name} is a key of every endpoint already")
-    return ProbeKey(endpoint, name, read, about, default)
+    return ProbeKey(endpoint, name, read, about, default, required)
 
 
 def declared(check_id: str, *, absent: str | None = None) -> CheckDef:
