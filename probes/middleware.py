@@ -43,8 +43,9 @@ for each handshake's answer, ``ECHO_WAIT`` = 10 s for an echo on an accepted con
 ``WATCH`` = 2 s after a 101 that should have been a refusal, for the Close that shows the
 refusal came late.  Evidence: every handshake's request facts (how the token went, the
 Origin sent) and the answer (status, bounded headers and body), and the frames of accepted
-connections.  Tokens the manifest gives are shown as ``sent``; a header value of the target
-is quoted bounded.
+connections.  The right token never appears in the evidence (``<the right token>`` stands
+for it, also where a target echoes it, e.g. as a selected subprotocol); a wrong token is
+shown as sent.
 """
 
 from __future__ import annotations
@@ -190,12 +191,31 @@ def wrong_token(ctx: ProbeContext, token: str) -> str:
             return wrong
 
 
+RIGHT = "<the right token>"  # how the manifest's token is shown in evidence
+
+
+def redacted(value: Any, secret: str | None) -> Any:
+    """``value`` (strings, lists, tuples, dicts of them) with ``secret`` shown as ``RIGHT``:
+    a user's real token must not end up in a report artifact."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, RIGHT)
+    if isinstance(value, dict):
+        return {k: redacted(v, secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(v, secret) for v in value]
+    return value
+
+
 async def knock(ctx: ProbeContext, endpoint: str, what: str, wait: float, watch: float, *,
-                keep: bool = False, origin: str | None = None, **creds: Any) -> Knock:
+                keep: bool = False, origin: str | None = None, secret: str | None = None,
+                **creds: Any) -> Knock:
     """One handshake on ``endpoint``.  A 101 is watched for ``watch`` seconds (0: not at
     all) for a Close or TCP end, which makes it a refusal sent after the upgrade; ``keep``
-    leaves an accepted connection open in ``client`` (for an echo)."""
-    sent: dict[str, Any] = {k: v for k, v in creds.items() if v}
+    leaves an accepted connection open in ``client`` (for an echo).  ``secret`` (the right
+    token) is never written into the evidence."""
+    sent: dict[str, Any] = redacted({k: v for k, v in creds.items() if v}, secret)
     if origin is not None:
         sent["origin"] = origin
     result = Knock(what, sent)
@@ -204,7 +224,7 @@ async def knock(ctx: ProbeContext, endpoint: str, what: str, wait: float, watch:
                                    **creds)
     except HandshakeRefused as exc:
         result.status = exc.response.status
-        result.evidence = {"handshake": exc.response.evidence()}
+        result.evidence = {"handshake": redacted(exc.response.evidence(), secret)}
         return result
     except HandshakeTimeout:
         result.problem = f"no answer within {wait:.1f} s"
@@ -216,7 +236,7 @@ async def knock(ctx: ProbeContext, endpoint: str, what: str, wait: float, watch:
         result.problem = f"malformed answer: {str(exc)[:300]}"
         return result
     result.status = 101
-    result.evidence = {"handshake": client.response.evidence()}
+    result.evidence = {"handshake": redacted(client.response.evidence(), secret)}
     if watch > 0:
         # A Close or TCP end soon after the 101 is the refusal, sent after the upgrade.
         ending = await expect_close(client, (), watch)
@@ -288,8 +308,9 @@ async def handshake_auth(ctx: ProbeContext) -> Outcome:
     how = f"token by {auth.via}" + (f" {auth.name!r}" if auth.name else "")
     none, bad, right = await asyncio.gather(
         knock(ctx, "secure", "no token", wait, watch),
-        knock(ctx, "secure", f"a wrong {how}", wait, watch, **credentials(auth, wrong)),
-        knock(ctx, "secure", f"the right {how}", wait, 0, keep=True,
+        knock(ctx, "secure", f"a wrong {how}", wait, watch, secret=auth.token,
+              **credentials(auth, wrong)),
+        knock(ctx, "secure", f"the right {how}", wait, 0, keep=True, secret=auth.token,
               **credentials(auth, auth.token)),
     )
     judged = [judge_refusal(none, (401, 403)), judge_refusal(bad, (401, 403)),
@@ -316,13 +337,15 @@ async def origin_check(ctx: ProbeContext) -> Outcome:
     watch = ctx.scaled(WATCH)
     echo_wait = ctx.plan_wait(ECHO_WAIT, name="echo")
     auth = ORIGIN_AUTH.value(ctx.manifest)
-    creds = credentials(auth, auth.token if auth else None)  # the right token, if it wants one
+    secret = auth.token if auth else None
+    creds = credentials(auth, secret)  # the right token, if the endpoint wants one
     own = own_origin(ctx, "origin")
     foreign, same, bare = await asyncio.gather(
-        knock(ctx, "origin", f"Origin {FOREIGN}", wait, watch, origin=FOREIGN, **creds),
-        knock(ctx, "origin", f"Origin {own} (its own)", wait, 0, keep=True, origin=own,
+        knock(ctx, "origin", f"Origin {FOREIGN}", wait, watch, origin=FOREIGN, secret=secret,
               **creds),
-        knock(ctx, "origin", "no Origin", wait, 0, **creds),
+        knock(ctx, "origin", f"Origin {own} (its own)", wait, 0, keep=True, origin=own,
+              secret=secret, **creds),
+        knock(ctx, "origin", "no Origin", wait, 0, secret=secret, **creds),
     )
     judged = [judge_refusal(foreign, (403,)), await judge_welcome(ctx, same, echo_wait)]
     outcome = combine(judged, [foreign, same, bare], own_origin=own, wait=wait)

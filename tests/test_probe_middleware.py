@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,8 @@ async def test_the_reference_refuses_before_the_upgrade_and_accepts_the_right_to
     assert result.verdict is Verdict.PASS, result.summary
     answers = [h["answer"] for h in result.evidence["handshakes"]]
     assert answers == ["HTTP 401", "HTTP 401", "101"]
+    evidence = json.dumps(result.evidence)
+    assert TOKEN not in evidence and "<the right token>" in evidence  # never in a report
 
 
 @aio
