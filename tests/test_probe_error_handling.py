@@ -294,6 +294,19 @@ async def test_isolation_says_when_the_target_process_ended() -> None:
     assert "fatal error: wsgaps reference defect error-exits" in logs
 
 
+@aio
+async def test_isolation_sees_a_crash_that_comes_after_the_offenders_are_gone() -> None:
+    """A crash in clean-up, 0.8 s after the offending connection was failed and closed:
+    the wait after the offenders (GRACE) and the process's state at the end catch it."""
+    async with reference_ctx("--defect", "error-exits-late") as ctx:
+        off = await eh.isolation(ctx)
+        logs = ctx.instance.logs()
+    assert off.verdict is Verdict.FAIL, off
+    assert off.summary.startswith("the target's process ended (status 2) during the check")
+    assert "fatal error: wsgaps reference defect error-exits-late" in logs
+    assert "harness_lag_s" in off.evidence
+
+
 # -- protocol-errors and invalid-utf8 -------------------------------------------------------
 
 
