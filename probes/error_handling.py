@@ -70,11 +70,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from gaps.manifest import FieldReader
 from gaps.model import ErrorReason, Verdict
-from gaps.probe import ALONE, Outcome, ProbeContext, check, errored, failed, passed, skipped
+from gaps.probe import (
+    ALONE,
+    Outcome,
+    ProbeContext,
+    check,
+    errored,
+    failed,
+    manifest_key,
+    passed,
+    skipped,
+)
 from gaps.toolkit import (
     CLOSE,
     DATA,
@@ -211,6 +223,33 @@ async def version_header(ctx: ProbeContext) -> Outcome:
 
 # -- application errors -----------------------------------------------------------------
 
+DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
+
+
+def _read_shape(r: FieldReader, value: Any, fieldname: str) -> tuple[str, ...]:
+    shape = r.strings(value, fieldname)
+    for dotted in shape:
+        if not DOTTED.match(dotted):
+            raise r.fail(fieldname, f"{dotted!r} is not a dotted field name such as "
+                                    "'error.message'")
+    return shape
+
+
+def _read_reason(r: FieldReader, value: Any, fieldname: str) -> str:
+    if not r.string(value, fieldname).strip():
+        raise r.fail(fieldname, "must say why (with a source), not be empty")
+    return value
+
+
+# The dotted fields a structured error carries in the stack's own documented shape (not
+# set: the contract's error.code and error.message), and, where the adapter rather than
+# the stack answers bad input, why (the check skips: it would measure wsgaps).
+ERROR_SHAPE = manifest_key("chat", "error_shape", _read_shape,
+                           "the dotted fields of the stack's own documented error shape",
+                           default=())
+ADAPTER_ERRORS = manifest_key("chat", "adapter_errors", _read_reason,
+                              "why the adapter, not the stack, answers bad chat input")
+
 INVALID_JSON = b'{"user": "wsgaps", "message": "unterminated'
 MISSING_FIELD = b'{"user": "wsgaps", "room": "wsgaps-room"}'
 VALID_CHAT = b'{"user": "wsgaps", "message": "after the error", "room": "wsgaps-room"}'
@@ -279,19 +318,20 @@ async def _bad_input(ctx: ProbeContext, what: str, payload: bytes, shape: tuple[
 @check("error-handling.app-errors", needs=("chat",), absent="app-errors",
        budget=2 * ERROR_WAIT + 20)
 async def app_errors(ctx: ProbeContext) -> Outcome:
-    spec = ctx.manifest.endpoints["chat"]
-    if spec.adapter_errors:
+    adapter_errors = ADAPTER_ERRORS.value(ctx.manifest)
+    if adapter_errors:
         return skipped("the adapter, not the stack, answers bad chat input (through the "
                        "shared contract code), so observing it would measure wsgaps: "
-                       f"{spec.adapter_errors}")
-    shape = spec.error_shape or CONTRACT_ERROR_SHAPE
+                       f"{adapter_errors}")
+    declared_shape = ERROR_SHAPE.value(ctx.manifest)
+    shape = declared_shape or CONTRACT_ERROR_SHAPE
     wait = ctx.plan_wait(ERROR_WAIT)
     cases = (("invalid JSON", INVALID_JSON), ("a message without its message field",
                                                MISSING_FIELD))
     results = await asyncio.gather(*(_bad_input(ctx, what, payload, shape, wait)
                                      for what, payload in cases))
     evidence = {"wait": wait, "error_shape": list(shape),
-                "shape_from": "manifest" if spec.error_shape else "contract",
+                "shape_from": "manifest" if declared_shape else "contract",
                 "cases": [facts for _, facts in results]}
     problems = [problem for problem, _ in results if problem]
     if problems:
