@@ -12,6 +12,10 @@
 //                  included: a loop over Jetty's own session set
 //                  (ServerWebSocketContainer.getOpenSessions, kept by Jetty's SessionTracker),
 //                  keeping the sessions whose upgrade path is /broadcast
+//   /secure        echo behind a token check in the WebSocketCreator: without
+//                  "Authorization: Bearer <token>" it writes 401 and returns no endpoint
+//   /origin        echo behind a same-origin rule in the WebSocketCreator (403 otherwise);
+//                  Jetty's own API has no origin setting
 // The listeners demand one frame at a time (Session.Listener without AutoDemanding) and ask
 // for the next only once the echo of the last one has been sent, so a fast client meets
 // Jetty's back-pressure rather than an unbounded queue of ours.  No timers of our own: Jetty
@@ -34,6 +38,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.http.HttpStatus;
+import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.server.handler.ContextHandler;
@@ -52,6 +59,7 @@ public final class JettyTarget
     // DEFAULT_MAX_BINARY_MESSAGE_SIZE) so that message-types.large's 1 MiB fits; target.toml
     // settings.max_message_size records it.
     static final long MAX_MESSAGE_SIZE = 1024 * 1024;
+    static final String SECURE_TOKEN = "Bearer wsgaps-jetty-token";
     static final List<String> CHAT_FIELDS = List.of("user", "message", "room");
 
     private JettyTarget()
@@ -95,6 +103,29 @@ public final class JettyTarget
             });
             container.addMapping("/chat", (request, response, callback) -> new Chat());
             container.addMapping("/broadcast", (request, response, callback) -> new Broadcast(container));
+            // Refusals through the creator, Jetty's documented hook before the upgrade
+            // (WebSocketCreator: send a response, complete the callback, return null).
+            container.addMapping("/secure", (request, response, callback) ->
+            {
+                if (!SECURE_TOKEN.equals(request.getHeaders().get(HttpHeader.AUTHORIZATION)))
+                {
+                    Response.writeError(request, response, callback, HttpStatus.UNAUTHORIZED_401);
+                    return null;
+                }
+                return new Echo();
+            });
+            container.addMapping("/origin", (request, response, callback) ->
+            {
+                // Jetty's own API has no origin setting: the same-origin rule is this line.
+                String origin = request.getHeaders().get(HttpHeader.ORIGIN);
+                String own = "http://" + request.getHeaders().get(HttpHeader.HOST);
+                if (origin != null && !origin.equalsIgnoreCase(own))
+                {
+                    Response.writeError(request, response, callback, HttpStatus.FORBIDDEN_403);
+                    return null;
+                }
+                return new Echo();
+            });
         });
         context.setHandler(upgrades);
         server.setHandler(context);
