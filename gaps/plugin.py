@@ -44,7 +44,7 @@ from gaps.plan import (
     event_json,
     run_plan,
 )
-from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
+from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks, load_keys
 from gaps.targets import resolve
 
 REFERENCE_TARGETS = {"reference"}
@@ -111,9 +111,14 @@ def make_session(config: pytest.Config) -> GapsSession:
             session.ssl_context = ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise pytest.UsageError(f"--gaps-ca-file {ca_file}: {exc}") from None
+    source = config.getoption("gaps_probes") or DEFAULT_PROBES
+    try:
+        keys = load_keys(source)  # the manifest keys the probes of this run declare
+    except (ProbeError, ImportError) as exc:
+        raise pytest.UsageError(f"--gaps-probes {source}: {exc}") from None
     for spec in config.getoption("gaps_target") or [DEFAULT_TARGET]:
         try:
-            manifest = resolve(spec)
+            manifest = resolve(spec, keys=keys)
         except ManifestError as exc:
             raise pytest.UsageError(str(exc)) from None
         refusal = manifest.opt_in_refusal(spec, "--gaps-allow-remote (--allow-remote on the CLI)")

@@ -24,13 +24,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gaps.manifest import (
     Manifest,
     ManifestError,
+    ProbeKey,
     load_manifest,
     url_manifest,
 )
@@ -76,18 +77,19 @@ def builtin_names() -> list[str]:
     return sorted(p.parent.name for p in BUILTIN_DIR.glob("*/target.toml"))
 
 
-def resolve(spec: str) -> Manifest:
-    """A target from a built-in name, a manifest path (file or folder), or a ws:// URL."""
+def resolve(spec: str, *, keys: Iterable[ProbeKey] | None = None) -> Manifest:
+    """A target from a built-in name, a manifest path (file or folder), or a ws:// URL;
+    ``keys``: the probe-declared manifest keys it may use (the built-in probes' by default)."""
     if spec.startswith(("ws://", "wss://")):
         return url_manifest(spec)
     builtin = BUILTIN_DIR / spec / "target.toml"
     if "/" not in spec and builtin.exists():
-        return load_manifest(builtin)
+        return load_manifest(builtin, keys=keys)
     path = Path(spec)
     if path.is_dir():
         path = path / "target.toml"
     if path.exists():
-        return load_manifest(path)
+        return load_manifest(path, keys=keys)
     known = ", ".join(builtin_names())
     raise ManifestError(f"{spec}: not a built-in target ({known}), manifest path or ws:// URL")
 

@@ -51,12 +51,13 @@ shown as sent.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gaps.manifest import Auth
+from gaps.manifest import FieldReader
 from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext, check, declared, passed, skipped
+from gaps.probe import Outcome, ProbeContext, check, declared, manifest_key, passed, skipped
 from gaps.toolkit import echo_once, expect_close
 from gaps.toolkit.closing import CLOSE, TCP
 from gaps.wire.client import WireClient
@@ -103,6 +104,67 @@ class Knock:
     def facts(self) -> dict[str, Any]:
         return {"what": self.what, "sent": self.sent, "answer": self.describe(),
                 **self.evidence}
+
+
+# -- manifest keys (the middleware probe's own) ----------------------------------------
+
+AUTH_KEYS = {"token", "via", "name"}
+AUTH_VIA = {"header", "query", "cookie", "subprotocol"}
+# What ``auth.name`` means for each way the token travels, and its default: the header's
+# name, the query parameter's, the cookie's, or the protocol offered (and selected) beside
+# the token, which is then offered as a second protocol value ("" offers the token alone).
+AUTH_NAMES = {"header": "Authorization", "query": "token", "cookie": "token",
+              "subprotocol": ""}
+# The origin the ``origin`` endpoint treats as its own: scheme, host and optional port.
+ORIGIN = re.compile(r"^https?://[^/?#\s@]+$")
+
+
+@dataclass(frozen=True)
+class Auth:
+    """How the right token of an endpoint travels (middleware.handshake-auth): ``token`` is
+    the exact value sent (a header value such as ``Bearer abc``, a query or cookie value, or
+    an offered protocol), ``via`` one of ``AUTH_VIA``, ``name`` as in ``AUTH_NAMES``."""
+
+    token: str
+    via: str = "header"
+    name: str = "Authorization"
+
+
+def _read_auth(r: FieldReader, data: Any, fieldname: str) -> Auth:
+    table = r.table(data, fieldname, AUTH_KEYS)
+    r.require(table, ("token",), fieldname)
+    via = r.choice(table.get("via", "header"), f"{fieldname}.via", AUTH_VIA)
+    token = r.string(table["token"], f"{fieldname}.token")
+    name = r.string(table.get("name", AUTH_NAMES[via]), f"{fieldname}.name")
+    if not token or any(c in token for c in "\r\n\0"):
+        raise r.fail(f"{fieldname}.token", "must be a non-empty value on one line")
+    if via in ("header", "query", "cookie") and not name:
+        raise r.fail(f"{fieldname}.name", f"a token sent by {via} needs the {via}'s name")
+    if via == "header" and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        raise r.fail(f"{fieldname}.name", f"{name!r} is not an HTTP header name")
+    if via in ("cookie", "subprotocol") and any(c in token for c in " ,;\""):
+        raise r.fail(f"{fieldname}.token", f"a token sent by {via} cannot hold spaces, "
+                     "commas, semicolons or quotes")
+    return Auth(token, via, name)
+
+
+def _read_same_origin(r: FieldReader, value: Any, fieldname: str) -> str:
+    same_origin = r.string(value, fieldname)
+    r.placeholders(same_origin, fieldname)
+    if not ORIGIN.match(same_origin.replace("{", "").replace("}", "")):
+        raise r.fail(fieldname, f"{same_origin!r} is not an origin (http:// or https://, a "
+                     "host and an optional port, no path)")
+    return same_origin
+
+
+SECURE_AUTH = manifest_key("secure", "auth", _read_auth, "the secure endpoint needs the right "
+                           "token and how it travels (token, via, name)", required=True)
+ORIGIN_AUTH = manifest_key("origin", "auth", _read_auth, "the right token of the origin "
+                           "endpoint, where it wants one, and how it travels")
+# The origin the endpoint's same-origin policy accepts (default the endpoint's own,
+# ``http://`` and the authority its URL gives, as in ``Host``).
+SAME_ORIGIN = manifest_key("origin", "same_origin", _read_same_origin,
+                           "the origin the origin endpoint accepts as its own")
 
 
 def credentials(auth: Auth | None, token: str | None) -> dict[str, Any]:
@@ -236,7 +298,7 @@ def combine(judged: list[tuple[Verdict, str]], knocks: list[Knock], **extra: Any
 @check("middleware.handshake-auth", needs=("secure",), absent="handshake-auth",
        budget=HANDSHAKE_WAIT + WATCH + ECHO_WAIT + 20)
 async def handshake_auth(ctx: ProbeContext) -> Outcome:
-    auth = ctx.manifest.endpoints["secure"].auth
+    auth = SECURE_AUTH.value(ctx.manifest)
     if auth is None:  # the manifest reader requires it; a hand-built manifest may not
         return skipped("the manifest gives no token for the secure endpoint (endpoints."
                        "secure.auth)")
@@ -262,9 +324,9 @@ async def handshake_auth(ctx: ProbeContext) -> Outcome:
 def own_origin(ctx: ProbeContext, endpoint: str) -> str:
     """The endpoint's own origin: the manifest's ``same_origin`` (placeholders filled), or
     ``http://`` (``https://`` for wss) and the authority the probe sends as ``Host``."""
-    spec = ctx.manifest.endpoints[endpoint]
-    if spec.same_origin:
-        return ctx.instance.expand(spec.same_origin)
+    same_origin = SAME_ORIGIN.value(ctx.manifest) if endpoint == "origin" else None
+    if same_origin:
+        return ctx.instance.expand(same_origin)
     parsed = parse_url(ctx.url(endpoint))
     return f"{'https' if parsed.secure else 'http'}://{parsed.authority}"
 
@@ -275,7 +337,7 @@ async def origin_check(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(HANDSHAKE_WAIT)
     watch = ctx.scaled(WATCH)
     echo_wait = ctx.plan_wait(ECHO_WAIT, name="echo")
-    auth = ctx.manifest.endpoints["origin"].auth
+    auth = ORIGIN_AUTH.value(ctx.manifest)
     secret = auth.token if auth else None
     creds = credentials(auth, secret)  # the right token, if the endpoint wants one
     own = own_origin(ctx, "origin")

@@ -46,6 +46,15 @@ STATUS_WORD = {Status.PASS: "Pass", Status.PARTIAL: "Partial", Status.MISSING: "
 VERDICT_ICON = {Verdict.PASS: "✅", Verdict.NON_STRICT: "☑️", Verdict.FAIL: "❌",
                 Verdict.SKIP: "⏭️", Verdict.ERROR: "⛔"}
 ERROR_ICON = "⛔"
+# An evidence-only check that measured something shows its figures, not a verdict: it has
+# no verdict weight (DESIGN.md [e]), and a check like broadcast.scale can only pass or skip,
+# so a green tick would claim what it never judged.  Skip and error keep theirs: no figure.
+FIGURE_ICON, FIGURE_WORD = "📊", "measured"
+
+
+def shows_figures(kind: Kind, verdict: Verdict) -> bool:
+    """Whether a check of ``kind`` with ``verdict`` is shown as figures, not as a verdict."""
+    return kind is Kind.EVIDENCE and verdict not in (Verdict.SKIP, Verdict.ERROR)
 DECLARED_ICON = "📄"
 
 REPORT_MD = "gap-report.md"
@@ -93,6 +102,8 @@ class CheckView:
     tests: str  # what the check tests, from the catalog
     verdict: str
     icon: str
+    label: str  # the word shown: the verdict, or FIGURE_WORD (shows_figures)
+    look: str  # the HTML icon and CSS name: the verdict, or "figure"
     passed: bool
     summary: str
     declared: bool
@@ -229,12 +240,15 @@ def _check_view(check: CheckResult, tests: str) -> CheckView:
         if len(verdicts) > TRIES_MAX:
             tries_text += f", … ({len(verdicts)} tries)"
     wait = check.wait
+    figures_only = shows_figures(check.kind, check.verdict)
     return CheckView(
         id=check.id,
         kind=str(check.kind),
         tests=tests,
         verdict=str(check.verdict),
-        icon=VERDICT_ICON[check.verdict],
+        icon=FIGURE_ICON if figures_only else VERDICT_ICON[check.verdict],
+        label=FIGURE_WORD if figures_only else str(check.verdict),
+        look="figure" if figures_only else str(check.verdict),
         passed=check.verdict.passed,
         summary=clip(check.summary, SUMMARY_LIMIT),
         declared=check.method is Method.DECLARED,
