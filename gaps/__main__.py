@@ -187,6 +187,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                        else [*map(str, args.results)])
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from gaps.report.audit import run_audit
+
+    return run_audit(args, "wsgaps audit")
+
+
 def cmd_targets(args: argparse.Namespace) -> int:
     for name in builtin_names():
         try:
@@ -214,6 +220,15 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="*", type=Path)
     report.add_argument("--out", type=Path, default=None)
     report.set_defaults(func=cmd_report)
+    from gaps.report.audit import EPILOG as AUDIT_EPILOG
+    from gaps.report.audit import add_arguments as audit_arguments
+
+    audit = sub.add_parser("audit", help="hold a hand-written gap analysis against a "
+                           "target's results (same as python -m gaps.report audit)",
+                           epilog=AUDIT_EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    audit_arguments(audit)
+    audit.set_defaults(func=cmd_audit)
     targets = sub.add_parser("targets", help="list the built-in targets")
     targets.set_defaults(func=cmd_targets)
     return top

@@ -51,8 +51,8 @@ TOP_KEYS = {
     "name", "description", "version", "build", "start", "stop", "ready", "endpoints", "hints",
     "settings", "absent", "declared", "notes", "pinned",
 }
-BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "requires"}
-START_KEYS = {"command", "cwd", "env", "requires"}
+BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "exclude", "requires"}
+START_KEYS = {"command", "cwd", "env", "requires", "cost"}
 STOP_KEYS = {"grace"}
 READY_KEYS = {"timeout"}
 DECLARED_KEYS = {"verdict", "source", "summary"}
@@ -119,8 +119,12 @@ class Command:
 @dataclass(frozen=True)
 class Build(Command):
     timeout: float = 300.0
-    inputs: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # files or folders (hashed by content, recursively)
     outputs: tuple[str, ...] = ()
+    # Names at the top of the target's folder that are neither inputs nor outputs and are
+    # never copied into a build folder: what the ecosystem keeps there (caches, a local
+    # install), e.g. ["__pycache__", ".gradle"].  Outputs' first parts are left out anyway.
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass
@@ -135,6 +139,10 @@ class Manifest:
     start: Command | None = None  # None for an external URL target
     grace: float = 5.0
     ready_timeout: float = 30.0
+    # start.cost: the seconds one start takes until ready on an unloaded machine (a JVM's
+    # seconds, a Python interpreter's fraction), for the bound on instances starting at once
+    # (gaps.plan); None: measured on the run's first instance of the target.
+    start_cost: float | None = None
     endpoints: dict[str, EndpointSpec] = field(default_factory=dict)
     hints: dict[str, float] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
@@ -355,6 +363,20 @@ def _resume(r: _Reader, data: Any, fieldname: str) -> Resume:
     return Resume(via, r.string(table["name"], f"{fieldname}.name"), value)
 
 
+def _relative_paths(r: _Reader, data: Any, fieldname: str, *,
+                    top: bool = False) -> tuple[str, ...]:
+    """Paths inside the target's folder (``top``: names at its top level only)."""
+    paths = r.strings(data, fieldname)
+    for text in paths:
+        parts = Path(text).parts
+        if not text or Path(text).is_absolute() or ".." in parts:
+            raise r.fail(fieldname, f"{text!r} must be a relative path inside the target's "
+                         "folder")
+        if top and len(parts) != 1:
+            raise r.fail(fieldname, f"{text!r} must be a name at the top of the target's folder")
+    return paths
+
+
 def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = None) -> Manifest:
     r = _Reader(where or (str(path) if path else "<manifest>"))
     r.table(data, "", TOP_KEYS)
@@ -374,12 +396,16 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
         manifest.build = Build(
             **fields,
             timeout=r.number(table.get("timeout", 300), "build.timeout"),
-            inputs=r.strings(table.get("inputs", []), "build.inputs"),
-            outputs=r.strings(table.get("outputs", []), "build.outputs"),
+            inputs=_relative_paths(r, table.get("inputs", []), "build.inputs"),
+            outputs=_relative_paths(r, table.get("outputs", []), "build.outputs"),
+            exclude=_relative_paths(r, table.get("exclude", []), "build.exclude", top=True),
         )
     if "start" not in data:
         raise r.fail("start", "missing (external targets are given as a ws:// URL instead)")
-    manifest.start = Command(**_command(r, data["start"], "start", START_KEYS))
+    start = _command(r, data["start"], "start", START_KEYS)
+    manifest.start = Command(**start)
+    if "cost" in data["start"]:
+        manifest.start_cost = r.number(data["start"]["cost"], "start.cost")
     if "stop" in data:
         stop = r.table(data["stop"], "stop", STOP_KEYS)
         manifest.grace = r.number(stop.get("grace", 5.0), "stop.grace")

@@ -27,7 +27,7 @@ from gaps.manifest import Manifest
 from gaps.model import CheckResult, GapResult, Method, RunResult, Verdict
 from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
-from gaps.probe import CheckDef, ProbeContext
+from gaps.probe import ALONE, DECLARED, SHARED, CheckDef, Placement, ProbeContext
 from gaps.targets import (
     Instance,
     TargetFailed,
@@ -36,6 +36,7 @@ from gaps.targets import (
     start_instance,
     target_version,
 )
+from gaps.wire.client import harness_side
 
 
 @dataclass
@@ -49,6 +50,14 @@ class TargetRun:
     extra_args: tuple[str, ...] = ()
     prepared: bool = False
     shared: Instance | None = None
+    # Seconds one start of this target takes (manifest's start.cost, else measured on its
+    # first instance of the run), for the bound on instances starting at once.
+    start_cost: float | None = None
+    measuring: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        if self.start_cost is None:
+            self.start_cost = self.manifest.start_cost
 
     @property
     def skipped(self) -> str | None:
@@ -61,6 +70,15 @@ class TargetRun:
 # Instances starting at once (an interpreter start and a ready handshake each): about one
 # per core keeps start-ups from starving the checks already running.
 STARTS = max(2, os.cpu_count() or 2)
+# A start costing up to this many seconds takes one of the STARTS slots; a dearer one takes
+# one slot per LIGHT_START seconds, at most all of them (it then starts alone).  A Python
+# target starts in a fraction of a second, a JVM one in seconds of several cores' work.
+LIGHT_START = 1.0
+
+
+def start_weight(cost: float | None) -> float:
+    """The slots of the start bound one start of ``cost`` seconds takes (at least one)."""
+    return max(1.0, (cost or 0.0) / LIGHT_START)
 
 
 @dataclass
@@ -183,52 +201,66 @@ class Bound:
     a few milliseconds, the upstream checks last, after starting their servers).  Equal
     priorities are served in arrival order.  A waiter cancelled after it was handed a slot
     passes the slot on.
+
+    A request may weigh more than one slot (``weight``, at most the whole limit): it is
+    served when that much is free, and nothing behind it in the order passes it meanwhile,
+    so a heavy request is never starved by light ones.
     """
 
     SETTLE = 0.02
 
-    def __init__(self, limit: int) -> None:
-        self.free = max(1, limit)
-        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+    def __init__(self, limit: float) -> None:
+        self.limit = max(1.0, limit)
+        self.free = self.limit
+        self._waiting: list[tuple[float, int, float, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
         self._dispatch: asyncio.TimerHandle | None = None
 
     @contextlib.asynccontextmanager
-    async def hold(self, priority: float) -> AsyncIterator[None]:
+    async def hold(self, priority: float, weight: float = 1.0) -> AsyncIterator[None]:
+        weight = min(max(weight, 0.0), self.limit)
         loop = asyncio.get_running_loop()
         granted: asyncio.Future[None] = loop.create_future()
-        heapq.heappush(self._waiting, (-priority, next(self._arrivals), granted))
+        heapq.heappush(self._waiting, (-priority, next(self._arrivals), weight, granted))
         if self.free > 0 and self._dispatch is None:
             self._dispatch = loop.call_later(self.SETTLE, self._hand_out)
         try:
             await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
-                self._release()  # handed a slot it will never use
+                self._release(weight)  # handed a slot it will never use
             else:
                 granted.cancel()  # skipped when its turn comes
+                self._hand_out()  # it may have held back lighter requests behind it
             raise
         try:
             yield
         finally:
-            self._release()
+            self._release(weight)
 
     def _hand_out(self) -> None:
         self._dispatch = None
-        while self.free > 0 and self._waiting:
-            granted = heapq.heappop(self._waiting)[2]
-            if not granted.done():
-                self.free -= 1
-                granted.set_result(None)
+        while self._waiting:
+            _, _, weight, granted = self._waiting[0]
+            if granted.done():
+                heapq.heappop(self._waiting)
+                continue
+            # A small tolerance: weights are floats, and a full release must free it all.
+            if self.free + 1e-9 < weight:
+                break
+            heapq.heappop(self._waiting)
+            self.free -= weight
+            granted.set_result(None)
 
-    def _release(self) -> None:
-        self.free += 1
+    def _release(self, weight: float = 1.0) -> None:
+        self.free = min(self.limit, self.free + weight)
         self._hand_out()
 
 
 @dataclass
 class Bounds:
-    """The run's two bounds: live instances (``RunConfig.jobs``) and instances starting."""
+    """The run's two bounds: live instances (``RunConfig.jobs``) and instances starting,
+    the latter in slots weighed by each target's start cost (``start_weight``)."""
 
     live: Bound
     starting: Bound
@@ -263,10 +295,7 @@ class Slots:
         loop = asyncio.get_running_loop()
         asked = loop.time()
         async with self.bounds.live.hold(priority):
-            async with self.bounds.starting.hold(priority):
-                queued = loop.time() - asked
-                instance = await start_instance(manifest, self.config.time_scale,
-                                                self.target.extra_args, upstream=upstream)
+            instance, queued = await self._start(priority, upstream, asked)
             instance.queued = queued
             try:
                 yield instance
@@ -274,6 +303,30 @@ class Slots:
                 await instance.astop()
                 if logs is not None and (text := instance.logs()):
                     logs.append(text)
+
+
+    async def _start(self, priority: float, upstream: str | None,
+                     asked: float) -> tuple[Instance, float]:
+        """Start an instance under the start bound, weighed by the target's start cost;
+        (the instance, seconds queued).  While a target's cost is unknown its starts wait
+        for the first, which measures it alone."""
+        target = self.target
+        if target.start_cost is None:
+            async with target.measuring:
+                if target.start_cost is None:
+                    instance, queued = await self._start_weighed(priority, upstream, asked)
+                    target.start_cost = instance.start_seconds
+                    return instance, queued
+        return await self._start_weighed(priority, upstream, asked)
+
+    async def _start_weighed(self, priority: float, upstream: str | None,
+                             asked: float) -> tuple[Instance, float]:
+        target, loop = self.target, asyncio.get_running_loop()
+        async with self.bounds.starting.hold(priority, start_weight(target.start_cost)):
+            queued = loop.time() - asked
+            instance = await start_instance(target.manifest, self.config.time_scale,
+                                            target.extra_args, upstream=upstream)
+        return instance, queued
 
 
 def _context(config: RunConfig, target: TargetRun, instance: Instance,
@@ -288,10 +341,11 @@ def _context(config: RunConfig, target: TargetRun, instance: Instance,
 
 async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[CheckDef],
                   observe: Observer, bounds: Bounds) -> GapResult:
-    """One gap: its ordinary checks at once on one fresh instance, each ``exclusive`` check
-    alone on an instance of its own, each try of a ``fresh_instance`` check on a new one, and
-    each ``upstream`` check starting its own (``ProbeContext.with_upstream``), and each
-    ``declared_only`` check on none (its manifest decides it)."""
+    """One gap, each check where its placement says: the ``SHARED`` checks at once on one
+    fresh instance, each ``ALONE`` check on an instance of its own, each try of a ``FRESH``
+    check on a new one, each ``UPSTREAM`` check starting its own
+    (``ProbeContext.with_upstream``), and each ``DECLARED`` check on none (its manifest
+    decides it)."""
     gap = GapResult(slug, started=time.time())
     target.run.gaps[slug] = gap
     observe(GapStarted(target.label, slug, len(checks), max(d.budget for d in checks)))
@@ -321,6 +375,13 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         except TargetFailed as exc:
             for result in failed_start(defns, exc):
                 await record(result)
+        except Exception as exc:
+            if not harness_side(exc):
+                raise
+            # Out of descriptors or memory while starting it: the harness's error, said so.
+            for d in defns:
+                await record(CheckResult(d.id, Verdict.ERROR, f"harness side: "
+                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED))
 
     async def fresh_each_try(defn: CheckDef) -> None:
         # No instance here: each try starts its own through ctx.new_instance (upstream
@@ -329,19 +390,15 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         await record(await defn(ctx))
 
     async def without_instance(defn: CheckDef) -> None:
-        # A declared_only check reads the manifest alone: no instance is started for it.
+        # A DECLARED check reads the manifest alone: no instance is started for it.
         ctx = _context(config, target, Instance(target.manifest), slots, logs, 0.0)
         await record(await defn(ctx))
 
-    def fresh(d: CheckDef) -> bool:
-        return d.fresh_instance or d.upstream
-
-    observed = [d for d in checks if not d.declared_only]
-    shared = [d for d in observed if not d.exclusive and not fresh(d)]
-    groups = [on_one_instance(shared)] if shared else []
-    groups += [on_one_instance([d]) for d in observed if d.exclusive and not fresh(d)]
-    groups += [fresh_each_try(d) for d in observed if fresh(d)]
-    groups += [without_instance(d) for d in checks if d.declared_only]
+    placed = {p: [d for d in checks if d.placement is p] for p in Placement}
+    groups = [on_one_instance(placed[SHARED])] if placed[SHARED] else []
+    groups += [on_one_instance([d]) for d in placed[ALONE]]
+    groups += [fresh_each_try(d) for d in checks if d.placement.starts_per_try]
+    groups += [without_instance(d) for d in placed[DECLARED]]
     try:
         await asyncio.gather(*groups)
     finally:

@@ -21,21 +21,28 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
 from gaps.model import CheckResult, Method, Verdict
 from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
-from gaps.upstream import Upstream
-from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
+from gaps.wire.client import Attempt, Violation, WireClient, attempt, harness_side
+from gaps.wire.http import DEFAULT_MAX_BODY, HttpAnswer, http_get
+
+if TYPE_CHECKING:
+    # Imported where it is used at run time: gaps.upstream waits with gaps.toolkit, and the
+    # toolkit imports this module.
+    from gaps.upstream import Upstream
 
 RETRY_K, RETRY_N = 2, 3
 BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
 CONNECT_WAIT = 10.0  # seconds a handshake may take when a check names no wait of its own
+HTTP_IN_EVIDENCE = 10  # GETs of a try recorded in its evidence (the first ones)
 LOGS_IN_EVIDENCE = 2000  # characters of a target's output tail in a try's evidence (and
 # the head of its first crash report in front, when one was kept: at most 9 KiB more)
 
@@ -70,6 +77,30 @@ def skipped(summary: str, **evidence: Any) -> Outcome:
 CheckFn = Callable[["ProbeContext"], Awaitable[Outcome]]
 
 
+class Placement(StrEnum):
+    """Where a check's tries run: one value, so no combination can mean two things."""
+
+    SHARED = "shared"  # at once with the gap's other shared checks, on one instance
+    ALONE = "alone"  # alone on an instance of its own (a shared audience, a crash defect)
+    FRESH = "fresh"  # each try on a new instance (what a target does once at start-up)
+    UPSTREAM = "upstream"  # plays the target's upstream: each try starts its own instances
+    # (``ProbeContext.with_upstream``), the upstream server first
+    DECLARED = "declared"  # no instance: the manifest's ``declared.<id>`` decides (``declared``)
+
+    @property
+    def observes(self) -> bool:
+        """Whether checks placed so run a function on the wire."""
+        return self is not Placement.DECLARED
+
+    @property
+    def starts_per_try(self) -> bool:
+        """Whether each try gets (or starts) instances of its own, not the planner's."""
+        return self in (Placement.FRESH, Placement.UPSTREAM)
+
+
+SHARED, ALONE, FRESH, UPSTREAM, DECLARED = Placement
+
+
 @dataclass(frozen=True)
 class CheckDef:
     """A registered check: its ID, function, what it needs from the target, its time budget.
@@ -78,20 +109,16 @@ class CheckDef:
     then is an ``error``, never a hang.  A wait planned with ``ProbeContext.plan_wait`` that would
     end later than the budget allows (a long hinted interval) pushes the cap out to the end
     of that wait plus ``BUDGET_MARGIN``, so a hint can never turn a verdict into an error.
+    ``fn`` is None for a check placed ``DECLARED``: there is nothing to run.
     """
 
     id: str
-    fn: CheckFn
+    fn: CheckFn | None
     needs: tuple[str, ...]
     absent: str | None
     timing: bool
     budget: float
-    exclusive: bool = False  # runs alone on its instance (a shared audience, a crash defect)
-    fresh_instance: bool = False  # each try on a new instance (what a target does at start)
-    upstream: bool = False  # plays the target's upstream: starts its own instances
-    # Decided by the manifest's ``declared.<id>`` fact alone (method ``declared``): there is
-    # nothing on the wire to observe, so the function never runs and no instance is needed.
-    declared_only: bool = False
+    placement: Placement = Placement.SHARED
 
     @property
     def gap(self) -> str:
@@ -106,6 +133,13 @@ class CheckDef:
         return await run_check(self, ctx)
 
 
+def _known(check_id: str, absent: str | None = None) -> None:
+    if check_id not in CHECKS:
+        raise KeyError(f"{check_id!r} is not a check ID of the catalog")
+    if absent is not None and absent not in CAPABILITIES:
+        raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
+
+
 def check(
     check_id: str,
     *,
@@ -113,40 +147,43 @@ def check(
     absent: str | None = None,
     timing: bool = False,
     budget: float = 60.0,
-    exclusive: bool = False,
-    fresh_instance: bool = False,
-    upstream: bool = False,
-    declared_only: bool = False,
+    placement: Placement = Placement.SHARED,
 ) -> Callable[[CheckFn], CheckDef]:
     """Register ``fn`` as the check ``check_id`` (which must be in the catalog).
 
     ``absent`` names the capability (from ``catalog.CAPABILITIES``) whose declared absence
-    decides the check when it cannot be observed.  Checks of a gap run at once, each on its
-    own connections; ``exclusive`` makes a check run alone on its instance (checks that share
-    an audience, such as broadcast, or a defect that takes the instance down), and
-    ``fresh_instance`` gives each try a new instance (what a target does once at start-up).
-    ``upstream`` checks play the server the target's own client dials: they never get the
-    gap's instance, and start theirs with ``ProbeContext.with_upstream`` (the upstream server
-    first, its URL in the target's ``{upstream}``), as many as they need.
-    ``declared_only`` marks a check of method ``declared`` (``[c, declared]`` in DESIGN.md):
-    the manifest's ``declared.<id>`` fact decides it, and without one it is ``skip``; its
-    function is never called and it needs no endpoint and no instance.
+    decides the check when it cannot be observed.  ``placement`` says where its tries run:
+    ``SHARED`` (the default) at once with the gap's other shared checks, each on its own
+    connections, on one instance; ``ALONE`` on an instance of its own (checks that share an
+    audience, such as broadcast, or a defect that takes the instance down); ``FRESH`` each
+    try on a new instance (what a target does once at start-up); ``UPSTREAM`` for checks
+    that play the server the target's own client dials: they never get the gap's instance,
+    and start theirs with ``ProbeContext.with_upstream`` (the upstream server first, its URL
+    in the target's ``{upstream}``), as many as they need.  A check the wire cannot show is
+    not a function: see ``declared``.
     """
-    if check_id not in CHECKS:
-        raise KeyError(f"{check_id!r} is not a check ID of the catalog")
-    if absent is not None and absent not in CAPABILITIES:
-        raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
-    if declared_only:
-        if absent or timing or exclusive or fresh_instance or upstream:
-            raise ValueError(f"{check_id}: a declared_only check observes nothing, so it "
-                             "takes no absent, timing, exclusive, fresh_instance or upstream")
-        needs = ()  # no endpoint: the manifest decides
+    _known(check_id, absent)
+    if not isinstance(placement, Placement) or placement is Placement.DECLARED:
+        raise ValueError(f"{check_id}: placement={placement!r}; a check decided by the "
+                         "manifest alone is registered with declared(), which takes no "
+                         "function")
 
     def wrap(fn: CheckFn) -> CheckDef:
-        return CheckDef(check_id, fn, needs, absent, timing, budget, exclusive, fresh_instance,
-                        upstream, declared_only)
+        return CheckDef(check_id, fn, needs, absent, timing, budget, placement)
 
     return wrap
+
+
+def declared(check_id: str) -> CheckDef:
+    """Register ``check_id`` as a check of method ``declared`` (``[c, declared]`` in
+    DESIGN.md): there is nothing on the wire to observe, so the manifest's
+    ``declared.<id>`` fact decides it, and without one it is ``skip``.  It has no function,
+    needs no endpoint and starts no instance::
+
+        documented = declared("concurrency.documented")
+    """
+    _known(check_id)
+    return CheckDef(check_id, None, (), None, False, 0.0, Placement.DECLARED)
 
 
 class ProbeContext:
@@ -171,7 +208,7 @@ class ProbeContext:
     ) -> None:
         self.manifest = manifest
         self.instance = instance
-        # Starts a fresh instance for one try of a ``fresh_instance`` check (the planner
+        # Starts a fresh instance for one try of a ``FRESH`` check (the planner
         # gives one that respects the bound on live instances); None: use ``instance``.
         self.new_instance = new_instance
         self.time_scale = time_scale
@@ -183,9 +220,13 @@ class ProbeContext:
         self.ssl_context = ssl_context
         self.trust_declarations = trust_declarations
         self._clients: list[WireClient] = []
+        self.http_log: list[dict[str, Any]] = []  # every GET of the try, as evidence
         self._budget: asyncio.Timeout | None = None  # the running try's cap
         self.started = 0.0  # loop time the running try began
         self.queued = 0.0  # seconds the running try waited for an instance slot
+        # Instances the running try started itself (with_upstream): a crash of one of them
+        # is said like a crash of ``instance`` (``said_the_target_ended``).
+        self.own_instances: list[Instance] = []
 
     def for_try(self, defn: CheckDef, number: int) -> ProbeContext:
         """A context of its own for one try of ``defn``: clients, budget and randomness are
@@ -194,8 +235,10 @@ class ProbeContext:
         child.check_id = defn.id
         child.rng = random.Random(f"{self.seed}:{defn.id}:{number}")
         child._clients = []
+        child.http_log = []
         child._budget = None
         child.queued = 0.0
+        child.own_instances = []
         return child
 
     def harness_lag(self) -> float:
@@ -288,21 +331,38 @@ class ProbeContext:
         kwargs.setdefault("ssl_context", self.ssl_context)
         return await attempt(self.url(endpoint), timeout=wait, **kwargs)
 
+    async def http_get(self, endpoint: str, *, wait: float, max_body: int = DEFAULT_MAX_BODY,
+                       headers: tuple[tuple[str, str], ...] = ()) -> HttpAnswer:
+        """GET the manifest's ``endpoint`` (``[endpoints.metrics] url = ...``, placeholders
+        filled) as a value: status, headers, body, or a ``failure`` (refused, timed out,
+        dropped, malformed, too large); never raises for what the target does.  ``wait``
+        (scaled) bounds the whole exchange, ``max_body`` the body.  Each GET goes into the
+        try's evidence (``http``) whether or not the check puts it in its own.
+        """
+        answer = await http_get(self.url(endpoint), timeout=wait, max_body=max_body,
+                                headers=headers, ssl_context=self.ssl_context)
+        if len(self.http_log) < HTTP_IN_EVIDENCE:
+            self.http_log.append({"endpoint": endpoint, **answer.evidence()})
+        return answer
+
     @contextlib.asynccontextmanager
     async def with_upstream(self, **options: Any) -> AsyncIterator[tuple[Upstream, Instance]]:
         """An upstream server (``gaps.upstream.Upstream(**options)``, time-scaled), then a
         fresh instance of the target whose ``{upstream}`` is its URL, so the target's client
         dials it from its first attempt.  The instance stops before the upstream's socket is
         released.  The try's budget does not run while it waits for an instance slot and for
-        the target to be ready, as for ``fresh_instance`` tries.  TargetFailed if the target
+        the target to be ready, as for ``FRESH`` tries.  TargetFailed if the target
         never gets ready.
         """
+        from gaps.upstream import Upstream
+
         async with Upstream(scale=self.time_scale, **options) as upstream, \
                 contextlib.AsyncExitStack() as stack:
             factory = self.new_instance or functools.partial(_alone, self)
             async with self.off_budget():
                 instance = await stack.enter_async_context(factory(upstream=upstream.url))
             self.queued += instance.queued
+            self.own_instances.append(instance)
             yield upstream, instance
 
     async def close_clients(self) -> None:
@@ -373,19 +433,22 @@ def declaration(defn: CheckDef, ctx: ProbeContext) -> dict[str, str] | None:
 
 
 def _harness_side(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, OSError) and exc.errno in HARNESS_ERRNOS)
+    return harness_side(exc)
 
 
 async def _one_try(defn: CheckDef, parent: ProbeContext, number: int) -> Outcome:
     ctx = parent.for_try(defn, number)
-    if defn.fresh_instance and parent.new_instance is not None:
+    if defn.placement is Placement.FRESH and parent.new_instance is not None:
         try:
             async with parent.new_instance() as instance:
                 ctx.instance = instance
                 return await _try_on(defn, ctx)
         except TargetFailed as exc:
             return Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500])
+        except Exception as exc:
+            if not _harness_side(exc):
+                raise
+            return _error_outcome(exc)  # starting it ran the harness out of something
     return await _try_on(defn, ctx)
 
 
@@ -399,6 +462,7 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
     try:
         async with cap:
             ctx._budget = cap
+            assert defn.fn is not None  # run_check never runs a DECLARED check
             outcome = await defn.fn(ctx)
     except TargetFailed as exc:  # an instance the check started itself (with_upstream)
         outcome = Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500],
@@ -415,8 +479,14 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
         ctx._budget = None
         violations = [c.violation for c in ctx._clients if c.violation is not None]
         await ctx.close_clients()
-    decided = said_the_target_ended(the_wire_decides(outcome, violations), ctx.instance,
-                                    alive_before)
+    if ctx.http_log and "http" not in outcome.evidence:
+        outcome.evidence = {**outcome.evidence, "http": ctx.http_log}
+    # The instance whose process ended, if any: the try's own (with_upstream), stopped by
+    # now but remembered as ended by itself, or the one it was given.
+    watched = [*((i, True) for i in ctx.own_instances), (ctx.instance, alive_before)]
+    gone, before = next(((i, b) for i, b in watched if i.exit_status() is not None),
+                        watched[-1])
+    decided = said_the_target_ended(the_wire_decides(outcome, violations), gone, before)
     decided.seconds = loop.time() - started
     decided.queued = ctx.queued
     return decided
@@ -468,11 +538,17 @@ def _error_outcome(exc: BaseException) -> Outcome:
 
 
 def _decide(outcomes: list[Outcome], k: int, n: int) -> Verdict | None:
-    """The verdict k tries agree on (non-strict counting as pass), or None while undecided."""
+    """The verdict k tries agree on (non-strict counting as pass), or None while undecided.
+
+    Agreeing passes are ``non-strict`` if any of them was: the weaker verdict, whichever
+    try happened to finish last (tries overlap, so their order is the machine's).
+    """
     passes = [o for o in outcomes if o.verdict.passed]
     fails = [o for o in outcomes if o.verdict is Verdict.FAIL]
     if len(passes) >= k:
-        return passes[-1].verdict
+        if any(o.verdict is Verdict.NON_STRICT for o in passes):
+            return Verdict.NON_STRICT
+        return Verdict.PASS
     if len(fails) >= k:
         return Verdict.FAIL
     if len(outcomes) >= n:
@@ -488,25 +564,25 @@ async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
     observed verdict as its explanation (a contradiction is a manifest error).  Only a check
     that needs an endpoint the target lacks is decided by a declaration (method
     ``declared``), or skipped without one; ``trust_declarations`` trades observing for speed.
-    A ``declared_only`` check has nothing to observe: its declaration decides it, or it is
+    A ``DECLARED`` check has nothing to observe: its declaration decides it, or it is
     ``skip`` saying that the manifest declares nothing.
     """
-    declared = declaration(defn, ctx)
-    if defn.declared_only:
-        if declared is None:
+    fact = declaration(defn, ctx)
+    if not defn.placement.observes:
+        if fact is None:
             return CheckResult(defn.id, Verdict.SKIP, "the manifest declares nothing: this "
                                "check has no wire observation and is decided by a declaration "
                                f"(declared.\"{defn.id}\" with a source)", Method.DECLARED)
-        return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],
-                           Method.DECLARED, source=declared["source"])
+        return CheckResult(defn.id, Verdict(fact["verdict"]), fact["summary"],
+                           Method.DECLARED, source=fact["source"])
     missing = [name for name in defn.needs if not ctx.has(name)]
-    if declared is not None and (missing or ctx.trust_declarations):
-        return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],
-                           Method.DECLARED, source=declared["source"])
+    if fact is not None and (missing or ctx.trust_declarations):
+        return CheckResult(defn.id, Verdict(fact["verdict"]), fact["summary"],
+                           Method.DECLARED, source=fact["source"])
     if missing:
         return CheckResult(defn.id, Verdict.SKIP, _lacks(missing), Method.OBSERVED)
     result = await _observe(defn, ctx)
-    result.declaration = declared
+    result.declaration = fact
     return result
 
 

@@ -29,8 +29,8 @@ Checks and verdicts:
   adapter answers bad input itself (``endpoints.chat.adapter_errors``, with the reason), it
   would measure wsgaps's shared contract code, so it is ``skip`` with that reason.
   ``absent.app-errors`` makes it a declared fail.
-- ``isolation`` [capability, exclusive]: three bystander clients on ``echo`` each echo once;
-  then every violation of the two checks below is committed at once, each by its own
+- ``isolation`` [capability, alone on its instance]: three bystander clients on ``echo``
+  each echo once; then every violation of the two checks below is committed at once, each by its own
   offender connection, which answers a Close from the server and gets up to
   ``SETTLE_WAIT`` for its TCP connection to end (a crash while the server cleans up an
   offender happens by then), and ``GRACE`` more passes; then every bystander must echo
@@ -67,17 +67,29 @@ on ``chat``, ``VIOLATION_WAIT`` = 5 s after a violation, ``ECHO_WAIT`` = 10 s fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
-from gaps.toolkit import combine, echo_once, quote, receive, show
+from gaps.probe import ALONE, Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.toolkit import (
+    CLOSE,
+    DATA,
+    OPEN,
+    TCP,
+    Ending,
+    combine,
+    echo_once,
+    expect_close,
+    quote,
+    receive,
+    show,
+    since_open,
+)
 from gaps.wire.client import Attempt, Message, WireClient
-from gaps.wire.errors import ClosedError, HandshakeFailed, ReceiveTimeout, SendTimeout
-from gaps.wire.frames import Close, CloseCode, Frame, Opcode
+from gaps.wire.errors import ClosedError, HandshakeFailed, SendTimeout
+from gaps.wire.frames import Close, CloseCode, Opcode
 
 HANDSHAKE_WAIT = 10.0
 ERROR_WAIT = 10.0
@@ -334,53 +346,6 @@ UTF8_VIOLATIONS = (
 FOLLOW_UP = b"wsgaps: a valid message after the violation"
 
 
-@dataclass
-class Ending:
-    """What a connection did after a violation: the first decisive event."""
-
-    kind: str  # "close", "tcp", "data", "open"
-    after: float = 0.0  # seconds since the violation was sent
-    close: Close | None = None
-    frame: Frame | None = None
-    notes: list[str] = field(default_factory=list)
-    followed_up: bool = False  # decided after the valid follow-up message was sent
-
-
-async def _ending(client: WireClient, wait: float, sent_at: float) -> Ending:
-    """Read frames for up to ``wait``: the first Close, TCP end or data frame decides."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    notes: list[str] = []
-    while (remaining := deadline - loop.time()) > 0:
-        try:
-            frame = await client.recv(remaining)
-        except ReceiveTimeout:
-            break
-        except ClosedError:
-            return Ending("tcp", _since(client, sent_at, client.eof_at), notes=notes)
-        if frame.opcode == Opcode.CLOSE:
-            return Ending("close", _since(client, sent_at, client.close_at),
-                          close=Close.parse(frame.payload), notes=notes)
-        if frame.opcode == Opcode.PONG:
-            notes.append(f"a Pong ({len(frame.payload)} bytes) came first")
-            continue
-        if frame.is_control:
-            continue  # the target's own Pings: answered by auto_pong
-        return Ending("data", _since(client, sent_at, None), frame=frame, notes=notes)
-    return Ending("open", wait, notes=notes)
-
-
-def _clock(client: WireClient) -> float:
-    """Now, in the client's own time (seconds since its connection opened)."""
-    return asyncio.get_running_loop().time() - client.opened_at
-
-
-def _since(client: WireClient, sent_at: float, at: float | None) -> float:
-    """Seconds from ``sent_at`` to ``at`` (both in the client's time; now if None)."""
-    when = at if at is not None else _clock(client)
-    return max(0.0, when - sent_at)
-
-
 async def _send_violation(client: WireClient, violation: Violation) -> str:
     """Send the violation's frames; "" or the reason sending stopped."""
     try:
@@ -391,8 +356,18 @@ async def _send_violation(client: WireClient, violation: Violation) -> str:
     return ""
 
 
-async def commit(ctx: ProbeContext, violation: Violation, wait: float,
-                 echo_wait: float) -> tuple[Ending, WireClient]:
+@dataclass(frozen=True)
+class Answer:
+    """How a connection answered a violation: its ending, and whether the ending came only
+    after the valid follow-up message (the wait alone decided nothing)."""
+
+    ending: Ending
+    followed_up: bool
+    client: WireClient
+
+
+async def commit(ctx: ProbeContext, violation: Violation, expected: CloseCode, wait: float,
+                 echo_wait: float) -> Answer:
     """Commit ``violation`` on a new ``echo`` connection and see how the connection ends.
 
     After ``wait`` without a decisive event, a valid message tells "still open" (it is
@@ -400,50 +375,53 @@ async def commit(ctx: ProbeContext, violation: Violation, wait: float,
     ``echo_wait`` is ``open``.
     """
     client = await ctx.connect("echo", auto_pong=True)
-    sent_at = _clock(client)
+    sent_at = since_open(client)
     problem = await _send_violation(client, violation)
-    ending = await _ending(client, wait, sent_at)
+    ending = await expect_close(client, (expected,), wait, since=sent_at, data_decides=True)
     if problem:
         ending.notes.append(f"sending stopped: {problem}")
-    if ending.kind != "open":
-        return ending, client
+    if ending.how != OPEN:
+        return Answer(ending, False, client)
     notes = ending.notes
     try:
         await client.send_text(FOLLOW_UP)
     except (ClosedError, SendTimeout) as exc:
         notes.append(f"the valid message could not be sent: {exc}")
-    ending = await _ending(client, echo_wait, sent_at)
+    ending = await expect_close(client, (expected,), echo_wait, since=sent_at,
+                                data_decides=True)
     ending.notes = [*notes, "decided after a valid message was sent"]
-    ending.followed_up = True
-    if ending.kind == "open":
+    if ending.how == OPEN:
         ending.after = wait + echo_wait
-    return ending, client
+    return Answer(ending, True, client)
 
 
-def judge_ending(violation: Violation, ending: Ending, expected: CloseCode) -> tuple[Verdict,
-                                                                                      str]:
-    """The verdict for how a connection answered ``violation`` (see the module docstring)."""
+def judge_answer(violation: Violation, answer: Answer) -> tuple[Verdict, str]:
+    """The verdict for how a connection answered ``violation`` (see the module docstring):
+    the expected Close passes, another Close or the TCP end is non-strict (the connection
+    was failed), data or silence fails."""
+    ending = answer.ending
     said = f"{violation.what} ({violation.rule})"
     when = f"after {ending.after:.2f} s"
     notes = f" [{'; '.join(ending.notes)}]" if ending.notes else ""
-    if ending.kind == "close":
+    expected = CloseCode(ending.expected[0])
+    if ending.how == CLOSE:
         assert ending.close is not None
         close = ending.close
         problem = close.problem()
         extra = f"; the Close frame itself carries {problem}" if problem else ""
-        if close.code == expected:
+        if ending.as_expected:
             return Verdict.PASS, f"{said} -> Close {close.code} {when}{extra}{notes}"
         got = "a Close without a code" if close.code is None else f"Close {close.code}"
         return Verdict.NON_STRICT, (f"{said} -> {got} {when}, not {int(expected)} "
                                     f"({expected.name}){extra}{notes}")
-    if ending.kind == "tcp":
+    if ending.how == TCP:
         return Verdict.NON_STRICT, (f"{said} -> TCP closed {when} without a Close frame "
                                     f"(the connection was failed; {int(expected)} is the "
                                     f"canonical Close code){notes}")
-    if ending.kind == "data":
+    if ending.how == DATA:
         assert ending.frame is not None
         frame = ending.frame
-        if ending.followed_up:
+        if answer.followed_up:
             how = "still open, it answered a valid message sent after the wait"
         elif frame.payload == violation.payload:
             how = "echoed the violation"
@@ -459,17 +437,16 @@ async def _judge_all(ctx: ProbeContext, violations: tuple[Violation, ...],
                      expected: CloseCode) -> Outcome:
     wait = ctx.plan_wait(VIOLATION_WAIT)
     echo_wait = ctx.plan_wait(ECHO_WAIT, name="echo")
-    runs = await asyncio.gather(*(commit(ctx, v, wait, echo_wait) for v in violations))
-    judged = [judge_ending(v, ending, expected)
-              for v, (ending, _) in zip(violations, runs, strict=True)]
+    answers = await asyncio.gather(*(commit(ctx, v, expected, wait, echo_wait)
+                                     for v in violations))
+    judged = [judge_answer(v, answer) for v, answer in zip(violations, answers, strict=True)]
     evidence: dict[str, Any] = {
         "wait": wait, "echo_wait": echo_wait, "expected_code": int(expected),
         "violations": [
             {"name": v.name, "violation": v.what, "rule": v.rule, "verdict": str(verdict),
-             "summary": line, "ending": ending.kind, "after_s": round(ending.after, 3),
-             **client.evidence(limit=12)}
-            for v, (ending, client), (verdict, line) in zip(violations, runs, judged,
-                                                          strict=True)],
+             "summary": line, "ending": answer.ending.how,
+             "after_s": round(answer.ending.after, 3), **answer.client.evidence(limit=12)}
+            for v, answer, (verdict, line) in zip(violations, answers, judged, strict=True)],
     }
     return combine(judged, **evidence)
 
@@ -499,23 +476,14 @@ async def _offend(ctx: ProbeContext, violation: Violation, wait: float) -> dict[
     except HandshakeFailed as exc:  # e.g. the process died of an earlier offender
         return {"violation": violation.what, "ending": "not connected",
                 "connect_error": str(exc)[:300]}
-    sent_at = _clock(client)
+    sent_at = since_open(client)
     problem = await _send_violation(client, violation)
-    ending = await _ending(client, wait, sent_at)
-    if ending.kind == "close" and not client.closed:
-        # Answer the server's Close, as a client does, so that its TCP end comes at once.
-        with contextlib.suppress(ClosedError, SendTimeout):
-            await client.close(CloseCode.NORMAL_CLOSURE)
-    ended = await client.wait_closed(max(0.0, wait - _since(client, sent_at, None)))
-    code = client.close_code
-    if ended:
-        how = "tcp" if client.close_frame is None else "close"
-        assert client.eof_at is not None
-        after = client.eof_at - sent_at
-    else:
-        how, after = ("close" if client.close_frame is not None else "open"), wait
-    return {"violation": violation.what, "ending": how, "close_code": code,
-            "tcp_ended": ended, "after_s": round(after, 3), "send_problem": problem or None}
+    # Data is passed over: what counts here is that the connection is over, within the wait.
+    ending = await expect_close(client, (), wait, since=sent_at, until_tcp_end=True)
+    after = ending.tcp_after if ending.tcp_after is not None else wait
+    return {"violation": violation.what, "ending": ending.how, "close_code": client.close_code,
+            "tcp_ended": ending.tcp_ended, "after_s": round(after, 3),
+            "send_problem": problem or None}
 
 
 def _bystander_state(client: WireClient) -> str:
@@ -527,7 +495,7 @@ def _bystander_state(client: WireClient) -> str:
     return ""
 
 
-@check("error-handling.isolation", exclusive=True,
+@check("error-handling.isolation", placement=ALONE,
        budget=3 * ECHO_WAIT + SETTLE_WAIT + 20)
 async def isolation(ctx: ProbeContext) -> Outcome:
     echo_wait = ctx.plan_wait(ECHO_WAIT)

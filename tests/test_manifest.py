@@ -103,3 +103,20 @@ def test_absent_names_a_known_capability(tmp_path: Path) -> None:
     message = error_of(tmp_path, GOOD + '[absent]\nheartbaet = "typo"\n')
     assert "absent.heartbaet" in message and "unknown capability" in message
     assert load_manifest(write(tmp_path, GOOD + '[absent]\nrecovery = "no client"\n')).absent
+
+
+def test_build_paths_stay_inside_the_folder_and_start_cost_is_seconds(tmp_path: Path) -> None:
+    build = '\n[build]\ncommand = ["make"]\n'
+    assert "build.inputs: '../x' must be a relative path" in error_of(
+        tmp_path, GOOD + build + 'inputs = ["../x"]\n')
+    assert "build.outputs: '/abs' must be a relative path" in error_of(
+        tmp_path, GOOD + build + 'outputs = ["/abs"]\n')
+    assert "build.exclude: 'a/b' must be a name at the top" in error_of(
+        tmp_path, GOOD + build + 'exclude = ["a/b"]\n')
+    assert "start.cost: must be a non-negative number" in error_of(
+        tmp_path, GOOD.replace("[endpoints.echo]", 'cost = "slow"\n[endpoints.echo]'))
+    manifest = load_manifest(write(tmp_path, GOOD.replace("[endpoints.echo]",
+                                                          "cost = 2.5\n[endpoints.echo]")
+                                   + build + 'inputs = ["src"]\nexclude = [".gradle"]\n'))
+    assert manifest.start_cost == 2.5
+    assert manifest.build and manifest.build.exclude == (".gradle",)

@@ -200,7 +200,7 @@ async def test_scale_out_of_files_is_a_harness_error(monkeypatch: pytest.MonkeyP
 
 async def test_open_files_for_raises_the_limit_or_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
     limits = {"soft": 256, "hard": 4096}
-    monkeypatch.setattr(toolkit, "_open_files", lambda: 100)
+    monkeypatch.setattr(toolkit.load, "_open_files", lambda: 100)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
 
     def setrlimit(_: int, value: tuple[int, int]) -> None:

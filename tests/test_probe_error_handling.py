@@ -20,7 +20,7 @@ import pytest
 
 from gaps.manifest import EndpointSpec, Manifest, ManifestError, load_manifest
 from gaps.model import Method, Verdict
-from gaps.probe import ProbeContext
+from gaps.probe import ALONE, ProbeContext
 from gaps.reference.defects import Unmasker
 from gaps.targets import Instance
 from gaps.wire.client import Attempt, Message
@@ -277,7 +277,7 @@ async def test_isolation_on_and_closing_others(full: ProbeContext) -> None:
     assert off.verdict is Verdict.FAIL, off
     assert "bystander 0 got Close 1011" in off.summary
     assert later.verdict is Verdict.PASS, later
-    assert eh.isolation.exclusive
+    assert eh.isolation.placement is ALONE
 
 
 @aio

@@ -23,6 +23,9 @@ exit status:
   {EXIT_WRITE}  a report could not be written (file system error, templates missing)
   {EXIT_INPUT}  bad input: a results file missing, corrupt or of another schema version,
      no results files found, two targets clashing on one folder, or bad usage
+
+python -m gaps.report audit ANALYSIS.md RESULTS.json [--out DIR] [--strict] [--fail-on ...]
+  holds a hand-written gap analysis against the results (like wsgaps audit; see its --help)
 """
 
 
@@ -52,7 +55,15 @@ def _fail(message: str, status: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (documented in ``--help``)."""
+    """Run the command; returns the exit status (documented in ``--help``).
+
+    ``python -m gaps.report audit ANALYSIS.md RESULTS.json`` is ``wsgaps audit``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["audit"]:
+        from gaps.report.audit import main as audit_main
+
+        return audit_main(argv[1:], prog="python -m gaps.report audit")
     args = parser().parse_args(argv)
     files = list(args.results) or sorted(Path().glob(DEFAULT_GLOB))
     if not files:

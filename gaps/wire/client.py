@@ -60,6 +60,15 @@ MAX_CONTROL = 125  # RFC 6455 5.5: control frame payloads are at most 125 bytes
 HARNESS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
+def harness_side(exc: BaseException) -> bool:
+    """Whether ``exc`` is the harness's own trouble (out of descriptors or memory here),
+    never evidence about a target; in a group, one such error makes the whole so."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(harness_side(e) for e in exc.exceptions)
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, OSError) and exc.errno in HARNESS_ERRNOS)
+
+
 class BufferOverflow(OSError):
     """More unread data arrived than the client keeps; a harness-side limit, not evidence."""
 
@@ -156,7 +165,7 @@ def _preview(payload: bytes, opcode: int | None = None) -> str:
     return show_bytes(payload[:PREVIEW], cut=cut) + ("..." if cut else "")
 
 
-def _client_ssl(endpoint_secure: bool, ssl_context: ssl.SSLContext | None):
+def client_ssl(endpoint_secure: bool, ssl_context: ssl.SSLContext | None):
     return (ssl_context or True) if endpoint_secure else None
 
 
@@ -520,7 +529,7 @@ async def _ask(
     try:
         try:
             reader, writer = await asyncio.open_connection(
-                endpoint.host, endpoint.port, ssl=_client_ssl(endpoint.secure, ssl_context),
+                endpoint.host, endpoint.port, ssl=client_ssl(endpoint.secure, ssl_context),
                 limit=2**20)
         except ssl.SSLError as exc:
             raise MalformedAnswer(f"TLS handshake failed: {exc}") from None
@@ -656,5 +665,6 @@ __all__ = [
     "WireClient",
     "attempt",
     "handshake_ok",
+    "harness_side",
     "open_handshake",
 ]
