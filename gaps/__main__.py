@@ -4,7 +4,8 @@ Exit status of wsgaps run:
   0  every target was probed (or skipped with a reason) and every probe completed
   1  a gate failed: a gap at or below --fail-on, or a check worse than in --baseline
   2  usage error: bad option, unknown target, invalid manifest or baseline
-  3  a probe could not complete (verdict error) or a target did not start
+  3  a probe could not complete (verdict error), a target did not start, or a
+     results.json could not be written (its path and the reason are said)
   130  interrupted (Ctrl-C or SIGTERM; results written so far are kept)
 """
 
@@ -24,7 +25,7 @@ from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
 from gaps.manifest import ManifestError
 from gaps.model import ResultsError, load_results
-from gaps.options import add_options, without_problem
+from gaps.options import add_options, out_problem, without_problem
 from gaps.runner import RunProgress, TargetProgress, pytest_argv, run_probes
 from gaps.summary import print_summary
 from gaps.targets import builtin_names, resolve
@@ -121,6 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ManifestError(f"--baseline: no target named {unmatched[0]} in this run")
         if args.without and (problem := without_problem(args.without)):
             raise ManifestError(problem)
+        if problem := out_problem(args.out, names):
+            raise ManifestError(f"--out {args.out}: {problem}")
     except (ManifestError, ResultsError) as exc:
         print(f"wsgaps: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -139,6 +142,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     gate: list[str] = []
     for name in names:
         path = args.out / name / "results.json"
+        if unwritten := progress.targets[name].unwritten:
+            # Whatever the file holds is not this run's: no summary, no report from it.
+            console.print(f"wsgaps: {name}: results not written: {unwritten}", style="red",
+                          markup=False, highlight=False, soft_wrap=True)
+            status = max(status, EXIT_PROBE_ERROR)
+            continue
         try:
             run = load_results(path)
         except ResultsError:

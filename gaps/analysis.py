@@ -201,6 +201,7 @@ class Section:
     current_state: list[str] = field(default_factory=list)
     more_bullets: int = 0  # bullets beyond BULLETS_MAX, not kept
     problems: list[str] = field(default_factory=list)
+    chapter: bool = False  # a numbered heading with numbered gap headings under it
 
 
 @dataclass(frozen=True)
@@ -319,8 +320,11 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
             # A heading at the gap's level or above ends it; so does a numbered heading
             # under a numbered heading that named no gap ("## 2. Findings" then "### 2.1
             # Heartbeat": the outer one was a chapter).
-            if current is not None and (depth <= level or (found and current.gap is None
-                                                           and current.claim is None)):
+            if current is not None and depth > level and found and current.gap is None \
+                    and current.claim is None:
+                current.chapter = True
+                current = None
+            if current is not None and depth <= level:
                 current = None
             summary_priority = None
             if found and current is None:
@@ -353,6 +357,7 @@ def read_text(text: str, name: str = "analysis", sha256: str = "") -> Analysis:
         raise AnalysisError(f"{len(sections)} numbered headings but none with a "
                             "'**Status**:' line under it; not a gap analysis in the "
                             "expected shape")
+    sections = [section for section in sections if not section.chapter]
     for section in sections:
         if section.claim is None:
             section.problems.append("no Status line")

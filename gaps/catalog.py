@@ -176,8 +176,13 @@ GAPS: tuple[Gap, ...] = (
             "Composable middleware for rate limiting and logging",
         ),
         (
-            _c("middleware.handshake-auth", C, "bad tokens are refused with 401/403"),
-            _c("middleware.origin-check", C, "a foreign Origin is refused (same-origin set)"),
+            _c("middleware.handshake-auth", C,
+               "no token and a wrong token are refused with 401/403 before the upgrade; the "
+               "right one is accepted"),
+            _c("middleware.origin-check", C,
+               "a foreign Origin is refused where same-origin is set; the own one is accepted"),
+            _c("middleware.origin-default", E,
+               "whether an endpoint with nothing configured accepts a foreign Origin"),
             _c("middleware.message-hooks", C, "the stack offers per-message hooks"),
         ),
     ),

@@ -9,6 +9,7 @@ placeholder {prot}``.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import string
@@ -27,6 +28,7 @@ ENDPOINTS = {
     "broadcast": "ws",
     "room": "ws",
     "secure": "ws",
+    "origin": "ws",
     "connections": "http",
     "metrics": "http",
     "upstream": "placeholder",
@@ -43,6 +45,13 @@ RESUME_KEYS = {"via", "name", "value"}
 RESUME_VIA = {"query", "header", "message"}
 RESUME_VALUES = {"seq", "token"}
 AUTH_VIA = {"header", "query", "cookie", "subprotocol"}
+# What ``auth.name`` means for each way the token travels, and its default: the header's
+# name, the query parameter's, the cookie's, or the protocol offered (and selected) beside
+# the token, which is then offered as a second protocol value ("" offers the token alone).
+AUTH_NAMES = {"header": "Authorization", "query": "token", "cookie": "token",
+              "subprotocol": ""}
+# The origin the ``origin`` endpoint treats as its own: scheme, host and optional port.
+ORIGIN = re.compile(r"^https?://[^/?#\s@]+$")
 HINTS = {
     "ping_interval", "ping_timeout", "max_message_size", "max_connections", "rate_limit",
     "backoff_initial", "backoff_max", "backoff_factor", "handshake_timeout", "close_timeout",
@@ -52,7 +61,8 @@ TOP_KEYS = {
     "settings", "absent", "declared", "notes", "pinned",
 }
 BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "exclude", "requires"}
-START_KEYS = {"command", "cwd", "env", "requires", "cost"}
+START_KEYS = {"command", "cwd", "env", "requires", "cost", "imports"}
+MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 STOP_KEYS = {"grace"}
 READY_KEYS = {"timeout"}
 DECLARED_KEYS = {"verdict", "source", "summary"}
@@ -69,6 +79,10 @@ class ManifestError(Exception):
 
 @dataclass(frozen=True)
 class Auth:
+    """How the right token of an endpoint travels (middleware.handshake-auth): ``token`` is
+    the exact value sent (a header value such as ``Bearer abc``, a query or cookie value, or
+    an offered protocol), ``via`` one of ``AUTH_VIA``, ``name`` as in ``AUTH_NAMES``."""
+
     token: str
     via: str = "header"
     name: str = "Authorization"
@@ -87,6 +101,8 @@ class EndpointSpec:
     path: str | None = None
     url: str | None = None
     subprotocols: tuple[str, ...] = ()
+    # origin only: the origin the endpoint's same-origin policy accepts (default the
+    # endpoint's own, ``http://`` and the authority its URL gives, as in ``Host``)
     same_origin: str | None = None
     auth: Auth | None = None
     includes_sender: bool | None = None
@@ -114,6 +130,9 @@ class Command:
     cwd: str = "."
     env: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
+    # Python modules the command imports from the harness's own environment ({python}):
+    # where one is not installed the target is skipped, as for a missing runtime.
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -274,11 +293,16 @@ def _command(r: _Reader, data: Any, fieldname: str, allowed: set[str]) -> dict[s
     env = r.table(table.get("env", {}), f"{fieldname}.env")
     for key, value in env.items():
         r.placeholders(r.string(value, f"{fieldname}.env.{key}"), f"{fieldname}.env.{key}")
+    imports = r.strings(table.get("imports", []), f"{fieldname}.imports")
+    for module in imports:
+        if not MODULE.match(module):
+            raise r.fail(f"{fieldname}.imports", f"{module!r} is not a Python module name")
     return {
         "argv": argv,
         "cwd": r.string(table.get("cwd", "."), f"{fieldname}.cwd"),
         "env": dict(env),
         "requires": r.strings(table.get("requires", []), f"{fieldname}.requires"),
+        "imports": imports,
     }
 
 
@@ -315,13 +339,19 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
             raise r.fail(f"{fieldname}.url", f"a {kind} endpoint needs a {'/'.join(wanted)} URL")
     if name == "room" and "{room}" not in (path or url or ""):
         raise r.fail(fieldname, "the room endpoint needs a {room} placeholder")
-    auth = None
-    if "auth" in table:
-        at = r.table(table["auth"], f"{fieldname}.auth", AUTH_KEYS)
-        r.require(at, ("token",), f"{fieldname}.auth")
-        via = r.choice(at.get("via", "header"), f"{fieldname}.auth.via", AUTH_VIA)
-        auth = Auth(r.string(at["token"], f"{fieldname}.auth.token"), via,
-                    r.string(at.get("name", "Authorization"), f"{fieldname}.auth.name"))
+    auth = _auth(r, table["auth"], f"{fieldname}.auth") if "auth" in table else None
+    if name == "secure" and auth is None:
+        raise r.fail(f"{fieldname}.auth", "missing: the secure endpoint needs the right token "
+                     "and how it travels (token, via, name)")
+    same_origin = None
+    if "same_origin" in table:
+        if name != "origin":
+            raise r.fail(f"{fieldname}.same_origin", "only the origin endpoint takes it")
+        same_origin = r.string(table["same_origin"], f"{fieldname}.same_origin")
+        r.placeholders(same_origin, f"{fieldname}.same_origin")
+        if not ORIGIN.match(same_origin.replace("{", "").replace("}", "")):
+            raise r.fail(f"{fieldname}.same_origin", f"{same_origin!r} is not an origin "
+                         "(http:// or https://, a host and an optional port, no path)")
     includes = table.get("includes_sender")
     if includes is not None and not isinstance(includes, bool):
         raise r.fail(f"{fieldname}.includes_sender", "must be true or false")
@@ -343,8 +373,7 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
         path=path,
         url=url,
         subprotocols=r.strings(table.get("subprotocols", []), f"{fieldname}.subprotocols"),
-        same_origin=(r.string(table["same_origin"], f"{fieldname}.same_origin")
-                     if "same_origin" in table else None),
+        same_origin=same_origin,
         auth=auth,
         includes_sender=includes,
         metrics_map={k: r.string(v, f"{fieldname}.metrics_map.{k}")
@@ -353,6 +382,24 @@ def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
         error_shape=error_shape,
         adapter_errors=adapter_errors,
     )
+
+
+def _auth(r: _Reader, data: Any, fieldname: str) -> Auth:
+    table = r.table(data, fieldname, AUTH_KEYS)
+    r.require(table, ("token",), fieldname)
+    via = r.choice(table.get("via", "header"), f"{fieldname}.via", AUTH_VIA)
+    token = r.string(table["token"], f"{fieldname}.token")
+    name = r.string(table.get("name", AUTH_NAMES[via]), f"{fieldname}.name")
+    if not token or any(c in token for c in "\r\n\0"):
+        raise r.fail(f"{fieldname}.token", "must be a non-empty value on one line")
+    if via in ("header", "query", "cookie") and not name:
+        raise r.fail(f"{fieldname}.name", f"a token sent by {via} needs the {via}'s name")
+    if via == "header" and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        raise r.fail(f"{fieldname}.name", f"{name!r} is not an HTTP header name")
+    if via in ("cookie", "subprotocol") and any(c in token for c in " ,;\""):
+        raise r.fail(f"{fieldname}.token", f"a token sent by {via} cannot hold spaces, "
+                     "commas, semicolons or quotes")
+    return Auth(token, via, name)
 
 
 def _resume(r: _Reader, data: Any, fieldname: str) -> Resume:
@@ -441,6 +488,21 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
     manifest.notes = r.string(data.get("notes", ""), "notes")
     manifest.pinned = r.string(data.get("pinned", ""), "pinned")
     return manifest
+
+
+def switch_off(manifest: Manifest, names: set[str], why: str) -> Manifest:
+    """``manifest`` for an instance started with capabilities ``names`` switched off (the
+    reference's ``--without``): a declared fact about a check named after one of them (a
+    check the wire cannot show, such as ``middleware.message-hooks``) no longer holds, so it
+    is replaced by the capability's absence, said with ``why``."""
+    gone = {check_id for check_id in manifest.declared
+            if check_id.split(".", 1)[1] in names}
+    if not gone:
+        return manifest
+    absent = {**manifest.absent,
+              **{check_id.split(".", 1)[1]: why for check_id in gone}}
+    declared = {k: v for k, v in manifest.declared.items() if k not in gone}
+    return dataclasses.replace(manifest, absent=absent, declared=declared)
 
 
 def load_manifest(path: Path) -> Manifest:

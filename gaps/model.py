@@ -33,6 +33,19 @@ class Verdict(StrEnum):
         return self in (Verdict.PASS, Verdict.NON_STRICT)
 
 
+class ErrorReason(StrEnum):
+    """Why a verdict is ``error`` (the harness could not judge), as a value: code branches on
+    it, never on a summary's words, so rewording a summary never changes a verdict."""
+
+    HARNESS_SIDE = "harness side"  # the harness ran out of something: descriptors, memory
+    HARNESS_TOO_SLOW = "harness too slow"  # its event loop stalled while the target judged it
+    TARGET_NOT_READY = "target not ready"  # an instance never got ready
+    OVER_BUDGET = "over budget"  # the try did not finish within its budget
+    PROBE = "probe"  # the probe's own code raised (a bug in wsgaps)
+    CANNOT_JUDGE = "cannot judge"  # what the check needs before judging did not hold
+    INCONCLUSIVE = "inconclusive"  # no k of n tries agreed
+
+
 class Method(StrEnum):
     OBSERVED = "observed"
     DECLARED = "declared"
@@ -64,6 +77,7 @@ class CheckResult:
     # What the manifest declares about an observed check, shown beside the observed verdict:
     # {"verdict": "fail"|"pass"|..., "source": ..., "summary": ...}.  None when nothing is.
     declaration: dict[str, Any] | None = None
+    reason: ErrorReason | None = None  # why the verdict is error (None for any other verdict)
 
     @property
     def kind(self) -> Kind:
@@ -86,6 +100,7 @@ class CheckResult:
         data["kind"] = str(self.kind)
         data["verdict"] = str(self.verdict)
         data["method"] = str(self.method)
+        data["reason"] = None if self.reason is None else str(self.reason)
         data["contradiction"] = self.contradiction
         return data
 
@@ -96,6 +111,8 @@ class CheckResult:
         data.pop("contradiction", None)
         data["verdict"] = Verdict(data["verdict"])
         data["method"] = Method(data["method"])
+        reason = data.get("reason")
+        data["reason"] = None if reason is None else ErrorReason(reason)
         return cls(**data)
 
 
@@ -182,12 +199,15 @@ class TargetInfo:
     skipped: str | None = None  # why the whole target was skipped (build failed, no runtime)
     build: str | None = None  # "built", "cached", "none", "failed" or "not-run" for this run
     pinned: str | None = None  # the stack version expectations and hints were written for
+    # Why the version reads "unknown": the version command's exit status and last line.
+    version_error: str | None = None
 
     @property
     def version_note(self) -> str | None:
         """Says so when the recorded version is not the one the manifest was written for
         (a user's install does not apply the project's pins)."""
-        if not self.pinned or not self.version or self.pinned in self.version:
+        if (not self.pinned or not self.version or self.version_error
+                or self.pinned in self.version):
             return None
         return (f"this run has another version than {self.pinned}, which the target's "
                 "expectations and hints were written for")
@@ -244,10 +264,35 @@ class RunResult:
         write_json_atomic(path, self.to_json())
 
 
+def _read_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (a change, even
+    for an instant, would reach files other threads create meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import, before the harness starts threads of its own.
+UMASK = _read_umask()
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 less the umask.  ``mkstemp`` makes
+    its files 0600, which a CI artifact upload or a colleague could not read."""
+    return 0o666 & ~UMASK
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=2, ensure_ascii=False)
             out.write("\n")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gaps.manifest import Manifest
-from gaps.model import CheckResult, GapResult, Method, RunResult, Verdict
+from gaps.model import CheckResult, ErrorReason, GapResult, Method, RunResult, Verdict
 from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
 from gaps.probe import ALONE, DECLARED, SHARED, CheckDef, Placement, ProbeContext
@@ -36,7 +36,8 @@ from gaps.targets import (
     start_instance,
     target_version,
 )
-from gaps.wire.client import harness_side
+from gaps.wire.client import WireClient, harness_side
+from gaps.wire.errors import Unreachable
 
 
 @dataclass
@@ -54,6 +55,10 @@ class TargetRun:
     # first instance of the run), for the bound on instances starting at once.
     start_cost: float | None = None
     measuring: asyncio.Lock = field(default_factory=asyncio.Lock)
+    write_error: str | None = None  # why the last write of results.json failed
+    # A URL target nobody listens on (no connection at all before any check): every check
+    # is this error, said once, instead of each check reading its own refusal.
+    unreachable: str | None = None
 
     def __post_init__(self) -> None:
         if self.start_cost is None:
@@ -63,8 +68,17 @@ class TargetRun:
     def skipped(self) -> str | None:
         return self.run.target.skipped
 
-    def write(self) -> None:
-        self.run.write(self.path)
+    def write(self) -> bool:
+        """Write ``results.json`` whole (atomically); False when it could not be written,
+        with the path and the reason kept in ``write_error`` until a later write succeeds
+        (only the last write matters: each one holds everything so far)."""
+        try:
+            self.run.write(self.path)
+        except OSError as exc:
+            self.write_error = f"cannot write {self.path}: {exc.strerror or exc}"
+            return False
+        self.write_error = None
+        return True
 
 
 # Instances starting at once (an interpreter start and a ready handshake each): about one
@@ -130,7 +144,16 @@ class GapDone:
     gap: GapResult
 
 
-Event = TargetPrepared | GapStarted | CheckDone | GapDone
+@dataclass(frozen=True)
+class ResultsUnwritten:
+    """End of run: a target's ``results.json`` could not be written (``reason`` names the
+    path); what the file holds, if anything, is not this run's."""
+
+    target: str
+    reason: str
+
+
+Event = TargetPrepared | GapStarted | CheckDone | GapDone | ResultsUnwritten
 Observer = Callable[[Event], None]
 
 # Selection: target label -> gap slug -> the checks to run there, in catalog order.
@@ -175,7 +198,8 @@ async def record_versions(config: RunConfig, labels: list[str]) -> None:
         target = config.targets[label]
         if target.skipped or target.run.target.version is not None:
             return
-        target.run.target.version = await asyncio.to_thread(
+        info = target.run.target
+        info.version, info.version_error = await asyncio.to_thread(
             target_version, target.manifest, cancel=cancel)
 
     await _in_threads([one(label) for label in labels], cancel)
@@ -360,7 +384,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         if exc.logs:
             logs.append(exc.logs)
         return [CheckResult(d.id, Verdict.ERROR, f"target not ready: {exc}"[:500],
-                            Method.OBSERVED) for d in defns]
+                            Method.OBSERVED, reason=ErrorReason.TARGET_NOT_READY)
+                for d in defns]
 
     async def on_one_instance(defns: list[CheckDef]) -> None:
         priority = max(d.budget for d in defns)
@@ -381,7 +406,18 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
             # Out of descriptors or memory while starting it: the harness's error, said so.
             for d in defns:
                 await record(CheckResult(d.id, Verdict.ERROR, f"harness side: "
-                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED))
+                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED,
+                                         reason=ErrorReason.HARNESS_SIDE))
+
+    if target.unreachable is not None:
+        for defn in checks:
+            await record(CheckResult(defn.id, Verdict.ERROR,
+                                     f"target unreachable: {target.unreachable}"[:500],
+                                     Method.OBSERVED))
+        gap.finished = time.time()
+        target.write()
+        observe(GapDone(target.label, gap))
+        return gap
 
     async def fresh_each_try(defn: CheckDef) -> None:
         # No instance here: each try starts its own through ctx.new_instance (upstream
@@ -407,8 +443,7 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         gap.finished = time.time()
         order = [d.id for d in checks]
         gap.checks.sort(key=lambda c: order.index(c.id) if c.id in order else len(order))
-        with contextlib.suppress(OSError):
-            target.write()
+        target.write()  # a failure is kept in write_error; the run's end reports it
     observe(GapDone(target.label, gap))
     return gap
 
@@ -423,6 +458,7 @@ async def run_plan(config: RunConfig, selection: Selection,
     """
     labels = list(selection)
     await prepare_all(config, labels, observe)
+    await asyncio.gather(*(reach(config.targets[label], config) for label in labels))
     bounds = Bounds.of(config)
     work = [(label, slug, checks) for label, gaps in selection.items()
             if not config.targets[label].skipped for slug, checks in gaps.items()]
@@ -437,8 +473,29 @@ async def run_plan(config: RunConfig, selection: Selection,
         raise
     await versions
     for label in labels:
-        with contextlib.suppress(OSError):
-            config.targets[label].write()
+        config.targets[label].write()
+
+
+REACH_WAIT = 10.0  # seconds for the one handshake that tells a URL target is there at all
+
+
+async def reach(target: TargetRun, config: RunConfig) -> None:
+    """A URL target that refuses every connection is said once, before any check: one
+    handshake on its echo URL that cannot even connect (``Unreachable``: refused, no route,
+    no such host) sets ``target.unreachable``.  Anything else (an answer that is not 101,
+    a timeout) is evidence the checks judge; a managed target has its ready wait instead."""
+    if target.manifest.managed or target.skipped or target.manifest.url is None:
+        return
+    try:
+        client = await WireClient.connect(target.manifest.url,
+                                          timeout=REACH_WAIT * config.time_scale,
+                                          ssl_context=config.ssl_context)
+    except Unreachable as exc:
+        target.unreachable = str(exc)
+    except Exception:
+        return  # the checks meet it again and judge it, with evidence
+    else:
+        await client.aclose()
 
 
 def event_json(event: Event) -> dict[str, object]:
@@ -453,6 +510,8 @@ def event_json(event: Event) -> dict[str, object]:
         return {"event": "check-done", "target": event.target, "gap": event.gap,
                 "check": event.result.id, "verdict": str(event.result.verdict),
                 "summary": event.result.summary[:500]}
+    if isinstance(event, ResultsUnwritten):
+        return {"event": "results-unwritten", "target": event.target, "reason": event.reason}
     gap = event.gap
     seconds = (gap.finished or 0) - (gap.started or 0)
     return {"event": "gap-done", "target": event.target, "gap": gap.slug,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -25,10 +26,11 @@ from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
 from gaps.manifest import Manifest
-from gaps.model import CheckResult, Method, Verdict
+from gaps.model import CheckResult, ErrorReason, Method, Verdict
 from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
 from gaps.wire.client import Attempt, Violation, WireClient, attempt, harness_side
@@ -49,13 +51,24 @@ LOGS_IN_EVIDENCE = 2000  # characters of a target's output tail in a try's evide
 
 @dataclass
 class Outcome:
-    """What one try of a check saw: a verdict, one line saying why, and the evidence."""
+    """What one try of a check saw: a verdict, one line saying why, and the evidence.
+
+    An ``error`` carries its ``reason`` (``gaps.model.ErrorReason``), and only an error
+    does: the runner and the probes branch on that value, never on the summary's words.
+    """
 
     verdict: Verdict
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # how long the try took (set by the runner)
     queued: float = 0.0  # of those, seconds it waited for a harness slot (set by the runner)
+    reason: ErrorReason | None = None
+
+    def __post_init__(self) -> None:
+        if (self.verdict is Verdict.ERROR) != (self.reason is not None):
+            raise ValueError(f"an outcome has a reason exactly when its verdict is error "
+                             f"(errored(reason, ...)); got {self.verdict} with reason "
+                             f"{self.reason}: {self.summary[:200]}")
 
 
 def passed(summary: str, **evidence: Any) -> Outcome:
@@ -72,6 +85,11 @@ def failed(summary: str, **evidence: Any) -> Outcome:
 
 def skipped(summary: str, **evidence: Any) -> Outcome:
     return Outcome(Verdict.SKIP, summary, evidence)
+
+
+def errored(reason: ErrorReason, summary: str, **evidence: Any) -> Outcome:
+    """``error``: the check could not judge, for ``reason``; never a finding about the target."""
+    return Outcome(Verdict.ERROR, summary, evidence, reason=reason)
 
 
 CheckFn = Callable[["ProbeContext"], Awaitable[Outcome]]
@@ -174,16 +192,19 @@ def check(
     return wrap
 
 
-def declared(check_id: str) -> CheckDef:
+def declared(check_id: str, *, absent: str | None = None) -> CheckDef:
     """Register ``check_id`` as a check of method ``declared`` (``[c, declared]`` in
     DESIGN.md): there is nothing on the wire to observe, so the manifest's
     ``declared.<id>`` fact decides it, and without one it is ``skip``.  It has no function,
     needs no endpoint and starts no instance::
 
         documented = declared("concurrency.documented")
+
+    ``absent`` names the capability whose declared absence (``absent.<name>``) decides it
+    as a declared fail when the manifest has no ``declared.<id>`` fact.
     """
-    _known(check_id)
-    return CheckDef(check_id, None, (), None, False, 0.0, Placement.DECLARED)
+    _known(check_id, absent)
+    return CheckDef(check_id, None, (), absent, False, 0.0, Placement.DECLARED)
 
 
 class ProbeContext:
@@ -255,8 +276,14 @@ class ProbeContext:
         spec = self.manifest.endpoints.get(name)
         return spec is not None and (not setting or getattr(spec, setting, None) is not None)
 
-    def url(self, endpoint: str = "echo", **fields: str) -> str:
-        return self.instance.url(endpoint, **fields)
+    def url(self, endpoint: str = "echo", *, query: dict[str, str] | None = None,
+            **fields: str) -> str:
+        """The endpoint's URL, with ``fields`` in its placeholders and ``query`` parameters
+        added to any it already has."""
+        url = self.instance.url(endpoint, **fields)
+        if query:
+            url += ("&" if "?" in url else "?") + urlencode(query)
+        return url
 
     def hint(self, name: str) -> float | None:
         return self.manifest.hints.get(name)
@@ -307,29 +334,32 @@ class ProbeContext:
     # -- clients -------------------------------------------------------------------------
 
     async def connect(self, endpoint: str = "echo", *, timeout: float | None = None,
-                      fields: dict[str, str] | None = None, **kwargs: Any) -> WireClient:
+                      fields: dict[str, str] | None = None, query: dict[str, str] | None = None,
+                      **kwargs: Any) -> WireClient:
         """A wire client on ``endpoint``, closed automatically when the check ends.
 
-        ``fields`` fill the endpoint's placeholders (``{room}``).  ``timeout`` (scaled)
-        bounds the handshake, ``CONNECT_WAIT`` scaled by default.  Raises a
+        ``fields`` fill the endpoint's placeholders (``{room}``); ``query`` adds
+        parameters.  ``timeout`` (scaled) bounds the handshake, ``CONNECT_WAIT`` scaled by
+        default.  Raises a
         ``HandshakeFailed`` when no connection results.  The runner judges every client
         opened here (``the_wire_decides``).
         """
         kwargs.setdefault("ssl_context", self.ssl_context)
         wait = self.scaled(CONNECT_WAIT) if timeout is None else timeout
-        client = await WireClient.connect(self.url(endpoint, **(fields or {})), timeout=wait,
-                                          **kwargs)
+        client = await WireClient.connect(self.url(endpoint, query=query, **(fields or {})),
+                                          timeout=wait, **kwargs)
         self._clients.append(client)
         return client
 
-    async def handshake(self, endpoint: str = "echo", *, wait: float, **kwargs: Any) -> Attempt:
+    async def handshake(self, endpoint: str = "echo", *, wait: float,
+                        query: dict[str, str] | None = None, **kwargs: Any) -> Attempt:
         """One raw handshake on ``endpoint`` as a value; never raises for what the target does.
 
         Keywords are those of ``gaps.wire.client.open_handshake`` (a missing key, another
         version or method, offered subprotocols, ...); ``wait`` is scaled.
         """
         kwargs.setdefault("ssl_context", self.ssl_context)
-        return await attempt(self.url(endpoint), timeout=wait, **kwargs)
+        return await attempt(self.url(endpoint, query=query), timeout=wait, **kwargs)
 
     async def http_get(self, endpoint: str, *, wait: float, max_body: int = DEFAULT_MAX_BODY,
                        headers: tuple[tuple[str, str], ...] = ()) -> HttpAnswer:
@@ -444,7 +474,7 @@ async def _one_try(defn: CheckDef, parent: ProbeContext, number: int) -> Outcome
                 ctx.instance = instance
                 return await _try_on(defn, ctx)
         except TargetFailed as exc:
-            return Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500])
+            return errored(ErrorReason.TARGET_NOT_READY, f"target not ready: {exc}"[:500])
         except Exception as exc:
             if not _harness_side(exc):
                 raise
@@ -465,12 +495,13 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
             assert defn.fn is not None  # run_check never runs a DECLARED check
             outcome = await defn.fn(ctx)
     except TargetFailed as exc:  # an instance the check started itself (with_upstream)
-        outcome = Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500],
-                          {"logs": bound_logs([exc.logs], LOGS_IN_EVIDENCE)} if exc.logs else {})
+        outcome = errored(ErrorReason.TARGET_NOT_READY, f"target not ready: {exc}"[:500],
+                          **({"logs": bound_logs([exc.logs], LOGS_IN_EVIDENCE)}
+                             if exc.logs else {}))
     except TimeoutError as exc:
         if cap.expired():
-            outcome = Outcome(Verdict.ERROR, f"probe did not finish within its budget of "
-                                             f"{loop.time() - started:.1f} s")
+            outcome = errored(ErrorReason.OVER_BUDGET, f"probe did not finish within its "
+                                                       f"budget of {loop.time() - started:.1f} s")
         else:
             outcome = _error_outcome(exc)
     except Exception as exc:
@@ -503,9 +534,10 @@ def said_the_target_ended(outcome: Outcome, instance: Instance, alive_before: bo
     when = "during the check" if alive_before else "before the check began"
     evidence = {**outcome.evidence, "exit_status": status}
     if outcome.verdict.passed or outcome.verdict is Verdict.SKIP:
-        return Outcome(outcome.verdict, outcome.summary, evidence)
-    return Outcome(outcome.verdict, f"the target's process ended (status {status}) {when}; "
-                                    f"see its output; {outcome.summary}", evidence)
+        return dataclasses.replace(outcome, evidence=evidence)
+    return dataclasses.replace(outcome, evidence=evidence, summary=(
+        f"the target's process ended (status {status}) {when}; see its output; "
+        f"{outcome.summary}"))
 
 
 def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:
@@ -517,7 +549,7 @@ def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:
     Harness-side errors stay errors: they say nothing about the target.
     """
     if not violations or outcome.verdict is Verdict.SKIP or (
-            outcome.verdict is Verdict.ERROR and outcome.summary.startswith("harness side")):
+            outcome.reason is ErrorReason.HARNESS_SIDE):
         return outcome
     first = min(violations, key=lambda v: v.t)
     evidence = {**outcome.evidence, "violation": first.evidence(),
@@ -531,10 +563,10 @@ def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:
 
 
 def _error_outcome(exc: BaseException) -> Outcome:
-    where = "harness side" if _harness_side(exc) else "probe"
+    reason = ErrorReason.HARNESS_SIDE if _harness_side(exc) else ErrorReason.PROBE
     tail = traceback.format_exception(exc)[-3:]
-    return Outcome(Verdict.ERROR, f"{where}: {type(exc).__name__}: {exc}"[:500],
-                   {"traceback": "".join(tail)[-2000:]})
+    return errored(reason, f"{reason}: {type(exc).__name__}: {exc}"[:500],
+                   traceback="".join(tail)[-2000:])
 
 
 def _decide(outcomes: list[Outcome], k: int, n: int) -> Verdict | None:
@@ -602,7 +634,7 @@ async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
         outcome = await _one_try(defn, ctx, 1)
         return CheckResult(defn.id, outcome.verdict, outcome.summary, evidence=outcome.evidence,
                            wait=ctx.waits.get(defn.id), duration=time.monotonic() - started,
-                           queued=round(outcome.queued, 3))
+                           queued=round(outcome.queued, 3), reason=outcome.reason)
     # Independent tries overlap: k start at once (k agreeing tries end it), and one more
     # at a time while no k agree, up to n.
     k, n = ctx.retry
@@ -614,15 +646,18 @@ async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
         outcomes.append(await _one_try(defn, ctx, len(outcomes) + 1))
         verdict = _decide(outcomes, k, n)
     chosen = next((o for o in reversed(outcomes) if o.verdict == verdict), outcomes[-1])
-    summary = chosen.summary
+    summary, reason = chosen.summary, chosen.reason
     if verdict is Verdict.ERROR and chosen.verdict is not Verdict.ERROR:
         summary = f"inconclusive: no {k} of {n} tries agreed"
+        reason = ErrorReason.INCONCLUSIVE
     tries = [{"verdict": str(o.verdict), "summary": o.summary, "seconds": round(o.seconds, 3),
               **({"queued": round(o.queued, 3)} if o.queued else {}),
+              **({"reason": str(o.reason)} if o.reason else {}),
               "evidence": o.evidence} for o in outcomes]
     return CheckResult(
         defn.id, verdict, summary, evidence=chosen.evidence,
         wait=ctx.waits.get(defn.id), duration=time.monotonic() - started, tries=tries,
+        reason=reason if verdict is Verdict.ERROR else None,
     )
 
 

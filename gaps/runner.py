@@ -37,9 +37,12 @@ class TargetProgress:
     gaps_done: list[dict[str, Any]] = field(default_factory=list)
     running: dict[str, float] = field(default_factory=dict)  # gap -> its longest check budget
     skipped: str | None = None
+    unwritten: str | None = None  # why its results.json could not be written (path, reason)
 
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
+        if kind == "results-unwritten":
+            self.unwritten = str(event.get("reason"))
         if kind == "target-prepared":
             self.skipped = event.get("skipped")
             self.current = "skipped" if self.skipped else "probing"

@@ -34,6 +34,15 @@ def reasons(run: RunResult) -> list[str]:
     return found
 
 
+def one_error(run: RunResult) -> str | None:
+    """The one reason every check of ``run`` could not complete, when there is one (a URL
+    nobody listens on, a target that never started): said once, above the table."""
+    checks = [c for gap in run.gaps.values() for c in gap.checks]
+    if not checks or any(c.verdict is not Verdict.ERROR for c in checks):
+        return None
+    return checks[0].summary if len({c.summary for c in checks}) == 1 else None
+
+
 def summary_table(run: RunResult) -> Table:
     title = f"wsgaps: {run.target.name}"
     if run.target.version:
@@ -46,6 +55,7 @@ def summary_table(run: RunResult) -> Table:
     table.add_column("checks passed", justify="right")
     table.add_column("note")
     numbered = {text: n for n, text in enumerate(reasons(run), start=1)}
+    common = one_error(run)
     for gap in GAPS:
         result = run.gaps[gap.slug]
         # Only checks with a verdict count: a skipped or errored check is not "0 of 1".
@@ -59,7 +69,9 @@ def summary_table(run: RunResult) -> Table:
             refs = sorted({numbered[f"{c.verdict}: {c.summary}"] for c in result.checks
                            if c.verdict in (Verdict.ERROR, Verdict.SKIP)})
             note = result.note or ""
-            if refs:
+            if common is not None:
+                note = "see above"
+            elif refs:
                 note = "see " + ", ".join(f"[{n}]" for n in refs) + " below"
         table.add_row(str(gap.id), gap.title, str(gap.priority),
                       f"[{STYLE[status]}]{status}[/]",
@@ -68,11 +80,21 @@ def summary_table(run: RunResult) -> Table:
 
 
 def print_summary(console: Console, run: RunResult) -> None:
-    """The table, then each reason once, whole (target text printed literally)."""
+    """The table, then each reason once, whole (target text printed literally); a reason
+    shared by every check (nothing could run) once, above the table."""
+    common = None if run.target.skipped else one_error(run)
+    if common is not None:
+        console.print(f"{run.target.name}: no check could run: {common}", markup=False,
+                      highlight=False, soft_wrap=True, style="red")
     console.print(summary_table(run))
+    if run.target.version_error:
+        console.print(f"{run.target.name} version unknown: {run.target.version_error}",
+                      markup=False, highlight=False, soft_wrap=True)
     if run.target.skipped:
         console.print(f"{run.target.name} skipped: {run.target.skipped}", markup=False,
                       highlight=False)
+        return
+    if common is not None:
         return
     for n, text in enumerate(reasons(run), start=1):
         console.print(f"[{n}] {text}", markup=False, highlight=False, soft_wrap=True)

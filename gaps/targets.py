@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -119,6 +120,31 @@ def missing_runtime(requires: tuple[str, ...]) -> str | None:
         if tool != "python" and shutil.which(tool) is None:
             return f"{tool} not found on PATH"
     return None
+
+
+# How a user of the package gets the stacks of the built-in Python targets (pyproject.toml).
+TARGETS_EXTRA = "pip install 'wsgaps[targets]'"
+
+
+def _missing_modules(manifest: Manifest) -> str | None:
+    """Why the target cannot start here when a module its start command imports is not
+    installed in the harness's environment; None when all are (or none are named)."""
+    assert manifest.start is not None
+    missing = [name for name in manifest.start.imports if not _importable(name)]
+    if not missing:
+        return None
+    names = ", ".join(missing)
+    reason = f"{names} {'is' if len(missing) == 1 else 'are'} not installed in this environment"
+    return f"{reason}; {TARGETS_EXTRA}" if is_builtin(manifest) else reason
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be found by this interpreter, without importing it (a
+    package's parents are imported to search them; their failure counts as not found)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except Exception:  # a broken parent package, or an import hook that refuses it
+        return False
 
 
 def _expand(text: str, values: dict[str, str]) -> str:
@@ -247,7 +273,8 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     The build runs in a process group of its own that is killed when the build ends, times
     out or is interrupted; only the last 4 KiB of its output are kept, for the skip reason.
     """
-    if manifest.start and (missing := missing_runtime(manifest.start.requires)):
+    if manifest.start and (missing := missing_runtime(manifest.start.requires)
+                           or _missing_modules(manifest)):
         raise TargetSkipped(missing, build="none" if manifest.build is None else "not-run")
     build = manifest.build
     if build is None:
@@ -280,26 +307,39 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     return "built"
 
 
-def target_version(manifest: Manifest, timeout: float = 30.0,
-                   cancel: threading.Event | None = None) -> str | None:
-    """The first line of the manifest's version command, bounded; None when there is none.
+UNKNOWN_VERSION = "unknown"
 
-    Run like a build (its own process group, taken down afterwards), so nothing it starts
-    outlives it; ``cancel`` ends it as it ends a build (BuildCancelled).
+
+def target_version(manifest: Manifest, timeout: float = 30.0,
+                   cancel: threading.Event | None = None) -> tuple[str | None, str | None]:
+    """The manifest's version command's answer: (version, problem).
+
+    The version is the first line of the command's output, bounded, or None when the
+    manifest has none.  A command that cannot start, fails or does not answer in time gives
+    ``"unknown"`` and a one-line problem (its exit status and last line of output), never
+    its output as the version: a Python traceback's first line is not a version.  Run like
+    a build (its own process group, taken down afterwards), so nothing it starts outlives
+    it; ``cancel`` ends it as it ends a build (BuildCancelled).
     """
     if manifest.version is None:
-        return None
+        return None, None
     values = _base_values(manifest)
+    argv = [_expand(a, values) for a in manifest.version.argv]
     try:
         status, text = _run_bounded(
-            [_expand(a, values) for a in manifest.version.argv],
-            cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ, timeout=timeout,
-            limit=BUILD_TAIL, cancel=cancel)
+            argv, cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ,
+            timeout=timeout, limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:
-        return f"unknown ({type(exc).__name__})"
+        return UNKNOWN_VERSION, f"version command: {_cannot_start(argv[0], exc)}"
     if status is None:
-        return f"unknown (no answer within {timeout:.0f} s)"
-    return (text.strip().splitlines() or ["unknown"])[0][:200]
+        return UNKNOWN_VERSION, f"version command: no answer within {timeout:.0f} s"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if status != 0:
+        last = f": {lines[-1][:300]}" if lines else " and printed nothing"
+        return UNKNOWN_VERSION, f"version command exited with status {status}{last}"
+    if not lines:
+        return UNKNOWN_VERSION, "version command printed nothing"
+    return lines[0][:200], None
 
 
 # -- instances ------------------------------------------------------------------------------
@@ -365,6 +405,10 @@ class Instance:
         values.update({k: str(v) for k, v in self.ports.items()})
         values["upstream"] = self.upstream or ""
         return values
+
+    def expand(self, text: str) -> str:
+        """``text`` with this instance's placeholders filled (``{port}``, ``{upstream}``...)."""
+        return _expand(text, self._values())
 
     def url(self, endpoint: str, **fields: str) -> str:
         """The endpoint's URL for this instance; KeyError if the manifest has no such endpoint."""

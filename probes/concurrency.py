@@ -76,6 +76,7 @@ from gaps.toolkit import (
     ROUND_INTERVAL,
     Audience,
     Listener,
+    NoMessage,
     Sent,
     connect_many,
     endpoint_rule,
@@ -172,9 +173,8 @@ async def _run_flow(flow: Flow, flows: Sequence[Flow], nonce: str, deadline: flo
                 await client.send_text(flow.payloads[sent])
                 sent += 1
             got = await receive(client, max(0.0, deadline - loop.time()), bound)
-            if isinstance(got, str):
-                why = (f"the {wait:.1f} s wait ran out" if got.startswith("no echo")
-                       else got)
+            if isinstance(got, NoMessage):
+                why = f"the {wait:.1f} s wait ran out" if got.timed_out else got.why
                 flow.problem = (f"{flow.name} had {flow.echoed} of {total} echoes when {why}")
                 break
             if got.opcode == Opcode.TEXT and got.data == flow.payloads[flow.echoed]:

@@ -71,14 +71,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gaps.model import Verdict
-from gaps.probe import ALONE, Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.model import ErrorReason, Verdict
+from gaps.probe import ALONE, Outcome, ProbeContext, check, errored, failed, passed, skipped
 from gaps.toolkit import (
     CLOSE,
     DATA,
     OPEN,
     TCP,
     Ending,
+    NoMessage,
     combine,
     echo_once,
     expect_close,
@@ -104,6 +105,7 @@ UNSUPPORTED_VERSION = "99"
 UNDERSTOOD_VERSION = "13"  # the version every handshake of the harness uses
 CONTRACT_ERROR_SHAPE = ("error.code", "error.message")
 BYSTANDERS = 3
+ANSWER_MAX = 64 * 1024  # bytes of one answer on chat
 
 
 # -- handshake ---------------------------------------------------------------------------
@@ -220,10 +222,10 @@ def _field(data: Any, dotted: str) -> Any:
     return data
 
 
-def judge_error_reply(got: Message | str, shape: tuple[str, ...]) -> str:
+def judge_error_reply(got: Message | NoMessage, shape: tuple[str, ...]) -> str:
     """Why ``got`` is not a structured error of ``shape``, or "" when it is one."""
-    if isinstance(got, str):
-        return f"no structured error: {got}"
+    if isinstance(got, NoMessage):
+        return f"no structured error: {got.said('answer')}"
     text = got.data.strip()
     if text == b"null":
         return "answered with the text null"
@@ -244,14 +246,6 @@ def judge_error_reply(got: Message | str, shape: tuple[str, ...]) -> str:
     return ""
 
 
-async def _answer(client: WireClient, wait: float) -> Message | str:
-    """The next message on ``chat``, or why none came ("no answer within ...")."""
-    got = await receive(client, wait, 64 * 1024)
-    if isinstance(got, str) and got.startswith("no echo"):
-        return f"no answer within {wait:.1f} s"
-    return got
-
-
 async def _bad_input(ctx: ProbeContext, what: str, payload: bytes, shape: tuple[str, ...],
                      wait: float) -> tuple[str, dict[str, Any]]:
     """Send ``payload`` on a new chat connection; ("" or the problem, evidence)."""
@@ -261,7 +255,7 @@ async def _bad_input(ctx: ProbeContext, what: str, payload: bytes, shape: tuple[
         await client.send_text(payload)
     except (ClosedError, SendTimeout) as exc:
         return f"{what}: {exc}", {**facts, **client.evidence()}
-    got = await _answer(client, wait)
+    got = await receive(client, wait, ANSWER_MAX)
     problem = judge_error_reply(got, shape)
     if isinstance(got, Message):
         facts["reply"] = got.data[:300].decode("utf-8", "replace")
@@ -271,10 +265,11 @@ async def _bad_input(ctx: ProbeContext, what: str, payload: bytes, shape: tuple[
         await client.send_text(VALID_CHAT)
     except (ClosedError, SendTimeout) as exc:
         return f"{what}: the error came, then {exc}", {**facts, **client.evidence()}
-    after = await _answer(client, wait)
-    if isinstance(after, str):
+    after = await receive(client, wait, ANSWER_MAX)
+    if isinstance(after, NoMessage):
         return (f"{what}: the error came, but a valid chat message after it got no answer "
-                f"({after}): the connection was dropped"), {**facts, **client.evidence()}
+                f"({after.said('answer')}): the connection was dropped"), {
+                    **facts, **client.evidence()}
     facts["reply_after"] = after.data[:300].decode("utf-8", "replace")
     return "", {**facts, **client.evidence()}
 
@@ -512,9 +507,9 @@ async def isolation(ctx: ProbeContext) -> Outcome:
                                 "bystanders": BYSTANDERS}
     if not all(o.verdict.passed for o in before):
         bad = next(o for o in before if not o.verdict.passed)
-        return Outcome(Verdict.ERROR, f"isolation cannot be judged: a bystander did not echo "
-                                      f"before any violation ({bad.summary})",
-                       {**evidence, "before": [o.summary for o in before]})
+        return errored(ErrorReason.CANNOT_JUDGE, f"isolation cannot be judged: a bystander "
+                       f"did not echo before any violation ({bad.summary})",
+                       **evidence, before=[o.summary for o in before])
     violations = PROTOCOL_VIOLATIONS + UTF8_VIOLATIONS
     offenders = await asyncio.gather(*(_offend(ctx, v, settle) for v in violations))
     evidence["offenders"] = offenders
@@ -543,9 +538,9 @@ async def isolation(ctx: ProbeContext) -> Outcome:
     ended = ", ".join(sorted({o["ending"] for o in offenders}))
     unconnected = [o for o in offenders if o["ending"] == "not connected"]
     if unconnected and ctx.instance.exit_status() is None and not problems:
-        return Outcome(Verdict.ERROR, f"isolation cannot be judged: {len(unconnected)} of "
-                                      f"{len(violations)} offenders could not connect "
-                                      f"({unconnected[0]['connect_error']})", evidence)
+        return errored(ErrorReason.CANNOT_JUDGE, f"isolation cannot be judged: "
+                       f"{len(unconnected)} of {len(violations)} offenders could not connect "
+                       f"({unconnected[0]['connect_error']})", **evidence)
     # A process that ended is said first by the runner (probe.said_the_target_ended).
     if problems:
         return failed(f"after {len(violations)} protocol violations on other connections "

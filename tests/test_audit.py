@@ -587,8 +587,9 @@ def test_chapter_numbering_and_subsections() -> None:
     audit = audit_of(text)
     assert [(row.slug, row.number) for row in audit.rows] == [("heartbeat", 1),
                                                                ("broadcast", 2)]
-    # The chapters are listed as unmapped; the numbered step inside a gap is not a heading.
-    assert [u.text for u in audit.unmapped] == ["Introduction", "Findings"]
+    # "Findings" holds gaps: a chapter, not an unmapped gap; "Introduction" holds none and
+    # is listed.  The numbered step inside a gap is not a gap heading.
+    assert [u.text for u in audit.unmapped] == ["Introduction"]
 
 
 def test_no_report_beside_the_results_means_no_links_and_nothing_rendered(

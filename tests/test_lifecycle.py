@@ -616,3 +616,48 @@ def test_cli_interrupted_leaves_nothing_running(tmp_path: Path, sig: int) -> Non
     if sig == signal.SIGKILL:
         time.sleep(1)
         assert results.stat().st_mtime_ns == written, "written to after the CLI died"
+
+
+def version_manifest(tmp_path: Path, version: str) -> Path:
+    path = tmp_path / "versioned" / "target.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'name = "versioned"\nversion = {version}\n'
+                    '[start]\ncommand = ["{python}", "-m", "gaps.reference", "--port", "{port}"]\n'
+                    '[endpoints.echo]\npath = "/echo"\n')
+    return path
+
+
+@pytest.mark.parametrize(("version", "problem"), [
+    ('["{python}", "-c", "import wsgaps_no_such_stack"]',
+     "version command exited with status 1: ModuleNotFoundError: No module named "
+     "'wsgaps_no_such_stack'"),
+    ('["{python}", "-c", "import sys; sys.exit(3)"]',
+     "version command exited with status 3 and printed nothing"),
+    ('["/nonexistent/stack-version"]', "version command: cannot start /nonexistent/"
+     "stack-version: No such file or directory"),
+], ids=["traceback", "silent", "missing"])
+def test_a_failing_version_command_records_unknown_and_why(tmp_path: Path, version: str,
+                                                           problem: str) -> None:
+    from gaps.model import RunResult, TargetInfo
+    from gaps.report import render_html, render_markdown
+    from gaps.summary import render_summary
+    from gaps.targets import target_version
+
+    manifest = load_manifest(version_manifest(tmp_path, version))
+    found, why = target_version(manifest)
+    assert (found, why) == ("unknown", problem)
+    info = TargetInfo("versioned", version=found, version_error=why, pinned="stack 1.0")
+    assert info.version_note is None  # "unknown" is no other version than the pinned one
+    run = RunResult(info, "0.1.0")
+    assert f"- **Version**: `unknown` ({problem.split(':')[0]}" in render_markdown(run)
+    assert "<code>unknown</code> (version command" in render_html(run)
+    summary = render_summary(run, width=300)
+    assert "Traceback" not in summary and f"versioned version unknown: {problem}" in summary
+
+
+def test_a_working_version_command_records_its_first_line(tmp_path: Path) -> None:
+    from gaps.targets import target_version
+
+    command = '["{python}", "-c", "print(); print(\' stack 1.2 \'); print(\'more\')"]'
+    manifest = load_manifest(version_manifest(tmp_path, command))
+    assert target_version(manifest) == ("stack 1.2", None)

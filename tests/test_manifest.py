@@ -105,6 +105,23 @@ def test_absent_names_a_known_capability(tmp_path: Path) -> None:
     assert load_manifest(write(tmp_path, GOOD + '[absent]\nrecovery = "no client"\n')).absent
 
 
+def test_start_imports_are_module_names_and_skip_where_not_installed(tmp_path: Path) -> None:
+    from gaps.targets import TargetSkipped, run_build
+
+    with_imports = GOOD.replace('"{port}"]', '"{port}"]\nimports = ["websockets", "IMPORT"]')
+    assert "start.imports: 'no-such' is not a Python module name" in error_of(
+        tmp_path, with_imports.replace("IMPORT", "no-such"))
+    manifest = load_manifest(write(tmp_path, with_imports.replace("IMPORT", "wsgaps_nothing")))
+    assert manifest.start.imports == ("websockets", "wsgaps_nothing")
+    # A user's own manifest: the reason, without the built-in targets' pip hint.
+    with pytest.raises(TargetSkipped) as info:
+        run_build(manifest)
+    assert str(info.value) == "wsgaps_nothing is not installed in this environment"
+    assert info.value.build == "none"
+    manifest = load_manifest(write(tmp_path, with_imports.replace("IMPORT", "gaps.reference")))
+    assert run_build(manifest) == "none"
+
+
 def test_build_paths_stay_inside_the_folder_and_start_cost_is_seconds(tmp_path: Path) -> None:
     build = '\n[build]\ncommand = ["make"]\n'
     assert "build.inputs: '../x' must be a relative path" in error_of(

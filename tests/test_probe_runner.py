@@ -250,3 +250,51 @@ async def test_a_target_gone_before_the_check_is_said_first() -> None:
     assert result.summary.startswith("the target's process ended (status -9) before the check "
                                      "began; see its output; no echo"), result.summary
     assert result.evidence["exit_status"] == -9
+
+
+async def test_the_reason_of_an_error_is_a_value_and_wording_never_decides() -> None:
+    """The runner branches on ``Outcome.reason``: a harness-side error stays an error on a
+    connection the target violated, whatever its summary says, and a probe error worded
+    like a harness one is still judged by the wire."""
+    from gaps.model import ErrorReason
+    from gaps.probe import Outcome, errored, the_wire_decides
+    from gaps.wire.client import FrameRecord, Violation
+
+    broken = [Violation(0.5, "RFC 6455 5.1: a masked frame from the server",
+                        FrameRecord(0.5, "in", "TEXT", True, "000", True, 3, "abc", ""))]
+    harness = errored(ErrorReason.HARNESS_SIDE, "the harness ran out of descriptors")
+    looks_like_it = errored(ErrorReason.PROBE, "harness side: OSError (worded like one)")
+    assert the_wire_decides(harness, broken).verdict is Verdict.ERROR
+    assert the_wire_decides(looks_like_it, broken).verdict is Verdict.FAIL
+    with pytest.raises(ValueError, match="reason exactly when"):
+        Outcome(Verdict.ERROR, "an error with no reason")
+    with pytest.raises(ValueError, match="reason exactly when"):
+        Outcome(Verdict.FAIL, "a failure with a reason", reason=ErrorReason.PROBE)
+
+
+async def test_an_error_result_carries_its_reason_into_the_results_file(tmp_path) -> None:
+    from gaps.model import CheckResult, ErrorReason
+
+    raised = await scripted(["raise"], timing=False)(context())
+    assert (raised.verdict, raised.reason) == (Verdict.ERROR, ErrorReason.PROBE)
+    crashed = await scripted(["pass", "fail", "raise"])(context())
+    assert (crashed.verdict, crashed.reason) == (Verdict.ERROR, ErrorReason.PROBE)
+    assert crashed.tries[-1]["reason"] == "probe" and "reason" not in crashed.tries[0]
+    ctx = context()
+    ctx.retry = (3, 4)
+    mixed = await scripted(["pass", "fail", "pass", "fail"])(ctx)
+    assert (mixed.verdict, mixed.reason) == (Verdict.ERROR, ErrorReason.INCONCLUSIVE)
+    fine = await scripted(["pass", "pass"])(context())
+    assert fine.reason is None and fine.to_json()["reason"] is None
+    assert CheckResult.from_json(mixed.to_json()).reason is ErrorReason.INCONCLUSIVE
+
+
+async def test_no_message_is_a_value_whatever_its_words() -> None:
+    """``receive`` says why nothing came as a value: ``timed_out`` decides, the words do
+    not (concurrency's "wait ran out", error handling's "no answer")."""
+    from gaps.toolkit import NoMessage
+
+    late = NoMessage("no complete message within 1.0 s", 1.0, timed_out=True)
+    closed = NoMessage("no echo within 1.0 s, said a Close frame's reason", 1.0)
+    assert (str(late), late.said("answer")) == ("no echo within 1.0 s", "no answer within 1.0 s")
+    assert closed.said("answer") == closed.why and not closed.timed_out

@@ -149,6 +149,7 @@ class ReportView:
     description: str
     version: str
     version_note: str  # the version differs from the one the manifest was written for
+    version_error: str  # why the version is unknown: the version command's failure
     build: str
     kind: str
     url: str
@@ -327,6 +328,8 @@ def report_view(run: RunResult) -> ReportView:
         description=clip(target.description, SUMMARY_LIMIT) if target.description else "",
         version=clip(target.version, INLINE_LIMIT) if target.version else "",
         version_note=clip(target.version_note, SUMMARY_LIMIT) if target.version_note else "",
+        version_error=clip(target.version_error, SUMMARY_LIMIT) if target.version_error
+        else "",
         build=BUILD_WORDS.get(target.build or "", ""),
         kind=clip(target.kind, INLINE_LIMIT),
         url=clip(target.url, INLINE_LIMIT) if target.url else "",

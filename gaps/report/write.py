@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gaps.catalog import BY_SLUG, CHECKS
-from gaps.model import ResultsError, RunResult, load_results
+from gaps.model import ResultsError, RunResult, load_results, new_file_mode
 from gaps.report.render import (
     render_html,
     render_index_html,
@@ -68,6 +68,7 @@ def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())  # as any other file: mkstemp's 0600 is for secrets
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write(text)
         os.replace(tmp, path)

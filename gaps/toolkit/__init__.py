@@ -31,7 +31,7 @@ from gaps.toolkit.audience import (
 )
 from gaps.toolkit.clients import connect_many
 from gaps.toolkit.closing import CLOSE, DATA, OPEN, TCP, Ending, expect_close, since_open
-from gaps.toolkit.echo import combine, echo_once, judge_echo, receive, worst
+from gaps.toolkit.echo import NoMessage, combine, echo_once, judge_echo, receive, worst
 from gaps.toolkit.load import (
     DEFAULT_PONG_DEADLINE,
     LAG_SHARE,
@@ -46,8 +46,8 @@ from gaps.toolkit.waiting import Changes, deadline_in, frames_until, left, now, 
 __all__ = [
     "CLOSE", "DATA", "DEFAULT_PONG_DEADLINE", "LAG_SHARE", "MAX_MESSAGE", "NAMED", "OPEN",
     "PAD", "READ_SLICE", "ROUND_INTERVAL", "SHOWN", "TCP", "Audience", "Changes", "Ending",
-    "Listener", "Sent", "WarmUp", "combine", "connect_many", "deadline_in", "echo_once",
-    "endpoint_rule", "expect_close", "frames_until", "harness_stall", "heavy_load",
+    "Listener", "NoMessage", "Sent", "WarmUp", "combine", "connect_many", "deadline_in",
+    "echo_once", "endpoint_rule", "expect_close", "frames_until", "harness_stall", "heavy_load",
     "judge_echo", "left", "missing_evidence", "names", "now", "open_files_for", "percentile",
     "quote", "receive", "show", "since_open", "wait_until", "worst",
 ]

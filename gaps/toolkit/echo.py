@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from gaps.model import Verdict
+from gaps.model import ErrorReason, Verdict
 from gaps.probe import Outcome, failed, passed
 from gaps.toolkit.quoting import show
 from gaps.wire.client import Message, WireClient
@@ -12,8 +13,26 @@ from gaps.wire.errors import ReceiveError
 from gaps.wire.frames import Opcode, opcode_name
 
 
-async def receive(client: WireClient, wait: float, max_size: int) -> Message | str:
-    """The next data message, or one line saying why there was none.
+@dataclass(frozen=True)
+class NoMessage:
+    """Why no data message came, as a value: the wait ran out (``timed_out``), or a Close
+    frame, the TCP end or framing the server got wrong ended it (``why``).  Code branches on
+    ``timed_out``; ``str()`` is the line for a summary."""
+
+    why: str
+    wait: float
+    timed_out: bool = False
+
+    def said(self, noun: str = "echo") -> str:
+        """``no <noun> within <wait> s`` for a wait that ran out, else why."""
+        return f"no {noun} within {self.wait:.1f} s" if self.timed_out else self.why
+
+    def __str__(self) -> str:
+        return self.said()
+
+
+async def receive(client: WireClient, wait: float, max_size: int) -> Message | NoMessage:
+    """The next data message, or a ``NoMessage`` saying why there was none.
 
     The reason covers a wait that ran out, a Close frame, the TCP end and framing the
     server got wrong (fragments out of order, a message over ``max_size``).
@@ -21,18 +40,16 @@ async def receive(client: WireClient, wait: float, max_size: int) -> Message | s
     try:
         return await client.recv_message(wait, max_size=max_size)
     except ReceiveError as exc:
-        if isinstance(exc, TimeoutError):
-            return f"no echo within {wait:.1f} s"
-        return str(exc)
+        return NoMessage(str(exc), wait, timed_out=isinstance(exc, TimeoutError))
 
 
-def judge_echo(what: str, opcode: Opcode, sent: bytes, got: Message | str,
+def judge_echo(what: str, opcode: Opcode, sent: bytes, got: Message | NoMessage,
                client: WireClient, **extra: Any) -> Outcome:
     """The echo judgement: pass when ``got`` is ``sent`` with the same opcode; otherwise fail
     saying what differed (nothing came, another opcode, other bytes)."""
     evidence = {"sent_opcode": opcode.name, "sent_length": len(sent), **extra,
                 **client.evidence()}
-    if isinstance(got, str):
+    if isinstance(got, NoMessage):
         return failed(f"{what}: {got}", **evidence)
     got_name = opcode_name(got.opcode)
     evidence.update(echo_opcode=got_name, echo_length=len(got.data),
@@ -66,8 +83,10 @@ def worst(verdicts: list[Verdict]) -> Verdict:
 
 
 def combine(judged: list[tuple[Verdict, str]], **evidence: Any) -> Outcome:
-    """One outcome from sub-results (verdict, line): the worst verdict, its lines first."""
+    """One outcome from sub-results (verdict, line): the worst verdict, its lines first (an
+    ``error`` among them: the check cannot judge)."""
     verdict = worst([v for v, _ in judged])
     lines = [line for v, line in judged if v is verdict] + [
         line for v, line in judged if v is not verdict]
-    return Outcome(verdict, "; ".join(lines), evidence)
+    reason = ErrorReason.CANNOT_JUDGE if verdict is Verdict.ERROR else None
+    return Outcome(verdict, "; ".join(lines), evidence, reason=reason)

@@ -11,8 +11,8 @@ import os
 import resource
 from collections.abc import AsyncIterator, Sequence
 
-from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext
+from gaps.model import ErrorReason, Verdict
+from gaps.probe import Outcome, ProbeContext, errored
 
 # A stall of our own event loop this long (a share of the target's Pong deadline, 20 s when
 # not hinted) may have made the target close clients that answered Pings late.
@@ -32,10 +32,10 @@ def harness_stall(ctx: ProbeContext, outcome: Outcome, closed: int) -> Outcome:
     lag = ctx.harness_lag()
     if lag < LAG_SHARE * (ctx.hint("ping_timeout") or DEFAULT_PONG_DEADLINE):
         return outcome
-    return Outcome(Verdict.ERROR, f"harness too slow: its event loop stalled {lag:.2f} s "
-                   f"while {closed} of its clients were closed by the target",
-                   {"harness_lag_s": round(lag, 3), "summary_before": outcome.summary,
-                    **outcome.evidence})
+    return errored(ErrorReason.HARNESS_TOO_SLOW, f"harness too slow: its event loop stalled "
+                   f"{lag:.2f} s while {closed} of its clients were closed by the target",
+                   harness_lag_s=round(lag, 3), summary_before=outcome.summary,
+                   **outcome.evidence)
 
 
 def open_files_for(needed: int) -> int:
