@@ -14,6 +14,13 @@
 //!                  shape for bad input (axum has no error model for WebSocket messages, so
 //!                  the adapter writes it: target.toml endpoints.chat.adapter_errors).  No
 //!                  fan-out: axum gives a handler its own connection only (absent.rooms)
+//!   /secure        like /echo, behind a token check in an axum middleware
+//!                  (`middleware::from_fn` on the route): without `Authorization: Bearer
+//!                  <TOKEN>` it answers 401 and the request never reaches the extractor, so
+//!                  no 101 is sent
+//!   /origin        like /echo, behind a short same-origin check in the same kind of
+//!                  middleware (axum has no origin setting: WebSocketUpgrade reads no Origin
+//!                  header): 403 for an Origin other than http:// and the Host, none let through
 //!
 //! No broadcast, rooms, heartbeat, reconnecting client or shutdown handling of our own: axum
 //! ships none of them (target.toml [absent]).  When a read fails (a protocol error, invalid
@@ -28,8 +35,13 @@
 use std::net::SocketAddr;
 
 use axum::{
-    extract::ws::{Message, WebSocket, WebSocketUpgrade},
-    response::Response,
+    extract::{
+        ws::{Message, WebSocket, WebSocketUpgrade},
+        Request,
+    },
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::any,
     Router,
 };
@@ -37,6 +49,7 @@ use serde_json::{json, Map, Value};
 
 const SUPPORTED: [&str; 2] = ["wsgaps.v2", "wsgaps.v1"];
 const CHAT_FIELDS: [&str; 3] = ["user", "message", "room"];
+const TOKEN: &str = "wsgaps-axum-token"; // target.toml endpoints.secure.auth
 const LOCK: &str = include_str!("../Cargo.lock");
 
 fn locked_version(name: &str) -> &'static str {
@@ -79,6 +92,35 @@ async fn subprotocols_route(ws: WebSocketUpgrade) -> Response {
 
 async fn chat_route(ws: WebSocketUpgrade) -> Response {
     ws.on_upgrade(chat)
+}
+
+/// Handshake authentication: an axum middleware that answers 401 unless the request carries
+/// the bearer token; only then does the route's WebSocketUpgrade extractor run.
+async fn require_token(request: Request, next: Next) -> Response {
+    let expected = format!("Bearer {TOKEN}");
+    let given = request.headers().get(header::AUTHORIZATION);
+    if given.is_some_and(|value| value.as_bytes() == expected.as_bytes()) {
+        next.run(request).await
+    } else {
+        (StatusCode::UNAUTHORIZED, "a valid token is required\n").into_response()
+    }
+}
+
+/// Same origin: no Origin (not a browser) or exactly http:// and the Host passes; anything
+/// else gets 403 before the upgrade.
+async fn same_origin(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let allowed = match headers.get(header::ORIGIN) {
+        None => true,
+        Some(origin) => headers.get(header::HOST).is_some_and(|host| {
+            origin.as_bytes().strip_prefix(b"http://") == Some(host.as_bytes())
+        }),
+    };
+    if allowed {
+        next.run(request).await
+    } else {
+        (StatusCode::FORBIDDEN, "cross-origin WebSocket handshakes are refused\n").into_response()
+    }
 }
 
 /// Every data message back unchanged, same opcode, until the connection ends.
@@ -178,7 +220,9 @@ async fn main() {
     let app = Router::new()
         .route("/echo", any(echo_route))
         .route("/subprotocols", any(subprotocols_route))
-        .route("/chat", any(chat_route));
+        .route("/chat", any(chat_route))
+        .route("/secure", any(echo_route).layer(middleware::from_fn(require_token)))
+        .route("/origin", any(echo_route).layer(middleware::from_fn(same_origin)));
 
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
