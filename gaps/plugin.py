@@ -31,6 +31,7 @@ import pytest
 
 from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
+from gaps.interrupt import Interrupted, deferred, interruptible
 from gaps.manifest import ManifestError, switch_off
 from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
 from gaps.options import DEFAULT_TARGET, add_options, out_problem, without_problem
@@ -44,8 +45,8 @@ from gaps.plan import (
     event_json,
     run_plan,
 )
-from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
-from gaps.targets import resolve
+from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks, load_keys
+from gaps.targets import interrupting, resolve
 
 REFERENCE_TARGETS = {"reference"}
 
@@ -111,9 +112,14 @@ def make_session(config: pytest.Config) -> GapsSession:
             session.ssl_context = ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise pytest.UsageError(f"--gaps-ca-file {ca_file}: {exc}") from None
+    source = config.getoption("gaps_probes") or DEFAULT_PROBES
+    try:
+        keys = load_keys(source)  # the manifest keys the probes of this run declare
+    except (ProbeError, ImportError) as exc:
+        raise pytest.UsageError(f"--gaps-probes {source}: {exc}") from None
     for spec in config.getoption("gaps_target") or [DEFAULT_TARGET]:
         try:
-            manifest = resolve(spec)
+            manifest = resolve(spec, keys=keys)
         except ManifestError as exc:
             raise pytest.UsageError(str(exc)) from None
         refusal = manifest.opt_in_refusal(spec, "--gaps-allow-remote (--allow-remote on the CLI)")
@@ -306,7 +312,18 @@ def pytest_runtestloop(session: pytest.Session):
                     gaps_session.results[(event.target, event.result.id)] = event.result
                 session.config.hook.pytest_gaps_event(config=session.config, event=event)
 
-            asyncio.run(run_plan(gaps_session, chosen, record))
+            def interrupted(signal_name: str) -> None:
+                gaps_session.interrupted = signal_name  # before the cancel: see RunConfig
+                interrupting()
+
+            try:
+                asyncio.run(interruptible(run_plan(gaps_session, chosen, record), interrupted))
+            except Interrupted as exc:
+                # The plan has unwound: targets stopped, unfinished gaps marked, results
+                # written.  pytest then ends the session as interrupted (exit status 2).
+                pytest.exit(f"wsgaps: interrupted ({exc.signal_name}); the results and "
+                            "reports say which gaps did not finish",
+                            returncode=pytest.ExitCode.INTERRUPTED)
     return (yield)
 
 
@@ -324,6 +341,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gaps_session = session.config.stash.get(SESSION_KEY, None)
     if gaps_session is None:
         return
+    # Results and reports are written whole: a Ctrl-C (or the wsgaps CLI's SIGTERM after
+    # one) meanwhile ends the session as interrupted once they are.
+    received: list[str] = []
+    with deferred(received):
+        _finish(session, gaps_session)
+    if received and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+
+
+def _finish(session: pytest.Session, gaps_session: GapsSession) -> None:
     unwritten = []
     for target in gaps_session.targets.values():
         if target.prepared:

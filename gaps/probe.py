@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
-from gaps.manifest import Manifest
+from gaps.manifest import ENDPOINT_KEYS, ENDPOINTS, FieldReader, Manifest, ProbeKey
 from gaps.model import CheckResult, ErrorReason, Method, Verdict
 from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
@@ -192,6 +192,26 @@ def check(
     return wrap
 
 
+def manifest_key(endpoint: str, name: str, read: Callable[[FieldReader, Any, str], Any],
+                 about: str, *, default: Any = None, required: bool = False) -> ProbeKey:
+    """Declare ``endpoints.<endpoint>.<name>``, a manifest key this probe reads, beside its
+    checks (assign it to a module-level name, as with ``declared``)::
+
+        ERROR_SHAPE = manifest_key("chat", "error_shape", read_shape, "the stack's ...")
+
+    The manifest reader validates the key with ``read`` (``gaps.manifest.ProbeKey``) and
+    the check reads it with ``ERROR_SHAPE.value(ctx.manifest)``.  A ``required`` key is
+    one the endpoint cannot be probed without: its absence is a manifest error saying
+    ``missing: <about>``.
+    """
+    if endpoint not in ENDPOINTS:
+        raise KeyError(f"{name}: {endpoint!r} is not an endpoint of the contract "
+                       f"({', '.join(ENDPOINTS)})")
+    if name in ENDPOINT_KEYS:
+        raise KeyError(f"endpoints.{endpoint}.{name} is a key of every endpoint already")
+    return ProbeKey(endpoint, name, read, about, default, required)
+
+
 def declared(check_id: str, *, absent: str | None = None) -> CheckDef:
     """Register ``check_id`` as a check of method ``declared`` (``[c, declared]`` in
     DESIGN.md): there is nothing on the wire to observe, so the manifest's
@@ -274,7 +294,8 @@ class ProbeContext:
         that setting declared (``upstream.resume``)."""
         name, _, setting = endpoint.partition(".")
         spec = self.manifest.endpoints.get(name)
-        return spec is not None and (not setting or getattr(spec, setting, None) is not None)
+        return spec is not None and (not setting or getattr(spec, setting, None) is not None
+                                     or spec.extra.get(setting) is not None)
 
     def url(self, endpoint: str = "echo", *, query: dict[str, str] | None = None,
             **fields: str) -> str:
@@ -721,3 +742,31 @@ def load_checks(source: str = DEFAULT_PROBES) -> dict[str, list[CheckDef]]:
         found[slug] = checks
     order = list(BY_SLUG)
     return dict(sorted(found.items(), key=lambda item: order.index(item[0])))
+
+
+def module_keys(module: ModuleType) -> list[ProbeKey]:
+    """The manifest keys a probe module declares (``manifest_key``), naming it as owner."""
+    return [dataclasses.replace(v, owner=module.__name__.rsplit(".", 1)[-1])
+            for v in vars(module).values() if isinstance(v, ProbeKey)]
+
+
+_KEYS: dict[str, list[ProbeKey]] = {}
+
+
+def load_keys(source: str = DEFAULT_PROBES) -> list[ProbeKey]:
+    """The manifest keys the probes of ``source`` declare (the built-in ones by default), for
+    the manifest reader; one key declared by two probes is a ProbeError."""
+    if source in _KEYS:  # the built-in probes' keys, read once per process
+        return _KEYS[source]
+    keys: dict[tuple[str, str], ProbeKey] = {}
+    for module in _probe_modules(source):
+        for key in module_keys(module):
+            other = keys.get((key.endpoint, key.name))
+            if other is not None:
+                raise ProbeError(f"endpoints.{key.endpoint}.{key.name} is declared by both "
+                                 f"{other.owner} and {key.owner}; one probe owns a key")
+            keys[(key.endpoint, key.name)] = key
+    found = list(keys.values())
+    if source == DEFAULT_PROBES:
+        _KEYS[source] = found
+    return found

@@ -24,13 +24,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gaps.manifest import (
     Manifest,
     ManifestError,
+    ProbeKey,
     load_manifest,
     url_manifest,
 )
@@ -76,18 +77,19 @@ def builtin_names() -> list[str]:
     return sorted(p.parent.name for p in BUILTIN_DIR.glob("*/target.toml"))
 
 
-def resolve(spec: str) -> Manifest:
-    """A target from a built-in name, a manifest path (file or folder), or a ws:// URL."""
+def resolve(spec: str, *, keys: Iterable[ProbeKey] | None = None) -> Manifest:
+    """A target from a built-in name, a manifest path (file or folder), or a ws:// URL;
+    ``keys``: the probe-declared manifest keys it may use (the built-in probes' by default)."""
     if spec.startswith(("ws://", "wss://")):
         return url_manifest(spec)
     builtin = BUILTIN_DIR / spec / "target.toml"
     if "/" not in spec and builtin.exists():
-        return load_manifest(builtin)
+        return load_manifest(builtin, keys=keys)
     path = Path(spec)
     if path.is_dir():
         path = path / "target.toml"
     if path.exists():
-        return load_manifest(path)
+        return load_manifest(path, keys=keys)
     known = ", ".join(builtin_names())
     raise ManifestError(f"{spec}: not a built-in target ({known}), manifest path or ws:// URL")
 
@@ -346,6 +348,33 @@ def target_version(manifest: Manifest, timeout: float = 30.0,
 
 _live: set[Instance] = set()
 
+# Seconds an interrupted run gives each target to stop, instead of its manifest's grace: a
+# shutdown's Close frames are of no use then, and Ctrl-C should be over within 2 s.
+INTERRUPT_GRACE = 0.5
+_interrupted = threading.Event()
+
+
+def interrupting() -> None:
+    """The run was interrupted: every live target gets SIGTERM now and SIGKILL
+    ``INTERRUPT_GRACE`` seconds later, and every stop from now on waits that long at most,
+    however long the stops already under way meant to wait."""
+    _interrupted.set()
+    for instance in list(_live):
+        instance.signal(signal.SIGTERM)
+    killer = threading.Timer(INTERRUPT_GRACE, _kill_live)
+    killer.daemon = True
+    killer.start()
+
+
+def interrupt_over() -> None:
+    """Back to the manifests' grace periods (a test that interrupted a run in-process)."""
+    _interrupted.clear()
+
+
+def _kill_live() -> None:
+    for instance in list(_live):
+        instance.signal(signal.SIGKILL)
+
 
 def _stop_all() -> None:
     for instance in list(_live):
@@ -549,6 +578,8 @@ class Instance:
         if process is None or self.stopped:
             return None if process is None else process.returncode
         grace = self.manifest.grace if grace is None else grace
+        if _interrupted.is_set():
+            grace = min(grace, INTERRUPT_GRACE)
         self.ended_by_itself = process.poll()
         if self.ended_by_itself is None:
             if self.target_pid is None:

@@ -73,9 +73,11 @@ from typing import Any
 
 from gaps.probe import ALONE, Outcome, ProbeContext, check, failed, passed, skipped
 from gaps.toolkit import (
+    HARNESS_SLOW_RUNS,
     Audience,
     Listener,
     Sent,
+    again_if_harness_slow,
     endpoint_rule,
     heavy_load,
     missing_evidence,
@@ -127,10 +129,13 @@ def _refused(exc: HandshakeRefused, audience: Audience, endpoint: str) -> Outcom
 # -- broadcast.fan-out -------------------------------------------------------------------
 
 @check("broadcast.fan-out", needs=("broadcast",), absent="broadcast", placement=ALONE,
-       budget=WARMUP_WAIT + DELIVERY_WAIT + 40)
+       budget=HARNESS_SLOW_RUNS * (WARMUP_WAIT + DELIVERY_WAIT) + 40)
 async def fan_out(ctx: ProbeContext) -> Outcome:
-    audience = Audience(ctx, endpoint_rule(ctx, "broadcast"))
-    return await audience.judge(_fan_out(ctx, audience))
+    async def once() -> Outcome:
+        audience = Audience(ctx, endpoint_rule(ctx, "broadcast"))
+        return await audience.judge(_fan_out(ctx, audience))
+
+    return await again_if_harness_slow(once)
 
 
 async def _fan_out(ctx: ProbeContext, audience: Audience) -> Outcome:
@@ -181,10 +186,13 @@ async def _fan_out(ctx: ProbeContext, audience: Audience) -> Outcome:
 # -- broadcast.rooms ---------------------------------------------------------------------
 
 @check("broadcast.rooms", needs=("room",), absent="rooms", placement=ALONE,
-       budget=WARMUP_WAIT + 2 * DELIVERY_WAIT + 40)
+       budget=HARNESS_SLOW_RUNS * (WARMUP_WAIT + 2 * DELIVERY_WAIT) + 40)
 async def rooms(ctx: ProbeContext) -> Outcome:
-    audience = Audience(ctx, endpoint_rule(ctx, "room"))
-    return await audience.judge(_rooms(ctx, audience))
+    async def once() -> Outcome:
+        audience = Audience(ctx, endpoint_rule(ctx, "room"))
+        return await audience.judge(_rooms(ctx, audience))
+
+    return await again_if_harness_slow(once)
 
 
 async def _rooms(ctx: ProbeContext, audience: Audience) -> Outcome:

@@ -43,19 +43,21 @@ for each handshake's answer, ``ECHO_WAIT`` = 10 s for an echo on an accepted con
 ``WATCH`` = 2 s after a 101 that should have been a refusal, for the Close that shows the
 refusal came late.  Evidence: every handshake's request facts (how the token went, the
 Origin sent) and the answer (status, bounded headers and body), and the frames of accepted
-connections.  Tokens the manifest gives are shown as ``sent``; a header value of the target
-is quoted bounded.
+connections.  The right token never appears in the evidence (``<the right token>`` stands
+for it, also where a target echoes it, e.g. as a selected subprotocol); a wrong token is
+shown as sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gaps.manifest import Auth
+from gaps.manifest import FieldReader
 from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext, check, declared, passed, skipped
+from gaps.probe import Outcome, ProbeContext, check, declared, manifest_key, passed, skipped
 from gaps.toolkit import echo_once, expect_close
 from gaps.toolkit.closing import CLOSE, TCP
 from gaps.wire.client import WireClient
@@ -104,6 +106,67 @@ class Knock:
                 **self.evidence}
 
 
+# -- manifest keys (the middleware probe's own) ----------------------------------------
+
+AUTH_KEYS = {"token", "via", "name"}
+AUTH_VIA = {"header", "query", "cookie", "subprotocol"}
+# What ``auth.name`` means for each way the token travels, and its default: the header's
+# name, the query parameter's, the cookie's, or the protocol offered (and selected) beside
+# the token, which is then offered as a second protocol value ("" offers the token alone).
+AUTH_NAMES = {"header": "Authorization", "query": "token", "cookie": "token",
+              "subprotocol": ""}
+# The origin the ``origin`` endpoint treats as its own: scheme, host and optional port.
+ORIGIN = re.compile(r"^https?://[^/?#\s@]+$")
+
+
+@dataclass(frozen=True)
+class Auth:
+    """How the right token of an endpoint travels (middleware.handshake-auth): ``token`` is
+    the exact value sent (a header value such as ``Bearer abc``, a query or cookie value, or
+    an offered protocol), ``via`` one of ``AUTH_VIA``, ``name`` as in ``AUTH_NAMES``."""
+
+    token: str
+    via: str = "header"
+    name: str = "Authorization"
+
+
+def _read_auth(r: FieldReader, data: Any, fieldname: str) -> Auth:
+    table = r.table(data, fieldname, AUTH_KEYS)
+    r.require(table, ("token",), fieldname)
+    via = r.choice(table.get("via", "header"), f"{fieldname}.via", AUTH_VIA)
+    token = r.string(table["token"], f"{fieldname}.token")
+    name = r.string(table.get("name", AUTH_NAMES[via]), f"{fieldname}.name")
+    if not token or any(c in token for c in "\r\n\0"):
+        raise r.fail(f"{fieldname}.token", "must be a non-empty value on one line")
+    if via in ("header", "query", "cookie") and not name:
+        raise r.fail(f"{fieldname}.name", f"a token sent by {via} needs the {via}'s name")
+    if via == "header" and not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        raise r.fail(f"{fieldname}.name", f"{name!r} is not an HTTP header name")
+    if via in ("cookie", "subprotocol") and any(c in token for c in " ,;\""):
+        raise r.fail(f"{fieldname}.token", f"a token sent by {via} cannot hold spaces, "
+                     "commas, semicolons or quotes")
+    return Auth(token, via, name)
+
+
+def _read_same_origin(r: FieldReader, value: Any, fieldname: str) -> str:
+    same_origin = r.string(value, fieldname)
+    r.placeholders(same_origin, fieldname)
+    if not ORIGIN.match(same_origin.replace("{", "").replace("}", "")):
+        raise r.fail(fieldname, f"{same_origin!r} is not an origin (http:// or https://, a "
+                     "host and an optional port, no path)")
+    return same_origin
+
+
+SECURE_AUTH = manifest_key("secure", "auth", _read_auth, "the secure endpoint needs the right "
+                           "token and how it travels (token, via, name)", required=True)
+ORIGIN_AUTH = manifest_key("origin", "auth", _read_auth, "the right token of the origin "
+                           "endpoint, where it wants one, and how it travels")
+# The origin the endpoint's same-origin policy accepts (default the endpoint's own,
+# ``http://`` and the authority its URL gives, as in ``Host``).
+SAME_ORIGIN = manifest_key("origin", "same_origin", _read_same_origin,
+                           "the origin the origin endpoint accepts as its own")
+
+
 def credentials(auth: Auth | None, token: str | None) -> dict[str, Any]:
     """Keywords for ``ctx.connect`` that carry ``token`` the way ``auth`` says (nothing for
     ``None``): a header, a query parameter, a cookie, or an offered subprotocol."""
@@ -128,12 +191,31 @@ def wrong_token(ctx: ProbeContext, token: str) -> str:
             return wrong
 
 
+RIGHT = "<the right token>"  # how the manifest's token is shown in evidence
+
+
+def redacted(value: Any, secret: str | None) -> Any:
+    """``value`` (strings, lists, tuples, dicts of them) with ``secret`` shown as ``RIGHT``:
+    a user's real token must not end up in a report artifact."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, RIGHT)
+    if isinstance(value, dict):
+        return {k: redacted(v, secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(v, secret) for v in value]
+    return value
+
+
 async def knock(ctx: ProbeContext, endpoint: str, what: str, wait: float, watch: float, *,
-                keep: bool = False, origin: str | None = None, **creds: Any) -> Knock:
+                keep: bool = False, origin: str | None = None, secret: str | None = None,
+                **creds: Any) -> Knock:
     """One handshake on ``endpoint``.  A 101 is watched for ``watch`` seconds (0: not at
     all) for a Close or TCP end, which makes it a refusal sent after the upgrade; ``keep``
-    leaves an accepted connection open in ``client`` (for an echo)."""
-    sent: dict[str, Any] = {k: v for k, v in creds.items() if v}
+    leaves an accepted connection open in ``client`` (for an echo).  ``secret`` (the right
+    token) is never written into the evidence."""
+    sent: dict[str, Any] = redacted({k: v for k, v in creds.items() if v}, secret)
     if origin is not None:
         sent["origin"] = origin
     result = Knock(what, sent)
@@ -142,7 +224,7 @@ async def knock(ctx: ProbeContext, endpoint: str, what: str, wait: float, watch:
                                    **creds)
     except HandshakeRefused as exc:
         result.status = exc.response.status
-        result.evidence = {"handshake": exc.response.evidence()}
+        result.evidence = {"handshake": redacted(exc.response.evidence(), secret)}
         return result
     except HandshakeTimeout:
         result.problem = f"no answer within {wait:.1f} s"
@@ -154,7 +236,7 @@ async def knock(ctx: ProbeContext, endpoint: str, what: str, wait: float, watch:
         result.problem = f"malformed answer: {str(exc)[:300]}"
         return result
     result.status = 101
-    result.evidence = {"handshake": client.response.evidence()}
+    result.evidence = {"handshake": redacted(client.response.evidence(), secret)}
     if watch > 0:
         # A Close or TCP end soon after the 101 is the refusal, sent after the upgrade.
         ending = await expect_close(client, (), watch)
@@ -215,7 +297,7 @@ def combine(judged: list[tuple[Verdict, str]], knocks: list[Knock], **extra: Any
 @check("middleware.handshake-auth", needs=("secure",), absent="handshake-auth",
        budget=HANDSHAKE_WAIT + WATCH + ECHO_WAIT + 20)
 async def handshake_auth(ctx: ProbeContext) -> Outcome:
-    auth = ctx.manifest.endpoints["secure"].auth
+    auth = SECURE_AUTH.value(ctx.manifest)
     if auth is None:  # the manifest reader requires it; a hand-built manifest may not
         return skipped("the manifest gives no token for the secure endpoint (endpoints."
                        "secure.auth)")
@@ -226,8 +308,9 @@ async def handshake_auth(ctx: ProbeContext) -> Outcome:
     how = f"token by {auth.via}" + (f" {auth.name!r}" if auth.name else "")
     none, bad, right = await asyncio.gather(
         knock(ctx, "secure", "no token", wait, watch),
-        knock(ctx, "secure", f"a wrong {how}", wait, watch, **credentials(auth, wrong)),
-        knock(ctx, "secure", f"the right {how}", wait, 0, keep=True,
+        knock(ctx, "secure", f"a wrong {how}", wait, watch, secret=auth.token,
+              **credentials(auth, wrong)),
+        knock(ctx, "secure", f"the right {how}", wait, 0, keep=True, secret=auth.token,
               **credentials(auth, auth.token)),
     )
     judged = [judge_refusal(none, (401, 403)), judge_refusal(bad, (401, 403)),
@@ -240,9 +323,9 @@ async def handshake_auth(ctx: ProbeContext) -> Outcome:
 def own_origin(ctx: ProbeContext, endpoint: str) -> str:
     """The endpoint's own origin: the manifest's ``same_origin`` (placeholders filled), or
     ``http://`` (``https://`` for wss) and the authority the probe sends as ``Host``."""
-    spec = ctx.manifest.endpoints[endpoint]
-    if spec.same_origin:
-        return ctx.instance.expand(spec.same_origin)
+    same_origin = SAME_ORIGIN.value(ctx.manifest) if endpoint == "origin" else None
+    if same_origin:
+        return ctx.instance.expand(same_origin)
     parsed = parse_url(ctx.url(endpoint))
     return f"{'https' if parsed.secure else 'http'}://{parsed.authority}"
 
@@ -253,14 +336,16 @@ async def origin_check(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(HANDSHAKE_WAIT)
     watch = ctx.scaled(WATCH)
     echo_wait = ctx.plan_wait(ECHO_WAIT, name="echo")
-    auth = ctx.manifest.endpoints["origin"].auth
-    creds = credentials(auth, auth.token if auth else None)  # the right token, if it wants one
+    auth = ORIGIN_AUTH.value(ctx.manifest)
+    secret = auth.token if auth else None
+    creds = credentials(auth, secret)  # the right token, if the endpoint wants one
     own = own_origin(ctx, "origin")
     foreign, same, bare = await asyncio.gather(
-        knock(ctx, "origin", f"Origin {FOREIGN}", wait, watch, origin=FOREIGN, **creds),
-        knock(ctx, "origin", f"Origin {own} (its own)", wait, 0, keep=True, origin=own,
+        knock(ctx, "origin", f"Origin {FOREIGN}", wait, watch, origin=FOREIGN, secret=secret,
               **creds),
-        knock(ctx, "origin", "no Origin", wait, 0, **creds),
+        knock(ctx, "origin", f"Origin {own} (its own)", wait, 0, keep=True, origin=own,
+              secret=secret, **creds),
+        knock(ctx, "origin", "no Origin", wait, 0, secret=secret, **creds),
     )
     judged = [judge_refusal(foreign, (403,)), await judge_welcome(ctx, same, echo_wait)]
     outcome = combine(judged, [foreign, same, bare], own_origin=own, wait=wait)

@@ -52,9 +52,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gaps.manifest import Resume
+from gaps.manifest import FieldReader
 from gaps.model import Verdict
-from gaps.probe import UPSTREAM, Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.probe import (
+    UPSTREAM,
+    Outcome,
+    ProbeContext,
+    check,
+    failed,
+    manifest_key,
+    passed,
+    skipped,
+)
 from gaps.targets import TargetFailed
 from gaps.upstream import CLOSE_WAIT, Attempt, Feed, Link, Upstream
 
@@ -78,6 +87,33 @@ REDIAL_MARGIN = 5.0  # a hinted redial wait: 2 x the longest delay + 5 s
 FEED_BEFORE, FEED_MISSED = 3, 3  # resume: messages before the drop, and while disconnected
 RESUME_MESSAGE_WAIT = 5.0  # resume via message: the first message after the reconnect
 SHOWN = 12  # intervals quoted in a summary
+
+# How the target's client names its position when it reconnects to the upstream: in a
+# query parameter, a header, or the JSON first message it sends, under ``name``; the value
+# is the last ``seq`` or ``token`` of the upstream's feed it got.
+RESUME_KEYS = {"via", "name", "value"}
+RESUME_VIA = {"query", "header", "message"}
+RESUME_VALUES = {"seq", "token"}
+
+
+@dataclass(frozen=True)
+class Resume:
+    via: str
+    name: str
+    value: str = "seq"
+
+
+def _read_resume(r: FieldReader, data: Any, fieldname: str) -> Resume:
+    table = r.table(data, fieldname, RESUME_KEYS)
+    r.require(table, ("via", "name"), fieldname)
+    via = r.choice(table["via"], f"{fieldname}.via", RESUME_VIA)
+    value = r.choice(table.get("value", "seq"), f"{fieldname}.value", RESUME_VALUES)
+    return Resume(via, r.string(table["name"], f"{fieldname}.name"), value)
+
+
+RESUME = manifest_key("upstream", "resume", _read_resume,
+                      "how the target's client names its position when it reconnects "
+                      "(via query, header or message; name; value seq or token)")
 
 
 # -- waits ---------------------------------------------------------------------------------
@@ -485,8 +521,8 @@ async def presented(link: Link, how: Resume, wait: float) -> str | None:
 @check("recovery.resume", needs=("upstream", "upstream.resume"), absent="resume",
        placement=UPSTREAM, budget=READY_DIAL_WAIT + REDIAL_WAIT + RESUME_MESSAGE_WAIT + 60)
 async def resume(ctx: ProbeContext) -> Outcome:
-    how = ctx.manifest.endpoints["upstream"].resume
-    assert how is not None  # needs upstream.resume
+    how = RESUME.value(ctx.manifest)
+    assert isinstance(how, Resume)  # needs upstream.resume
     wait = ctx.plan_wait(REDIAL_WAIT, _redial_hint(ctx))
     loop = asyncio.get_running_loop()
     feed = Feed()

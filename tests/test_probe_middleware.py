@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
 from gaps.manifest import (
-    Auth,
     Declared,
     EndpointSpec,
     Manifest,
@@ -21,9 +21,9 @@ from gaps.manifest import (
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.targets import Instance
-from probes import middleware
 from tests.conftest import reference_ctx, reference_manifest
 from tests.rawserver import raw_server, read_request, switching
+from wsgaps_probes import middleware
 
 aio = pytest.mark.asyncio(loop_scope="session")
 
@@ -36,8 +36,8 @@ def with_auth(via: str, token: str = TOKEN, name: str | None = None) -> Manifest
     names = {"header": "Authorization", "query": "token", "cookie": "token",
              "subprotocol": "wsgaps.auth"}
     value = f"Bearer {token}" if via == "header" else token
-    secure = dataclasses.replace(base.endpoints["secure"],
-                                 auth=Auth(value, via, names[via] if name is None else name))
+    auth = middleware.Auth(value, via, names[via] if name is None else name)
+    secure = dataclasses.replace(base.endpoints["secure"], extra={"auth": auth})
     return dataclasses.replace(base, endpoints={**base.endpoints, "secure": secure})
 
 
@@ -50,6 +50,8 @@ async def test_the_reference_refuses_before_the_upgrade_and_accepts_the_right_to
     assert result.verdict is Verdict.PASS, result.summary
     answers = [h["answer"] for h in result.evidence["handshakes"]]
     assert answers == ["HTTP 401", "HTTP 401", "101"]
+    evidence = json.dumps(result.evidence)
+    assert TOKEN not in evidence and "<the right token>" in evidence  # never in a report
 
 
 @aio
@@ -110,8 +112,8 @@ async def test_the_token_travels_in_the_request_as_declared() -> None:
                           ("subprotocol", "auth.v1")):
             seen.clear()
             paths.clear()
-            ctx = _raw_ctx(url, secure=EndpointSpec("secure", url=url,
-                                                    auth=Auth("s3cret", via, name)))
+            auth = middleware.Auth("s3cret", via, name)
+            ctx = _raw_ctx(url, secure=EndpointSpec("secure", url=url, extra={"auth": auth}))
             result = await middleware.handshake_auth(ctx)
             assert result.verdict is Verdict.FAIL  # the right token was refused too
             right = [(p, h) for p, h in zip(paths, seen, strict=True)
@@ -164,8 +166,8 @@ async def test_another_4xx_or_a_dropped_handshake_is_non_strict_a_5xx_fails() ->
                         ("drop", None),
                         ("500", b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")):
         async with raw_server(await answer_with(head)) as url:
-            ctx = _raw_ctx(url, secure=EndpointSpec("secure", url=url,
-                                                    auth=Auth("Bearer s3cret")))
+            auth = middleware.Auth("Bearer s3cret")
+            ctx = _raw_ctx(url, secure=EndpointSpec("secure", url=url, extra={"auth": auth}))
             verdicts[label] = await middleware.handshake_auth(ctx)
     assert verdicts["404"].verdict is Verdict.NON_STRICT, verdicts["404"].summary
     assert verdicts["drop"].verdict is Verdict.NON_STRICT, verdicts["drop"].summary
@@ -224,7 +226,8 @@ async def test_origin_check_needs_the_own_origin_accepted() -> None:
     """A same_origin that is not the endpoint's own: the probe's "own" Origin is then
     refused like a foreign one, and the check fails."""
     base = reference_manifest()
-    origin = dataclasses.replace(base.endpoints["origin"], same_origin="http://127.0.0.1:1")
+    origin = dataclasses.replace(base.endpoints["origin"],
+                                 extra={"same_origin": "http://127.0.0.1:1"})
     manifest = dataclasses.replace(base, endpoints={**base.endpoints, "origin": origin})
     async with reference_ctx(manifest=manifest) as ctx:
         result = await middleware.origin_check(ctx)
@@ -320,7 +323,7 @@ def _manifest(tmp_path: Path, endpoints: str) -> Manifest:
      "endpoints.secure.auth.token: must be a non-empty value"),
     ('[endpoints.echo2]\npath = "/s"\n', "endpoints.echo2: unknown endpoint"),
     ('[endpoints.chat]\npath = "/c"\nsame_origin = "http://a"\n',
-     "endpoints.chat.same_origin: only the origin endpoint takes it"),
+     "endpoints.chat.same_origin: only the origin endpoint takes it (middleware)"),
     ('[endpoints.origin]\npath = "/o"\nsame_origin = "http://a/path"\n',
      "endpoints.origin.same_origin: 'http://a/path' is not an origin"),
 ])
@@ -335,5 +338,5 @@ def test_token_name_defaults_follow_the_way_it_travels(tmp_path: Path) -> None:
                                    'auth = { token = "t", via = "query" }\n'
                                    '[endpoints.origin]\npath = "/o"\n'
                                    'same_origin = "http://127.0.0.1:{port}"\n')
-    assert manifest.endpoints["secure"].auth == Auth("t", "query", "token")
-    assert manifest.endpoints["origin"].same_origin == "http://127.0.0.1:{port}"
+    assert middleware.SECURE_AUTH.value(manifest) == middleware.Auth("t", "query", "token")
+    assert middleware.SAME_ORIGIN.value(manifest) == "http://127.0.0.1:{port}"

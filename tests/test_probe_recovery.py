@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from websockets.asyncio.client import connect
 
-from gaps.manifest import Manifest, ManifestError, Resume, parse_manifest
+from gaps.manifest import Manifest, ManifestError, parse_manifest
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.targets import Instance, start_instance
@@ -174,7 +174,7 @@ async def test_a_target_without_an_outbound_client_is_decided_by_its_declaration
 
 async def test_resume_without_a_declared_mechanism_is_not_observed() -> None:
     manifest = reference_manifest()
-    upstream = dataclasses.replace(manifest.endpoints["upstream"], resume=None)
+    upstream = dataclasses.replace(manifest.endpoints["upstream"], extra={})
     plain = dataclasses.replace(manifest, endpoints={**manifest.endpoints,
                                                      "upstream": upstream})
     result = await recovery.resume(reference(manifest=plain))
@@ -183,11 +183,12 @@ async def test_resume_without_a_declared_mechanism_is_not_observed() -> None:
 
 
 @pytest.mark.parametrize(("how", "dial"), [
-    (Resume("query", "after"), {"query": "?after=7"}),
-    (Resume("header", "X-Resume-From"), {"headers": {"X-Resume-From": "7"}}),
-    (Resume("message", "resume"), {"message": '{"resume": 7}'}),
+    (recovery.Resume("query", "after"), {"query": "?after=7"}),
+    (recovery.Resume("header", "X-Resume-From"), {"headers": {"X-Resume-From": "7"}}),
+    (recovery.Resume("message", "resume"), {"message": '{"resume": 7}'}),
 ])
-async def test_a_position_is_read_the_way_the_manifest_says(how: Resume, dial: dict) -> None:
+async def test_a_position_is_read_the_way_the_manifest_says(how: recovery.Resume,
+                                                            dial: dict) -> None:
     async with Upstream(accept_from=1) as up:
         url = up.url + dial.get("query", "")
         async with connect(url, additional_headers=dial.get("headers")) as client:
@@ -205,8 +206,7 @@ async def test_manifest_resume_is_validated() -> None:
         return {**base, "endpoints": {**base["endpoints"], "upstream": table}}
 
     ok = parse_manifest(with_upstream({"resume": {"via": "query", "name": "after"}}), None)
-    assert ok.endpoints["upstream"].resume is not None
-    assert ok.endpoints["upstream"].resume.value == "seq"
+    assert recovery.RESUME.value(ok) == recovery.Resume("query", "after", "seq")
     for bad, words in [({"resume": {"via": "carrier-pigeon", "name": "x"}}, "resume.via"),
                        ({"resume": {"via": "query"}}, "resume.name: missing"),
                        ({"resume": {"via": "query", "name": "a", "value": "x"}}, "value")]:

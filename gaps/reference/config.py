@@ -44,6 +44,8 @@ DEFECTS = {
                            "process stays up",
     "error-exits": "a protocol error (1002) or invalid UTF-8 (1007) on one connection ends the "
                    "process with a crash report on stderr and status 2",
+    "error-exits-late": "the same, but LATE_EXIT (0.8 s) after the connection was failed "
+                        "and closed, as a crash during clean-up",
     "accept-unmasked": "unmasked client frames are accepted",
     "accept-invalid-utf8": "a Text message whose first frame is not UTF-8 is passed on "
                            "unchecked (it reaches the handler, and comes back, as Binary)",

@@ -184,6 +184,9 @@ class Audience:
             await self.stop()
         outcome = the_wire_decides(outcome, [c.violation for c in self.clients
                                              if c.violation is not None])
+        # The margin the stall rule works with, in every result (measured under load).
+        outcome.evidence = {**outcome.evidence,
+                            "harness_lag_s": round(self.ctx.harness_lag(), 3)}
         return harness_stall(self.ctx, outcome, closed)
 
     # -- sending and waiting -----------------------------------------------------------
