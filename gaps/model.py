@@ -146,6 +146,9 @@ class GapResult:
     logs: str | None = None  # bounded tail of the instance's stdout/stderr
     started: float | None = None
     finished: float | None = None
+    # The run was interrupted before this gap finished: its status is derived from the
+    # checks that finished before that (perhaps none), so it is no verdict on the gap.
+    interrupted: bool = False
 
     @property
     def gap(self):  # -> catalog.Gap
@@ -171,6 +174,7 @@ class GapResult:
             "note": self.note,
             "started": self.started,
             "finished": self.finished,
+            "interrupted": self.interrupted,
             "logs": self.logs,
             "checks": [c.to_json() for c in self.checks],
         }
@@ -184,6 +188,7 @@ class GapResult:
             logs=data.get("logs"),
             started=data.get("started"),
             finished=data.get("finished"),
+            interrupted=bool(data.get("interrupted", False)),
         )
 
 
@@ -223,6 +228,8 @@ class RunResult:
     finished: float | None = None
     waits: dict[str, float] = field(default_factory=dict)
     gaps: dict[str, GapResult] = field(default_factory=dict)
+    # The signal that interrupted the run ("SIGINT", "SIGTERM"); None for a whole run.
+    interrupted: str | None = None
 
     def __post_init__(self) -> None:
         for gap in GAPS:
@@ -237,6 +244,7 @@ class RunResult:
             "seed": self.seed,
             "started": self.started,
             "finished": self.finished,
+            "interrupted": self.interrupted,
             "waits": dict(sorted(self.waits.items())),
             "gaps": [self.gaps[gap.slug].to_json() for gap in GAPS],
         }
@@ -255,6 +263,7 @@ class RunResult:
             seed=data["seed"],
             started=data["started"],
             finished=data.get("finished"),
+            interrupted=data.get("interrupted"),
             waits=data.get("waits", {}),
             gaps={g["slug"]: GapResult.from_json(g) for g in data["gaps"]},
         )
@@ -305,14 +314,37 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 class ResultsError(Exception):
-    """A results file that is missing, unreadable or not of this schema."""
+    """A results file that is missing, unreadable or not of this schema.
+
+    ``problems`` are the file's breaches of the shipped JSON Schema, one line each (JSON
+    path and what was expected there), when that is what is wrong with it.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 def load_results(path: Path) -> RunResult:
+    """A results file, checked against the shipped JSON Schema first: a file that breaks
+    it is refused with every problem (ResultsError.problems), never half read."""
+    from gaps.validate import problems
+
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return RunResult.from_json(data)
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: not a wsgaps results file ({exc})") from None
+    if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: not a wsgaps results file (schema_version "
+                           f"{data.get('schema_version')!r} is not {SCHEMA_VERSION})")
+    found = tuple(problems(data))
+    if found:
+        raise ResultsError(f"{path}: {found[0]}"
+                           + (f" (and {len(found) - 1} more problems)" if found[1:] else ""),
+                           tuple(f"{path}: {line}" for line in found))
+    try:
+        return RunResult.from_json(data)
+    except (ValueError, KeyError, TypeError) as exc:
         raise ResultsError(f"{path}: not a wsgaps results file ({exc})") from None

@@ -105,6 +105,10 @@ class RunConfig:
     ssl_context: ssl.SSLContext | None = None
     trust_declarations: bool = False  # decide checks by absent declarations, not the wire
     jobs: int = DEFAULT_JOBS  # live target instances at once, across the whole run
+    # Set (to the signal's name) by whoever cancels the run on Ctrl-C or SIGTERM, before it
+    # cancels: no check result is recorded after that moment (a check that saw its target
+    # go down in the teardown would report a failure the target never had).
+    interrupted: str | None = None
 
 
 @dataclass(frozen=True)
@@ -377,6 +381,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     logs: list[str] = []
 
     async def record(result: CheckResult) -> None:
+        if config.interrupted:
+            return
         gap.checks.append(result)
         observe(CheckDone(target.label, slug, result))
 
@@ -443,19 +449,16 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         gap.finished = time.time()
         order = [d.id for d in checks]
         gap.checks.sort(key=lambda c: order.index(c.id) if c.id in order else len(order))
-        target.write()  # a failure is kept in write_error; the run's end reports it
+        if config.interrupted:
+            # Written once per target when the run has unwound (run_plan), not per gap.
+            _mark_interrupted(gap, checks)
+        else:
+            target.write()  # a failure is kept in write_error; the run's end reports it
     observe(GapDone(target.label, gap))
     return gap
 
 
-async def run_plan(config: RunConfig, selection: Selection,
-                   observe: Observer = lambda event: None) -> None:
-    """Run every selected check of every target; results land in ``config.targets``.
-
-    Targets are built first; then every gap of every target runs at once, under one bound
-    of ``config.jobs`` live instances that serves the checks with the longest budgets
-    first, so the run costs about its longest wait.  Versions are recorded meanwhile.
-    """
+async def _run_plan(config: RunConfig, selection: Selection, observe: Observer) -> None:
     labels = list(selection)
     await prepare_all(config, labels, observe)
     await asyncio.gather(*(reach(config.targets[label], config) for label in labels))
@@ -496,6 +499,51 @@ async def reach(target: TargetRun, config: RunConfig) -> None:
         return  # the checks meet it again and judge it, with evidence
     else:
         await client.aclose()
+
+
+async def run_plan(config: RunConfig, selection: Selection,
+                   observe: Observer = lambda event: None) -> None:
+    """Run every selected check of every target; results land in ``config.targets``.
+
+    Targets are built first; then every gap of every target runs at once, under one bound
+    of ``config.jobs`` live instances that serves the checks with the longest budgets
+    first, so the run costs about its longest wait.  Versions are recorded meanwhile.
+
+    Cancelled with ``config.interrupted`` set (Ctrl-C, SIGTERM), every selected gap that
+    did not finish says so, every prepared target's results are written once, and the
+    cancellation goes on.
+    """
+    try:
+        await _run_plan(config, selection, observe)
+    except BaseException:
+        if config.interrupted:
+            for label, gaps in selection.items():
+                target = config.targets[label]
+                if target.skipped:
+                    continue
+                for slug, checks in gaps.items():
+                    gap = target.run.gaps[slug]
+                    if gap.started is None:
+                        _mark_interrupted(gap, checks)
+                target.run.interrupted = config.interrupted
+                if target.prepared:
+                    target.write()  # a failure is kept in write_error, as for any write
+        raise
+
+
+def _mark_interrupted(gap: GapResult, checks: list[CheckDef]) -> None:
+    """Say on ``gap`` that the run was interrupted before it finished, and what is missing;
+    a gap whose every check had finished is left as it is."""
+    done = {c.id for c in gap.checks}
+    missing = [d.id for d in checks if d.id not in done]
+    if not missing:
+        return
+    gap.interrupted = True
+    if gap.started is None:
+        gap.note = "interrupted before it started"
+    else:
+        gap.note = (f"interrupted: {len(missing)} of {len(checks)} checks did not finish "
+                    f"({', '.join(missing)})")
 
 
 def event_json(event: Event) -> dict[str, object]:

@@ -31,6 +31,7 @@ import pytest
 
 from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
+from gaps.interrupt import Interrupted, deferred, interruptible
 from gaps.manifest import ManifestError, switch_off
 from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
 from gaps.options import DEFAULT_TARGET, add_options, out_problem, without_problem
@@ -45,7 +46,7 @@ from gaps.plan import (
     run_plan,
 )
 from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks, load_keys
-from gaps.targets import resolve
+from gaps.targets import interrupting, resolve
 
 REFERENCE_TARGETS = {"reference"}
 
@@ -311,7 +312,18 @@ def pytest_runtestloop(session: pytest.Session):
                     gaps_session.results[(event.target, event.result.id)] = event.result
                 session.config.hook.pytest_gaps_event(config=session.config, event=event)
 
-            asyncio.run(run_plan(gaps_session, chosen, record))
+            def interrupted(signal_name: str) -> None:
+                gaps_session.interrupted = signal_name  # before the cancel: see RunConfig
+                interrupting()
+
+            try:
+                asyncio.run(interruptible(run_plan(gaps_session, chosen, record), interrupted))
+            except Interrupted as exc:
+                # The plan has unwound: targets stopped, unfinished gaps marked, results
+                # written.  pytest then ends the session as interrupted (exit status 2).
+                pytest.exit(f"wsgaps: interrupted ({exc.signal_name}); the results and "
+                            "reports say which gaps did not finish",
+                            returncode=pytest.ExitCode.INTERRUPTED)
     return (yield)
 
 
@@ -329,6 +341,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gaps_session = session.config.stash.get(SESSION_KEY, None)
     if gaps_session is None:
         return
+    # Results and reports are written whole: a Ctrl-C (or the wsgaps CLI's SIGTERM after
+    # one) meanwhile ends the session as interrupted once they are.
+    received: list[str] = []
+    with deferred(received):
+        _finish(session, gaps_session)
+    if received and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+
+
+def _finish(session: pytest.Session, gaps_session: GapsSession) -> None:
     unwritten = []
     for target in gaps_session.targets.values():
         if target.prepared:

@@ -18,8 +18,9 @@ from gaps.model import RunResult, Status, Verdict
 
 SKIPPED = "skipped"  # every gap of a target that could not run, as in the reports
 ERROR = "error"  # a gap with a check that could not complete
+INTERRUPTED = "interrupted"  # a gap the run ended in before it finished, as in the reports
 STYLE = {Status.PASS: "green", Status.PARTIAL: "yellow", Status.MISSING: "red",
-         Status.UNKNOWN: "dim", SKIPPED: "magenta", ERROR: "red bold"}
+         Status.UNKNOWN: "dim", SKIPPED: "magenta", ERROR: "red bold", INTERRUPTED: "cyan"}
 
 
 def reasons(run: RunResult) -> list[str]:
@@ -47,6 +48,8 @@ def summary_table(run: RunResult) -> Table:
     title = f"wsgaps: {run.target.name}"
     if run.target.version:
         title += f" ({run.target.version})"
+    if run.interrupted:
+        title += f", interrupted ({run.interrupted})"
     table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("gap")
@@ -65,10 +68,13 @@ def summary_table(run: RunResult) -> Table:
         if run.target.skipped:
             status, note = SKIPPED, ""
         else:
-            status = ERROR if result.error else result.status
+            status = INTERRUPTED if result.interrupted else ERROR if result.error \
+                else result.status
             refs = sorted({numbered[f"{c.verdict}: {c.summary}"] for c in result.checks
                            if c.verdict in (Verdict.ERROR, Verdict.SKIP)})
             note = result.note or ""
+            if result.interrupted:  # the checks it names are in the reports
+                note = note.split(" (", 1)[0]
             if common is not None:
                 note = "see above"
             elif refs:

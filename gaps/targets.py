@@ -348,6 +348,33 @@ def target_version(manifest: Manifest, timeout: float = 30.0,
 
 _live: set[Instance] = set()
 
+# Seconds an interrupted run gives each target to stop, instead of its manifest's grace: a
+# shutdown's Close frames are of no use then, and Ctrl-C should be over within 2 s.
+INTERRUPT_GRACE = 0.5
+_interrupted = threading.Event()
+
+
+def interrupting() -> None:
+    """The run was interrupted: every live target gets SIGTERM now and SIGKILL
+    ``INTERRUPT_GRACE`` seconds later, and every stop from now on waits that long at most,
+    however long the stops already under way meant to wait."""
+    _interrupted.set()
+    for instance in list(_live):
+        instance.signal(signal.SIGTERM)
+    killer = threading.Timer(INTERRUPT_GRACE, _kill_live)
+    killer.daemon = True
+    killer.start()
+
+
+def interrupt_over() -> None:
+    """Back to the manifests' grace periods (a test that interrupted a run in-process)."""
+    _interrupted.clear()
+
+
+def _kill_live() -> None:
+    for instance in list(_live):
+        instance.signal(signal.SIGKILL)
+
 
 def _stop_all() -> None:
     for instance in list(_live):
@@ -551,6 +578,8 @@ class Instance:
         if process is None or self.stopped:
             return None if process is None else process.returncode
         grace = self.manifest.grace if grace is None else grace
+        if _interrupted.is_set():
+            grace = min(grace, INTERRUPT_GRACE)
         self.ended_by_itself = process.poll()
         if self.ended_by_itself is None:
             if self.target_pid is None:
