@@ -4,7 +4,8 @@ Exit status of wsgaps run:
   0  every target was probed (or skipped with a reason) and every probe completed
   1  a gate failed: a gap at or below --fail-on, or a check worse than in --baseline
   2  usage error: bad option, unknown target, invalid manifest or baseline
-  3  a probe could not complete (verdict error) or a target did not start
+  3  a probe could not complete (verdict error), a target did not start, or a
+     results.json could not be written (its path and the reason are said)
   130  interrupted (Ctrl-C or SIGTERM; results written so far are kept)
 """
 
@@ -22,9 +23,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
+from gaps.interrupt import Interrupted, interruptible
 from gaps.manifest import ManifestError
-from gaps.model import ResultsError, load_results
-from gaps.options import add_options, without_problem
+from gaps.model import ResultsError, RunResult, load_results
+from gaps.options import add_options, out_problem, without_problem
 from gaps.runner import RunProgress, TargetProgress, pytest_argv, run_probes
 from gaps.summary import print_summary
 from gaps.targets import builtin_names, resolve
@@ -33,7 +35,8 @@ EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PROBE_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3,
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    """Outside the event loop (rendering): end where it is; files are written whole."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def expand_targets(specs: list[str]) -> list[str]:
@@ -87,7 +90,15 @@ async def run_all(specs: list[str], names: list[str], args: argparse.Namespace,
 
         # The CLI waits while the probes run: meanwhile it gets the report templates ready.
         warm = asyncio.ensure_future(asyncio.to_thread(_preload_reports))
-        await run_probes(lambda fd: pytest_argv(specs, options, fd), progress, refresh)
+        def interrupted(signal_name: str) -> None:
+            progress.interrupted = signal_name  # run_probes passes it on to the child
+
+        try:
+            await interruptible(
+                run_probes(lambda fd: pytest_argv(specs, options, fd), progress, refresh),
+                interrupted)
+        except Interrupted as exc:
+            progress.interrupted = exc.signal_name
         await warm
         for name, p in progress.targets.items():
             p.current = "skipped" if p.skipped else "done"
@@ -121,27 +132,51 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ManifestError(f"--baseline: no target named {unmatched[0]} in this run")
         if args.without and (problem := without_problem(args.without)):
             raise ManifestError(problem)
+        if problem := out_problem(args.out, names):
+            raise ManifestError(f"--out {args.out}: {problem}")
     except (ManifestError, ResultsError) as exc:
         print(f"wsgaps: {exc}", file=sys.stderr)
         return EXIT_USAGE
     started = time.monotonic()
-    # SIGTERM ends a run like Ctrl-C: the pytest child tears its targets down, results kept.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM ends a run like Ctrl-C.  While the probes run, both reach the event loop
+    # (gaps.interrupt): the pytest child tears its targets down, the results say what did
+    # not finish, and the reports are rendered from them.  Outside the loop (rendering),
+    # either ends the run where it is: each file is written whole or not at all.
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        progress = asyncio.run(run_all(specs, names, args, console))
-    except KeyboardInterrupt:
-        print("wsgaps: interrupted; results written so far are kept", file=sys.stderr)
+        return _run_and_report(specs, names, baselines, args, console, started)
+    except KeyboardInterrupt as exc:
+        print(interrupted_line(str(exc) or "SIGINT"), file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def interrupted_line(signal_name: str) -> str:
+    """The one line an interrupted run ends with."""
+    return f"wsgaps: interrupted ({signal_name}); results written so far are kept"
+
+
+def _run_and_report(specs: list[str], names: list[str], baselines: dict[str, RunResult],
+                    args: argparse.Namespace, console: Console, started: float) -> int:
+    progress = asyncio.run(run_all(specs, names, args, console))
     status = EXIT_OK
     result_files = []
     gate: list[str] = []
     for name in names:
         path = args.out / name / "results.json"
+        if unwritten := progress.targets[name].unwritten:
+            # Whatever the file holds is not this run's: no summary, no report from it.
+            console.print(f"wsgaps: {name}: results not written: {unwritten}", style="red",
+                          markup=False, highlight=False, soft_wrap=True)
+            status = max(status, EXIT_PROBE_ERROR)
+            continue
         try:
             run = load_results(path)
         except ResultsError:
+            if progress.interrupted:
+                continue  # interrupted before the target was built: nothing to show
             console.print(f"[red]{name}: no results[/]; pytest output:", highlight=False)
             console.print(progress.tail(), markup=False, highlight=False)
             status = max(status, EXIT_USAGE if progress.returncode in (2, 4)
@@ -157,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"[red]{name}: probes failed to complete[/] ({', '.join(errors)})",
                           highlight=False)
             status = max(status, EXIT_PROBE_ERROR)
-    if progress.returncode not in (0, 1, 5) and status == EXIT_OK:
+    if progress.returncode not in (0, 1, 5) and status == EXIT_OK and not progress.interrupted:
         console.print(f"[red]pytest exited with status {progress.returncode}[/]; its output:",
                       highlight=False)
         console.print(progress.tail(), markup=False, highlight=False)
@@ -175,6 +210,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in gate:
         console.print(f"[red]gate:[/] {line}", highlight=False, soft_wrap=True)
     console.print(f"wall time {time.monotonic() - started:.1f} s", highlight=False)
+    if progress.interrupted:
+        print(interrupted_line(progress.interrupted), file=sys.stderr)
+        return EXIT_INTERRUPTED
     if status == EXIT_OK and gate:
         return EXIT_GATE
     return status
@@ -185,6 +223,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     return report_main([*map(str, args.results), "--out", str(args.out)] if args.out
                        else [*map(str, args.results)])
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from gaps.report.audit import run_audit
+
+    return run_audit(args, "wsgaps audit")
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
@@ -214,6 +258,15 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("results", nargs="*", type=Path)
     report.add_argument("--out", type=Path, default=None)
     report.set_defaults(func=cmd_report)
+    from gaps.report.audit import EPILOG as AUDIT_EPILOG
+    from gaps.report.audit import add_arguments as audit_arguments
+
+    audit = sub.add_parser("audit", help="hold a hand-written gap analysis against a "
+                           "target's results (same as python -m gaps.report audit)",
+                           epilog=AUDIT_EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    audit_arguments(audit)
+    audit.set_defaults(func=cmd_audit)
     targets = sub.add_parser("targets", help="list the built-in targets")
     targets.set_defaults(func=cmd_targets)
     return top
@@ -227,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "jobs", 1) < 1:
         print("wsgaps: --jobs must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # wsgaps report, targets: nothing to keep, nothing to say
+        print("wsgaps: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

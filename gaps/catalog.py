@@ -176,8 +176,13 @@ GAPS: tuple[Gap, ...] = (
             "Composable middleware for rate limiting and logging",
         ),
         (
-            _c("middleware.handshake-auth", C, "bad tokens are refused with 401/403"),
-            _c("middleware.origin-check", C, "a foreign Origin is refused (same-origin set)"),
+            _c("middleware.handshake-auth", C,
+               "no token and a wrong token are refused with 401/403 before the upgrade; the "
+               "right one is accepted"),
+            _c("middleware.origin-check", C,
+               "a foreign Origin is refused where same-origin is set; the own one is accepted"),
+            _c("middleware.origin-default", E,
+               "whether an endpoint with nothing configured accepts a foreign Origin"),
             _c("middleware.message-hooks", C, "the stack offers per-message hooks"),
         ),
     ),
@@ -278,6 +283,41 @@ GAPS: tuple[Gap, ...] = (
 BY_SLUG: dict[str, Gap] = {gap.slug: gap for gap in GAPS}
 BY_ID: dict[int, Gap] = {gap.id: gap for gap in GAPS}
 CHECKS: dict[str, CheckSpec] = {check.id: check for gap in GAPS for check in gap.checks}
+
+# Other names a hand-written gap analysis gives each gap (``wsgaps audit`` maps headings by
+# them).  Matched whole after normalising case, emphasis and punctuation, never by
+# similarity: a heading that is none of these, nor the gap's title or slug, is reported as
+# unmapped rather than guessed.  A name must not fit two gaps (tests/test_audit.py).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "heartbeat": ("Ping/Pong Heartbeat Mechanism", "Ping/Pong", "Ping Pong", "Heartbeat",
+                  "Heartbeats", "Keepalive", "Keep-Alive", "Ping/Pong Heartbeats"),
+    "broadcast": ("Broadcast Functionality", "Broadcast", "Broadcasting", "Rooms",
+                  "Broadcast and Rooms Support", "Rooms and Channels"),
+    "message-types": ("Message Type Support", "Message Types Support", "Message Type",
+                      "Binary Messages", "Text and Binary Messages"),
+    "connection-state": ("Connection State", "Connection Lifecycle",
+                         "Connection Lifecycle Management", "Connection Management",
+                         "Graceful Shutdown"),
+    "error-handling": ("Error Handling and Logging", "Errors", "Error Handling and Reporting"),
+    "concurrency": ("Concurrency Controls", "Concurrency Control", "Concurrency Safety",
+                    "Thread Safety", "Concurrent Writes"),
+    "compression": ("Compression Support", "Compression", "permessage-deflate",
+                    "Per-Message Compression", "Per-Message Deflate", "Message Compression"),
+    "middleware": ("Middleware Support", "Middleware", "Middlewares", "Hooks",
+                   "WebSocket Middleware", "Interceptors"),
+    "subprotocols": ("Subprotocol Support", "Subprotocols", "Subprotocol",
+                     "Sub-protocol Support", "Sub-protocols"),
+    "limits": ("Connection Limits", "Rate Limiting", "Limits", "Connection Limits and Rate Limits",
+               "Rate Limits", "Message Size Limits"),
+    "recovery": ("Reconnection", "Automatic Reconnection", "Reconnect", "Connection Recovery "
+                 "and Reconnection", "Reconnection and Backoff"),
+    "testing-utilities": ("Testing", "Test Utilities", "Testing Helpers", "Testing Support",
+                          "Test Helpers"),
+    "metrics": ("Metrics", "Monitoring", "Observability", "Metrics and Observability"),
+    "documentation": ("Documentation", "Examples", "Docs", "Documentation and Example",
+                      "Docs and Examples"),
+}
+assert set(SYNONYMS) <= set(BY_SLUG)
 
 
 # The capability vocabulary: the names a manifest may declare ``absent`` and a check may

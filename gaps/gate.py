@@ -2,7 +2,8 @@
 
 Plain functions over ``RunResult`` so that the pytest plugin and the CLI apply the same
 rules.  The documentation gap is a text heuristic and never gates (DESIGN.md, gap 14);
-``unknown`` (nothing applicable was probed) never gates either.
+``unknown`` (nothing applicable was probed) never gates either, nor does a gap the run was
+interrupted in (its checks did not all finish).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def status_failures(run: RunResult, fail_on: str | None) -> list[str]:
         f"{run.target.name}: gap {gap.id} {gap.slug} is {run.gaps[gap.slug].status}"
         for gap in GAPS
         if gap.slug not in NEVER_GATED and run.gaps[gap.slug].status in bad
+        and not run.gaps[gap.slug].interrupted  # its status is no verdict
     ]
 
 
@@ -45,7 +47,7 @@ def regressions(run: RunResult, baseline: RunResult) -> list[str]:
         if gap.slug in NEVER_GATED:
             continue
         now, before = run.gaps[gap.slug], baseline.gaps[gap.slug]
-        if not now.checks:
+        if not now.checks or now.interrupted:  # an interrupted gap is not a probed one
             continue
         current = {c.id: c for c in now.checks}
         for old in before.checks:

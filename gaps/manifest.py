@@ -9,10 +9,12 @@ placeholder {prot}``.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import string
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,22 +29,17 @@ ENDPOINTS = {
     "broadcast": "ws",
     "room": "ws",
     "secure": "ws",
+    "origin": "ws",
     "connections": "http",
     "metrics": "http",
     "upstream": "placeholder",
 }
-ENDPOINT_KEYS = {
-    "path", "url", "subprotocols", "same_origin", "auth", "includes_sender", "metrics_map",
-    "note", "error_shape", "adapter_errors", "resume",
-}
-AUTH_KEYS = {"token", "via", "name"}
-# How the target's client names its position when it reconnects to the upstream
-# (recovery.resume): in a query parameter, a header, or the JSON first message it sends,
-# under ``name``; the value is the last ``seq`` or ``token`` of the upstream's feed it got.
-RESUME_KEYS = {"via", "name", "value"}
-RESUME_VIA = {"query", "header", "message"}
-RESUME_VALUES = {"seq", "token"}
-AUTH_VIA = {"header", "query", "cookie", "subprotocol"}
+# The keys every endpoint may take.  A key one probe alone reads is declared by that probe,
+# beside its checks (``gaps.probe.manifest_key``), and validated from there: the manifest
+# reader is given the declared keys (``ProbeKey``).  ``includes_sender`` is read by the
+# toolkit's audience for two probes; ``metrics_map`` stays until the metrics probe declares
+# it.
+ENDPOINT_KEYS = {"path", "url", "includes_sender", "metrics_map", "note"}
 HINTS = {
     "ping_interval", "ping_timeout", "max_message_size", "max_connections", "rate_limit",
     "backoff_initial", "backoff_max", "backoff_factor", "handshake_timeout", "close_timeout",
@@ -51,8 +48,9 @@ TOP_KEYS = {
     "name", "description", "version", "build", "start", "stop", "ready", "endpoints", "hints",
     "settings", "absent", "declared", "notes", "pinned",
 }
-BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "requires"}
-START_KEYS = {"command", "cwd", "env", "requires"}
+BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "exclude", "requires"}
+START_KEYS = {"command", "cwd", "env", "requires", "cost", "imports"}
+MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 STOP_KEYS = {"grace"}
 READY_KEYS = {"timeout"}
 DECLARED_KEYS = {"verdict", "source", "summary"}
@@ -60,7 +58,6 @@ DECLARED_VERDICTS = {"pass", "non-strict", "fail"}
 FIXED_PLACEHOLDERS = {"python", "target_dir", "upstream"}
 PORT_PLACEHOLDER = re.compile(r"^[a-z_]*port$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
 
 
 class ManifestError(Exception):
@@ -68,36 +65,40 @@ class ManifestError(Exception):
 
 
 @dataclass(frozen=True)
-class Auth:
-    token: str
-    via: str = "header"
-    name: str = "Authorization"
-
-
-@dataclass(frozen=True)
-class Resume:
-    via: str
-    name: str
-    value: str = "seq"
-
-
-@dataclass(frozen=True)
 class EndpointSpec:
     name: str
     path: str | None = None
     url: str | None = None
-    subprotocols: tuple[str, ...] = ()
-    same_origin: str | None = None
-    auth: Auth | None = None
     includes_sender: bool | None = None
     metrics_map: dict[str, str] = field(default_factory=dict)
     note: str | None = None
-    # chat only (error-handling.app-errors): the dotted fields a structured error carries in
-    # the stack's own documented shape (empty: the contract's error.code and error.message),
-    # and, when the adapter rather than the stack answers bad input, why (the check skips).
-    error_shape: tuple[str, ...] = ()
-    adapter_errors: str | None = None
-    resume: Resume | None = None  # upstream only
+    # The values of keys probes declared (``ProbeKey``), by key name, as their readers
+    # returned them; read them with ``ProbeKey.value``.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProbeKey:
+    """A key of ``endpoints.<endpoint>`` that a probe reads, declared beside its checks
+    (``gaps.probe.manifest_key``), so that the manifest reader knows it and validates it.
+
+    ``read(reader, value, fieldname)`` checks the raw TOML value and returns what the probe
+    gets (``reader.fail(fieldname, why)`` for one-line errors); ``about`` says what it is
+    for.  ``owner`` is the declaring probe module, for errors.
+    """
+
+    endpoint: str
+    name: str
+    read: Callable[[FieldReader, Any, str], Any]
+    about: str
+    default: Any = None
+    required: bool = False  # an endpoint without it is a manifest error ("missing: <about>")
+    owner: str = ""
+
+    def value(self, manifest: Manifest) -> Any:
+        """The key's value in ``manifest``, or ``default`` where it is not set."""
+        spec = manifest.endpoints.get(self.endpoint)
+        return self.default if spec is None else spec.extra.get(self.name, self.default)
 
 
 @dataclass(frozen=True)
@@ -114,13 +115,20 @@ class Command:
     cwd: str = "."
     env: dict[str, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
+    # Python modules the command imports from the harness's own environment ({python}):
+    # where one is not installed the target is skipped, as for a missing runtime.
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Build(Command):
     timeout: float = 300.0
-    inputs: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # files or folders (hashed by content, recursively)
     outputs: tuple[str, ...] = ()
+    # Names at the top of the target's folder that are neither inputs nor outputs and are
+    # never copied into a build folder: what the ecosystem keeps there (caches, a local
+    # install), e.g. ["__pycache__", ".gradle"].  Outputs' first parts are left out anyway.
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass
@@ -135,6 +143,10 @@ class Manifest:
     start: Command | None = None  # None for an external URL target
     grace: float = 5.0
     ready_timeout: float = 30.0
+    # start.cost: the seconds one start takes until ready on an unloaded machine (a JVM's
+    # seconds, a Python interpreter's fraction), for the bound on instances starting at once
+    # (gaps.plan); None: measured on the run's first instance of the target.
+    start_cost: float | None = None
     endpoints: dict[str, EndpointSpec] = field(default_factory=dict)
     hints: dict[str, float] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
@@ -199,7 +211,7 @@ def _names(text: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
-class _Reader:
+class FieldReader:
     """Field access with errors that name the file and the dotted field."""
 
     def __init__(self, where: str) -> None:
@@ -254,7 +266,7 @@ class _Reader:
                 raise self.fail(fieldname, f"unknown placeholder {{{name}}} in {text!r}")
 
 
-def _command(r: _Reader, data: Any, fieldname: str, allowed: set[str]) -> dict[str, Any]:
+def _command(r: FieldReader, data: Any, fieldname: str, allowed: set[str]) -> dict[str, Any]:
     table = r.table(data, fieldname, allowed)
     if "command" not in table:
         raise r.fail(f"{fieldname}.command", "missing")
@@ -266,97 +278,119 @@ def _command(r: _Reader, data: Any, fieldname: str, allowed: set[str]) -> dict[s
     env = r.table(table.get("env", {}), f"{fieldname}.env")
     for key, value in env.items():
         r.placeholders(r.string(value, f"{fieldname}.env.{key}"), f"{fieldname}.env.{key}")
+    imports = r.strings(table.get("imports", []), f"{fieldname}.imports")
+    for module in imports:
+        if not MODULE.match(module):
+            raise r.fail(f"{fieldname}.imports", f"{module!r} is not a Python module name")
     return {
         "argv": argv,
         "cwd": r.string(table.get("cwd", "."), f"{fieldname}.cwd"),
         "env": dict(env),
         "requires": r.strings(table.get("requires", []), f"{fieldname}.requires"),
+        "imports": imports,
     }
 
 
-def _endpoint(r: _Reader, name: str, data: Any) -> EndpointSpec:
+def _probe_keys(r: FieldReader, name: str, table: dict[str, Any],
+                keys: list[ProbeKey]) -> dict[str, Any]:
+    """The values of the probe-declared keys in ``endpoints.<name>``, each read by its
+    declaration; a key some probe declares for another endpoint says which one."""
+    fieldname = f"endpoints.{name}"
+    mine = {k.name: k for k in keys if k.endpoint == name}
+    for key in mine.values():
+        if key.required and key.name not in table:
+            raise r.fail(f"{fieldname}.{key.name}", f"missing: {key.about}")
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key in ENDPOINT_KEYS:
+            continue
+        if key in mine:
+            values[key] = mine[key].read(r, raw, f"{fieldname}.{key}")
+            continue
+        elsewhere = sorted({k.endpoint for k in keys if k.name == key})
+        if elsewhere:
+            which = (f"the {elsewhere[0]} endpoint takes" if len(elsewhere) == 1
+                     else f"the {' and '.join(elsewhere)} endpoints take")
+            owner = next(k.owner for k in keys if k.name == key)
+            raise r.fail(f"{fieldname}.{key}", f"only {which} it ({owner})")
+        known = sorted(ENDPOINT_KEYS | set(mine))
+        raise r.fail(f"{fieldname}.{key}", f"unknown key (known: {', '.join(known)})")
+    return values
+
+
+def _endpoint(r: FieldReader, name: str, data: Any, keys: list[ProbeKey]) -> EndpointSpec:
     fieldname = f"endpoints.{name}"
     if name not in ENDPOINTS:
         raise r.fail(fieldname, f"unknown endpoint (known: {', '.join(ENDPOINTS)})")
-    table = r.table(data, fieldname, ENDPOINT_KEYS)
+    table = r.table(data, fieldname)
+    extra = _probe_keys(r, name, table, keys)
     kind = ENDPOINTS[name]
     path = table.get("path")
     url = table.get("url")
-    if "resume" in table and name != "upstream":
-        raise r.fail(f"{fieldname}.resume", "only the upstream endpoint takes resume")
     if kind == "placeholder":
-        return EndpointSpec(name, note=table.get("note"),
-                            resume=_resume(r, table["resume"], f"{fieldname}.resume")
-                            if "resume" in table else None)
+        return EndpointSpec(name, note=table.get("note"), extra=extra)
     if (path is None) == (url is None):
         raise r.fail(fieldname, "needs exactly one of path or url")
-    extra = {"room"} if name == "room" else set()
+    fields = {"room"} if name == "room" else set()
     if path is not None:
         path = r.string(path, f"{fieldname}.path")
         if kind != "ws":
             raise r.fail(f"{fieldname}.path", f"a {kind} endpoint takes a full url")
         if not path.startswith("/"):
             raise r.fail(f"{fieldname}.path", f"must start with '/': {path!r}")
-        r.placeholders(path, f"{fieldname}.path", extra)
+        r.placeholders(path, f"{fieldname}.path", fields)
     if url is not None:
         url = r.string(url, f"{fieldname}.url")
-        r.placeholders(url, f"{fieldname}.url", extra)
+        r.placeholders(url, f"{fieldname}.url", fields)
         scheme = urlsplit(url.replace("{", "").replace("}", "")).scheme
         wanted = ("ws", "wss") if kind == "ws" else ("http", "https")
         if scheme not in wanted:
             raise r.fail(f"{fieldname}.url", f"a {kind} endpoint needs a {'/'.join(wanted)} URL")
     if name == "room" and "{room}" not in (path or url or ""):
         raise r.fail(fieldname, "the room endpoint needs a {room} placeholder")
-    auth = None
-    if "auth" in table:
-        at = r.table(table["auth"], f"{fieldname}.auth", AUTH_KEYS)
-        r.require(at, ("token",), f"{fieldname}.auth")
-        via = r.choice(at.get("via", "header"), f"{fieldname}.auth.via", AUTH_VIA)
-        auth = Auth(r.string(at["token"], f"{fieldname}.auth.token"), via,
-                    r.string(at.get("name", "Authorization"), f"{fieldname}.auth.name"))
     includes = table.get("includes_sender")
     if includes is not None and not isinstance(includes, bool):
         raise r.fail(f"{fieldname}.includes_sender", "must be true or false")
     metrics_map = r.table(table.get("metrics_map", {}), f"{fieldname}.metrics_map")
-    for key in ("error_shape", "adapter_errors"):
-        if key in table and name != "chat":
-            raise r.fail(f"{fieldname}.{key}", "only the chat endpoint takes it")
-    error_shape = r.strings(table.get("error_shape", []), f"{fieldname}.error_shape")
-    for dotted in error_shape:
-        if not DOTTED.match(dotted):
-            raise r.fail(f"{fieldname}.error_shape", f"{dotted!r} is not a dotted field name "
-                         "such as 'error.message'")
-    adapter_errors = table.get("adapter_errors")
-    if adapter_errors is not None and not r.string(adapter_errors,
-                                                   f"{fieldname}.adapter_errors").strip():
-        raise r.fail(f"{fieldname}.adapter_errors", "must say why (with a source), not be empty")
     return EndpointSpec(
         name=name,
         path=path,
         url=url,
-        subprotocols=r.strings(table.get("subprotocols", []), f"{fieldname}.subprotocols"),
-        same_origin=(r.string(table["same_origin"], f"{fieldname}.same_origin")
-                     if "same_origin" in table else None),
-        auth=auth,
         includes_sender=includes,
         metrics_map={k: r.string(v, f"{fieldname}.metrics_map.{k}")
                      for k, v in metrics_map.items()},
         note=table.get("note"),
-        error_shape=error_shape,
-        adapter_errors=adapter_errors,
+        extra=extra,
     )
 
 
-def _resume(r: _Reader, data: Any, fieldname: str) -> Resume:
-    table = r.table(data, fieldname, RESUME_KEYS)
-    r.require(table, ("via", "name"), fieldname)
-    via = r.choice(table["via"], f"{fieldname}.via", RESUME_VIA)
-    value = r.choice(table.get("value", "seq"), f"{fieldname}.value", RESUME_VALUES)
-    return Resume(via, r.string(table["name"], f"{fieldname}.name"), value)
+def _relative_paths(r: FieldReader, data: Any, fieldname: str, *,
+                    top: bool = False) -> tuple[str, ...]:
+    """Paths inside the target's folder (``top``: names at its top level only)."""
+    paths = r.strings(data, fieldname)
+    for text in paths:
+        parts = Path(text).parts
+        if not text or Path(text).is_absolute() or ".." in parts:
+            raise r.fail(fieldname, f"{text!r} must be a relative path inside the target's "
+                         "folder")
+        if top and len(parts) != 1:
+            raise r.fail(fieldname, f"{text!r} must be a name at the top of the target's folder")
+    return paths
 
 
-def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = None) -> Manifest:
-    r = _Reader(where or (str(path) if path else "<manifest>"))
+def probe_keys() -> list[ProbeKey]:
+    """The keys the built-in probes declare (``gaps.probe.load_keys``)."""
+    from gaps.probe import load_keys  # the probes import this module: not at import time
+
+    return load_keys()
+
+
+def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = None, *,
+                   keys: Iterable[ProbeKey] | None = None) -> Manifest:
+    """Validate ``data``; ``keys`` are the probe-declared keys it may use (the built-in
+    probes' by default: ``probe_keys``)."""
+    known = list(probe_keys() if keys is None else keys)
+    r = FieldReader(where or (str(path) if path else "<manifest>"))
     r.table(data, "", TOP_KEYS)
     if "name" not in data:
         raise r.fail("name", "missing")
@@ -374,12 +408,16 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
         manifest.build = Build(
             **fields,
             timeout=r.number(table.get("timeout", 300), "build.timeout"),
-            inputs=r.strings(table.get("inputs", []), "build.inputs"),
-            outputs=r.strings(table.get("outputs", []), "build.outputs"),
+            inputs=_relative_paths(r, table.get("inputs", []), "build.inputs"),
+            outputs=_relative_paths(r, table.get("outputs", []), "build.outputs"),
+            exclude=_relative_paths(r, table.get("exclude", []), "build.exclude", top=True),
         )
     if "start" not in data:
         raise r.fail("start", "missing (external targets are given as a ws:// URL instead)")
-    manifest.start = Command(**_command(r, data["start"], "start", START_KEYS))
+    start = _command(r, data["start"], "start", START_KEYS)
+    manifest.start = Command(**start)
+    if "cost" in data["start"]:
+        manifest.start_cost = r.number(data["start"]["cost"], "start.cost")
     if "stop" in data:
         stop = r.table(data["stop"], "stop", STOP_KEYS)
         manifest.grace = r.number(stop.get("grace", 5.0), "stop.grace")
@@ -387,7 +425,7 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
         ready = r.table(data["ready"], "ready", READY_KEYS)
         manifest.ready_timeout = r.number(ready.get("timeout", 30.0), "ready.timeout")
     endpoints = r.table(data.get("endpoints", {}), "endpoints")
-    manifest.endpoints = {n: _endpoint(r, n, v) for n, v in endpoints.items()}
+    manifest.endpoints = {n: _endpoint(r, n, v, known) for n, v in endpoints.items()}
     if "echo" not in manifest.endpoints:
         raise r.fail("endpoints.echo", "missing (every target needs an echo endpoint)")
     hints = r.table(data.get("hints", {}), "hints", HINTS)
@@ -417,8 +455,24 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
     return manifest
 
 
-def load_manifest(path: Path) -> Manifest:
-    """Load and validate ``path``; ManifestError with a one-line message on any problem."""
+def switch_off(manifest: Manifest, names: set[str], why: str) -> Manifest:
+    """``manifest`` for an instance started with capabilities ``names`` switched off (the
+    reference's ``--without``): a declared fact about a check named after one of them (a
+    check the wire cannot show, such as ``middleware.message-hooks``) no longer holds, so it
+    is replaced by the capability's absence, said with ``why``."""
+    gone = {check_id for check_id in manifest.declared
+            if check_id.split(".", 1)[1] in names}
+    if not gone:
+        return manifest
+    absent = {**manifest.absent,
+              **{check_id.split(".", 1)[1]: why for check_id in gone}}
+    declared = {k: v for k, v in manifest.declared.items() if k not in gone}
+    return dataclasses.replace(manifest, absent=absent, declared=declared)
+
+
+def load_manifest(path: Path, *, keys: Iterable[ProbeKey] | None = None) -> Manifest:
+    """Load and validate ``path``; ManifestError with a one-line message on any problem.
+    ``keys``: the probe-declared keys it may use (``parse_manifest``)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -427,7 +481,7 @@ def load_manifest(path: Path) -> Manifest:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: not valid TOML ({exc})") from None
-    return parse_manifest(data, path.resolve())
+    return parse_manifest(data, path.resolve(), keys=keys)
 
 
 def url_manifest(url: str) -> Manifest:

@@ -33,6 +33,19 @@ class Verdict(StrEnum):
         return self in (Verdict.PASS, Verdict.NON_STRICT)
 
 
+class ErrorReason(StrEnum):
+    """Why a verdict is ``error`` (the harness could not judge), as a value: code branches on
+    it, never on a summary's words, so rewording a summary never changes a verdict."""
+
+    HARNESS_SIDE = "harness side"  # the harness ran out of something: descriptors, memory
+    HARNESS_TOO_SLOW = "harness too slow"  # its event loop stalled while the target judged it
+    TARGET_NOT_READY = "target not ready"  # an instance never got ready
+    OVER_BUDGET = "over budget"  # the try did not finish within its budget
+    PROBE = "probe"  # the probe's own code raised (a bug in wsgaps)
+    CANNOT_JUDGE = "cannot judge"  # what the check needs before judging did not hold
+    INCONCLUSIVE = "inconclusive"  # no k of n tries agreed
+
+
 class Method(StrEnum):
     OBSERVED = "observed"
     DECLARED = "declared"
@@ -64,6 +77,7 @@ class CheckResult:
     # What the manifest declares about an observed check, shown beside the observed verdict:
     # {"verdict": "fail"|"pass"|..., "source": ..., "summary": ...}.  None when nothing is.
     declaration: dict[str, Any] | None = None
+    reason: ErrorReason | None = None  # why the verdict is error (None for any other verdict)
 
     @property
     def kind(self) -> Kind:
@@ -86,6 +100,7 @@ class CheckResult:
         data["kind"] = str(self.kind)
         data["verdict"] = str(self.verdict)
         data["method"] = str(self.method)
+        data["reason"] = None if self.reason is None else str(self.reason)
         data["contradiction"] = self.contradiction
         return data
 
@@ -96,6 +111,8 @@ class CheckResult:
         data.pop("contradiction", None)
         data["verdict"] = Verdict(data["verdict"])
         data["method"] = Method(data["method"])
+        reason = data.get("reason")
+        data["reason"] = None if reason is None else ErrorReason(reason)
         return cls(**data)
 
 
@@ -129,6 +146,9 @@ class GapResult:
     logs: str | None = None  # bounded tail of the instance's stdout/stderr
     started: float | None = None
     finished: float | None = None
+    # The run was interrupted before this gap finished: its status is derived from the
+    # checks that finished before that (perhaps none), so it is no verdict on the gap.
+    interrupted: bool = False
 
     @property
     def gap(self):  # -> catalog.Gap
@@ -154,6 +174,7 @@ class GapResult:
             "note": self.note,
             "started": self.started,
             "finished": self.finished,
+            "interrupted": self.interrupted,
             "logs": self.logs,
             "checks": [c.to_json() for c in self.checks],
         }
@@ -167,6 +188,7 @@ class GapResult:
             logs=data.get("logs"),
             started=data.get("started"),
             finished=data.get("finished"),
+            interrupted=bool(data.get("interrupted", False)),
         )
 
 
@@ -182,12 +204,15 @@ class TargetInfo:
     skipped: str | None = None  # why the whole target was skipped (build failed, no runtime)
     build: str | None = None  # "built", "cached", "none", "failed" or "not-run" for this run
     pinned: str | None = None  # the stack version expectations and hints were written for
+    # Why the version reads "unknown": the version command's exit status and last line.
+    version_error: str | None = None
 
     @property
     def version_note(self) -> str | None:
         """Says so when the recorded version is not the one the manifest was written for
         (a user's install does not apply the project's pins)."""
-        if not self.pinned or not self.version or self.pinned in self.version:
+        if (not self.pinned or not self.version or self.version_error
+                or self.pinned in self.version):
             return None
         return (f"this run has another version than {self.pinned}, which the target's "
                 "expectations and hints were written for")
@@ -203,6 +228,8 @@ class RunResult:
     finished: float | None = None
     waits: dict[str, float] = field(default_factory=dict)
     gaps: dict[str, GapResult] = field(default_factory=dict)
+    # The signal that interrupted the run ("SIGINT", "SIGTERM"); None for a whole run.
+    interrupted: str | None = None
 
     def __post_init__(self) -> None:
         for gap in GAPS:
@@ -217,6 +244,7 @@ class RunResult:
             "seed": self.seed,
             "started": self.started,
             "finished": self.finished,
+            "interrupted": self.interrupted,
             "waits": dict(sorted(self.waits.items())),
             "gaps": [self.gaps[gap.slug].to_json() for gap in GAPS],
         }
@@ -235,6 +263,7 @@ class RunResult:
             seed=data["seed"],
             started=data["started"],
             finished=data.get("finished"),
+            interrupted=data.get("interrupted"),
             waits=data.get("waits", {}),
             gaps={g["slug"]: GapResult.from_json(g) for g in data["gaps"]},
         )
@@ -244,10 +273,35 @@ class RunResult:
         write_json_atomic(path, self.to_json())
 
 
+def _read_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (a change, even
+    for an instant, would reach files other threads create meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import, before the harness starts threads of its own.
+UMASK = _read_umask()
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 less the umask.  ``mkstemp`` makes
+    its files 0600, which a CI artifact upload or a colleague could not read."""
+    return 0o666 & ~UMASK
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=2, ensure_ascii=False)
             out.write("\n")
@@ -260,14 +314,37 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 class ResultsError(Exception):
-    """A results file that is missing, unreadable or not of this schema."""
+    """A results file that is missing, unreadable or not of this schema.
+
+    ``problems`` are the file's breaches of the shipped JSON Schema, one line each (JSON
+    path and what was expected there), when that is what is wrong with it.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 def load_results(path: Path) -> RunResult:
+    """A results file, checked against the shipped JSON Schema first: a file that breaks
+    it is refused with every problem (ResultsError.problems), never half read."""
+    from gaps.validate import problems
+
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return RunResult.from_json(data)
     except FileNotFoundError:
         raise ResultsError(f"{path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: not a wsgaps results file ({exc})") from None
+    if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+        raise ResultsError(f"{path}: not a wsgaps results file (schema_version "
+                           f"{data.get('schema_version')!r} is not {SCHEMA_VERSION})")
+    found = tuple(problems(data))
+    if found:
+        raise ResultsError(f"{path}: {found[0]}"
+                           + (f" (and {len(found) - 1} more problems)" if found[1:] else ""),
+                           tuple(f"{path}: {line}" for line in found))
+    try:
+        return RunResult.from_json(data)
+    except (ValueError, KeyError, TypeError) as exc:
         raise ResultsError(f"{path}: not a wsgaps results file ({exc})") from None

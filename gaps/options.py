@@ -7,7 +7,10 @@ names, defaults and help cannot drift apart.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gaps.gate import FAIL_ON
@@ -97,4 +100,20 @@ def without_problem(text: str) -> str | None:
     if unknown:
         return (f"--without: unknown capability {', '.join(unknown)} (the reference knows: "
                 f"{', '.join(REFERENCE_CAPABILITIES)})")
+    return None
+
+
+def out_problem(out: Path, names: Iterable[str]) -> str | None:
+    """Why results cannot be written under ``out`` (a file there, or a folder this process
+    may not write), in one line, or None.  Asked before any probe starts, so a run never
+    spends its minutes only to lose its record; makes ``out`` and each ``out/<name>``."""
+    for folder in [out, *(out / name for name in names)]:
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file, not a folder"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            return f"cannot write in {folder}: {exc.strerror or exc}"
     return None

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from gaps.manifest import Manifest
-from gaps.model import CheckResult, GapResult, Method, RunResult, Verdict
+from gaps.model import CheckResult, ErrorReason, GapResult, Method, RunResult, Verdict
 from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
-from gaps.probe import CheckDef, ProbeContext
+from gaps.probe import ALONE, DECLARED, SHARED, CheckDef, Placement, ProbeContext
 from gaps.targets import (
     Instance,
     TargetFailed,
@@ -36,6 +36,8 @@ from gaps.targets import (
     start_instance,
     target_version,
 )
+from gaps.wire.client import WireClient, harness_side
+from gaps.wire.errors import Unreachable
 
 
 @dataclass
@@ -49,18 +51,48 @@ class TargetRun:
     extra_args: tuple[str, ...] = ()
     prepared: bool = False
     shared: Instance | None = None
+    # Seconds one start of this target takes (manifest's start.cost, else measured on its
+    # first instance of the run), for the bound on instances starting at once.
+    start_cost: float | None = None
+    measuring: asyncio.Lock = field(default_factory=asyncio.Lock)
+    write_error: str | None = None  # why the last write of results.json failed
+    # A URL target nobody listens on (no connection at all before any check): every check
+    # is this error, said once, instead of each check reading its own refusal.
+    unreachable: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_cost is None:
+            self.start_cost = self.manifest.start_cost
 
     @property
     def skipped(self) -> str | None:
         return self.run.target.skipped
 
-    def write(self) -> None:
-        self.run.write(self.path)
+    def write(self) -> bool:
+        """Write ``results.json`` whole (atomically); False when it could not be written,
+        with the path and the reason kept in ``write_error`` until a later write succeeds
+        (only the last write matters: each one holds everything so far)."""
+        try:
+            self.run.write(self.path)
+        except OSError as exc:
+            self.write_error = f"cannot write {self.path}: {exc.strerror or exc}"
+            return False
+        self.write_error = None
+        return True
 
 
 # Instances starting at once (an interpreter start and a ready handshake each): about one
 # per core keeps start-ups from starving the checks already running.
 STARTS = max(2, os.cpu_count() or 2)
+# A start costing up to this many seconds takes one of the STARTS slots; a dearer one takes
+# one slot per LIGHT_START seconds, at most all of them (it then starts alone).  A Python
+# target starts in a fraction of a second, a JVM one in seconds of several cores' work.
+LIGHT_START = 1.0
+
+
+def start_weight(cost: float | None) -> float:
+    """The slots of the start bound one start of ``cost`` seconds takes (at least one)."""
+    return max(1.0, (cost or 0.0) / LIGHT_START)
 
 
 @dataclass
@@ -73,6 +105,10 @@ class RunConfig:
     ssl_context: ssl.SSLContext | None = None
     trust_declarations: bool = False  # decide checks by absent declarations, not the wire
     jobs: int = DEFAULT_JOBS  # live target instances at once, across the whole run
+    # Set (to the signal's name) by whoever cancels the run on Ctrl-C or SIGTERM, before it
+    # cancels: no check result is recorded after that moment (a check that saw its target
+    # go down in the teardown would report a failure the target never had).
+    interrupted: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +148,16 @@ class GapDone:
     gap: GapResult
 
 
-Event = TargetPrepared | GapStarted | CheckDone | GapDone
+@dataclass(frozen=True)
+class ResultsUnwritten:
+    """End of run: a target's ``results.json`` could not be written (``reason`` names the
+    path); what the file holds, if anything, is not this run's."""
+
+    target: str
+    reason: str
+
+
+Event = TargetPrepared | GapStarted | CheckDone | GapDone | ResultsUnwritten
 Observer = Callable[[Event], None]
 
 # Selection: target label -> gap slug -> the checks to run there, in catalog order.
@@ -157,7 +202,8 @@ async def record_versions(config: RunConfig, labels: list[str]) -> None:
         target = config.targets[label]
         if target.skipped or target.run.target.version is not None:
             return
-        target.run.target.version = await asyncio.to_thread(
+        info = target.run.target
+        info.version, info.version_error = await asyncio.to_thread(
             target_version, target.manifest, cancel=cancel)
 
     await _in_threads([one(label) for label in labels], cancel)
@@ -183,52 +229,66 @@ class Bound:
     a few milliseconds, the upstream checks last, after starting their servers).  Equal
     priorities are served in arrival order.  A waiter cancelled after it was handed a slot
     passes the slot on.
+
+    A request may weigh more than one slot (``weight``, at most the whole limit): it is
+    served when that much is free, and nothing behind it in the order passes it meanwhile,
+    so a heavy request is never starved by light ones.
     """
 
     SETTLE = 0.02
 
-    def __init__(self, limit: int) -> None:
-        self.free = max(1, limit)
-        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+    def __init__(self, limit: float) -> None:
+        self.limit = max(1.0, limit)
+        self.free = self.limit
+        self._waiting: list[tuple[float, int, float, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
         self._dispatch: asyncio.TimerHandle | None = None
 
     @contextlib.asynccontextmanager
-    async def hold(self, priority: float) -> AsyncIterator[None]:
+    async def hold(self, priority: float, weight: float = 1.0) -> AsyncIterator[None]:
+        weight = min(max(weight, 0.0), self.limit)
         loop = asyncio.get_running_loop()
         granted: asyncio.Future[None] = loop.create_future()
-        heapq.heappush(self._waiting, (-priority, next(self._arrivals), granted))
+        heapq.heappush(self._waiting, (-priority, next(self._arrivals), weight, granted))
         if self.free > 0 and self._dispatch is None:
             self._dispatch = loop.call_later(self.SETTLE, self._hand_out)
         try:
             await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
-                self._release()  # handed a slot it will never use
+                self._release(weight)  # handed a slot it will never use
             else:
                 granted.cancel()  # skipped when its turn comes
+                self._hand_out()  # it may have held back lighter requests behind it
             raise
         try:
             yield
         finally:
-            self._release()
+            self._release(weight)
 
     def _hand_out(self) -> None:
         self._dispatch = None
-        while self.free > 0 and self._waiting:
-            granted = heapq.heappop(self._waiting)[2]
-            if not granted.done():
-                self.free -= 1
-                granted.set_result(None)
+        while self._waiting:
+            _, _, weight, granted = self._waiting[0]
+            if granted.done():
+                heapq.heappop(self._waiting)
+                continue
+            # A small tolerance: weights are floats, and a full release must free it all.
+            if self.free + 1e-9 < weight:
+                break
+            heapq.heappop(self._waiting)
+            self.free -= weight
+            granted.set_result(None)
 
-    def _release(self) -> None:
-        self.free += 1
+    def _release(self, weight: float = 1.0) -> None:
+        self.free = min(self.limit, self.free + weight)
         self._hand_out()
 
 
 @dataclass
 class Bounds:
-    """The run's two bounds: live instances (``RunConfig.jobs``) and instances starting."""
+    """The run's two bounds: live instances (``RunConfig.jobs``) and instances starting,
+    the latter in slots weighed by each target's start cost (``start_weight``)."""
 
     live: Bound
     starting: Bound
@@ -263,10 +323,7 @@ class Slots:
         loop = asyncio.get_running_loop()
         asked = loop.time()
         async with self.bounds.live.hold(priority):
-            async with self.bounds.starting.hold(priority):
-                queued = loop.time() - asked
-                instance = await start_instance(manifest, self.config.time_scale,
-                                                self.target.extra_args, upstream=upstream)
+            instance, queued = await self._start(priority, upstream, asked)
             instance.queued = queued
             try:
                 yield instance
@@ -274,6 +331,30 @@ class Slots:
                 await instance.astop()
                 if logs is not None and (text := instance.logs()):
                     logs.append(text)
+
+
+    async def _start(self, priority: float, upstream: str | None,
+                     asked: float) -> tuple[Instance, float]:
+        """Start an instance under the start bound, weighed by the target's start cost;
+        (the instance, seconds queued).  While a target's cost is unknown its starts wait
+        for the first, which measures it alone."""
+        target = self.target
+        if target.start_cost is None:
+            async with target.measuring:
+                if target.start_cost is None:
+                    instance, queued = await self._start_weighed(priority, upstream, asked)
+                    target.start_cost = instance.start_seconds
+                    return instance, queued
+        return await self._start_weighed(priority, upstream, asked)
+
+    async def _start_weighed(self, priority: float, upstream: str | None,
+                             asked: float) -> tuple[Instance, float]:
+        target, loop = self.target, asyncio.get_running_loop()
+        async with self.bounds.starting.hold(priority, start_weight(target.start_cost)):
+            queued = loop.time() - asked
+            instance = await start_instance(target.manifest, self.config.time_scale,
+                                            target.extra_args, upstream=upstream)
+        return instance, queued
 
 
 def _context(config: RunConfig, target: TargetRun, instance: Instance,
@@ -288,10 +369,11 @@ def _context(config: RunConfig, target: TargetRun, instance: Instance,
 
 async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[CheckDef],
                   observe: Observer, bounds: Bounds) -> GapResult:
-    """One gap: its ordinary checks at once on one fresh instance, each ``exclusive`` check
-    alone on an instance of its own, each try of a ``fresh_instance`` check on a new one, and
-    each ``upstream`` check starting its own (``ProbeContext.with_upstream``), and each
-    ``declared_only`` check on none (its manifest decides it)."""
+    """One gap, each check where its placement says: the ``SHARED`` checks at once on one
+    fresh instance, each ``ALONE`` check on an instance of its own, each try of a ``FRESH``
+    check on a new one, each ``UPSTREAM`` check starting its own
+    (``ProbeContext.with_upstream``), and each ``DECLARED`` check on none (its manifest
+    decides it)."""
     gap = GapResult(slug, started=time.time())
     target.run.gaps[slug] = gap
     observe(GapStarted(target.label, slug, len(checks), max(d.budget for d in checks)))
@@ -299,6 +381,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     logs: list[str] = []
 
     async def record(result: CheckResult) -> None:
+        if config.interrupted:
+            return
         gap.checks.append(result)
         observe(CheckDone(target.label, slug, result))
 
@@ -306,7 +390,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         if exc.logs:
             logs.append(exc.logs)
         return [CheckResult(d.id, Verdict.ERROR, f"target not ready: {exc}"[:500],
-                            Method.OBSERVED) for d in defns]
+                            Method.OBSERVED, reason=ErrorReason.TARGET_NOT_READY)
+                for d in defns]
 
     async def on_one_instance(defns: list[CheckDef]) -> None:
         priority = max(d.budget for d in defns)
@@ -321,6 +406,24 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         except TargetFailed as exc:
             for result in failed_start(defns, exc):
                 await record(result)
+        except Exception as exc:
+            if not harness_side(exc):
+                raise
+            # Out of descriptors or memory while starting it: the harness's error, said so.
+            for d in defns:
+                await record(CheckResult(d.id, Verdict.ERROR, f"harness side: "
+                                         f"{type(exc).__name__}: {exc}"[:500], Method.OBSERVED,
+                                         reason=ErrorReason.HARNESS_SIDE))
+
+    if target.unreachable is not None:
+        for defn in checks:
+            await record(CheckResult(defn.id, Verdict.ERROR,
+                                     f"target unreachable: {target.unreachable}"[:500],
+                                     Method.OBSERVED))
+        gap.finished = time.time()
+        target.write()
+        observe(GapDone(target.label, gap))
+        return gap
 
     async def fresh_each_try(defn: CheckDef) -> None:
         # No instance here: each try starts its own through ctx.new_instance (upstream
@@ -329,19 +432,15 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         await record(await defn(ctx))
 
     async def without_instance(defn: CheckDef) -> None:
-        # A declared_only check reads the manifest alone: no instance is started for it.
+        # A DECLARED check reads the manifest alone: no instance is started for it.
         ctx = _context(config, target, Instance(target.manifest), slots, logs, 0.0)
         await record(await defn(ctx))
 
-    def fresh(d: CheckDef) -> bool:
-        return d.fresh_instance or d.upstream
-
-    observed = [d for d in checks if not d.declared_only]
-    shared = [d for d in observed if not d.exclusive and not fresh(d)]
-    groups = [on_one_instance(shared)] if shared else []
-    groups += [on_one_instance([d]) for d in observed if d.exclusive and not fresh(d)]
-    groups += [fresh_each_try(d) for d in observed if fresh(d)]
-    groups += [without_instance(d) for d in checks if d.declared_only]
+    placed = {p: [d for d in checks if d.placement is p] for p in Placement}
+    groups = [on_one_instance(placed[SHARED])] if placed[SHARED] else []
+    groups += [on_one_instance([d]) for d in placed[ALONE]]
+    groups += [fresh_each_try(d) for d in checks if d.placement.starts_per_try]
+    groups += [without_instance(d) for d in placed[DECLARED]]
     try:
         await asyncio.gather(*groups)
     finally:
@@ -350,22 +449,19 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         gap.finished = time.time()
         order = [d.id for d in checks]
         gap.checks.sort(key=lambda c: order.index(c.id) if c.id in order else len(order))
-        with contextlib.suppress(OSError):
-            target.write()
+        if config.interrupted:
+            # Written once per target when the run has unwound (run_plan), not per gap.
+            _mark_interrupted(gap, checks)
+        else:
+            target.write()  # a failure is kept in write_error; the run's end reports it
     observe(GapDone(target.label, gap))
     return gap
 
 
-async def run_plan(config: RunConfig, selection: Selection,
-                   observe: Observer = lambda event: None) -> None:
-    """Run every selected check of every target; results land in ``config.targets``.
-
-    Targets are built first; then every gap of every target runs at once, under one bound
-    of ``config.jobs`` live instances that serves the checks with the longest budgets
-    first, so the run costs about its longest wait.  Versions are recorded meanwhile.
-    """
+async def _run_plan(config: RunConfig, selection: Selection, observe: Observer) -> None:
     labels = list(selection)
     await prepare_all(config, labels, observe)
+    await asyncio.gather(*(reach(config.targets[label], config) for label in labels))
     bounds = Bounds.of(config)
     work = [(label, slug, checks) for label, gaps in selection.items()
             if not config.targets[label].skipped for slug, checks in gaps.items()]
@@ -380,8 +476,74 @@ async def run_plan(config: RunConfig, selection: Selection,
         raise
     await versions
     for label in labels:
-        with contextlib.suppress(OSError):
-            config.targets[label].write()
+        config.targets[label].write()
+
+
+REACH_WAIT = 10.0  # seconds for the one handshake that tells a URL target is there at all
+
+
+async def reach(target: TargetRun, config: RunConfig) -> None:
+    """A URL target that refuses every connection is said once, before any check: one
+    handshake on its echo URL that cannot even connect (``Unreachable``: refused, no route,
+    no such host) sets ``target.unreachable``.  Anything else (an answer that is not 101,
+    a timeout) is evidence the checks judge; a managed target has its ready wait instead."""
+    if target.manifest.managed or target.skipped or target.manifest.url is None:
+        return
+    try:
+        client = await WireClient.connect(target.manifest.url,
+                                          timeout=REACH_WAIT * config.time_scale,
+                                          ssl_context=config.ssl_context)
+    except Unreachable as exc:
+        target.unreachable = str(exc)
+    except Exception:
+        return  # the checks meet it again and judge it, with evidence
+    else:
+        await client.aclose()
+
+
+async def run_plan(config: RunConfig, selection: Selection,
+                   observe: Observer = lambda event: None) -> None:
+    """Run every selected check of every target; results land in ``config.targets``.
+
+    Targets are built first; then every gap of every target runs at once, under one bound
+    of ``config.jobs`` live instances that serves the checks with the longest budgets
+    first, so the run costs about its longest wait.  Versions are recorded meanwhile.
+
+    Cancelled with ``config.interrupted`` set (Ctrl-C, SIGTERM), every selected gap that
+    did not finish says so, every prepared target's results are written once, and the
+    cancellation goes on.
+    """
+    try:
+        await _run_plan(config, selection, observe)
+    except BaseException:
+        if config.interrupted:
+            for label, gaps in selection.items():
+                target = config.targets[label]
+                if target.skipped:
+                    continue
+                for slug, checks in gaps.items():
+                    gap = target.run.gaps[slug]
+                    if gap.started is None:
+                        _mark_interrupted(gap, checks)
+                target.run.interrupted = config.interrupted
+                if target.prepared:
+                    target.write()  # a failure is kept in write_error, as for any write
+        raise
+
+
+def _mark_interrupted(gap: GapResult, checks: list[CheckDef]) -> None:
+    """Say on ``gap`` that the run was interrupted before it finished, and what is missing;
+    a gap whose every check had finished is left as it is."""
+    done = {c.id for c in gap.checks}
+    missing = [d.id for d in checks if d.id not in done]
+    if not missing:
+        return
+    gap.interrupted = True
+    if gap.started is None:
+        gap.note = "interrupted before it started"
+    else:
+        gap.note = (f"interrupted: {len(missing)} of {len(checks)} checks did not finish "
+                    f"({', '.join(missing)})")
 
 
 def event_json(event: Event) -> dict[str, object]:
@@ -396,6 +558,8 @@ def event_json(event: Event) -> dict[str, object]:
         return {"event": "check-done", "target": event.target, "gap": event.gap,
                 "check": event.result.id, "verdict": str(event.result.verdict),
                 "summary": event.result.summary[:500]}
+    if isinstance(event, ResultsUnwritten):
+        return {"event": "results-unwritten", "target": event.target, "reason": event.reason}
     gap = event.gap
     seconds = (gap.finished or 0) - (gap.started or 0)
     return {"event": "gap-done", "target": event.target, "gap": gap.slug,

@@ -31,12 +31,22 @@ import pytest
 
 from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
-from gaps.manifest import ManifestError
+from gaps.interrupt import Interrupted, deferred, interruptible
+from gaps.manifest import ManifestError, switch_off
 from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
-from gaps.options import DEFAULT_TARGET, add_options, without_problem
-from gaps.plan import CheckDone, Event, RunConfig, Selection, TargetRun, event_json, run_plan
-from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks
-from gaps.targets import resolve
+from gaps.options import DEFAULT_TARGET, add_options, out_problem, without_problem
+from gaps.plan import (
+    CheckDone,
+    Event,
+    ResultsUnwritten,
+    RunConfig,
+    Selection,
+    TargetRun,
+    event_json,
+    run_plan,
+)
+from gaps.probe import DEFAULT_PROBES, CheckDef, ProbeError, load_checks, load_keys
+from gaps.targets import interrupting, resolve
 
 REFERENCE_TARGETS = {"reference"}
 
@@ -67,6 +77,7 @@ class GapsSession(RunConfig):
     gate_failures: list[str] = field(default_factory=list)
     results: dict[tuple[str, str], CheckResult] = field(default_factory=dict)
     report_lines: list[str] = field(default_factory=list)
+    unwritten: list[str] = field(default_factory=list)  # results.json writes that failed
 
 
 SESSION_KEY = pytest.StashKey[GapsSession]()
@@ -101,9 +112,14 @@ def make_session(config: pytest.Config) -> GapsSession:
             session.ssl_context = ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise pytest.UsageError(f"--gaps-ca-file {ca_file}: {exc}") from None
+    source = config.getoption("gaps_probes") or DEFAULT_PROBES
+    try:
+        keys = load_keys(source)  # the manifest keys the probes of this run declare
+    except (ProbeError, ImportError) as exc:
+        raise pytest.UsageError(f"--gaps-probes {source}: {exc}") from None
     for spec in config.getoption("gaps_target") or [DEFAULT_TARGET]:
         try:
-            manifest = resolve(spec)
+            manifest = resolve(spec, keys=keys)
         except ManifestError as exc:
             raise pytest.UsageError(str(exc)) from None
         refusal = manifest.opt_in_refusal(spec, "--gaps-allow-remote (--allow-remote on the CLI)")
@@ -117,6 +133,8 @@ def make_session(config: pytest.Config) -> GapsSession:
                     f"--gaps-without applies to the reference target only, not {manifest.name}")
             extra = ("--without", without)
             settings["without"] = f"switched off with --without {without}"
+            manifest = switch_off(manifest, {n.strip() for n in without.split(",")},
+                                  settings["without"])
         info = TargetInfo(
             name=manifest.name, description=manifest.description,
             kind="managed" if manifest.managed else "url", url=manifest.url,
@@ -129,6 +147,8 @@ def make_session(config: pytest.Config) -> GapsSession:
     unmatched = sorted(set(session.baselines) - set(session.targets))
     if unmatched:
         raise pytest.UsageError(f"--gaps-baseline: no target named {unmatched[0]} in this run")
+    if problem := out_problem(out, session.targets):
+        raise pytest.UsageError(f"--gaps-out {out}: {problem}")
     return session
 
 
@@ -292,7 +312,18 @@ def pytest_runtestloop(session: pytest.Session):
                     gaps_session.results[(event.target, event.result.id)] = event.result
                 session.config.hook.pytest_gaps_event(config=session.config, event=event)
 
-            asyncio.run(run_plan(gaps_session, chosen, record))
+            def interrupted(signal_name: str) -> None:
+                gaps_session.interrupted = signal_name  # before the cancel: see RunConfig
+                interrupting()
+
+            try:
+                asyncio.run(interruptible(run_plan(gaps_session, chosen, record), interrupted))
+            except Interrupted as exc:
+                # The plan has unwound: targets stopped, unfinished gaps marked, results
+                # written.  pytest then ends the session as interrupted (exit status 2).
+                pytest.exit(f"wsgaps: interrupted ({exc.signal_name}); the results and "
+                            "reports say which gaps did not finish",
+                            returncode=pytest.ExitCode.INTERRUPTED)
     return (yield)
 
 
@@ -310,12 +341,28 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     gaps_session = session.config.stash.get(SESSION_KEY, None)
     if gaps_session is None:
         return
+    # Results and reports are written whole: a Ctrl-C (or the wsgaps CLI's SIGTERM after
+    # one) meanwhile ends the session as interrupted once they are.
+    received: list[str] = []
+    with deferred(received):
+        _finish(session, gaps_session)
+    if received and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
+
+
+def _finish(session: pytest.Session, gaps_session: GapsSession) -> None:
+    unwritten = []
     for target in gaps_session.targets.values():
         if target.prepared:
             target.run.finished = time.time()
-            with contextlib.suppress(OSError):
-                target.write()
+            if not target.write():
+                assert target.write_error is not None
+                unwritten.append(target.write_error)
+                session.config.hook.pytest_gaps_event(
+                    config=session.config, event=ResultsUnwritten(target.label,
+                                                                  target.write_error))
             gaps_session.gate_failures += gate_failures(target.run, gaps_session)
+    gaps_session.unwritten = unwritten
     render = session.config.getini("gaps_reports")
     if render or session.config.getoption("gaps_events") is None:
         # Not in the wsgaps CLI's child, which renders nothing: the CLI renders once, after
@@ -323,10 +370,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         from gaps.report.session import session_reports
 
         gaps_session.report_lines = session_reports(
-            [t.path for t in gaps_session.targets.values() if t.prepared],
+            [t.path for t in gaps_session.targets.values() if t.prepared and not t.write_error],
             Path(session.config.getoption("gaps_out")), render=render)
     if gaps_session.gate_failures and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if unwritten:
+        # The run's record is lost: that fails the run, whatever the verdicts (exit 3).
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 def gate_failures(run: RunResult, gaps_session: GapsSession) -> list[str]:
@@ -355,8 +405,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                 from gaps.summary import render_summary
 
                 terminalreporter.write(render_summary(target.run, color=color))
-            terminalreporter.write_line(f"results: {target.path}")
+            if not target.write_error:
+                terminalreporter.write_line(f"results: {target.path}")
     for line in gaps_session.gate_failures:
         terminalreporter.write_line(f"wsgaps gate: {line}", red=True)
+    for line in gaps_session.unwritten:
+        terminalreporter.write_line(f"wsgaps: results not written: {line}", red=True)
     for line in gaps_session.report_lines:
         terminalreporter.write_line(line)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -21,18 +22,24 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from gaps.catalog import BY_SLUG, CAPABILITIES, CHECKS
-from gaps.manifest import Manifest
-from gaps.model import CheckResult, Method, Verdict
+from gaps.manifest import ENDPOINT_KEYS, ENDPOINTS, FieldReader, Manifest, ProbeKey
+from gaps.model import CheckResult, ErrorReason, Method, Verdict
 from gaps.output import bound_logs
 from gaps.targets import Instance, TargetFailed, start_instance
-from gaps.upstream import Upstream
-from gaps.wire.client import HARNESS_ERRNOS, Attempt, Violation, WireClient, attempt
+from gaps.wire.client import Attempt, Violation, WireClient, attempt, harness_side
 from gaps.wire.http import DEFAULT_MAX_BODY, HttpAnswer, http_get
+
+if TYPE_CHECKING:
+    # Imported where it is used at run time: gaps.upstream waits with gaps.toolkit, and the
+    # toolkit imports this module.
+    from gaps.upstream import Upstream
 
 RETRY_K, RETRY_N = 2, 3
 BUDGET_MARGIN = 30.0  # seconds a try may run past the end of its longest wait
@@ -44,13 +51,24 @@ LOGS_IN_EVIDENCE = 2000  # characters of a target's output tail in a try's evide
 
 @dataclass
 class Outcome:
-    """What one try of a check saw: a verdict, one line saying why, and the evidence."""
+    """What one try of a check saw: a verdict, one line saying why, and the evidence.
+
+    An ``error`` carries its ``reason`` (``gaps.model.ErrorReason``), and only an error
+    does: the runner and the probes branch on that value, never on the summary's words.
+    """
 
     verdict: Verdict
     summary: str
     evidence: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # how long the try took (set by the runner)
     queued: float = 0.0  # of those, seconds it waited for a harness slot (set by the runner)
+    reason: ErrorReason | None = None
+
+    def __post_init__(self) -> None:
+        if (self.verdict is Verdict.ERROR) != (self.reason is not None):
+            raise ValueError(f"an outcome has a reason exactly when its verdict is error "
+                             f"(errored(reason, ...)); got {self.verdict} with reason "
+                             f"{self.reason}: {self.summary[:200]}")
 
 
 def passed(summary: str, **evidence: Any) -> Outcome:
@@ -69,7 +87,36 @@ def skipped(summary: str, **evidence: Any) -> Outcome:
     return Outcome(Verdict.SKIP, summary, evidence)
 
 
+def errored(reason: ErrorReason, summary: str, **evidence: Any) -> Outcome:
+    """``error``: the check could not judge, for ``reason``; never a finding about the target."""
+    return Outcome(Verdict.ERROR, summary, evidence, reason=reason)
+
+
 CheckFn = Callable[["ProbeContext"], Awaitable[Outcome]]
+
+
+class Placement(StrEnum):
+    """Where a check's tries run: one value, so no combination can mean two things."""
+
+    SHARED = "shared"  # at once with the gap's other shared checks, on one instance
+    ALONE = "alone"  # alone on an instance of its own (a shared audience, a crash defect)
+    FRESH = "fresh"  # each try on a new instance (what a target does once at start-up)
+    UPSTREAM = "upstream"  # plays the target's upstream: each try starts its own instances
+    # (``ProbeContext.with_upstream``), the upstream server first
+    DECLARED = "declared"  # no instance: the manifest's ``declared.<id>`` decides (``declared``)
+
+    @property
+    def observes(self) -> bool:
+        """Whether checks placed so run a function on the wire."""
+        return self is not Placement.DECLARED
+
+    @property
+    def starts_per_try(self) -> bool:
+        """Whether each try gets (or starts) instances of its own, not the planner's."""
+        return self in (Placement.FRESH, Placement.UPSTREAM)
+
+
+SHARED, ALONE, FRESH, UPSTREAM, DECLARED = Placement
 
 
 @dataclass(frozen=True)
@@ -80,20 +127,16 @@ class CheckDef:
     then is an ``error``, never a hang.  A wait planned with ``ProbeContext.plan_wait`` that would
     end later than the budget allows (a long hinted interval) pushes the cap out to the end
     of that wait plus ``BUDGET_MARGIN``, so a hint can never turn a verdict into an error.
+    ``fn`` is None for a check placed ``DECLARED``: there is nothing to run.
     """
 
     id: str
-    fn: CheckFn
+    fn: CheckFn | None
     needs: tuple[str, ...]
     absent: str | None
     timing: bool
     budget: float
-    exclusive: bool = False  # runs alone on its instance (a shared audience, a crash defect)
-    fresh_instance: bool = False  # each try on a new instance (what a target does at start)
-    upstream: bool = False  # plays the target's upstream: starts its own instances
-    # Decided by the manifest's ``declared.<id>`` fact alone (method ``declared``): there is
-    # nothing on the wire to observe, so the function never runs and no instance is needed.
-    declared_only: bool = False
+    placement: Placement = Placement.SHARED
 
     @property
     def gap(self) -> str:
@@ -108,6 +151,13 @@ class CheckDef:
         return await run_check(self, ctx)
 
 
+def _known(check_id: str, absent: str | None = None) -> None:
+    if check_id not in CHECKS:
+        raise KeyError(f"{check_id!r} is not a check ID of the catalog")
+    if absent is not None and absent not in CAPABILITIES:
+        raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
+
+
 def check(
     check_id: str,
     *,
@@ -115,40 +165,66 @@ def check(
     absent: str | None = None,
     timing: bool = False,
     budget: float = 60.0,
-    exclusive: bool = False,
-    fresh_instance: bool = False,
-    upstream: bool = False,
-    declared_only: bool = False,
+    placement: Placement = Placement.SHARED,
 ) -> Callable[[CheckFn], CheckDef]:
     """Register ``fn`` as the check ``check_id`` (which must be in the catalog).
 
     ``absent`` names the capability (from ``catalog.CAPABILITIES``) whose declared absence
-    decides the check when it cannot be observed.  Checks of a gap run at once, each on its
-    own connections; ``exclusive`` makes a check run alone on its instance (checks that share
-    an audience, such as broadcast, or a defect that takes the instance down), and
-    ``fresh_instance`` gives each try a new instance (what a target does once at start-up).
-    ``upstream`` checks play the server the target's own client dials: they never get the
-    gap's instance, and start theirs with ``ProbeContext.with_upstream`` (the upstream server
-    first, its URL in the target's ``{upstream}``), as many as they need.
-    ``declared_only`` marks a check of method ``declared`` (``[c, declared]`` in DESIGN.md):
-    the manifest's ``declared.<id>`` fact decides it, and without one it is ``skip``; its
-    function is never called and it needs no endpoint and no instance.
+    decides the check when it cannot be observed.  ``placement`` says where its tries run:
+    ``SHARED`` (the default) at once with the gap's other shared checks, each on its own
+    connections, on one instance; ``ALONE`` on an instance of its own (checks that share an
+    audience, such as broadcast, or a defect that takes the instance down); ``FRESH`` each
+    try on a new instance (what a target does once at start-up); ``UPSTREAM`` for checks
+    that play the server the target's own client dials: they never get the gap's instance,
+    and start theirs with ``ProbeContext.with_upstream`` (the upstream server first, its URL
+    in the target's ``{upstream}``), as many as they need.  A check the wire cannot show is
+    not a function: see ``declared``.
     """
-    if check_id not in CHECKS:
-        raise KeyError(f"{check_id!r} is not a check ID of the catalog")
-    if absent is not None and absent not in CAPABILITIES:
-        raise KeyError(f"{check_id}: absent={absent!r} is not a capability of the catalog")
-    if declared_only:
-        if absent or timing or exclusive or fresh_instance or upstream:
-            raise ValueError(f"{check_id}: a declared_only check observes nothing, so it "
-                             "takes no absent, timing, exclusive, fresh_instance or upstream")
-        needs = ()  # no endpoint: the manifest decides
+    _known(check_id, absent)
+    if not isinstance(placement, Placement) or placement is Placement.DECLARED:
+        raise ValueError(f"{check_id}: placement={placement!r}; a check decided by the "
+                         "manifest alone is registered with declared(), which takes no "
+                         "function")
 
     def wrap(fn: CheckFn) -> CheckDef:
-        return CheckDef(check_id, fn, needs, absent, timing, budget, exclusive, fresh_instance,
-                        upstream, declared_only)
+        return CheckDef(check_id, fn, needs, absent, timing, budget, placement)
 
     return wrap
+
+
+def manifest_key(endpoint: str, name: str, read: Callable[[FieldReader, Any, str], Any],
+                 about: str, *, default: Any = None, required: bool = False) -> ProbeKey:
+    """Declare ``endpoints.<endpoint>.<name>``, a manifest key this probe reads, beside its
+    checks (assign it to a module-level name, as with ``declared``)::
+
+        ERROR_SHAPE = manifest_key("chat", "error_shape", read_shape, "the stack's ...")
+
+    The manifest reader validates the key with ``read`` (``gaps.manifest.ProbeKey``) and
+    the check reads it with ``ERROR_SHAPE.value(ctx.manifest)``.  A ``required`` key is
+    one the endpoint cannot be probed without: its absence is a manifest error saying
+    ``missing: <about>``.
+    """
+    if endpoint not in ENDPOINTS:
+        raise KeyError(f"{name}: {endpoint!r} is not an endpoint of the contract "
+                       f"({', '.join(ENDPOINTS)})")
+    if name in ENDPOINT_KEYS:
+        raise KeyError(f"endpoints.{endpoint}.{name} is a key of every endpoint already")
+    return ProbeKey(endpoint, name, read, about, default, required)
+
+
+def declared(check_id: str, *, absent: str | None = None) -> CheckDef:
+    """Register ``check_id`` as a check of method ``declared`` (``[c, declared]`` in
+    DESIGN.md): there is nothing on the wire to observe, so the manifest's
+    ``declared.<id>`` fact decides it, and without one it is ``skip``.  It has no function,
+    needs no endpoint and starts no instance::
+
+        documented = declared("concurrency.documented")
+
+    ``absent`` names the capability whose declared absence (``absent.<name>``) decides it
+    as a declared fail when the manifest has no ``declared.<id>`` fact.
+    """
+    _known(check_id, absent)
+    return CheckDef(check_id, None, (), absent, False, 0.0, Placement.DECLARED)
 
 
 class ProbeContext:
@@ -173,7 +249,7 @@ class ProbeContext:
     ) -> None:
         self.manifest = manifest
         self.instance = instance
-        # Starts a fresh instance for one try of a ``fresh_instance`` check (the planner
+        # Starts a fresh instance for one try of a ``FRESH`` check (the planner
         # gives one that respects the bound on live instances); None: use ``instance``.
         self.new_instance = new_instance
         self.time_scale = time_scale
@@ -189,6 +265,9 @@ class ProbeContext:
         self._budget: asyncio.Timeout | None = None  # the running try's cap
         self.started = 0.0  # loop time the running try began
         self.queued = 0.0  # seconds the running try waited for an instance slot
+        # Instances the running try started itself (with_upstream): a crash of one of them
+        # is said like a crash of ``instance`` (``said_the_target_ended``).
+        self.own_instances: list[Instance] = []
 
     def for_try(self, defn: CheckDef, number: int) -> ProbeContext:
         """A context of its own for one try of ``defn``: clients, budget and randomness are
@@ -200,6 +279,7 @@ class ProbeContext:
         child.http_log = []
         child._budget = None
         child.queued = 0.0
+        child.own_instances = []
         return child
 
     def harness_lag(self) -> float:
@@ -214,10 +294,17 @@ class ProbeContext:
         that setting declared (``upstream.resume``)."""
         name, _, setting = endpoint.partition(".")
         spec = self.manifest.endpoints.get(name)
-        return spec is not None and (not setting or getattr(spec, setting, None) is not None)
+        return spec is not None and (not setting or getattr(spec, setting, None) is not None
+                                     or spec.extra.get(setting) is not None)
 
-    def url(self, endpoint: str = "echo", **fields: str) -> str:
-        return self.instance.url(endpoint, **fields)
+    def url(self, endpoint: str = "echo", *, query: dict[str, str] | None = None,
+            **fields: str) -> str:
+        """The endpoint's URL, with ``fields`` in its placeholders and ``query`` parameters
+        added to any it already has."""
+        url = self.instance.url(endpoint, **fields)
+        if query:
+            url += ("&" if "?" in url else "?") + urlencode(query)
+        return url
 
     def hint(self, name: str) -> float | None:
         return self.manifest.hints.get(name)
@@ -268,29 +355,32 @@ class ProbeContext:
     # -- clients -------------------------------------------------------------------------
 
     async def connect(self, endpoint: str = "echo", *, timeout: float | None = None,
-                      fields: dict[str, str] | None = None, **kwargs: Any) -> WireClient:
+                      fields: dict[str, str] | None = None, query: dict[str, str] | None = None,
+                      **kwargs: Any) -> WireClient:
         """A wire client on ``endpoint``, closed automatically when the check ends.
 
-        ``fields`` fill the endpoint's placeholders (``{room}``).  ``timeout`` (scaled)
-        bounds the handshake, ``CONNECT_WAIT`` scaled by default.  Raises a
+        ``fields`` fill the endpoint's placeholders (``{room}``); ``query`` adds
+        parameters.  ``timeout`` (scaled) bounds the handshake, ``CONNECT_WAIT`` scaled by
+        default.  Raises a
         ``HandshakeFailed`` when no connection results.  The runner judges every client
         opened here (``the_wire_decides``).
         """
         kwargs.setdefault("ssl_context", self.ssl_context)
         wait = self.scaled(CONNECT_WAIT) if timeout is None else timeout
-        client = await WireClient.connect(self.url(endpoint, **(fields or {})), timeout=wait,
-                                          **kwargs)
+        client = await WireClient.connect(self.url(endpoint, query=query, **(fields or {})),
+                                          timeout=wait, **kwargs)
         self._clients.append(client)
         return client
 
-    async def handshake(self, endpoint: str = "echo", *, wait: float, **kwargs: Any) -> Attempt:
+    async def handshake(self, endpoint: str = "echo", *, wait: float,
+                        query: dict[str, str] | None = None, **kwargs: Any) -> Attempt:
         """One raw handshake on ``endpoint`` as a value; never raises for what the target does.
 
         Keywords are those of ``gaps.wire.client.open_handshake`` (a missing key, another
         version or method, offered subprotocols, ...); ``wait`` is scaled.
         """
         kwargs.setdefault("ssl_context", self.ssl_context)
-        return await attempt(self.url(endpoint), timeout=wait, **kwargs)
+        return await attempt(self.url(endpoint, query=query), timeout=wait, **kwargs)
 
     async def http_get(self, endpoint: str, *, wait: float, max_body: int = DEFAULT_MAX_BODY,
                        headers: tuple[tuple[str, str], ...] = ()) -> HttpAnswer:
@@ -312,15 +402,18 @@ class ProbeContext:
         fresh instance of the target whose ``{upstream}`` is its URL, so the target's client
         dials it from its first attempt.  The instance stops before the upstream's socket is
         released.  The try's budget does not run while it waits for an instance slot and for
-        the target to be ready, as for ``fresh_instance`` tries.  TargetFailed if the target
+        the target to be ready, as for ``FRESH`` tries.  TargetFailed if the target
         never gets ready.
         """
+        from gaps.upstream import Upstream
+
         async with Upstream(scale=self.time_scale, **options) as upstream, \
                 contextlib.AsyncExitStack() as stack:
             factory = self.new_instance or functools.partial(_alone, self)
             async with self.off_budget():
                 instance = await stack.enter_async_context(factory(upstream=upstream.url))
             self.queued += instance.queued
+            self.own_instances.append(instance)
             yield upstream, instance
 
     async def close_clients(self) -> None:
@@ -391,19 +484,22 @@ def declaration(defn: CheckDef, ctx: ProbeContext) -> dict[str, str] | None:
 
 
 def _harness_side(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, OSError) and exc.errno in HARNESS_ERRNOS)
+    return harness_side(exc)
 
 
 async def _one_try(defn: CheckDef, parent: ProbeContext, number: int) -> Outcome:
     ctx = parent.for_try(defn, number)
-    if defn.fresh_instance and parent.new_instance is not None:
+    if defn.placement is Placement.FRESH and parent.new_instance is not None:
         try:
             async with parent.new_instance() as instance:
                 ctx.instance = instance
                 return await _try_on(defn, ctx)
         except TargetFailed as exc:
-            return Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500])
+            return errored(ErrorReason.TARGET_NOT_READY, f"target not ready: {exc}"[:500])
+        except Exception as exc:
+            if not _harness_side(exc):
+                raise
+            return _error_outcome(exc)  # starting it ran the harness out of something
     return await _try_on(defn, ctx)
 
 
@@ -417,14 +513,16 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
     try:
         async with cap:
             ctx._budget = cap
+            assert defn.fn is not None  # run_check never runs a DECLARED check
             outcome = await defn.fn(ctx)
     except TargetFailed as exc:  # an instance the check started itself (with_upstream)
-        outcome = Outcome(Verdict.ERROR, f"target not ready: {exc}"[:500],
-                          {"logs": bound_logs([exc.logs], LOGS_IN_EVIDENCE)} if exc.logs else {})
+        outcome = errored(ErrorReason.TARGET_NOT_READY, f"target not ready: {exc}"[:500],
+                          **({"logs": bound_logs([exc.logs], LOGS_IN_EVIDENCE)}
+                             if exc.logs else {}))
     except TimeoutError as exc:
         if cap.expired():
-            outcome = Outcome(Verdict.ERROR, f"probe did not finish within its budget of "
-                                             f"{loop.time() - started:.1f} s")
+            outcome = errored(ErrorReason.OVER_BUDGET, f"probe did not finish within its "
+                                                       f"budget of {loop.time() - started:.1f} s")
         else:
             outcome = _error_outcome(exc)
     except Exception as exc:
@@ -435,8 +533,12 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
         await ctx.close_clients()
     if ctx.http_log and "http" not in outcome.evidence:
         outcome.evidence = {**outcome.evidence, "http": ctx.http_log}
-    decided = said_the_target_ended(the_wire_decides(outcome, violations), ctx.instance,
-                                    alive_before)
+    # The instance whose process ended, if any: the try's own (with_upstream), stopped by
+    # now but remembered as ended by itself, or the one it was given.
+    watched = [*((i, True) for i in ctx.own_instances), (ctx.instance, alive_before)]
+    gone, before = next(((i, b) for i, b in watched if i.exit_status() is not None),
+                        watched[-1])
+    decided = said_the_target_ended(the_wire_decides(outcome, violations), gone, before)
     decided.seconds = loop.time() - started
     decided.queued = ctx.queued
     return decided
@@ -453,9 +555,10 @@ def said_the_target_ended(outcome: Outcome, instance: Instance, alive_before: bo
     when = "during the check" if alive_before else "before the check began"
     evidence = {**outcome.evidence, "exit_status": status}
     if outcome.verdict.passed or outcome.verdict is Verdict.SKIP:
-        return Outcome(outcome.verdict, outcome.summary, evidence)
-    return Outcome(outcome.verdict, f"the target's process ended (status {status}) {when}; "
-                                    f"see its output; {outcome.summary}", evidence)
+        return dataclasses.replace(outcome, evidence=evidence)
+    return dataclasses.replace(outcome, evidence=evidence, summary=(
+        f"the target's process ended (status {status}) {when}; see its output; "
+        f"{outcome.summary}"))
 
 
 def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:
@@ -467,7 +570,7 @@ def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:
     Harness-side errors stay errors: they say nothing about the target.
     """
     if not violations or outcome.verdict is Verdict.SKIP or (
-            outcome.verdict is Verdict.ERROR and outcome.summary.startswith("harness side")):
+            outcome.reason is ErrorReason.HARNESS_SIDE):
         return outcome
     first = min(violations, key=lambda v: v.t)
     evidence = {**outcome.evidence, "violation": first.evidence(),
@@ -481,18 +584,24 @@ def the_wire_decides(outcome: Outcome, violations: list[Violation]) -> Outcome:
 
 
 def _error_outcome(exc: BaseException) -> Outcome:
-    where = "harness side" if _harness_side(exc) else "probe"
+    reason = ErrorReason.HARNESS_SIDE if _harness_side(exc) else ErrorReason.PROBE
     tail = traceback.format_exception(exc)[-3:]
-    return Outcome(Verdict.ERROR, f"{where}: {type(exc).__name__}: {exc}"[:500],
-                   {"traceback": "".join(tail)[-2000:]})
+    return errored(reason, f"{reason}: {type(exc).__name__}: {exc}"[:500],
+                   traceback="".join(tail)[-2000:])
 
 
 def _decide(outcomes: list[Outcome], k: int, n: int) -> Verdict | None:
-    """The verdict k tries agree on (non-strict counting as pass), or None while undecided."""
+    """The verdict k tries agree on (non-strict counting as pass), or None while undecided.
+
+    Agreeing passes are ``non-strict`` if any of them was: the weaker verdict, whichever
+    try happened to finish last (tries overlap, so their order is the machine's).
+    """
     passes = [o for o in outcomes if o.verdict.passed]
     fails = [o for o in outcomes if o.verdict is Verdict.FAIL]
     if len(passes) >= k:
-        return passes[-1].verdict
+        if any(o.verdict is Verdict.NON_STRICT for o in passes):
+            return Verdict.NON_STRICT
+        return Verdict.PASS
     if len(fails) >= k:
         return Verdict.FAIL
     if len(outcomes) >= n:
@@ -508,25 +617,25 @@ async def run_check(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
     observed verdict as its explanation (a contradiction is a manifest error).  Only a check
     that needs an endpoint the target lacks is decided by a declaration (method
     ``declared``), or skipped without one; ``trust_declarations`` trades observing for speed.
-    A ``declared_only`` check has nothing to observe: its declaration decides it, or it is
+    A ``DECLARED`` check has nothing to observe: its declaration decides it, or it is
     ``skip`` saying that the manifest declares nothing.
     """
-    declared = declaration(defn, ctx)
-    if defn.declared_only:
-        if declared is None:
+    fact = declaration(defn, ctx)
+    if not defn.placement.observes:
+        if fact is None:
             return CheckResult(defn.id, Verdict.SKIP, "the manifest declares nothing: this "
                                "check has no wire observation and is decided by a declaration "
                                f"(declared.\"{defn.id}\" with a source)", Method.DECLARED)
-        return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],
-                           Method.DECLARED, source=declared["source"])
+        return CheckResult(defn.id, Verdict(fact["verdict"]), fact["summary"],
+                           Method.DECLARED, source=fact["source"])
     missing = [name for name in defn.needs if not ctx.has(name)]
-    if declared is not None and (missing or ctx.trust_declarations):
-        return CheckResult(defn.id, Verdict(declared["verdict"]), declared["summary"],
-                           Method.DECLARED, source=declared["source"])
+    if fact is not None and (missing or ctx.trust_declarations):
+        return CheckResult(defn.id, Verdict(fact["verdict"]), fact["summary"],
+                           Method.DECLARED, source=fact["source"])
     if missing:
         return CheckResult(defn.id, Verdict.SKIP, _lacks(missing), Method.OBSERVED)
     result = await _observe(defn, ctx)
-    result.declaration = declared
+    result.declaration = fact
     return result
 
 
@@ -546,7 +655,7 @@ async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
         outcome = await _one_try(defn, ctx, 1)
         return CheckResult(defn.id, outcome.verdict, outcome.summary, evidence=outcome.evidence,
                            wait=ctx.waits.get(defn.id), duration=time.monotonic() - started,
-                           queued=round(outcome.queued, 3))
+                           queued=round(outcome.queued, 3), reason=outcome.reason)
     # Independent tries overlap: k start at once (k agreeing tries end it), and one more
     # at a time while no k agree, up to n.
     k, n = ctx.retry
@@ -558,15 +667,18 @@ async def _observe(defn: CheckDef, ctx: ProbeContext) -> CheckResult:
         outcomes.append(await _one_try(defn, ctx, len(outcomes) + 1))
         verdict = _decide(outcomes, k, n)
     chosen = next((o for o in reversed(outcomes) if o.verdict == verdict), outcomes[-1])
-    summary = chosen.summary
+    summary, reason = chosen.summary, chosen.reason
     if verdict is Verdict.ERROR and chosen.verdict is not Verdict.ERROR:
         summary = f"inconclusive: no {k} of {n} tries agreed"
+        reason = ErrorReason.INCONCLUSIVE
     tries = [{"verdict": str(o.verdict), "summary": o.summary, "seconds": round(o.seconds, 3),
               **({"queued": round(o.queued, 3)} if o.queued else {}),
+              **({"reason": str(o.reason)} if o.reason else {}),
               "evidence": o.evidence} for o in outcomes]
     return CheckResult(
         defn.id, verdict, summary, evidence=chosen.evidence,
         wait=ctx.waits.get(defn.id), duration=time.monotonic() - started, tries=tries,
+        reason=reason if verdict is Verdict.ERROR else None,
     )
 
 
@@ -630,3 +742,31 @@ def load_checks(source: str = DEFAULT_PROBES) -> dict[str, list[CheckDef]]:
         found[slug] = checks
     order = list(BY_SLUG)
     return dict(sorted(found.items(), key=lambda item: order.index(item[0])))
+
+
+def module_keys(module: ModuleType) -> list[ProbeKey]:
+    """The manifest keys a probe module declares (``manifest_key``), naming it as owner."""
+    return [dataclasses.replace(v, owner=module.__name__.rsplit(".", 1)[-1])
+            for v in vars(module).values() if isinstance(v, ProbeKey)]
+
+
+_KEYS: dict[str, list[ProbeKey]] = {}
+
+
+def load_keys(source: str = DEFAULT_PROBES) -> list[ProbeKey]:
+    """The manifest keys the probes of ``source`` declare (the built-in ones by default), for
+    the manifest reader; one key declared by two probes is a ProbeError."""
+    if source in _KEYS:  # the built-in probes' keys, read once per process
+        return _KEYS[source]
+    keys: dict[tuple[str, str], ProbeKey] = {}
+    for module in _probe_modules(source):
+        for key in module_keys(module):
+            other = keys.get((key.endpoint, key.name))
+            if other is not None:
+                raise ProbeError(f"endpoints.{key.endpoint}.{key.name} is declared by both "
+                                 f"{other.owner} and {key.owner}; one probe owns a key")
+            keys[(key.endpoint, key.name)] = key
+    found = list(keys.values())
+    if source == DEFAULT_PROBES:
+        _KEYS[source] = found
+    return found

@@ -9,8 +9,10 @@ group) and reads the planner's progress events, JSON lines on a pipe of their ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,9 +39,12 @@ class TargetProgress:
     gaps_done: list[dict[str, Any]] = field(default_factory=list)
     running: dict[str, float] = field(default_factory=dict)  # gap -> its longest check budget
     skipped: str | None = None
+    unwritten: str | None = None  # why its results.json could not be written (path, reason)
 
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
+        if kind == "results-unwritten":
+            self.unwritten = str(event.get("reason"))
         if kind == "target-prepared":
             self.skipped = event.get("skipped")
             self.current = "skipped" if self.skipped else "probing"
@@ -62,6 +67,7 @@ class RunProgress:
     targets: dict[str, TargetProgress]
     returncode: int | None = None
     output: bytearray = field(default_factory=bytearray)
+    interrupted: str | None = None  # the signal that interrupted the run, if one did
 
     def tail(self) -> str:
         return bytes(self.output[-OUTPUT_TAIL:]).decode("utf-8", "replace")
@@ -158,14 +164,35 @@ async def run_probes(argv_for: Callable[[int], list[str]], progress: RunProgress
         progress.returncode = await process.wait()
         await followers
     except asyncio.CancelledError:
-        # Ctrl-C: the pytest child turns SIGTERM into an orderly teardown of its targets.
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 30)
-            except TimeoutError:
-                process.kill()
-        followers.cancel()
+        # Interrupted: the child gets the same signal (a second one, when Ctrl-C reached
+        # its whole process group, is ignored; the same name either way, although each
+        # may reach another of its threads first), tears its targets down in order and
+        # ends within about a second; CHILD_WAIT is the backstop, after which its targets'
+        # guards clean up.
+        await asyncio.shield(_end_child(process, followers, progress.interrupted))
         raise
     on_change()
     return progress.returncode
+
+
+CHILD_WAIT = 10.0  # seconds an interrupted pytest child gets to stop its targets and exit
+
+
+async def _end_child(process: asyncio.subprocess.Process, followers: asyncio.Future[Any],
+                     signal_name: str | None) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.Signals[signal_name] if signal_name
+                                else signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), CHILD_WAIT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+    # The pipes end with the child; what they still hold is read, never left to warn.
+    try:
+        await asyncio.wait_for(asyncio.shield(followers), 2.0)
+    except (TimeoutError, Exception):
+        followers.cancel()
+        await asyncio.gather(followers, return_exceptions=True)

@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -23,25 +24,28 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gaps.manifest import (
     Manifest,
     ManifestError,
+    ProbeKey,
     load_manifest,
     url_manifest,
 )
 from gaps.output import OutputTail
 from gaps.resources import cache_root, shipped_dir
-from gaps.wire.client import handshake_ok
+from gaps.wire.client import handshake_ok, harness_side
 
 # The built-in targets: the checkout's targets/ folder, or the wheel's copy of it.
 BUILTIN_DIR = shipped_dir("targets", "reference/target.toml") or Path(
     __file__).resolve().parent.parent / "targets"
-# Build outputs never copied into a build folder (they are made there).
-NOT_COPIED = {".wsgaps-build", "node_modules", "__pycache__"}
+# The harness's own folder in a build folder (the build stamp): never copied, never hashed.
+# What else a target's folder may hold that is no source (node_modules, target/, caches) is
+# its manifest's business: build.outputs and build.exclude.
+BUILD_STATE = ".wsgaps-build"
 BUILD_TAIL = 4 * 1024
 GUARD = Path(__file__).resolve().with_name("_guard.py")
 # Bound on the guard's own start-up (an interpreter start and one fork/exec).
@@ -73,18 +77,19 @@ def builtin_names() -> list[str]:
     return sorted(p.parent.name for p in BUILTIN_DIR.glob("*/target.toml"))
 
 
-def resolve(spec: str) -> Manifest:
-    """A target from a built-in name, a manifest path (file or folder), or a ws:// URL."""
+def resolve(spec: str, *, keys: Iterable[ProbeKey] | None = None) -> Manifest:
+    """A target from a built-in name, a manifest path (file or folder), or a ws:// URL;
+    ``keys``: the probe-declared manifest keys it may use (the built-in probes' by default)."""
     if spec.startswith(("ws://", "wss://")):
         return url_manifest(spec)
     builtin = BUILTIN_DIR / spec / "target.toml"
     if "/" not in spec and builtin.exists():
-        return load_manifest(builtin)
+        return load_manifest(builtin, keys=keys)
     path = Path(spec)
     if path.is_dir():
         path = path / "target.toml"
     if path.exists():
-        return load_manifest(path)
+        return load_manifest(path, keys=keys)
     known = ", ".join(builtin_names())
     raise ManifestError(f"{spec}: not a built-in target ({known}), manifest path or ws:// URL")
 
@@ -110,11 +115,38 @@ def free_port() -> int:
 
 # -- build and version --------------------------------------------------------------------------
 
-def _missing_runtime(requires: tuple[str, ...]) -> str | None:
+def missing_runtime(requires: tuple[str, ...]) -> str | None:
+    """Why a command needing ``requires`` cannot run here (the first tool not on the PATH),
+    or None when all are there."""
     for tool in requires:
         if tool != "python" and shutil.which(tool) is None:
             return f"{tool} not found on PATH"
     return None
+
+
+# How a user of the package gets the stacks of the built-in Python targets (pyproject.toml).
+TARGETS_EXTRA = "pip install 'wsgaps[targets]'"
+
+
+def _missing_modules(manifest: Manifest) -> str | None:
+    """Why the target cannot start here when a module its start command imports is not
+    installed in the harness's environment; None when all are (or none are named)."""
+    assert manifest.start is not None
+    missing = [name for name in manifest.start.imports if not _importable(name)]
+    if not missing:
+        return None
+    names = ", ".join(missing)
+    reason = f"{names} {'is' if len(missing) == 1 else 'are'} not installed in this environment"
+    return f"{reason}; {TARGETS_EXTRA}" if is_builtin(manifest) else reason
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be found by this interpreter, without importing it (a
+    package's parents are imported to search them; their failure counts as not found)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except Exception:  # a broken parent package, or an import hook that refuses it
+        return False
 
 
 def _expand(text: str, values: dict[str, str]) -> str:
@@ -135,18 +167,29 @@ def work_dir(manifest: Manifest) -> Path:
     return cache_root() / "targets" / f"{manifest.name}-{key}"
 
 
+def _not_sources(manifest: Manifest) -> set[str]:
+    """Top-level names in a target's folder that are no build input: the harness's build
+    state, the first part of each declared output, and the manifest's ``build.exclude``."""
+    build = manifest.build
+    if build is None:
+        return {BUILD_STATE}
+    return {BUILD_STATE, *build.exclude, *(Path(o).parts[0] for o in build.outputs)}
+
+
+def _source_files(folder: Path, root: Path, skip: set[str]) -> list[Path]:
+    """Every file under ``folder`` (recursively, sorted) except those whose first path part
+    relative to ``root`` (the target's folder) is in ``skip``."""
+    return [path for path in sorted(folder.rglob("*"))
+            if path.relative_to(root).parts[0] not in skip and path.is_file()]
+
+
 def _sync_work_dir(manifest: Manifest) -> None:
     """Copy the target's files into its build folder (changed files only, outputs never)."""
     source, dest = manifest.directory, work_dir(manifest)
     if source == dest:
         return
-    skip = NOT_COPIED | {Path(o).parts[0] for o in manifest.build.outputs} if manifest.build \
-        else NOT_COPIED
-    for path in sorted(source.rglob("*")):
-        relative = path.relative_to(source)
-        if relative.parts[0] in skip or not path.is_file():
-            continue
-        target = dest / relative
+    for path in _source_files(source, source, _not_sources(manifest)):
+        target = dest / path.relative_to(source)
         if target.is_file() and target.read_bytes() == path.read_bytes():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -158,13 +201,29 @@ def _base_values(manifest: Manifest) -> dict[str, str]:
 
 
 def build_stamp(manifest: Manifest) -> str:
-    """The cache key of the build: command, env and the content of every declared input."""
+    """The cache key of the build: command, env and the content of every declared input.
+
+    An input that is a directory counts by the names and contents of every file under it,
+    however deep (``inputs = ["src"]``), outputs and excluded names left out.
+    """
     assert manifest.build is not None
     digest = hashlib.sha256(json.dumps([manifest.build.argv, manifest.build.env]).encode())
+    skip = _not_sources(manifest)
     for name in manifest.build.inputs:
         path = manifest.directory / name
-        digest.update(name.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+        # An input named explicitly counts even where it lies under an excluded name.
+        own = set(Path(name).parts[:1])
+        digest.update(b"\0input\0" + name.encode())
+        if path.is_file():
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        elif path.is_dir():
+            for file in _source_files(path, manifest.directory, skip - own):
+                # Length-prefixed fields: no two different trees hash alike.
+                relative = file.relative_to(path).as_posix().encode()
+                digest.update(len(relative).to_bytes(4, "big") + relative)
+                digest.update(hashlib.sha256(file.read_bytes()).digest())
+        else:
+            digest.update(b"<missing>")
     return digest.hexdigest()
 
 
@@ -216,12 +275,13 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     The build runs in a process group of its own that is killed when the build ends, times
     out or is interrupted; only the last 4 KiB of its output are kept, for the skip reason.
     """
-    if manifest.start and (missing := _missing_runtime(manifest.start.requires)):
+    if manifest.start and (missing := missing_runtime(manifest.start.requires)
+                           or _missing_modules(manifest)):
         raise TargetSkipped(missing, build="none" if manifest.build is None else "not-run")
     build = manifest.build
     if build is None:
         return "none"
-    if missing := _missing_runtime(build.requires):
+    if missing := missing_runtime(build.requires):
         raise TargetSkipped(f"build: {missing}", build="not-run")
     _sync_work_dir(manifest)
     where = work_dir(manifest)
@@ -249,31 +309,71 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     return "built"
 
 
-def target_version(manifest: Manifest, timeout: float = 30.0,
-                   cancel: threading.Event | None = None) -> str | None:
-    """The first line of the manifest's version command, bounded; None when there is none.
+UNKNOWN_VERSION = "unknown"
 
-    Run like a build (its own process group, taken down afterwards), so nothing it starts
-    outlives it; ``cancel`` ends it as it ends a build (BuildCancelled).
+
+def target_version(manifest: Manifest, timeout: float = 30.0,
+                   cancel: threading.Event | None = None) -> tuple[str | None, str | None]:
+    """The manifest's version command's answer: (version, problem).
+
+    The version is the first line of the command's output, bounded, or None when the
+    manifest has none.  A command that cannot start, fails or does not answer in time gives
+    ``"unknown"`` and a one-line problem (its exit status and last line of output), never
+    its output as the version: a Python traceback's first line is not a version.  Run like
+    a build (its own process group, taken down afterwards), so nothing it starts outlives
+    it; ``cancel`` ends it as it ends a build (BuildCancelled).
     """
     if manifest.version is None:
-        return None
+        return None, None
     values = _base_values(manifest)
+    argv = [_expand(a, values) for a in manifest.version.argv]
     try:
         status, text = _run_bounded(
-            [_expand(a, values) for a in manifest.version.argv],
-            cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ, timeout=timeout,
-            limit=BUILD_TAIL, cancel=cancel)
+            argv, cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ,
+            timeout=timeout, limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:
-        return f"unknown ({type(exc).__name__})"
+        return UNKNOWN_VERSION, f"version command: {_cannot_start(argv[0], exc)}"
     if status is None:
-        return f"unknown (no answer within {timeout:.0f} s)"
-    return (text.strip().splitlines() or ["unknown"])[0][:200]
+        return UNKNOWN_VERSION, f"version command: no answer within {timeout:.0f} s"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if status != 0:
+        last = f": {lines[-1][:300]}" if lines else " and printed nothing"
+        return UNKNOWN_VERSION, f"version command exited with status {status}{last}"
+    if not lines:
+        return UNKNOWN_VERSION, "version command printed nothing"
+    return lines[0][:200], None
 
 
 # -- instances ------------------------------------------------------------------------------
 
 _live: set[Instance] = set()
+
+# Seconds an interrupted run gives each target to stop, instead of its manifest's grace: a
+# shutdown's Close frames are of no use then, and Ctrl-C should be over within 2 s.
+INTERRUPT_GRACE = 0.5
+_interrupted = threading.Event()
+
+
+def interrupting() -> None:
+    """The run was interrupted: every live target gets SIGTERM now and SIGKILL
+    ``INTERRUPT_GRACE`` seconds later, and every stop from now on waits that long at most,
+    however long the stops already under way meant to wait."""
+    _interrupted.set()
+    for instance in list(_live):
+        instance.signal(signal.SIGTERM)
+    killer = threading.Timer(INTERRUPT_GRACE, _kill_live)
+    killer.daemon = True
+    killer.start()
+
+
+def interrupt_over() -> None:
+    """Back to the manifests' grace periods (a test that interrupted a run in-process)."""
+    _interrupted.clear()
+
+
+def _kill_live() -> None:
+    for instance in list(_live):
+        instance.signal(signal.SIGKILL)
 
 
 def _stop_all() -> None:
@@ -310,6 +410,8 @@ class Instance:
     started_at: float = 0.0
     stopped: bool = False
     queued: float = 0.0  # seconds the harness waited for a slot to start it (gaps.plan)
+    start_seconds: float = 0.0  # from the start command to ready (start_instance)
+    ended_by_itself: int | None = None  # its exit status when stop() found it ended
     # The harness's end of the guard's socket: closing it (or dying) tells the guard to go.
     _link: socket.socket | None = field(default=None, repr=False)
 
@@ -318,10 +420,13 @@ class Instance:
         return self.manifest.managed
 
     def exit_status(self) -> int | None:
-        """The target's exit status if it has ended by itself (its guard exits alike), None
-        while it runs or when the harness does not run it."""
-        if self.process is None or self.stopped:
+        """The target's exit status if it has ended by itself (its guard exits alike), also
+        after the harness's stop came too late for it; None while it runs, when the harness
+        stopped it, or when the harness does not run it."""
+        if self.process is None:
             return None
+        if self.stopped:
+            return self.ended_by_itself
         return self.process.poll()
 
     def _values(self) -> dict[str, str]:
@@ -329,6 +434,10 @@ class Instance:
         values.update({k: str(v) for k, v in self.ports.items()})
         values["upstream"] = self.upstream or ""
         return values
+
+    def expand(self, text: str) -> str:
+        """``text`` with this instance's placeholders filled (``{port}``, ``{upstream}``...)."""
+        return _expand(text, self._values())
 
     def url(self, endpoint: str, **fields: str) -> str:
         """The endpoint's URL for this instance; KeyError if the manifest has no such endpoint."""
@@ -419,7 +528,9 @@ class Instance:
         """Wait until ``handshake(echo_url, timeout)`` succeeds; returns seconds taken.
 
         TargetFailed if the process exits first or the timeout passes.  The handshake is
-        passed in so the lifecycle does not depend on the wire toolkit.
+        passed in so the lifecycle does not depend on the wire toolkit.  A harness-side
+        error of an attempt (out of descriptors or memory here) is raised as it is: it says
+        nothing about the target's readiness.
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -438,6 +549,8 @@ class Instance:
             try:
                 await handshake(self.url("echo"), min(2.0, remaining))
             except Exception as exc:
+                if harness_side(exc):
+                    raise
                 last_error = f"{type(exc).__name__}: {exc}"[:300]
                 await asyncio.sleep(min(0.1, max(remaining, 0)))
                 continue
@@ -465,7 +578,10 @@ class Instance:
         if process is None or self.stopped:
             return None if process is None else process.returncode
         grace = self.manifest.grace if grace is None else grace
-        if process.poll() is None:
+        if _interrupted.is_set():
+            grace = min(grace, INTERRUPT_GRACE)
+        self.ended_by_itself = process.poll()
+        if self.ended_by_itself is None:
             if self.target_pid is None:
                 # The start was interrupted before the guard named the target: closing the
                 # link makes the guard stop it (SIGTERM, the manifest's grace, SIGKILL).
@@ -526,6 +642,7 @@ async def start_instance(manifest: Manifest, scale: float,
     listening); without it the placeholder is empty and the target dials nothing.
     """
     instance = Instance(manifest, upstream=upstream)
+    begun = time.monotonic()
     # The start waits for the guard's report (an interpreter start and a fork/exec, about
     # 0.1 s): in a worker thread, so the event loop and the other checks' timing go on.
     starting = asyncio.ensure_future(asyncio.to_thread(instance.start, extra_args))
@@ -543,4 +660,5 @@ async def start_instance(manifest: Manifest, scale: float,
     except BaseException:
         await instance.astop()
         raise
+    instance.start_seconds = time.monotonic() - begun
     return instance

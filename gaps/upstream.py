@@ -47,6 +47,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from gaps.targets import free_port
+from gaps.toolkit.waiting import Changes, deadline_in, wait_until
 
 PATH = "/wsgaps-upstream"
 REFUSALS = ("reset", "503")
@@ -88,7 +89,7 @@ class Link:
     ended_at: float | None = None  # seconds after the upstream started
     how_ended: str = ""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _arrived: Changes = field(default_factory=Changes)
     _read: int = 0  # messages handed out by next_message
 
     @property
@@ -129,15 +130,10 @@ class Link:
     async def next_message(self, timeout: float) -> str | bytes | None:
         """The next message the client sends (in order), or None if none comes in time."""
         seen = self._read
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.messages) <= seen:
-            remaining = deadline - loop.time()
-            if remaining <= 0 or self.ended.is_set():
-                return None
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+        await wait_until(lambda: len(self.messages) > seen or self.ended.is_set(),
+                         deadline_in(timeout), self._arrived)
+        if len(self.messages) <= seen:
+            return None
         self._read = seen + 1
         return self.messages[seen]
 
@@ -173,7 +169,7 @@ class Upstream:
         self._acceptor: threading.Thread | None = None
         self._closing = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._changed = asyncio.Event()
+        self._changes = Changes()
 
     @property
     def url(self) -> str:
@@ -220,27 +216,21 @@ class Upstream:
         self._notify()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        self._changes.notify()
 
     async def wait_for(self, predicate: Callable[[], bool], deadline: float,
                        silence: float | None = None) -> bool:
         """Wait until ``predicate()`` holds; False when ``deadline`` (loop time) passes first,
         when the upstream stopped answering, or when no attempt came for ``silence`` seconds
         (the target stopped dialling)."""
-        loop = asyncio.get_running_loop()
-        while not predicate():
-            now = loop.time()
-            end = deadline
-            if silence is not None:
-                last = self.attempts[-1].at if self.attempts else self.t0
-                end = min(end, last + silence)
-            if now >= end or self.stopped_answering:
-                return predicate()
-            changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), end - now)
-        return True
+        def end() -> float:
+            if silence is None:
+                return deadline
+            last = self.attempts[-1].at if self.attempts else self.t0
+            return min(deadline, last + silence)
+
+        await wait_until(lambda: predicate() or self.stopped_answering, end, self._changes)
+        return predicate()
 
     async def wait_attempts(self, count: int, deadline: float,
                             silence: float | None = None) -> bool:
@@ -399,7 +389,7 @@ class Upstream:
                         text = event.opcode is Opcode.TEXT
                         link.messages.append(payload.decode("utf-8", "replace") if text
                                              else payload)
-                        link._arrived.set()
+                        link._arrived.notify()
                 link.flush()
             link.protocol.receive_eof()
             link.flush()
@@ -410,7 +400,7 @@ class Upstream:
                 link.how_ended = (f"closed by the client: Close {code}" if code
                                   else "ended by the client: TCP close")
             link.ended.set()
-            link._arrived.set()
+            link._arrived.notify()
 
 
 def bind_listener(tries: int = 10) -> socket.socket:

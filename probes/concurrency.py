@@ -27,7 +27,9 @@ Checks and verdicts:
   figures still include one Python event loop driving 50 clients, so they compare targets
   measured on one machine in one run, not absolute speeds.  A URL target is probed
   gently (``GENTLE_CLIENTS`` x ``GENTLE_MESSAGES``, 2 x 10), and the summary says so; a
-  ``max_connections`` hint below 50 lowers the clients to the cap, also said.
+  ``max_connections`` hint below 50 lowers the clients to the cap, also said, but never
+  below ``MIN_CLIENTS`` (10, DESIGN.md): a cap below it makes the check ``skip`` with the
+  reason, never a pass on a handful of clients.
 - ``fan-in`` [capability]: one receiver and ``SENDERS`` (10) senders join ``broadcast``
   (or, without one, one room of ``room``).  Warm-up, one message at a time: each sender the
   receiver has not heard yet sends one message and waits until the receiver has it
@@ -47,7 +49,7 @@ Checks and verdicts:
 - ``documented`` [capability, declared]: whether the stack documents its concurrency rules
   (one reader and one writer per connection, thread safety of send), from the manifest's
   ``declared."concurrency.documented"`` fact with its source; nothing declared is ``skip``.
-  There is no wire observation (``@check(declared_only=True)``).
+  There is no wire observation (``declared(...)``, no function).
 
 Waits (scaled by ``--gaps-time-scale``; no hint shortens them, and each ends as soon as what
 it waits for has arrived):
@@ -68,13 +70,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.probe import Outcome, ProbeContext, check, declared, failed, passed, skipped
 from gaps.toolkit import (
     NAMED,
     ROUND_INTERVAL,
     Audience,
     Listener,
+    NoMessage,
     Sent,
+    connect_many,
     endpoint_rule,
     harness_stall,
     heavy_load,
@@ -90,6 +94,7 @@ from gaps.wire.errors import HandshakeFailed, HandshakeRefused, WireError
 from gaps.wire.frames import Opcode, opcode_name
 
 CLIENTS = 50
+MIN_CLIENTS = 10  # a declared cap lowers the clients this far and no further
 MESSAGES = 200
 WINDOW = 10  # messages each client keeps in flight
 GENTLE_CLIENTS, GENTLE_MESSAGES = 2, 10  # a URL target: a server the harness does not run
@@ -168,9 +173,8 @@ async def _run_flow(flow: Flow, flows: Sequence[Flow], nonce: str, deadline: flo
                 await client.send_text(flow.payloads[sent])
                 sent += 1
             got = await receive(client, max(0.0, deadline - loop.time()), bound)
-            if isinstance(got, str):
-                why = (f"the {wait:.1f} s wait ran out" if got.startswith("no echo")
-                       else got)
+            if isinstance(got, NoMessage):
+                why = f"the {wait:.1f} s wait ran out" if got.timed_out else got.why
                 flow.problem = (f"{flow.name} had {flow.echoed} of {total} echoes when {why}")
                 break
             if got.opcode == Opcode.TEXT and got.data == flow.payloads[flow.echoed]:
@@ -206,23 +210,6 @@ def _round_trips(flows: Sequence[Flow]) -> tuple[list[float], float, float]:
     return trips, first, last
 
 
-async def _connect_all(ctx: ProbeContext, count: int) -> list[WireClient]:
-    """``count`` clients on ``echo``, ``CONNECT_AT_ONCE`` handshakes at a time; raises the
-    first handshake failure (or a harness-side error) once every handshake has ended."""
-    slots = asyncio.Semaphore(CONNECT_AT_ONCE)
-
-    async def one() -> WireClient:
-        async with slots:
-            return await ctx.connect("echo", auto_pong=True)
-
-    results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-    problems = [r for r in results if isinstance(r, BaseException)]
-    harness = [p for p in problems if not isinstance(p, HandshakeFailed)]
-    if harness or problems:
-        raise (harness or problems)[0]
-    return [r for r in results if isinstance(r, WireClient)]
-
-
 @check("concurrency.parallel-echo", budget=CONNECT_ALL_WAIT + EXCHANGE_WAIT + 30)
 async def parallel_echo(ctx: ProbeContext) -> Outcome:
     clients, messages, scope = CLIENTS, MESSAGES, ""
@@ -234,6 +221,11 @@ async def parallel_echo(ctx: ProbeContext) -> Outcome:
         outcome.evidence["gentle"] = True
     else:
         cap = ctx.hint("max_connections")
+        if cap is not None and cap < MIN_CLIENTS:
+            return skipped(f"the target declares max_connections = {cap:g}, below the "
+                           f"{MIN_CLIENTS} clients this check runs at the least: a hint "
+                           f"never lowers the bar, so parallel echo is not judged here",
+                           declared_max_connections=cap, floor=MIN_CLIENTS)
         if cap is not None and cap < clients:
             clients = max(1, int(cap))
             scope = f"the target declares max_connections = {cap:g}: {clients} clients; "
@@ -255,7 +247,7 @@ async def _parallel(ctx: ProbeContext, count: int, messages: int) -> Outcome:
     started = loop.time()
     try:
         async with asyncio.timeout(connect_wait):
-            clients = await _connect_all(ctx, count)
+            clients = await connect_many(ctx, "echo", count, at_once=CONNECT_AT_ONCE)
     except HandshakeFailed as exc:  # before TimeoutError: a HandshakeTimeout is both
         evidence = exc.response.evidence() if isinstance(exc, HandshakeRefused) else {}
         return failed(f"{count} clients on echo at once: a handshake failed: {exc}",
@@ -464,8 +456,6 @@ async def _fan_in(ctx: ProbeContext, audience: Audience, endpoint: str) -> Outco
 
 # -- concurrency.documented ----------------------------------------------------------------
 
-@check("concurrency.documented", declared_only=True)
-async def documented(ctx: ProbeContext) -> Outcome:
-    """Never runs: a ``declared_only`` check is decided by the manifest's
-    ``declared."concurrency.documented"`` fact (verdict, source, summary), or skipped."""
-    raise AssertionError("concurrency.documented is declared only")
+# Decided by the manifest's ``declared."concurrency.documented"`` fact (verdict, source,
+# summary), or skipped: there is nothing on the wire to observe.
+documented = declared("concurrency.documented")

@@ -25,7 +25,7 @@ import asyncio
 
 from gaps.evidence import show_bytes
 from gaps.probe import Outcome, ProbeContext, check, failed, passed
-from gaps.toolkit import harness_stall
+from gaps.toolkit import deadline_in, harness_stall, wait_until
 from gaps.wire.errors import WireError
 
 PINGS_WAIT = 65.0
@@ -49,12 +49,7 @@ def _reap_wait(ctx: ProbeContext) -> float:
 async def server_pings(ctx: ProbeContext) -> Outcome:
     wait = _ping_wait(ctx)
     client = await ctx.connect("echo", auto_pong=True)
-    deadline = asyncio.get_running_loop().time() + wait
-    while not client.pings and not client.closed:
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            break
-        await client.wait_closed(min(0.05, remaining))
+    await wait_until(lambda: client.pings or client.closed, deadline_in(wait))
     if client.pings:
         first, payload = client.pings[0]
         return passed(f"first server Ping after {first:.2f} s", ping_times=[

@@ -17,7 +17,9 @@ Checks and verdicts:
   empty one was dropped, so this fails at once instead of waiting out the echo wait.
 - ``large`` [capability]: a Text message of 1 MiB, or of the declared maximum when the
   ``max_message_size`` hint is smaller (``min`` of the two), of seeded random ASCII letters
-  must come back identical (compared by SHA-256).  Text, because this check measures size
+  must come back identical (compared by SHA-256).  A hint never lowers the bar below
+  ``LARGE_FLOOR`` (64 KiB, DESIGN.md): a declared maximum below it makes the check
+  ``skip`` with the reason, never a pass on a small message.  Text, because this check measures size
   alone: a stack that cannot echo Binary already fails ``binary`` and must not fail twice.
 - ``fragmented`` [capability]: one Text message sent as three frames (TEXT fin=0, CONT
   fin=0, CONT fin=1, each fragment valid UTF-8 on its own) must come back as one Text
@@ -63,10 +65,20 @@ import asyncio
 import hashlib
 
 from gaps.evidence import show_bytes
-from gaps.probe import Outcome, ProbeContext, check, failed, passed
-from gaps.toolkit import judge_echo, receive, show
+from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.toolkit import (
+    OPEN,
+    TCP,
+    expect_close,
+    frames_until,
+    judge_echo,
+    now,
+    receive,
+    show,
+    since_open,
+)
 from gaps.wire.client import Message, WireClient
-from gaps.wire.errors import ClosedError, ReceiveTimeout
+from gaps.wire.errors import ClosedError
 from gaps.wire.frames import Close, Opcode
 
 ECHO_WAIT = 10.0
@@ -76,6 +88,7 @@ MISMATCH_GRACE = 1.0
 CLOSE_WAIT = 10.0
 
 LARGE_SIZE = 1024 * 1024
+LARGE_FLOOR = 64 * 1024  # the least "large" means, whatever the manifest declares
 LETTERS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 # One character of each UTF-8 length: 1 byte (ASCII), 2 (é ß Ω), 3 (€ 日本語), 4 (🚀 𝄞).
@@ -132,7 +145,12 @@ async def empty(ctx: ProbeContext) -> Outcome:
 async def large(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(LARGE_WAIT)
     declared = ctx.hint("max_message_size")
-    size = min(LARGE_SIZE, int(declared)) if declared else LARGE_SIZE
+    if declared is not None and declared < LARGE_FLOOR:
+        return skipped(f"the target declares max_message_size = {declared:g} bytes, below "
+                       f"the {LARGE_FLOOR} bytes this check sends at the least: a hint never "
+                       f"lowers the bar, so large messages are not judged here",
+                       declared_max=declared, floor=LARGE_FLOOR)
+    size = LARGE_SIZE if declared is None else min(LARGE_SIZE, int(declared))
     client = await ctx.connect("echo", auto_pong=True)
     payload = bytes(ctx.rng.choices(LETTERS, k=size))
     loop = asyncio.get_running_loop()
@@ -181,26 +199,22 @@ async def fragmented(ctx: ProbeContext) -> Outcome:
 async def _await_pong(client: WireClient, payload: bytes, wait: float,
                       grace: float) -> tuple[float | None, list[bytes], str]:
     """Wait for the Pong matching ``payload``: (latency or None, other Pongs, problem)."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    deadline = started + wait
+    started = now()
+    deadline = [started + wait]  # moves closer after an unsolicited Pong
     others: list[bytes] = []
-    while (remaining := deadline - loop.time()) > 0:
-        try:
-            frame = await client.recv(remaining)
-        except ReceiveTimeout:
-            break
-        except ClosedError as exc:
-            return None, others, str(exc)
-        if frame.opcode == Opcode.CLOSE:
-            return None, others, f"{Close.parse(frame.payload)} instead of a Pong"
-        if frame.opcode != Opcode.PONG:
-            continue  # data and the target's own Pings are not the answer
-        if frame.payload == payload:
-            return loop.time() - started, others, ""
-        # Possibly unsolicited (5.5.3): allow a short grace for the real answer.
-        others.append(frame.payload)
-        deadline = min(deadline, loop.time() + grace)
+    try:
+        async for frame in frames_until(client, lambda: deadline[0]):
+            if frame.opcode == Opcode.CLOSE:
+                return None, others, f"{Close.parse(frame.payload)} instead of a Pong"
+            if frame.opcode != Opcode.PONG:
+                continue  # data and the target's own Pings are not the answer
+            if frame.payload == payload:
+                return now() - started, others, ""
+            # Possibly unsolicited (5.5.3): allow a short grace for the real answer.
+            others.append(frame.payload)
+            deadline[0] = min(deadline[0], now() + grace)
+    except ClosedError as exc:
+        return None, others, str(exc)
     if others:
         return None, others, (f"answered by a Pong with another payload "
                               f"({len(others[0])} bytes: {show(others[0])})")
@@ -241,38 +255,36 @@ CLOSE_CODES = (1000, 4000)  # normal closure, and a private-use code (RFC 6455 7
 async def _close_once(ctx: ProbeContext, code: int, wait: float) -> Outcome:
     """Close one fresh connection with ``code`` and judge the server's answer."""
     client = await ctx.connect("echo", auto_pong=True)
-    loop = asyncio.get_running_loop()
-    sent_at = loop.time() - client.opened_at
+    sent_at = since_open(client)
     await client.close(code, CLOSE_REASON)
-    ended = await client.wait_closed(wait)
+    # Any code may answer (echoing ours is typical, not required): none is "expected".
+    ending = await expect_close(client, (), wait, since=sent_at, until_tcp_end=True)
     evidence = {"close_sent": code, "close_sent_at": round(sent_at, 3), **client.evidence()}
-    frame = client.close_frame
-    if frame is None:
-        if ended:
-            return failed(f"TCP closed {client.eof_at - sent_at:.2f} s after the client's Close "
-                          f"{code} without a Close frame (RFC 6455 5.5.1: the endpoint MUST "
-                          "send a Close frame in response)", **evidence)
+    if ending.how == TCP:
+        return failed(f"TCP closed {ending.after:.2f} s after the client's Close {code} "
+                      "without a Close frame (RFC 6455 5.5.1: the endpoint MUST send a Close "
+                      "frame in response)", **evidence)
+    if ending.how == OPEN:
         return failed(f"no Close frame and TCP still open {wait:.1f} s after the client's "
                       f"Close {code} (RFC 6455 5.5.1)", **evidence)
-    assert client.close_at is not None
-    reply_after = client.close_at - sent_at
-    problem = Close.parse(frame.payload).problem()
+    assert ending.close is not None
+    reply_after = ending.after
+    problem = ending.close.problem()
     if problem:
         return failed(f"the Close reply to {code} carries {problem}", **evidence)
-    if not ended:
+    if ending.tcp_after is None:
         return failed(f"Close reply to {code} after {reply_after:.2f} s, but TCP still open "
                       f"{wait:.1f} s after the client's Close (RFC 6455 5.5.1: the server MUST "
                       "close the TCP connection immediately)", **evidence)
-    got = client.close_code
+    got = ending.close.code
     if got is None:
         how = "an empty Close (no code; allowed by RFC 6455 5.5.1)"
     elif got == code:
         how = f"Close {got}, the same code as sent"
     else:
         how = f"Close {got} (the same code is typical, not required: RFC 6455 5.5.1)"
-    assert client.eof_at is not None
     return passed(f"Close {code} answered after {reply_after:.3f} s with {how}, TCP ended "
-                  f"{client.eof_at - sent_at:.3f} s after", **evidence)
+                  f"{ending.tcp_after:.3f} s after", **evidence)
 
 
 @check("message-types.close-handshake", budget=len(CLOSE_CODES) * CLOSE_WAIT + 20)

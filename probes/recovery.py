@@ -52,9 +52,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gaps.manifest import Resume
+from gaps.manifest import FieldReader
 from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.probe import (
+    UPSTREAM,
+    Outcome,
+    ProbeContext,
+    check,
+    failed,
+    manifest_key,
+    passed,
+    skipped,
+)
+from gaps.targets import TargetFailed
 from gaps.upstream import CLOSE_WAIT, Attempt, Feed, Link, Upstream
 
 K_REFUSED = 3  # dials refused before one is let through (retries-first-dial)
@@ -77,6 +87,33 @@ REDIAL_MARGIN = 5.0  # a hinted redial wait: 2 x the longest delay + 5 s
 FEED_BEFORE, FEED_MISSED = 3, 3  # resume: messages before the drop, and while disconnected
 RESUME_MESSAGE_WAIT = 5.0  # resume via message: the first message after the reconnect
 SHOWN = 12  # intervals quoted in a summary
+
+# How the target's client names its position when it reconnects to the upstream: in a
+# query parameter, a header, or the JSON first message it sends, under ``name``; the value
+# is the last ``seq`` or ``token`` of the upstream's feed it got.
+RESUME_KEYS = {"via", "name", "value"}
+RESUME_VIA = {"query", "header", "message"}
+RESUME_VALUES = {"seq", "token"}
+
+
+@dataclass(frozen=True)
+class Resume:
+    via: str
+    name: str
+    value: str = "seq"
+
+
+def _read_resume(r: FieldReader, data: Any, fieldname: str) -> Resume:
+    table = r.table(data, fieldname, RESUME_KEYS)
+    r.require(table, ("via", "name"), fieldname)
+    via = r.choice(table["via"], f"{fieldname}.via", RESUME_VIA)
+    value = r.choice(table.get("value", "seq"), f"{fieldname}.value", RESUME_VALUES)
+    return Resume(via, r.string(table["name"], f"{fieldname}.name"), value)
+
+
+RESUME = manifest_key("upstream", "resume", _read_resume,
+                      "how the target's client names its position when it reconnects "
+                      "(via query, header or message; name; value seq or token)")
 
 
 # -- waits ---------------------------------------------------------------------------------
@@ -149,7 +186,7 @@ def _seconds(values: list[float]) -> str:
 
 # -- retries-first-dial ------------------------------------------------------------------------
 
-@check("recovery.retries-first-dial", needs=("upstream",), absent="recovery", upstream=True,
+@check("recovery.retries-first-dial", needs=("upstream",), absent="recovery", placement=UPSTREAM,
        budget=READY_DIAL_WAIT + FIRST_DIAL_WAIT + 60)
 async def retries_first_dial(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(FIRST_DIAL_WAIT, _hinted(ctx, K_REFUSED))
@@ -186,7 +223,7 @@ async def retries_first_dial(ctx: ProbeContext) -> Outcome:
 DROPS = (("tcp", "a TCP close without a Close frame"), ("close-1001", "a Close 1001"))
 
 
-@check("recovery.redials-after-drop", needs=("upstream",), absent="recovery", upstream=True,
+@check("recovery.redials-after-drop", needs=("upstream",), absent="recovery", placement=UPSTREAM,
        budget=READY_DIAL_WAIT + 2 * (REDIAL_WAIT + CLOSE_WAIT + SETTLE) + 60)
 async def redials_after_drop(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(REDIAL_WAIT, _redial_hint(ctx))
@@ -293,7 +330,7 @@ async def _watch_refused(up: Upstream, deadline: float, silence: float,
     return await up.wait_for(lambda: len(up.attempts) > seen or done(), deadline, silence)
 
 
-@check("recovery.backoff", needs=("upstream",), absent="recovery", upstream=True, timing=True,
+@check("recovery.backoff", needs=("upstream",), absent="recovery", placement=UPSTREAM, timing=True,
        budget=READY_DIAL_WAIT + BACKOFF_WAIT + 60)
 async def backoff(ctx: ProbeContext) -> Outcome:
     wait = _backoff_wait(ctx)
@@ -385,7 +422,29 @@ async def _jitter_run(ctx: ProbeContext, run: Run, wait: float, stop: asyncio.Ev
             run.up = None
 
 
-@check("recovery.jitter", needs=("upstream",), absent="recovery", upstream=True,
+def _leaves(group: ExceptionGroup[Exception]) -> list[Exception]:
+    found: list[Exception] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, ExceptionGroup) else [exc]
+    return found
+
+
+def _every_error(group: ExceptionGroup[Exception]) -> Exception:
+    """What the two runs raised, none left out: one error as itself; runs whose targets
+    never got ready as one TargetFailed naming each (reported like any try's: "target not
+    ready"); anything else as a group whose message names every error, so that none, a
+    harness-side one least of all, hides behind another."""
+    errors = _leaves(group)
+    if len(errors) == 1:
+        return errors[0]
+    said = "; ".join(f"{type(e).__name__}: {e}" for e in errors)
+    failures = [e for e in errors if isinstance(e, TargetFailed)]
+    if len(failures) == len(errors):
+        return TargetFailed(said, "\n".join(e.logs for e in failures if e.logs))
+    return ExceptionGroup(f"{len(errors)} errors in the jitter runs: {said}", errors)
+
+
+@check("recovery.jitter", needs=("upstream",), absent="recovery", placement=UPSTREAM,
        budget=2 * READY_DIAL_WAIT + SILENCE + BACKOFF_WAIT + 60)
 async def jitter(ctx: ProbeContext) -> Outcome:
     wait = ctx.plan_wait(BACKOFF_WAIT, _hinted(ctx, JITTER_INTERVALS))
@@ -413,8 +472,7 @@ async def jitter(ctx: ProbeContext) -> Outcome:
 
             group.create_task(_jitter_run(ctx, runs[0], wait, stop, progress))
     except ExceptionGroup as group_error:
-        # A run's target that never got ready is reported like any try's (target not ready).
-        raise group_error.exceptions[0] from None
+        raise _every_error(group_error) from None
 
     evidence = {"wait": wait, "runs": [{"intervals": [round(i, 3) for i in r.intervals[:30]],
                                         **r.evidence} for r in runs]}
@@ -461,10 +519,10 @@ async def presented(link: Link, how: Resume, wait: float) -> str | None:
 
 
 @check("recovery.resume", needs=("upstream", "upstream.resume"), absent="resume",
-       upstream=True, budget=READY_DIAL_WAIT + REDIAL_WAIT + RESUME_MESSAGE_WAIT + 60)
+       placement=UPSTREAM, budget=READY_DIAL_WAIT + REDIAL_WAIT + RESUME_MESSAGE_WAIT + 60)
 async def resume(ctx: ProbeContext) -> Outcome:
-    how = ctx.manifest.endpoints["upstream"].resume
-    assert how is not None  # needs upstream.resume
+    how = RESUME.value(ctx.manifest)
+    assert isinstance(how, Resume)  # needs upstream.resume
     wait = ctx.plan_wait(REDIAL_WAIT, _redial_hint(ctx))
     loop = asyncio.get_running_loop()
     feed = Feed()

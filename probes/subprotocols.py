@@ -49,7 +49,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from gaps.probe import Outcome, ProbeContext, check, failed, non_strict, passed, skipped
+from gaps.manifest import FieldReader
+from gaps.probe import (
+    Outcome,
+    ProbeContext,
+    check,
+    failed,
+    manifest_key,
+    non_strict,
+    passed,
+    skipped,
+)
 from gaps.toolkit import quote
 from gaps.wire.client import Attempt
 from gaps.wire.errors import (
@@ -67,6 +77,15 @@ ECHO_WAIT = 10.0
 MAX_SINGLE = 4  # supported protocols offered one by one in never-unoffered
 SHOWN = 100  # characters of a target's header value quoted in a summary
 HEADER = "Sec-WebSocket-Protocol"
+
+
+def _read_protocols(r: FieldReader, value: Any, fieldname: str) -> tuple[str, ...]:
+    return r.strings(value, fieldname)
+
+
+SUPPORTED = manifest_key(ENDPOINT, "subprotocols", _read_protocols,
+                         "the protocols the endpoint supports, in the server's preference",
+                         default=())
 
 
 def _selected(answer: Attempt) -> list[str]:
@@ -93,7 +112,7 @@ def _evidence(answer: Attempt, offer: list[str]) -> dict[str, Any]:
 
 
 def _supported(ctx: ProbeContext) -> list[str]:
-    return list(ctx.manifest.endpoints[ENDPOINT].subprotocols)
+    return list(SUPPORTED.value(ctx.manifest))
 
 
 def _bogus(ctx: ProbeContext) -> str:

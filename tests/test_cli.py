@@ -7,12 +7,13 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from gaps.model import SCHEMA_PATH, load_results
+from gaps.model import SCHEMA_PATH, Verdict, load_results
 from tests.conftest import ROOT
 
 NEVER_READY = """
@@ -127,6 +128,71 @@ def test_missing_runtime_is_skipped_not_failed(tmp_path: Path) -> None:
     assert "skipped" in done.stdout
 
 
+def test_an_out_folder_that_cannot_be_written_is_one_line_before_any_probe(
+        tmp_path: Path) -> None:
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    for out, words in ((a_file, "is a file, not a folder"),
+                       (a_file / "below", "cannot write in")):
+        started = time.monotonic()
+        done = wsgaps("run", "--target", "reference", "--out", str(out))
+        assert done.returncode == 2, done.stdout[-2000:] + done.stderr
+        assert done.stderr.startswith(f"wsgaps: --out {out}: ") and words in done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+        assert time.monotonic() - started < 15  # no probe ran
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gaps", "-p", "no:cacheprovider",
+         "--gaps-target", "reference", "--gaps-out", str(a_file), str(ROOT / "probes")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert tested.returncode == 4, tested.stdout[-2000:] + tested.stderr[-2000:]
+    assert f"--gaps-out {a_file}: {a_file} is a file, not a folder" in tested.stderr
+    assert "INTERNALERROR" not in tested.stdout + tested.stderr
+
+
+def test_results_that_cannot_be_written_fail_the_run_with_path_and_reason(
+        tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    blocked = out / "no-runtime" / "results.json"
+    blocked.mkdir(parents=True)  # a folder where the file goes: every write of it fails
+    done = wsgaps("run", "--target", str(manifest(tmp_path, NO_RUNTIME)), "--out", str(out))
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]
+    said = " ".join(done.stdout.split())
+    assert f"no-runtime: results not written: cannot write {blocked}: Is a directory" in said, \
+        done.stdout[-3000:]
+    tested = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gaps", "-p", "no:cacheprovider",
+         "--gaps-target", str(tmp_path / "t" / "target.toml"), "--gaps-out", str(out),
+         str(ROOT / "probes")], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert tested.returncode == 3, tested.stdout[-2000:] + tested.stderr[-2000:]
+    assert (f"wsgaps: results not written: cannot write {blocked}: Is a directory"
+            in " ".join(tested.stdout.split()))
+
+
+def test_a_url_nobody_listens_on_is_error_for_every_check_said_once_at_the_top(
+        tmp_path: Path) -> None:
+    """Not "parallel-echo fail" and "concurrency missing" beside the other gaps' errors:
+    nothing could be observed, so nothing is judged."""
+    from gaps.targets import free_port
+
+    url = f"ws://127.0.0.1:{free_port()}/echo"  # free: nobody listens there
+    done = wsgaps("run", "--target", url, "--out", str(tmp_path))
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-2000:]
+    name = f"127.0.0.1-{url.split(':')[2].split('/')[0]}"
+    run = load_results(tmp_path / name / "results.json")
+    checks = [c for gap in run.gaps.values() for c in gap.checks]
+    assert checks and all(c.verdict is Verdict.ERROR for c in checks), \
+        [(c.id, c.verdict, c.summary) for c in checks if c.verdict is not Verdict.ERROR]
+    (reason,) = {c.summary for c in checks}  # one reason for all
+    assert reason.startswith(f"target unreachable: cannot connect to 127.0.0.1:"
+                             f"{url.split(':')[2].split('/')[0]}: ConnectionRefusedError")
+    assert all(g.status == "unknown" for g in run.gaps.values() if g.checks)
+    said = " ".join(done.stdout.split())
+    top = said.index(f"{name}: no check could run: target unreachable: cannot connect")
+    assert top < said.index("Ping/Pong Heartbeat")  # above the table
+    assert said.count("target unreachable") == 1, done.stdout
+
+
 def test_remote_and_tls_targets_need_an_opt_in(tmp_path: Path) -> None:
     for url in ("ws://192.0.2.1:9/echo", "wss://127.0.0.1:9/echo"):
         done = wsgaps("run", "--target", url, "--out", str(tmp_path))
@@ -205,3 +271,33 @@ def test_readme_exit_codes_match_the_cli() -> None:
              cli.EXIT_INTERRUPTED: "130 interrupted"}
     for text in codes.values():
         assert text in readme, text
+
+
+HIDE_MODULES = '''
+import sys
+
+class Hide:
+    """Makes the named modules not importable, as in a venv where they are not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {HIDDEN}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+'''
+
+
+def test_builtin_python_target_without_its_stack_is_skipped(tmp_path: Path) -> None:
+    # A user's venv without the targets extra: skipped with the reason, like a missing node.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HIDE_MODULES.replace("HIDDEN", "'aiohttp'"))
+    done = wsgaps("run", "--target", "aiohttp", "--out", str(tmp_path / "out"),
+                  env={"PYTHONPATH": str(site)})
+    reason = "aiohttp is not installed in this environment; pip install 'wsgaps[targets]'"
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"aiohttp skipped: {reason}" in done.stdout
+    run = load_results(tmp_path / "out" / "aiohttp" / "results.json")
+    assert run.target.skipped == reason
+    assert run.target.build == "none"

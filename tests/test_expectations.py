@@ -4,7 +4,8 @@ All built-in targets are probed in one run, the way a user runs the matrix (``py
 with every ``--gaps-target``), so the run costs about its longest wait, not the sum of the
 targets' waits; then each target's results are compared with every check the probes
 implement.  A target whose runtime or build is missing here is skipped with the reason, as
-the harness itself reports it, except where CI must build it (``required_reason``).
+the harness itself reports it, except under CI where its tools are installed
+(``required_reason``).
 """
 
 from __future__ import annotations
@@ -20,30 +21,28 @@ import pytest
 from gaps.expectations import compare, load_expectations
 from gaps.model import load_results
 from gaps.probe import load_checks
-from gaps.targets import BUILTIN_DIR, builtin_names
+from gaps.targets import BUILTIN_DIR, builtin_names, missing_runtime, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def go_mirror() -> Path:
-    """The Go module mirror the Makefile puts first in GOPROXY when it exists."""
-    return Path(os.environ.get("WSGAPS_GO_MIRROR") or ROOT.parent / "shared" / "goproxy")
-
-
 def required_reason(name: str) -> str | None:
-    """Why ``name`` must not be skipped here, or None when a skip is acceptable.
+    """Why built-in target ``name`` must not be skipped here, or None when a skip is fine.
 
-    Under CI=true with the Go module mirror beside the checkout, GoFr can always be built,
-    so a skip means its verdicts went unchecked: that fails instead of passing silently.
+    One rule for every target: under CI=true, a target whose runtime and build tools are all
+    on the PATH can be built (its registries, or the Makefile's module mirror, are reachable
+    in CI), so a skip means its verdicts went unchecked: that fails instead of passing
+    silently.  Elsewhere a skip is the harness's own verdict on this machine.
     """
-    if name != "gofr" or os.environ.get("CI") != "true":
+    if os.environ.get("CI") != "true":
         return None
-    mirror = go_mirror()
-    if not mirror.is_dir():
+    manifest = resolve(name)
+    tools = [*(manifest.start.requires if manifest.start else ()),
+             *(manifest.build.requires if manifest.build else ())]
+    if missing_runtime(tuple(tools)) is not None:
         return None
-    return (f"CI=true and the Go module mirror {mirror} exists, so GoFr must build; "
-            f"GOPROXY here: {os.environ.get('GOPROXY', '<unset>')!r} (`make test` and "
-            f"`make report` put the mirror first)")
+    return (f"CI=true and what it needs ({', '.join(tools) or 'nothing beyond python'}) is "
+            f"installed, so it must build and start here")
 
 
 @functools.cache
@@ -97,3 +96,27 @@ def test_also_accepts_a_seen_nondeterministic_verdict_only_with_a_note(tmp_path:
     for verdict, problems in ((Verdict.FAIL, 0), (Verdict.ERROR, 1)):
         run.gaps["heartbeat"].checks = [CheckResult("heartbeat.server-pings", verdict, "s")]
         assert len(compare(expected, run, {"heartbeat.server-pings"})) == problems
+
+
+def test_under_ci_any_target_whose_tools_are_installed_must_not_be_skipped(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """One rule for every built-in target, none named: the tools decide, not the stack."""
+    installed = tmp_path / "installed"
+    installed.mkdir()
+    for tool in ("fakecc", "fakerun"):
+        (installed / tool).write_text("#!/bin/sh\n")
+        (installed / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{installed}:{os.environ['PATH']}")
+    folder = tmp_path / "anystack"
+    folder.mkdir()
+    manifest = ('name = "anystack"\n[build]\ncommand = ["fakecc"]\nrequires = ["REQ"]\n'
+                '[start]\ncommand = ["fakerun"]\nrequires = ["fakerun"]\n'
+                '[endpoints.echo]\npath = "/echo"\n')
+    (folder / "target.toml").write_text(manifest.replace("REQ", "fakecc"))
+    monkeypatch.delenv("CI", raising=False)
+    assert required_reason(str(folder)) is None
+    monkeypatch.setenv("CI", "true")
+    assert "fakerun, fakecc" in (required_reason(str(folder)) or "")
+    assert required_reason("reference")  # python only: always required under CI
+    (folder / "target.toml").write_text(manifest.replace("REQ", "not-installed-anywhere"))
+    assert required_reason(str(folder)) is None

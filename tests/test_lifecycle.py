@@ -135,6 +135,28 @@ async def test_never_ready_is_bounded(tmp_path: Path) -> None:
 
 
 @ASYNC
+async def test_a_harness_error_while_waiting_for_ready_is_not_target_not_ready(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of descriptors here says nothing about the target: the error is the harness's,
+    and the instance is stopped all the same."""
+    import errno
+
+    import gaps.targets
+
+    async def no_files(url: str, timeout: float) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(gaps.targets, "handshake_ok", no_files)
+    path = marked_manifest(tmp_path, ready=5)
+    started = time.monotonic()
+    with pytest.raises(OSError, match="Too many open files") as info:
+        await start_instance(load_manifest(path), 1.0)
+    assert not isinstance(info.value, TargetFailed)
+    assert time.monotonic() - started < 4  # at once, not after the ready timeout
+    assert wait_for(lambda: not marked_processes(path), 5)
+
+
+@ASYNC
 @pytest.mark.parametrize("cancels", [1, 2])
 async def test_a_start_cancelled_half_way_leaves_nothing_running(tmp_path: Path,
                                                                  cancels: int) -> None:
@@ -264,6 +286,72 @@ path = "/echo"
         manifest.build, argv=("{python}", "-c", "import sys; print('403 Forbidden'); sys.exit(3)"))
     with pytest.raises(TargetSkipped, match="exit status 3: 403 Forbidden"):
         run_build(failing)
+
+
+NESTED_BUILD = """
+name = "nested"
+[build]
+# Concatenates every file under src/ into out/all.txt (what a compiler of src/ would do).
+command = ["{python}", "-c", "import os, pathlib; os.makedirs('out', exist_ok=True); \
+pathlib.Path('out/all.txt').write_text(''.join(p.read_text() for p in \
+sorted(pathlib.Path('src').rglob('*.txt'))))"]
+inputs = ["src"]
+outputs = ["out/all.txt"]
+exclude = ["cache"]
+[start]
+command = ["{python}", "-m", "gaps.reference", "--port", "{port}"]
+[endpoints.echo]
+path = "/echo"
+"""
+
+
+def test_a_directory_input_rebuilds_when_a_deep_file_changes(tmp_path: Path) -> None:
+    folder = tmp_path / "t"
+    deep = folder / "src" / "a" / "b" / "c.txt"
+    deep.parent.mkdir(parents=True)
+    deep.write_text("v1")
+    (folder / "src" / "top.txt").write_text("top ")
+    (folder / "target.toml").write_text(NESTED_BUILD)
+    manifest = load_manifest(folder / "target.toml")
+    assert run_build(manifest) == "built"
+    assert run_build(manifest) == "cached"
+    deep.write_text("v2")
+    assert run_build(manifest) == "built"
+    assert (folder / "out" / "all.txt").read_text() == "v2top "
+    (deep.parent / "new.txt").write_text("")  # a new file, even empty, is a new input
+    assert run_build(manifest) == "built"
+    (folder / "cache").mkdir()
+    (folder / "cache" / "x.txt").write_text("not an input")
+    assert run_build(manifest) == "cached"
+
+
+def test_a_new_builtin_target_folder_builds_and_rebuilds_by_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A built-in target is its folder: a src/ tree is copied into the cache's build folder
+    and a change deep in it rebuilds there, with no list of files or folder names elsewhere;
+    its excluded and output folders are never copied."""
+    import gaps.targets
+
+    builtin = tmp_path / "targets"
+    folder = builtin / "nested"
+    deep = folder / "src" / "a" / "b" / "c.txt"
+    deep.parent.mkdir(parents=True)
+    deep.write_text("v1")
+    (folder / "target.toml").write_text(NESTED_BUILD)
+    (folder / "cache").mkdir()
+    (folder / "cache" / "big.bin").write_text("a local cache, not a source")
+    monkeypatch.setattr(gaps.targets, "BUILTIN_DIR", builtin)
+    monkeypatch.setenv("WSGAPS_CACHE_DIR", str(tmp_path / "user-cache"))
+    manifest = load_manifest(folder / "target.toml")
+    where = gaps.targets.work_dir(manifest)
+    assert where != folder and where.is_relative_to(tmp_path / "user-cache")
+    assert run_build(manifest) == "built"
+    assert (where / "out" / "all.txt").read_text() == "v1"
+    assert not (where / "cache").exists() and not (folder / "out").exists()
+    assert run_build(manifest) == "cached"
+    deep.write_text("v2")
+    assert run_build(manifest) == "built"
+    assert (where / "out" / "all.txt").read_text() == "v2"
 
 
 # -- a start command that cannot run ---------------------------------------------------------
@@ -528,3 +616,48 @@ def test_cli_interrupted_leaves_nothing_running(tmp_path: Path, sig: int) -> Non
     if sig == signal.SIGKILL:
         time.sleep(1)
         assert results.stat().st_mtime_ns == written, "written to after the CLI died"
+
+
+def version_manifest(tmp_path: Path, version: str) -> Path:
+    path = tmp_path / "versioned" / "target.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'name = "versioned"\nversion = {version}\n'
+                    '[start]\ncommand = ["{python}", "-m", "gaps.reference", "--port", "{port}"]\n'
+                    '[endpoints.echo]\npath = "/echo"\n')
+    return path
+
+
+@pytest.mark.parametrize(("version", "problem"), [
+    ('["{python}", "-c", "import wsgaps_no_such_stack"]',
+     "version command exited with status 1: ModuleNotFoundError: No module named "
+     "'wsgaps_no_such_stack'"),
+    ('["{python}", "-c", "import sys; sys.exit(3)"]',
+     "version command exited with status 3 and printed nothing"),
+    ('["/nonexistent/stack-version"]', "version command: cannot start /nonexistent/"
+     "stack-version: No such file or directory"),
+], ids=["traceback", "silent", "missing"])
+def test_a_failing_version_command_records_unknown_and_why(tmp_path: Path, version: str,
+                                                           problem: str) -> None:
+    from gaps.model import RunResult, TargetInfo
+    from gaps.report import render_html, render_markdown
+    from gaps.summary import render_summary
+    from gaps.targets import target_version
+
+    manifest = load_manifest(version_manifest(tmp_path, version))
+    found, why = target_version(manifest)
+    assert (found, why) == ("unknown", problem)
+    info = TargetInfo("versioned", version=found, version_error=why, pinned="stack 1.0")
+    assert info.version_note is None  # "unknown" is no other version than the pinned one
+    run = RunResult(info, "0.1.0")
+    assert f"- **Version**: `unknown` ({problem.split(':')[0]}" in render_markdown(run)
+    assert "<code>unknown</code> (version command" in render_html(run)
+    summary = render_summary(run, width=300)
+    assert "Traceback" not in summary and f"versioned version unknown: {problem}" in summary
+
+
+def test_a_working_version_command_records_its_first_line(tmp_path: Path) -> None:
+    from gaps.targets import target_version
+
+    command = '["{python}", "-c", "print(); print(\' stack 1.2 \'); print(\'more\')"]'
+    manifest = load_manifest(version_manifest(tmp_path, command))
+    assert target_version(manifest) == ("stack 1.2", None)

@@ -103,3 +103,96 @@ def test_absent_names_a_known_capability(tmp_path: Path) -> None:
     message = error_of(tmp_path, GOOD + '[absent]\nheartbaet = "typo"\n')
     assert "absent.heartbaet" in message and "unknown capability" in message
     assert load_manifest(write(tmp_path, GOOD + '[absent]\nrecovery = "no client"\n')).absent
+
+
+def test_start_imports_are_module_names_and_skip_where_not_installed(tmp_path: Path) -> None:
+    from gaps.targets import TargetSkipped, run_build
+
+    with_imports = GOOD.replace('"{port}"]', '"{port}"]\nimports = ["websockets", "IMPORT"]')
+    assert "start.imports: 'no-such' is not a Python module name" in error_of(
+        tmp_path, with_imports.replace("IMPORT", "no-such"))
+    manifest = load_manifest(write(tmp_path, with_imports.replace("IMPORT", "wsgaps_nothing")))
+    assert manifest.start.imports == ("websockets", "wsgaps_nothing")
+    # A user's own manifest: the reason, without the built-in targets' pip hint.
+    with pytest.raises(TargetSkipped) as info:
+        run_build(manifest)
+    assert str(info.value) == "wsgaps_nothing is not installed in this environment"
+    assert info.value.build == "none"
+    manifest = load_manifest(write(tmp_path, with_imports.replace("IMPORT", "gaps.reference")))
+    assert run_build(manifest) == "none"
+
+
+def test_build_paths_stay_inside_the_folder_and_start_cost_is_seconds(tmp_path: Path) -> None:
+    build = '\n[build]\ncommand = ["make"]\n'
+    assert "build.inputs: '../x' must be a relative path" in error_of(
+        tmp_path, GOOD + build + 'inputs = ["../x"]\n')
+    assert "build.outputs: '/abs' must be a relative path" in error_of(
+        tmp_path, GOOD + build + 'outputs = ["/abs"]\n')
+    assert "build.exclude: 'a/b' must be a name at the top" in error_of(
+        tmp_path, GOOD + build + 'exclude = ["a/b"]\n')
+    assert "start.cost: must be a non-negative number" in error_of(
+        tmp_path, GOOD.replace("[endpoints.echo]", 'cost = "slow"\n[endpoints.echo]'))
+    manifest = load_manifest(write(tmp_path, GOOD.replace("[endpoints.echo]",
+                                                          "cost = 2.5\n[endpoints.echo]")
+                                   + build + 'inputs = ["src"]\nexclude = [".gradle"]\n'))
+    assert manifest.start_cost == 2.5
+    assert manifest.build and manifest.build.exclude == (".gradle",)
+
+
+PROBE_WITH_A_KEY = '''
+from gaps.probe import check, manifest_key, passed
+
+
+def read_docs(r, value, fieldname):
+    url = r.string(value, fieldname)
+    if not url.startswith("https://"):
+        raise r.fail(fieldname, "must be an https:// URL")
+    return url
+
+
+DOCS = manifest_key("metrics", "docs", read_docs, "where the stack documents its metrics")
+
+
+@check("metrics.connections-gauge")
+async def gauge(ctx):
+    return passed(DOCS.value(ctx.manifest) or "no docs")
+'''
+
+WITH_METRICS = GOOD + '''
+[endpoints.metrics]
+url = "http://127.0.0.1:{port}/metrics"
+docs = "DOCS"
+'''
+
+
+def test_a_probe_declares_its_own_manifest_keys(tmp_path: Path) -> None:
+    """A key a probe reads is declared beside its checks and validated by its reader; the
+    built-in probes do not know it, so a manifest using it needs that probe's keys."""
+    from gaps.probe import ProbeError, load_keys
+
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    (probes / "metrics.py").write_text(PROBE_WITH_A_KEY)
+    keys = load_keys(str(probes))
+    assert [(k.endpoint, k.name, k.owner) for k in keys] == [("metrics", "docs", "metrics")]
+    path = write(tmp_path, WITH_METRICS.replace("DOCS", "https://example.org/metrics"))
+    manifest = load_manifest(path, keys=keys)
+    assert keys[0].value(manifest) == "https://example.org/metrics"
+    assert manifest.endpoints["metrics"].extra == {"docs": "https://example.org/metrics"}
+    with pytest.raises(ManifestError, match=r"endpoints\.metrics\.docs: must be an https"):
+        load_manifest(write(tmp_path, WITH_METRICS.replace("DOCS", "ftp://x")), keys=keys)
+    unknown = error_of(tmp_path, WITH_METRICS.replace("DOCS", "https://example.org/metrics"))
+    assert "endpoints.metrics.docs: unknown key" in unknown  # the built-in probes' keys only
+    (probes / "other.py").write_text(PROBE_WITH_A_KEY.replace("metrics.connections-gauge",
+                                                              "heartbeat.server-pings"))
+    with pytest.raises(ProbeError, match="declared by both metrics and other"):
+        load_keys(str(probes))
+
+
+def test_a_key_is_declared_for_a_contract_endpoint_and_only_once() -> None:
+    from gaps.probe import manifest_key
+
+    with pytest.raises(KeyError, match="not an endpoint"):
+        manifest_key("metric", "docs", lambda r, v, f: v, "typo")
+    with pytest.raises(KeyError, match="every endpoint already"):
+        manifest_key("chat", "path", lambda r, v, f: v, "a core key")

@@ -60,6 +60,33 @@ def test_the_wheel_carries_what_a_run_needs_and_no_build_output(wheel: Path) -> 
     assert wheel.stat().st_size < 1_000_000, wheel.stat().st_size
 
 
+def test_a_new_target_folder_ships_whole_without_touching_anything_else(tmp_path: Path) -> None:
+    """A copy of this checkout plus one new target folder (a src/ tree, dot files, a build
+    output git ignores) builds a wheel carrying that folder as git tracks it."""
+    project = tmp_path / "project"
+    for name in tracked("."):
+        if (ROOT / name).is_file():
+            (project / name).parent.mkdir(parents=True, exist_ok=True)
+            (project / name).write_bytes((ROOT / name).read_bytes())
+    new = project / "targets" / "newstack"
+    for relative, text in {"target.toml": "name = 'newstack'\n", "src/main/deep/App.txt": "x",
+                           ".gitignore": "/target/\n", "config/.env": "A=1\n",
+                           "target/built.bin": "a build output"}.items():
+        (new / relative).parent.mkdir(parents=True, exist_ok=True)
+        (new / relative).write_text(text)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(project)]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
+        subprocess.run([*git, *args], check=True, capture_output=True, timeout=60)
+    out = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out),
+                    str(project)], check=True, timeout=600, capture_output=True)
+    (found,) = out.glob("wsgaps-*.whl")
+    names = set(zipfile.ZipFile(found).namelist())
+    for relative in ("target.toml", "src/main/deep/App.txt", ".gitignore", "config/.env"):
+        assert f"{DATA}targets/newstack/{relative}" in names, relative
+    assert f"{DATA}targets/newstack/target/built.bin" not in names
+
+
 def test_installed_wsgaps_runs_anywhere(wheel: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

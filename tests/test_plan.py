@@ -12,7 +12,16 @@ import pytest
 from gaps import __version__
 from gaps.model import RunResult, TargetInfo, Verdict
 from gaps.plan import CheckDone, GapDone, RunConfig, TargetRun, run_plan
-from gaps.probe import ProbeContext, check, failed, passed
+from gaps.probe import (
+    ALONE,
+    FRESH,
+    UPSTREAM,
+    ProbeContext,
+    check,
+    declared,
+    failed,
+    passed,
+)
 from tests.conftest import reference_manifest
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -40,14 +49,14 @@ def holding(check_id: str, seen: list[tuple[str, int, float, float]], **options)
     return body
 
 
-async def test_gaps_and_checks_overlap_and_exclusive_checks_get_their_own_instance(
+async def test_gaps_and_checks_overlap_and_alone_checks_get_their_own_instance(
         tmp_path: Path) -> None:
     seen: list[tuple[str, int, float, float]] = []
     selection = {"reference": {
         "heartbeat": [holding("heartbeat.server-pings", seen),
                       holding("heartbeat.reaps-silent-peer", seen)],
         "message-types": [holding("message-types.text", seen),
-                          holding("message-types.binary", seen, exclusive=True)],
+                          holding("message-types.binary", seen, placement=ALONE)],
     }}
     events: list[object] = []
     started = time.monotonic()
@@ -67,19 +76,19 @@ async def test_gaps_and_checks_overlap_and_exclusive_checks_get_their_own_instan
 async def test_the_bound_on_live_instances_holds(tmp_path: Path) -> None:
     seen: list[tuple[str, int, float, float]] = []
     selection = {"reference": {
-        "heartbeat": [holding("heartbeat.server-pings", seen, exclusive=True),
-                      holding("heartbeat.reaps-silent-peer", seen, exclusive=True)],
-        "message-types": [holding("message-types.text", seen, exclusive=True)],
+        "heartbeat": [holding("heartbeat.server-pings", seen, placement=ALONE),
+                      holding("heartbeat.reaps-silent-peer", seen, placement=ALONE)],
+        "message-types": [holding("message-types.text", seen, placement=ALONE)],
     }}
     await run_plan(config(tmp_path, jobs=1), selection)
     spans = sorted((start, end) for _, _, start, end in seen)
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
-async def test_tries_overlap_and_fresh_instance_tries_each_get_one(tmp_path: Path) -> None:
+async def test_tries_overlap_and_fresh_tries_each_get_one(tmp_path: Path) -> None:
     seen: list[tuple[str, int, float, float]] = []
 
-    @check("heartbeat.server-pings", timing=True, fresh_instance=True)
+    @check("heartbeat.server-pings", timing=True, placement=FRESH)
     async def fresh(ctx: ProbeContext):
         started = time.monotonic()
         await asyncio.sleep(HOLD)
@@ -102,7 +111,7 @@ async def test_a_gap_records_its_verdicts_in_the_results_file(tmp_path: Path) ->
     assert (tmp_path / "results.json").exists()
 
 
-async def test_a_declared_only_check_starts_no_instance(tmp_path: Path,
+async def test_a_declared_check_starts_no_instance(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import gaps.plan
 
@@ -115,9 +124,7 @@ async def test_a_declared_only_check_starts_no_instance(tmp_path: Path,
 
     monkeypatch.setattr(gaps.plan, "start_instance", counting)
 
-    @check("concurrency.documented", declared_only=True)
-    async def documented(ctx: ProbeContext):
-        raise AssertionError("never called")
+    documented = declared("concurrency.documented")
 
     cfg = config(tmp_path, jobs=2)
     cfg.targets["reference"].manifest.declared = {}  # nothing declared: a skip
@@ -193,7 +200,7 @@ async def test_time_queued_for_a_slot_is_recorded_apart_from_the_try(tmp_path: P
     seen: list[tuple[str, int, float, float]] = []
 
     # A budget shorter than the wait for the slot: the cap does not run while queued.
-    @check("recovery.retries-first-dial", upstream=True, budget=HOLD / 2)
+    @check("recovery.retries-first-dial", placement=UPSTREAM, budget=HOLD / 2)
     async def dials(ctx: ProbeContext):
         async with ctx.with_upstream():
             return passed("dialled")
@@ -209,3 +216,111 @@ async def test_time_queued_for_a_slot_is_recorded_apart_from_the_try(tmp_path: P
     assert result.queued >= HOLD * 0.8, result
     assert result.duration >= result.queued
     assert cfg.targets["reference"].run.target.version  # recorded beside the probing
+
+
+async def test_a_heavy_request_takes_its_weight_and_is_not_passed_by_light_ones() -> None:
+    from gaps.plan import Bound
+
+    bound = Bound(2)
+    inside: list[tuple[str, float]] = []
+    peak = 0.0
+    order: list[str] = []
+
+    async def take(name: str, priority: float, weight: float) -> None:
+        nonlocal peak
+        async with bound.hold(priority, weight):
+            order.append(name)
+            inside.append((name, min(weight, 2.0)))
+            peak = max(peak, sum(w for _, w in inside))
+            if any(n == "heavy" for n, _ in inside) and len(inside) > 1:
+                order.append("not alone")
+            await asyncio.sleep(0.05)
+            inside.remove((name, min(weight, 2.0)))
+
+    await asyncio.gather(take("light-a", 1, 1), take("heavy", 5, 3.0), take("light-b", 1, 1),
+                         take("light-c", 1, 1))
+    # The heavy one (weight above the limit: the whole bound) went first and alone.
+    assert order[0] == "heavy" and "not alone" not in order and peak == 2.0
+    assert bound.free == 2.0
+
+
+async def test_the_start_bound_weighs_each_target_by_its_start_cost(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unknown cost: the first start measures it alone; then a cheap target's starts run
+    beside each other and a dear one's one at a time; start.cost in the manifest wins."""
+    import dataclasses
+
+    import gaps.plan
+    from gaps.manifest import parse_manifest
+    from gaps.plan import Bound, Bounds, Slots
+
+    at_once: list[int] = []
+    running = 0
+
+    def fake_start(seconds: float):
+        async def start(manifest, scale, extra_args=(), *, upstream=None):
+            nonlocal running
+            running += 1
+            at_once.append(running)
+            await asyncio.sleep(0.05)
+            running -= 1
+            instance = gaps.plan.Instance(manifest)
+            instance.start_seconds = seconds
+            return instance
+        return start
+
+    async def starts(target: TargetRun, count: int) -> list[int]:
+        at_once.clear()
+        bounds = Bounds(Bound(10), Bound(2))
+        slots = Slots(RunConfig(targets={target.label: target}), target, bounds)
+
+        async def one() -> None:
+            async with slots.instance():
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        return list(at_once)
+
+    manifest = reference_manifest()
+    for seconds, expected_peak in ((0.3, 2), (3.0, 1)):
+        monkeypatch.setattr(gaps.plan, "start_instance", fake_start(seconds))
+        target = TargetRun("t", manifest, RunResult(TargetInfo("t"), __version__),
+                           tmp_path / "r.json")
+        seen = await starts(target, 5)
+        assert seen[0] == 1 and seen[1] == 1, seen  # the first start measured alone
+        assert target.start_cost == seconds
+        assert max(seen) == expected_peak, (seconds, seen)
+    # A declared cost is used from the first start on, whatever a start measures.
+    monkeypatch.setattr(gaps.plan, "start_instance", fake_start(0.1))
+    data = {"name": "dear", "start": {"command": ["x"], "cost": 4},
+            "endpoints": {"echo": {"path": "/echo"}}}
+    dear = dataclasses.replace(parse_manifest(data, None))
+    target = TargetRun("dear", dear, RunResult(TargetInfo("dear"), __version__),
+                       tmp_path / "d.json")
+    assert target.start_cost == 4.0
+    assert max(await starts(target, 4)) == 1
+    assert target.start_cost == 4.0
+
+
+async def test_running_out_of_files_while_starting_is_a_harness_error_not_not_ready(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import gaps.targets
+
+    async def no_files(url: str, timeout: float) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(gaps.targets, "handshake_ok", no_files)
+    seen: list[tuple[str, int, float, float]] = []
+    selection = {"reference": {
+        "heartbeat": [holding("heartbeat.server-pings", seen)],
+        "message-types": [holding("message-types.text", seen, placement=FRESH)]}}
+    cfg = config(tmp_path, jobs=4)
+    await run_plan(cfg, selection)
+    results = [c for gap in cfg.targets["reference"].run.gaps.values() for c in gap.checks]
+    assert len(results) == 2 and not seen
+    for result in results:
+        assert result.verdict is Verdict.ERROR, result
+        assert result.summary.startswith("harness side: OSError: [Errno 24] Too many open "
+                                         "files"), result.summary

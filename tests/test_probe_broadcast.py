@@ -200,7 +200,7 @@ async def test_scale_out_of_files_is_a_harness_error(monkeypatch: pytest.MonkeyP
 
 async def test_open_files_for_raises_the_limit_or_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
     limits = {"soft": 256, "hard": 4096}
-    monkeypatch.setattr(toolkit, "_open_files", lambda: 100)
+    monkeypatch.setattr(toolkit.load, "_open_files", lambda: 100)
     monkeypatch.setattr(resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
 
     def setrlimit(_: int, value: tuple[int, int]) -> None:
@@ -293,6 +293,36 @@ async def test_closed_clients_during_a_harness_stall_are_an_error() -> None:
     assert stalled.verdict is Verdict.ERROR and stalled.summary.startswith("harness too slow")
     assert stalled.evidence["summary_before"] == "client 3 missing"
     assert calm.verdict is Verdict.FAIL
+
+
+@pytest.mark.parametrize("check, body", [(broadcast.fan_out, "_fan_out"),
+                                         (broadcast.rooms, "_rooms")])
+@pytest.mark.parametrize("stalls, verdict", [(1, Verdict.PASS), (2, Verdict.ERROR),
+                                             (0, Verdict.FAIL)])
+async def test_a_harness_stall_runs_the_audience_again_once(
+        monkeypatch: pytest.MonkeyPatch, check, body: str, stalls: int,
+        verdict: Verdict) -> None:
+    """A stall of our own loop while the target closed clients is "harness too slow": the
+    body runs again, on a new audience, once; a real failure is never run again."""
+    runs: list[int] = []
+
+    async def scripted(ctx: ProbeContext, audience: toolkit.Audience) -> Outcome:
+        runs.append(1)
+        if len(runs) <= stalls or not stalls:
+            audience.clients = [FakeClient(closed=True)]  # type: ignore[list-item]
+            return failed("client 3 missing")
+        return passed("all reached")
+
+    monkeypatch.setattr(broadcast, body, scripted)
+    manifest = reference_manifest()
+    ctx = ProbeContext(manifest, Instance(manifest))
+    ctx.harness_lag = lambda: 1.5 if stalls else 0.0  # type: ignore[method-assign]
+    result = await check(ctx)
+    assert result.verdict is verdict, result
+    assert len(runs) == (1 if not stalls else 2)
+    if stalls:
+        assert result.evidence["harness_slow_runs"][0].startswith("harness too slow")
+    assert "harness_lag_s" in result.evidence
 
 
 async def test_heavy_loads_take_turns() -> None:

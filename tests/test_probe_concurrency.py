@@ -16,7 +16,7 @@ import pytest
 
 from gaps.manifest import Declared, Manifest, url_manifest
 from gaps.model import Method, Verdict
-from gaps.probe import ProbeContext
+from gaps.probe import DECLARED, ProbeContext
 from gaps.targets import Instance
 from gaps.wire.client import Message
 from gaps.wire.frames import Opcode
@@ -77,6 +77,19 @@ async def test_parallel_echo_keeps_under_a_declared_connection_cap(full: ProbeCo
     assert result.verdict is Verdict.PASS, result
     assert result.evidence["clients"] == 20
     assert "declares max_connections = 20: 20 clients" in result.summary
+
+
+@pytest.mark.parametrize("cap, verdict, clients", [
+    (1.0, Verdict.SKIP, None), (9.0, Verdict.SKIP, None), (10.0, Verdict.PASS, 10)])
+async def test_a_connection_cap_never_lowers_parallel_echo_below_ten_clients(
+        full: ProbeContext, cap: float, verdict: Verdict, clients: int | None) -> None:
+    capped = dataclasses.replace(reference_manifest(), hints={"max_connections": cap})
+    result = await concurrency.parallel_echo(ProbeContext(capped, full.instance, seed=5))
+    assert result.verdict is verdict, result
+    if clients is None:
+        assert f"declares max_connections = {cap:g}, below the 10 clients" in result.summary
+    else:
+        assert result.evidence["clients"] == clients
 
 
 async def test_parallel_echo_out_of_files_is_a_harness_error(
@@ -205,4 +218,5 @@ async def test_documented_is_decided_by_the_manifest() -> None:
     assert documented.source == "docs/x.md#concurrency"
     assert (undocumented.verdict, undocumented.method) == (Verdict.FAIL, Method.DECLARED)
     assert silent.verdict is Verdict.SKIP and "the manifest declares nothing" in silent.summary
-    assert concurrency.documented.declared_only and concurrency.documented.needs == ()
+    assert concurrency.documented.placement is DECLARED and concurrency.documented.fn is None
+    assert concurrency.documented.needs == ()

@@ -20,7 +20,7 @@ import pytest
 
 from gaps.manifest import EndpointSpec, Manifest, ManifestError, load_manifest
 from gaps.model import Method, Verdict
-from gaps.probe import ProbeContext
+from gaps.probe import ALONE, ProbeContext
 from gaps.reference.defects import Unmasker
 from gaps.targets import Instance
 from gaps.wire.client import Attempt, Message
@@ -172,7 +172,8 @@ async def test_app_errors_skips_adapter_errors_and_declared_absent() -> None:
     base = reference_manifest()
     chat = base.endpoints["chat"]
     adapter = dataclasses.replace(base, endpoints={
-        **base.endpoints, "chat": dataclasses.replace(chat, adapter_errors="example: shared")})
+        **base.endpoints,
+        "chat": dataclasses.replace(chat, extra={"adapter_errors": "example: shared"})})
     absent = dataclasses.replace(base, absent={"app-errors": "example: no error model"})
     no_chat = dataclasses.replace(base, endpoints={
         k: v for k, v in base.endpoints.items() if k != "chat"})
@@ -197,9 +198,11 @@ async def test_app_errors_uses_the_manifest_error_shape() -> None:
     base = reference_manifest()
     chat = base.endpoints["chat"]
     other = dataclasses.replace(base, endpoints={
-        **base.endpoints, "chat": dataclasses.replace(chat, error_shape=("error.detail",))})
+        **base.endpoints,
+        "chat": dataclasses.replace(chat, extra={"error_shape": ("error.detail",)})})
     own = dataclasses.replace(base, endpoints={
-        **base.endpoints, "chat": dataclasses.replace(chat, error_shape=("error.message",))})
+        **base.endpoints,
+        "chat": dataclasses.replace(chat, extra={"error_shape": ("error.message",)})})
     async with reference_ctx(manifest=other) as ctx:
         wrong = await eh.app_errors(ctx)
     async with reference_ctx(manifest=own) as ctx:
@@ -250,17 +253,17 @@ def test_manifest_chat_error_settings(tmp_path: Path) -> None:
         return str(info.value)
 
     chat = load("chat", 'error_shape = ["error.message", "error.status_code"]\n'
-                        'adapter_errors = "app.py chat uses gaps.contract"').endpoints["chat"]
-    assert chat.error_shape == ("error.message", "error.status_code")
-    assert chat.adapter_errors == "app.py chat uses gaps.contract"
-    assert load("chat", "").endpoints["chat"].error_shape == ()
+                        'adapter_errors = "app.py chat uses gaps.contract"')
+    assert eh.ERROR_SHAPE.value(chat) == ("error.message", "error.status_code")
+    assert eh.ADAPTER_ERRORS.value(chat) == "app.py chat uses gaps.contract"
+    assert eh.ERROR_SHAPE.value(load("chat", "")) == ()
     assert "endpoints.chat.error_shape: 'error..x' is not a dotted" in error(
         "chat", 'error_shape = ["error..x"]')
     assert "endpoints.chat.error_shape: must be a list of strings" in error(
         "chat", 'error_shape = "error.message"')
     assert "endpoints.chat.adapter_errors: must say why" in error("chat", 'adapter_errors = " "')
-    assert "endpoints.broadcast.adapter_errors: only the chat endpoint" in error(
-        "broadcast", 'adapter_errors = "x"')
+    assert "endpoints.broadcast.adapter_errors: only the chat endpoint takes it " \
+           "(error_handling)" in error("broadcast", 'adapter_errors = "x"')
 
 
 # -- isolation ------------------------------------------------------------------------------
@@ -277,7 +280,7 @@ async def test_isolation_on_and_closing_others(full: ProbeContext) -> None:
     assert off.verdict is Verdict.FAIL, off
     assert "bystander 0 got Close 1011" in off.summary
     assert later.verdict is Verdict.PASS, later
-    assert eh.isolation.exclusive
+    assert eh.isolation.placement is ALONE
 
 
 @aio
@@ -289,6 +292,19 @@ async def test_isolation_says_when_the_target_process_ended() -> None:
     assert "the target's process ended (status 2) during the check" in off.summary
     assert off.evidence["exit_status"] == 2
     assert "fatal error: wsgaps reference defect error-exits" in logs
+
+
+@aio
+async def test_isolation_sees_a_crash_that_comes_after_the_offenders_are_gone() -> None:
+    """A crash in clean-up, 0.8 s after the offending connection was failed and closed:
+    the wait after the offenders (GRACE) and the process's state at the end catch it."""
+    async with reference_ctx("--defect", "error-exits-late") as ctx:
+        off = await eh.isolation(ctx)
+        logs = ctx.instance.logs()
+    assert off.verdict is Verdict.FAIL, off
+    assert off.summary.startswith("the target's process ended (status 2) during the check")
+    assert "fatal error: wsgaps reference defect error-exits-late" in logs
+    assert "harness_lag_s" in off.evidence
 
 
 # -- protocol-errors and invalid-utf8 -------------------------------------------------------

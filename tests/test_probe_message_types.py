@@ -91,6 +91,18 @@ async def test_large_uses_the_declared_maximum_when_smaller() -> None:
     assert result.evidence["size"] == 65536
 
 
+@pytest.mark.parametrize("declared", [1.0, 65535.0])
+async def test_a_declared_maximum_below_64_kib_skips_large_never_passes(
+        full: ProbeContext, declared: float) -> None:
+    """A hint of 1 byte would make "large" trivial: below the floor the check says so."""
+    manifest = dataclasses.replace(full.manifest, hints={**full.manifest.hints,
+                                                         "max_message_size": declared})
+    result = await message_types.large(ProbeContext(manifest, full.instance, seed=2))
+    assert result.verdict is Verdict.SKIP, result
+    assert f"max_message_size = {declared:g} bytes, below the 65536" in result.summary
+    assert result.evidence["floor"] == 65536
+
+
 async def test_fragmented_reassembled_and_refused(full: ProbeContext) -> None:
     on = await message_types.fragmented(full)
     async with reference_ctx("--defect", "no-fragments") as ctx:

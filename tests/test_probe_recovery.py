@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from websockets.asyncio.client import connect
 
-from gaps.manifest import Manifest, ManifestError, Resume, parse_manifest
+from gaps.manifest import Manifest, ManifestError, parse_manifest
 from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
 from gaps.targets import Instance, start_instance
@@ -174,7 +174,7 @@ async def test_a_target_without_an_outbound_client_is_decided_by_its_declaration
 
 async def test_resume_without_a_declared_mechanism_is_not_observed() -> None:
     manifest = reference_manifest()
-    upstream = dataclasses.replace(manifest.endpoints["upstream"], resume=None)
+    upstream = dataclasses.replace(manifest.endpoints["upstream"], extra={})
     plain = dataclasses.replace(manifest, endpoints={**manifest.endpoints,
                                                      "upstream": upstream})
     result = await recovery.resume(reference(manifest=plain))
@@ -183,11 +183,12 @@ async def test_resume_without_a_declared_mechanism_is_not_observed() -> None:
 
 
 @pytest.mark.parametrize(("how", "dial"), [
-    (Resume("query", "after"), {"query": "?after=7"}),
-    (Resume("header", "X-Resume-From"), {"headers": {"X-Resume-From": "7"}}),
-    (Resume("message", "resume"), {"message": '{"resume": 7}'}),
+    (recovery.Resume("query", "after"), {"query": "?after=7"}),
+    (recovery.Resume("header", "X-Resume-From"), {"headers": {"X-Resume-From": "7"}}),
+    (recovery.Resume("message", "resume"), {"message": '{"resume": 7}'}),
 ])
-async def test_a_position_is_read_the_way_the_manifest_says(how: Resume, dial: dict) -> None:
+async def test_a_position_is_read_the_way_the_manifest_says(how: recovery.Resume,
+                                                            dial: dict) -> None:
     async with Upstream(accept_from=1) as up:
         url = up.url + dial.get("query", "")
         async with connect(url, additional_headers=dial.get("headers")) as client:
@@ -205,8 +206,7 @@ async def test_manifest_resume_is_validated() -> None:
         return {**base, "endpoints": {**base["endpoints"], "upstream": table}}
 
     ok = parse_manifest(with_upstream({"resume": {"via": "query", "name": "after"}}), None)
-    assert ok.endpoints["upstream"].resume is not None
-    assert ok.endpoints["upstream"].resume.value == "seq"
+    assert recovery.RESUME.value(ok) == recovery.Resume("query", "after", "seq")
     for bad, words in [({"resume": {"via": "carrier-pigeon", "name": "x"}}, "resume.via"),
                        ({"resume": {"via": "query"}}, "resume.name: missing"),
                        ({"resume": {"via": "query", "name": "a", "value": "x"}}, "value")]:
@@ -216,3 +216,62 @@ async def test_manifest_resume_is_validated() -> None:
                                                                           "name": "a"}}}}
     with pytest.raises(ManifestError, match="only the upstream endpoint"):
         parse_manifest(echo_resume, None)
+
+
+@pytest.mark.parametrize("second_error, words", [
+    (OSError(24, "Too many open files"), ["harness side", "ValueError: a bug in run 1",
+                                          "OSError: [Errno 24] Too many open files"]),
+    (None, ["target not ready", "run 1 never ready", "run 2 never ready"]),
+])
+async def test_jitter_reports_every_error_of_its_two_runs(
+        monkeypatch: pytest.MonkeyPatch, second_error: Exception | None,
+        words: list[str]) -> None:
+    """Both runs failing: every error is in the summary, not the first alone."""
+    from gaps.targets import TargetFailed
+
+    async def failing(ctx, run, wait, stop, progress) -> None:
+        if not started:
+            started.append(run)
+            run.intervals = [1.0, 1.0]
+            progress(run)  # starts the second run
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                # The second run's error cancelled this one, which fails on its way out.
+                raise (ValueError("a bug in run 1") if second_error
+                       else TargetFailed("run 1 never ready")) from None
+        raise second_error or TargetFailed("run 2 never ready")
+
+    started: list[object] = []
+    monkeypatch.setattr(recovery, "_jitter_run", failing)
+    result = await recovery.jitter(reference())
+    assert result.verdict is Verdict.ERROR
+    for word in words:
+        assert word in result.summary, result.summary
+
+
+async def test_a_target_that_dies_during_a_recovery_check_is_said_first() -> None:
+    """The check's own instance (with_upstream's), not the gap's, is the one that died: its
+    end is said first, not read as a client that never dialled."""
+    import signal
+
+    manifest = quick_hints()
+
+    @contextlib.asynccontextmanager
+    async def dying(*, upstream: str | None = None) -> AsyncIterator[Instance]:
+        # A refusing upstream is never dialled by a reference started without one; the
+        # instance then dies, as a target crashing during the check would.
+        instance = await start_instance(manifest, 1.0, upstream=None)
+        instance.signal(signal.SIGKILL)
+        await asyncio.to_thread(instance.process.wait, 10)
+        try:
+            yield instance
+        finally:
+            await instance.astop()
+
+    ctx = ProbeContext(manifest, Instance(manifest), seed=1, new_instance=dying)
+    result = await recovery.retries_first_dial(ctx)
+    assert result.verdict is Verdict.FAIL
+    assert result.summary.startswith("the target's process ended (status -9) during the "
+                                     "check; see its output; "), result.summary
+    assert result.evidence["exit_status"] == -9

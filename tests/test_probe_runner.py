@@ -12,7 +12,16 @@ import pytest
 
 from gaps.manifest import Declared
 from gaps.model import Method, Verdict, load_results
-from gaps.probe import ProbeContext, check, failed, passed
+from gaps.probe import (
+    DECLARED,
+    Placement,
+    ProbeContext,
+    check,
+    declared,
+    failed,
+    non_strict,
+    passed,
+)
 from gaps.targets import Instance
 from tests.conftest import ROOT, reference_ctx, reference_manifest
 
@@ -32,6 +41,8 @@ def scripted(verdicts: list[str], *, timing: bool = True):
         verdict = next(calls)
         if verdict == "raise":
             raise ValueError("bad probe")
+        if verdict == "non-strict":
+            return non_strict("ok, but not the canonical way")
         return passed("ok") if verdict == "pass" else failed("no")
 
     return fake
@@ -43,6 +54,11 @@ def scripted(verdicts: list[str], *, timing: bool = True):
     (["fail", "fail"], Verdict.FAIL, 2),
     (["pass", "fail", "fail"], Verdict.FAIL, 3),
     (["pass", "fail", "raise"], Verdict.ERROR, 3),
+    # Agreeing passes: non-strict if any was, in whatever order the tries came back.
+    (["pass", "non-strict"], Verdict.NON_STRICT, 2),
+    (["non-strict", "pass"], Verdict.NON_STRICT, 2),
+    (["non-strict", "fail", "pass"], Verdict.NON_STRICT, 3),
+    (["pass", "fail", "pass"], Verdict.PASS, 3),
 ])
 async def test_k_of_n(script: list[str], verdict: Verdict, tries: int) -> None:
     result = await scripted(script)(context())
@@ -148,34 +164,33 @@ async def test_a_handshake_timeout_is_not_reported_as_a_budget_overrun() -> None
     assert "no handshake answer" in result.summary and "budget" not in result.summary
 
 
-async def test_a_declared_only_check_is_decided_by_its_declaration_or_skipped() -> None:
-    """``declared_only``: the manifest decides; nothing declared is a skip saying so; the
-    function never runs, whatever endpoints the target has."""
-    ran: list[str] = []
-
-    @check("concurrency.documented", declared_only=True)
-    async def documented(ctx: ProbeContext):
-        ran.append("ran")
-        return passed("observed?")
-
-    assert documented.needs == ()
+async def test_a_declared_check_is_decided_by_its_declaration_or_skipped() -> None:
+    """``declared``: the manifest decides; nothing declared is a skip saying so; there is
+    no function to run, whatever endpoints the target has."""
+    documented = declared("concurrency.documented")
+    assert documented.needs == () and documented.fn is None
     fact = {"concurrency.documented": Declared("concurrency.documented", "pass",
                                                "docs/concurrency.md", "one writer per connection")}
-    declared = await documented(context(declared=fact))
+    decided = await documented(context(declared=fact))
     nothing = await documented(context(declared={}))
     failing = await documented(context(declared={"concurrency.documented": Declared(
         "concurrency.documented", "fail", "docs/index.md: no word on it")}))
-    assert (declared.verdict, declared.method, declared.source, declared.summary) == (
+    assert (decided.verdict, decided.method, decided.source, decided.summary) == (
         Verdict.PASS, Method.DECLARED, "docs/concurrency.md", "one writer per connection")
     assert (nothing.verdict, nothing.method) == (Verdict.SKIP, Method.DECLARED)
     assert "the manifest declares nothing" in nothing.summary
     assert (failing.verdict, failing.method) == (Verdict.FAIL, Method.DECLARED)
-    assert ran == []
 
 
-async def test_a_declared_only_check_takes_no_observing_options() -> None:
-    with pytest.raises(ValueError, match="observes nothing"):
-        check("concurrency.documented", declared_only=True, exclusive=True)
+async def test_placement_is_one_value_and_declared_checks_have_no_function() -> None:
+    with pytest.raises(ValueError, match=r"declared\(\)"):
+        check("concurrency.documented", placement=DECLARED)
+    with pytest.raises(TypeError):
+        check("concurrency.documented", exclusive=True)  # type: ignore[call-arg]
+    with pytest.raises(KeyError, match="not a check ID"):
+        declared("concurrency.undocumented")
+    assert [p.starts_per_try for p in Placement] == [False, False, True, True, False]
+    assert [p.observes for p in Placement] == [True, True, True, True, False]
 
 
 async def test_time_queued_for_the_load_slot_is_given_back_to_the_budget() -> None:
@@ -235,3 +250,51 @@ async def test_a_target_gone_before_the_check_is_said_first() -> None:
     assert result.summary.startswith("the target's process ended (status -9) before the check "
                                      "began; see its output; no echo"), result.summary
     assert result.evidence["exit_status"] == -9
+
+
+async def test_the_reason_of_an_error_is_a_value_and_wording_never_decides() -> None:
+    """The runner branches on ``Outcome.reason``: a harness-side error stays an error on a
+    connection the target violated, whatever its summary says, and a probe error worded
+    like a harness one is still judged by the wire."""
+    from gaps.model import ErrorReason
+    from gaps.probe import Outcome, errored, the_wire_decides
+    from gaps.wire.client import FrameRecord, Violation
+
+    broken = [Violation(0.5, "RFC 6455 5.1: a masked frame from the server",
+                        FrameRecord(0.5, "in", "TEXT", True, "000", True, 3, "abc", ""))]
+    harness = errored(ErrorReason.HARNESS_SIDE, "the harness ran out of descriptors")
+    looks_like_it = errored(ErrorReason.PROBE, "harness side: OSError (worded like one)")
+    assert the_wire_decides(harness, broken).verdict is Verdict.ERROR
+    assert the_wire_decides(looks_like_it, broken).verdict is Verdict.FAIL
+    with pytest.raises(ValueError, match="reason exactly when"):
+        Outcome(Verdict.ERROR, "an error with no reason")
+    with pytest.raises(ValueError, match="reason exactly when"):
+        Outcome(Verdict.FAIL, "a failure with a reason", reason=ErrorReason.PROBE)
+
+
+async def test_an_error_result_carries_its_reason_into_the_results_file(tmp_path) -> None:
+    from gaps.model import CheckResult, ErrorReason
+
+    raised = await scripted(["raise"], timing=False)(context())
+    assert (raised.verdict, raised.reason) == (Verdict.ERROR, ErrorReason.PROBE)
+    crashed = await scripted(["pass", "fail", "raise"])(context())
+    assert (crashed.verdict, crashed.reason) == (Verdict.ERROR, ErrorReason.PROBE)
+    assert crashed.tries[-1]["reason"] == "probe" and "reason" not in crashed.tries[0]
+    ctx = context()
+    ctx.retry = (3, 4)
+    mixed = await scripted(["pass", "fail", "pass", "fail"])(ctx)
+    assert (mixed.verdict, mixed.reason) == (Verdict.ERROR, ErrorReason.INCONCLUSIVE)
+    fine = await scripted(["pass", "pass"])(context())
+    assert fine.reason is None and fine.to_json()["reason"] is None
+    assert CheckResult.from_json(mixed.to_json()).reason is ErrorReason.INCONCLUSIVE
+
+
+async def test_no_message_is_a_value_whatever_its_words() -> None:
+    """``receive`` says why nothing came as a value: ``timed_out`` decides, the words do
+    not (concurrency's "wait ran out", error handling's "no answer")."""
+    from gaps.toolkit import NoMessage
+
+    late = NoMessage("no complete message within 1.0 s", 1.0, timed_out=True)
+    closed = NoMessage("no echo within 1.0 s, said a Close frame's reason", 1.0)
+    assert (str(late), late.said("answer")) == ("no echo within 1.0 s", "no answer within 1.0 s")
+    assert closed.said("answer") == closed.why and not closed.timed_out

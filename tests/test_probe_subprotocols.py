@@ -131,7 +131,8 @@ async def raw_server(answer: bytes | None) -> AsyncIterator[ProbeContext]:
     url = f"ws://127.0.0.1:{port}/subprotocols"
     manifest = Manifest(name="raw", path=None, url=url, endpoints={
         "echo": EndpointSpec("echo", url=url),
-        "subprotocols": EndpointSpec("subprotocols", url=url, subprotocols=("wsgaps.v1",)),
+        "subprotocols": EndpointSpec("subprotocols", url=url,
+                                     extra={"subprotocols": ("wsgaps.v1",)}),
     })
     try:
         async with server:

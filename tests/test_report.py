@@ -760,3 +760,19 @@ def test_report_logs_keep_the_head_of_a_crash_report_in_front_of_the_tail() -> N
     nul_tail = head + "[wsgaps: 9 bytes skipped after the start of the first crash report " \
         "above]\n" + "\x00" * 100_000
     assert len(_logs(nul_tail)) <= LOG_LIMIT + len(head) + 200
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask-022", "umask-027"])
+def test_results_and_reports_are_written_with_the_umask(tmp_path: Path, umask: int) -> None:
+    # mkstemp makes 0600 files: an artifact server or a colleague could not read the reports.
+    code = ("import sys; from pathlib import Path; from gaps.model import RunResult, TargetInfo;"
+            "RunResult(TargetInfo('one'), '0.1.0').write(Path(sys.argv[1]))")
+    results = tmp_path / "one" / "results.json"
+    subprocess.run([sys.executable, "-c", code, str(results)], check=True, umask=umask)
+    subprocess.run([sys.executable, "-m", "gaps.report", str(results)], check=True,
+                   umask=umask, capture_output=True)
+    written = [results, *(tmp_path / "one").glob("gap-report.*"), tmp_path / "matrix.md",
+               tmp_path / "index.html"]
+    assert len(written) == 5
+    for path in written:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path

@@ -27,7 +27,7 @@ def test_figures_rows_follow_the_columns() -> None:
     (row,) = figures_view(RUNS)
     assert row.id == SCALE and row.gap_id == 2
     assert [c.target for c in row.cells] == ["beta", "alpha", "gone", "quiet"]
-    assert [c.verdict for c in row.cells] == ["pass", "skip", "Skipped", "not run"]
+    assert [c.verdict for c in row.cells] == ["measured", "skip", "Skipped", "not run"]
     assert row.cells[0].md_href == "beta/gap-report.md#gap-2"
 
 
@@ -69,3 +69,29 @@ def test_capability_checks_with_figures_get_a_row_after_the_evidence_checks() ->
     assert "8136 messages/s, round trip p50 29.5 ms" in section
     assert "not a figure row" not in section
     assert "(capability check)</h3>" in render_index_html(runs)
+
+
+def test_an_evidence_only_check_shows_its_figures_not_a_verdict_icon() -> None:
+    """broadcast.scale can only pass or skip: a green tick would claim a verdict it has no
+    weight for.  In the matrix and in the target's report it reads as measured figures; a
+    capability check beside it keeps its verdict."""
+    from gaps.report import render_html, render_markdown
+
+    (row,) = figures_view(RUNS)
+    assert (row.cells[0].icon, row.cells[0].verdict) == ("📊", "measured")
+    assert (row.cells[1].icon, row.cells[1].verdict) == ("⏭️", "skip")  # no figure: said so
+    section = render_matrix_markdown(RUNS)
+    section = section[section.index("## Figures"):section.index("## Targets")]
+    assert "[beta](beta/gap-report.md#gap-2): 📊 measured: p50 1.0 ms" in section
+    assert "✅" not in section
+    beta = RUNS[0][0]
+    beta.gaps["broadcast"].checks.append(CheckResult("broadcast.fan-out", Verdict.PASS, "ok"))
+    markdown = render_markdown(beta)
+    assert "📊 **measured** `broadcast.scale`: p50 1.0 ms" in markdown
+    assert "✅ **pass** `broadcast.fan-out`" in markdown
+    assert "**pass** `broadcast.scale`" not in markdown
+    html = render_html(beta)
+    scale = html[html.index('<code>broadcast.scale</code>') - 400:
+                 html.index('<code>broadcast.scale</code>')]
+    assert '<li class="check v-figure">' in scale and "measured</span>" in scale
+    beta.gaps["broadcast"].checks.pop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,124 @@ def test_a_failure_during_a_harness_stall_is_an_error_only_if_the_target_closed_
     assert harness_stall(ctx, passed("fine"), closed=2).verdict.value == "pass"
     ctx.harness_lag = lambda: 0.2  # type: ignore[method-assign]
     assert harness_stall(ctx, failed("client 3 missing"), closed=2).verdict.value == "fail"
+
+
+# -- expect_close, wait_until, connect_many ----------------------------------------------
+
+def _ending_script(action: str):
+    """A server that accepts, reads one frame header, then does ``action``."""
+    from tests.rawserver import read_request, switching
+
+    async def script(reader, writer) -> None:
+        headers = await read_request(reader)
+        writer.write(switching(headers))
+        await writer.drain()
+        await reader.read(2)  # the client's first frame has come
+        if action == "close":
+            writer.write(b"\x88\x08\x03\xeawsgaps")  # Close 1002 "wsgaps"
+            await writer.drain()
+            await reader.read(100)  # until the client answers or goes
+        elif action == "data":
+            writer.write(b"\x81\x02hi")
+            await writer.drain()
+            await asyncio.sleep(5)
+        elif action == "open":
+            await asyncio.sleep(5)
+        # "tcp": return, and raw_server aborts the connection
+
+    return script
+
+
+@ASYNC
+@pytest.mark.parametrize(("action", "how", "as_expected", "said"), [
+    ("close", "close", True, "Close 1002"),
+    ("tcp", "tcp", False, "TCP ended without a Close"),
+    ("data", "data", False, "TEXT frame instead"),
+    ("open", "open", False, "still open"),
+])
+async def test_expect_close_says_how_a_connection_ended(action: str, how: str,
+                                                        as_expected: bool, said: str) -> None:
+    from gaps.toolkit import expect_close
+    from tests.rawserver import raw_server
+
+    async with raw_server(_ending_script(action)) as url:
+        client = await WireClient.connect(url, timeout=5)
+        try:
+            await client.send_text(b"x")
+            ending = await expect_close(client, (CloseCode.PROTOCOL_ERROR,), 0.5,
+                                        data_decides=True, until_tcp_end=True)
+        finally:
+            await client.aclose()
+    assert (ending.how, ending.as_expected) == (how, as_expected)
+    assert said in str(ending)
+    if how == "close":
+        assert ending.close is not None and ending.close.reason == b"wsgaps"
+        assert ending.tcp_ended and client.close_sent  # the Close was answered
+    assert ending.evidence()["ending"] == how
+
+
+@ASYNC
+async def test_expect_close_passes_over_data_unless_it_decides() -> None:
+    from gaps.toolkit import expect_close
+    from tests.rawserver import raw_server
+
+    async with raw_server(_ending_script("data")) as url:
+        client = await WireClient.connect(url, timeout=5)
+        try:
+            await client.send_text(b"x")
+            ending = await expect_close(client, (1000,), 0.3)
+        finally:
+            await client.aclose()
+    assert ending.how == "open" and not ending.tcp_ended
+
+
+@ASYNC
+async def test_wait_until_a_condition_a_change_or_the_deadline() -> None:
+    from gaps.toolkit import Changes, deadline_in, now, wait_until
+
+    assert await wait_until(lambda: True, deadline_in(0))  # holds already: at once
+    started = now()
+    assert not await wait_until(lambda: False, deadline_in(0.2))
+    assert 0.19 <= now() - started < 1.0
+    changes, box = Changes(), []
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, lambda: (box.append(1), changes.notify()))
+    started = now()
+    assert await wait_until(lambda: box, deadline_in(5), changes, poll=10)
+    assert now() - started < 1.0  # woken by the change, not by a poll or the deadline
+    moving = [now() + 5]
+    loop.call_later(0.05, lambda: moving.__setitem__(0, now()))
+    assert not await wait_until(lambda: False, lambda: moving[0])  # a deadline that moves
+    with pytest.raises(OSError):
+        await wait_until(lambda: (_ for _ in ()).throw(OSError("harness")), deadline_in(1))
+
+
+@ASYNC
+async def test_connect_many_raises_a_harness_error_before_a_wire_error(full) -> None:
+    import errno
+
+    from gaps.toolkit import connect_many
+
+    clients = await connect_many(full, "echo", 3, at_once=3)
+    assert len(clients) == 3 and all(c.auto_pong for c in clients)
+    calls = {"n": 0}
+    real = full.connect
+
+    async def flaky(endpoint, **options):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise HandshakeFailed("refused by the target")
+        if calls["n"] == 2:
+            raise OSError(errno.EMFILE, "out of descriptors")
+        return await real(endpoint, **options)
+
+    full.connect = flaky
+    got: list[WireClient] = []
+    try:
+        with pytest.raises(OSError) as first:
+            await connect_many(full, "echo", 3, into=got)
+    finally:
+        del full.connect
+        for client in clients + got:
+            await client.aclose()
+    assert first.value.errno == errno.EMFILE and len(got) == 1

@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 from gaps import __version__
 from gaps.model import RunResult, TargetInfo, Verdict
 from gaps.plan import RunConfig, TargetRun, run_plan
-from gaps.probe import ProbeContext, check, failed, passed
+from gaps.probe import UPSTREAM, ProbeContext, check, failed, passed
 from gaps.upstream import Feed, Upstream
 from tests.conftest import reference_manifest
 
@@ -120,7 +120,7 @@ def plan_config(tmp_path: Path, jobs: int) -> RunConfig:
 async def test_an_upstream_check_gets_a_target_that_dials_its_upstream(tmp_path: Path) -> None:
     seen: dict[str, object] = {}
 
-    @check("recovery.retries-first-dial", needs=("upstream",), upstream=True, budget=30)
+    @check("recovery.retries-first-dial", needs=("upstream",), placement=UPSTREAM, budget=30)
     async def dialled(ctx: ProbeContext):
         async with ctx.with_upstream(accept_from=1) as (up, instance):
             link = await up.wait_link(1, asyncio.get_running_loop().time() + 10)
@@ -150,7 +150,7 @@ async def test_waiting_for_a_slot_does_not_eat_an_upstream_checks_budget(
     def holding(check_id: str):
         # Without the slot wait and start-up outside it, the second check would need about
         # 2 x (start + hold + stop), some 9 s, well over this budget.
-        @check(check_id, needs=("upstream",), upstream=True, budget=hold + 3.0)
+        @check(check_id, needs=("upstream",), placement=UPSTREAM, budget=hold + 3.0)
         async def body(ctx: ProbeContext):
             async with ctx.with_upstream(accept_from=1):
                 await asyncio.sleep(hold)

@@ -134,7 +134,8 @@ async def test_garbage_answer_fails_refuses_bogus() -> None:
         base = reference_manifest()
         manifest = dataclasses.replace(base, endpoints={
             "echo": EndpointSpec("echo", url=url),
-            "subprotocols": EndpointSpec("subprotocols", url=url, subprotocols=("a.v1",)),
+            "subprotocols": EndpointSpec("subprotocols", url=url,
+                                         extra={"subprotocols": ("a.v1",)}),
         })
         ctx = ProbeContext(manifest, Instance(manifest), seed=1)
         result = await subprotocols.refuses_bogus(ctx)
@@ -159,7 +160,8 @@ async def test_an_empty_protocol_header_is_not_a_refusal() -> None:
     async with raw_server(script) as url:
         manifest = dataclasses.replace(reference_manifest(), endpoints={
             "echo": EndpointSpec("echo", url=url),
-            "subprotocols": EndpointSpec("subprotocols", url=url, subprotocols=("a.v1",)),
+            "subprotocols": EndpointSpec("subprotocols", url=url,
+                                         extra={"subprotocols": ("a.v1",)}),
         })
         ctx = ProbeContext(manifest, Instance(manifest), seed=1)
         bogus = await subprotocols.refuses_bogus(ctx)

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from gaps.reference.config import CAPABILITIES, DEFECTS, PROFILES, Config
+from gaps.reference.middleware import AUTH
 from gaps.reference.server import run
 
 
@@ -51,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--backoff-initial", type=float, default=0.5, metavar="S")
     parser.add_argument("--backoff-factor", type=float, default=2.0)
     parser.add_argument("--backoff-max", type=float, default=2.0, metavar="S")
+    parser.add_argument("--auth-via", choices=AUTH, default="header",
+                        help="how /secure's token travels (header: Authorization: Bearer; "
+                             "query and cookie: token; subprotocol: wsgaps.auth and the token)")
     args = parser.parse_args(argv)
     return Config(
         port=args.port, host=args.host, profile=args.profile,
@@ -59,6 +63,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         ping_timeout=args.ping_timeout or None, max_message_size=args.max_message_size,
         upstream=args.upstream, backoff_initial=args.backoff_initial,
         backoff_factor=args.backoff_factor, backoff_max=args.backoff_max,
+        auth_via=args.auth_via,
     )
 
 

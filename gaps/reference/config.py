@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
-                "resume")
+                "resume", "handshake-auth", "origin-check", "message-hooks")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -44,6 +44,8 @@ DEFECTS = {
                            "process stays up",
     "error-exits": "a protocol error (1002) or invalid UTF-8 (1007) on one connection ends the "
                    "process with a crash report on stderr and status 2",
+    "error-exits-late": "the same, but LATE_EXIT (0.8 s) after the connection was failed "
+                        "and closed, as a crash during clean-up",
     "accept-unmasked": "unmasked client frames are accepted",
     "accept-invalid-utf8": "a Text message whose first frame is not UTF-8 is passed on "
                            "unchecked (it reaches the handler, and comes back, as Binary)",
@@ -61,6 +63,11 @@ DEFECTS = {
     "fan-in-reorders": "the fan-out of /broadcast and /room/{room} sends each message from a "
                        "task of its own, every other message of a connection 20 ms later: a "
                        "sender's consecutive messages overtake each other",
+    # middleware: the handshake hook of /secure and /origin (gaps.reference.middleware)
+    "auth-any-token": "/secure accepts any non-empty token, the wrong one included",
+    "any-origin": "/origin accepts every http:// Origin (its check compares the scheme only)",
+    "refuses-after-upgrade": "/secure and /origin refuse in the connection handler, with Close "
+                             "1008 after the 101, instead of a 401 or 403 before the upgrade",
     # the outbound client (recovery.py)
     "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
     "no-redial": "failed first dials are retried, but a dropped connection is not redialled",
@@ -82,6 +89,7 @@ class Config:
     backoff_initial: float = 0.5
     backoff_factor: float = 2.0
     backoff_max: float = 2.0
+    auth_via: str = "header"  # how /secure's token travels (gaps.reference.middleware.AUTH)
 
     def has(self, capability: str) -> bool:
         if capability not in CAPABILITIES:

@@ -29,6 +29,9 @@ into websockets' sans-I/O protocol: ``DefectiveConnection`` (passed to ``serve()
   their own failure, not a neighbour's (this defect is for error-handling.isolation).
 - ``error-exits``: the same failure ends the whole process at once, status 2, after a line
   ``fatal error: ...`` on stderr, the way a Go runtime dies of an unrecoverable error.
+- ``error-exits-late``: the same failure is answered properly (Close 1002 or 1007), and
+  the whole process dies ``LATE_EXIT`` seconds later, like a crash during the clean-up of
+  a connection that is already gone (for error-handling.isolation's wait after offenders).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import dataclasses
 import os
 import struct
 import sys
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -51,9 +55,17 @@ from gaps.reference.config import Config
 
 FRAME_DEFECTS = ("pong-payload", "no-close-reply", "close-code-1005", "close-linger",
                  "no-fragments", "close-common-codes-only", "accept-unmasked",
-                 "accept-invalid-utf8", "error-closes-others", "error-exits")
+                 "accept-invalid-utf8", "error-closes-others", "error-exits",
+                 "error-exits-late")
 FAILURE_CODES = (CloseCode.PROTOCOL_ERROR, CloseCode.INVALID_DATA)  # error-closes-others
 LINGER = 3600.0  # close_timeout used with close-linger: beyond any close wait at any time scale
+LATE_EXIT = 0.8  # seconds from a failed connection to the process's end (error-exits-late)
+
+
+def _exit_late(reason: str) -> None:
+    sys.stderr.write(f"fatal error: wsgaps reference defect error-exits-late ({reason})\n")
+    sys.stderr.flush()
+    os._exit(2)
 
 
 def other_payload(payload: bytes) -> bytes:
@@ -138,6 +150,12 @@ class DefectiveProtocol(ServerProtocol):
             sys.stderr.flush()
             os._exit(2)
         super().fail(code, reason)
+        if code in FAILURE_CODES and "error-exits-late" in self.defects:
+            # DELIBERATELY DEFECTIVE (tests only): a timer thread kills the process later,
+            # whatever the event loop is doing (a crash in clean-up code).
+            timer = threading.Timer(LATE_EXIT, _exit_late, (reason,))
+            timer.daemon = True
+            timer.start()
         if (code in FAILURE_CODES and "error-closes-others" in self.defects
                 and self.on_failure is not None):
             self.on_failure()

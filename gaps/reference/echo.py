@@ -14,6 +14,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode
 
 from gaps.reference.config import Config
+from gaps.reference.middleware import MessageHooks
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
@@ -43,11 +44,24 @@ async def reordering_echo(connection: ServerConnection) -> None:
         await connection.send(first)
 
 
-def make_echo(config: Config) -> Handler:
-    """The echo handler for ``config``: faithful, or with its message-type defects."""
+def hooked_echo(hooks: MessageHooks) -> Handler:
+    """The echo with every message passed through the message hooks, in and out."""
+
+    async def echo_through_hooks(connection: ServerConnection) -> None:
+        async for message in connection:
+            await connection.send(hooks.sending(hooks.received(message)))
+
+    return echo_through_hooks
+
+
+def make_echo(config: Config, hooks: MessageHooks | None = None) -> Handler:
+    """The echo handler for ``config``: faithful (through ``hooks`` when there are any),
+    or with its message-type defects."""
     if config.defective("echo-reorders"):
         return reordering_echo
     if not any(config.defective(name) for name in MESSAGE_DEFECTS):
+        if hooks is not None and (hooks.inbound or hooks.outbound):
+            return hooked_echo(hooks)
         return echo
 
     # DELIBERATELY DEFECTIVE (tests only): each branch breaks the echo contract one way.

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from gaps.reference.broadcast import BROADCAST_PATH, Fanout, room_name
 from gaps.reference.config import Config
@@ -16,6 +19,15 @@ from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
 from gaps.reference.errors import handshake_options
 from gaps.reference.heartbeat import keepalive_options
+from gaps.reference.middleware import (
+    ORIGIN_PATH,
+    SECURE_PATH,
+    MessageHooks,
+    auth_subprotocol,
+    message_hooks,
+    process_request,
+    refused_late,
+)
 from gaps.reference.recovery import outbound
 from gaps.reference.seed import make_chat, seed_echo
 from gaps.reference.subprotocols import PATH as SUBPROTOCOLS_PATH
@@ -24,11 +36,13 @@ from gaps.reference.subprotocols import make_selector
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
-def routes(config: Config, fanout: Fanout) -> dict[str, Handler]:
-    echo = make_echo(config)
-    # /subprotocols is an echo too; only its handshake differs (see subprotocols.py).
+def routes(config: Config, fanout: Fanout, hooks: MessageHooks | None = None) -> dict[str, Handler]:
+    echo = make_echo(config, hooks)
+    # /subprotocols, /secure and /origin are echoes too; only their handshakes differ (see
+    # subprotocols.py and middleware.py).
     return {"/echo": echo, "/ws": seed_echo, "/chat": make_chat(config, fanout),
-            SUBPROTOCOLS_PATH: echo, BROADCAST_PATH: fanout.broadcast_endpoint}
+            SUBPROTOCOLS_PATH: echo, BROADCAST_PATH: fanout.broadcast_endpoint,
+            SECURE_PATH: echo, ORIGIN_PATH: echo}
 
 
 def route(table: dict[str, Handler], fanout: Fanout, path: str) -> Handler | None:
@@ -45,15 +59,40 @@ def route(table: dict[str, Handler], fanout: Fanout, path: str) -> Handler | Non
     return in_room
 
 
+def handshake_hooks(config: Config) -> dict[str, Any]:
+    """``serve()``'s handshake options: the error-handling ones (``errors.py``) and, before
+    the upgrade, the middleware's refusals (``middleware.py``) in one ``process_request``;
+    the subprotocol selection of ``/subprotocols`` and of ``/secure``'s token protocol."""
+    options = handshake_options(config)
+    errors_hook = options.get("process_request")
+    middleware_hook = process_request(config)
+
+    def both(connection: ServerConnection, request: Request) -> Response | None:
+        if errors_hook is not None and (answer := errors_hook(connection, request)):
+            return answer
+        return middleware_hook(connection, request)
+
+    selector = make_selector(config)
+
+    def select(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+        chosen = auth_subprotocol(config, connection, list(offered))
+        return Subprotocol(chosen) if chosen else selector(connection, offered)
+
+    return {**options, "process_request": both, "select_subprotocol": select}
+
+
 async def run(config: Config) -> None:
     fanout = Fanout(config)
-    table = routes(config, fanout)
+    hooks = message_hooks(config)
+    table = routes(config, fanout, hooks)
 
     async def dispatch(connection: ServerConnection) -> None:
         path = connection.request.path.split("?", 1)[0]
         handler = route(table, fanout, path)
         if handler is None:
             await connection.close(1008, "no such endpoint")
+            return
+        if await refused_late(config, connection):
             return
         # Probes drop connections abruptly on purpose; that is not a server error to log.
         with contextlib.suppress(ConnectionClosed):
@@ -64,8 +103,7 @@ async def run(config: Config) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
     async with serve(
         dispatch, config.host, config.port, max_size=config.max_message_size,
-        select_subprotocol=make_selector(config),
-        **keepalive_options(config), **serve_options(config), **handshake_options(config),
+        **keepalive_options(config), **serve_options(config), **handshake_hooks(config),
     ):
         off = (f"switched off: {', '.join(sorted(config.without))}" if config.without
                else "every capability on")
@@ -75,3 +113,5 @@ async def run(config: Config) -> None:
         client = asyncio.create_task(outbound(config))
         await stop
         client.cancel()
+        if hooks.inbound or hooks.outbound:
+            print(f"message hooks saw: {hooks.counts}", flush=True)

@@ -16,13 +16,18 @@ EXIT_WRITE = 1
 EXIT_INPUT = 2
 
 DEFAULT_GLOB = "reports/*/results.json"
+PROBLEMS_SHOWN = 20  # lines of a results file's schema problems printed
 
 EPILOG = f"""\
 exit status:
   {EXIT_OK}  reports written
   {EXIT_WRITE}  a report could not be written (file system error, templates missing)
-  {EXIT_INPUT}  bad input: a results file missing, corrupt or of another schema version,
+  {EXIT_INPUT}  bad input: a results file missing, corrupt, of another schema version or
+     not valid under the shipped JSON Schema (one line per problem),
      no results files found, two targets clashing on one folder, or bad usage
+
+python -m gaps.report audit ANALYSIS.md RESULTS.json [--out DIR] [--strict] [--fail-on ...]
+  holds a hand-written gap analysis against the results (like wsgaps audit; see its --help)
 """
 
 
@@ -52,7 +57,15 @@ def _fail(message: str, status: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (documented in ``--help``)."""
+    """Run the command; returns the exit status (documented in ``--help``).
+
+    ``python -m gaps.report audit ANALYSIS.md RESULTS.json`` is ``wsgaps audit``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["audit"]:
+        from gaps.report.audit import main as audit_main
+
+        return audit_main(argv[1:], prog="python -m gaps.report audit")
     args = parser().parse_args(argv)
     files = list(args.results) or sorted(Path().glob(DEFAULT_GLOB))
     if not files:
@@ -63,7 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         written = write_reports(files, args.out)
     except TemplatesNotFound as exc:
         return _fail(str(exc), EXIT_WRITE)
-    except (ResultsError, ReportError) as exc:
+    except ResultsError as exc:
+        if not exc.problems:
+            return _fail(str(exc), EXIT_INPUT)
+        # Against the shipped JSON Schema: one line per problem, the first PROBLEMS_SHOWN.
+        for line in exc.problems[:PROBLEMS_SHOWN]:
+            _fail(line, EXIT_INPUT)
+        if len(exc.problems) > PROBLEMS_SHOWN:
+            path = exc.problems[0].split(": $", 1)[0]
+            _fail(f"{path}: {len(exc.problems) - PROBLEMS_SHOWN} more problems not shown",
+                  EXIT_INPUT)
+        return EXIT_INPUT
+    except ReportError as exc:
         return _fail(str(exc), EXIT_INPUT)
     except OSError as exc:
         return _fail(f"cannot write reports: {exc}", EXIT_WRITE)

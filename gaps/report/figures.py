@@ -20,6 +20,8 @@ from gaps.catalog import GAPS, Kind
 from gaps.model import RunResult, Verdict
 from gaps.report.safe import clip
 from gaps.report.view import (
+    FIGURE_ICON,
+    FIGURE_WORD,
     INLINE_LIMIT,
     REPORT_HTML,
     REPORT_MD,
@@ -28,6 +30,7 @@ from gaps.report.view import (
     STATUS_WORD,
     SUMMARY_LIMIT,
     VERDICT_ICON,
+    shows_figures,
 )
 
 SKIPPED_ICON, SKIPPED_WORD = STATUS_ICON[SKIPPED], STATUS_WORD[SKIPPED]
@@ -86,6 +89,10 @@ def figures_view(runs: Sequence[tuple[RunResult, str]]) -> tuple[FigureRow, ...]
                                             "the target could not run here", md_href, html_href))
                 elif result is None:
                     cells.append(FigureCell(name, "", "not run", "", md_href, html_href))
+                elif shows_figures(spec.kind, result.verdict):
+                    cells.append(FigureCell(name, FIGURE_ICON, FIGURE_WORD,
+                                            clip(result.summary, SUMMARY_LIMIT),
+                                            md_href, html_href))
                 else:
                     cells.append(FigureCell(name, VERDICT_ICON[result.verdict],
                                             str(result.verdict),

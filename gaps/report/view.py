@@ -34,18 +34,30 @@ BUILD_WORDS = {"built": "built for this run", "cached": "cached (inputs unchange
 # What every gap of a target that could not run shows instead of its derived status (which
 # is "unknown"): one word for the matrix, the report and the terminal, the reason once.
 SKIPPED = "skipped"
+# What a gap shows instead of its derived status when the run was interrupted before it
+# finished: that status comes from the checks done by then (perhaps none), no verdict.
+INTERRUPTED = "interrupted"
 DETAIL_LIMIT = 4096  # tail of a skipped target's reason (it may hold build output)
 MAP_MAX = 50  # entries shown from settings, hints and waits
 TRIES_MAX = 10  # verdicts of retried tries listed per check
 
 # Keyed by the status value; Status members are str, so they key the same entries.
 STATUS_ICON = {Status.PASS: "✅", Status.PARTIAL: "⚠️", Status.MISSING: "❌",
-               Status.UNKNOWN: "❔", SKIPPED: "⏭️"}
+               Status.UNKNOWN: "❔", SKIPPED: "⏭️", INTERRUPTED: "⏹️"}
 STATUS_WORD = {Status.PASS: "Pass", Status.PARTIAL: "Partial", Status.MISSING: "Missing",
-               Status.UNKNOWN: "Unknown", SKIPPED: "Skipped"}
+               Status.UNKNOWN: "Unknown", SKIPPED: "Skipped", INTERRUPTED: "Interrupted"}
 VERDICT_ICON = {Verdict.PASS: "✅", Verdict.NON_STRICT: "☑️", Verdict.FAIL: "❌",
                 Verdict.SKIP: "⏭️", Verdict.ERROR: "⛔"}
 ERROR_ICON = "⛔"
+# An evidence-only check that measured something shows its figures, not a verdict: it has
+# no verdict weight (DESIGN.md [e]), and a check like broadcast.scale can only pass or skip,
+# so a green tick would claim what it never judged.  Skip and error keep theirs: no figure.
+FIGURE_ICON, FIGURE_WORD = "📊", "measured"
+
+
+def shows_figures(kind: Kind, verdict: Verdict) -> bool:
+    """Whether a check of ``kind`` with ``verdict`` is shown as figures, not as a verdict."""
+    return kind is Kind.EVIDENCE and verdict not in (Verdict.SKIP, Verdict.ERROR)
 DECLARED_ICON = "📄"
 
 REPORT_MD = "gap-report.md"
@@ -93,6 +105,8 @@ class CheckView:
     tests: str  # what the check tests, from the catalog
     verdict: str
     icon: str
+    label: str  # the word shown: the verdict, or FIGURE_WORD (shows_figures)
+    look: str  # the HTML icon and CSS name: the verdict, or "figure"
     passed: bool
     summary: str
     declared: bool
@@ -149,6 +163,8 @@ class ReportView:
     description: str
     version: str
     version_note: str  # the version differs from the one the manifest was written for
+    version_error: str  # why the version is unknown: the version command's failure
+    interrupted: str  # the signal that interrupted the run; empty for a whole run
     build: str
     kind: str
     url: str
@@ -228,12 +244,15 @@ def _check_view(check: CheckResult, tests: str) -> CheckView:
         if len(verdicts) > TRIES_MAX:
             tries_text += f", … ({len(verdicts)} tries)"
     wait = check.wait
+    figures_only = shows_figures(check.kind, check.verdict)
     return CheckView(
         id=check.id,
         kind=str(check.kind),
         tests=tests,
         verdict=str(check.verdict),
-        icon=VERDICT_ICON[check.verdict],
+        icon=FIGURE_ICON if figures_only else VERDICT_ICON[check.verdict],
+        label=FIGURE_WORD if figures_only else str(check.verdict),
+        look="figure" if figures_only else str(check.verdict),
         passed=check.verdict.passed,
         summary=clip(check.summary, SUMMARY_LIMIT),
         declared=check.method is Method.DECLARED,
@@ -280,7 +299,8 @@ def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
     specs = {spec.id: spec for spec in gap.checks}
     views = [_check_view(c, specs[c.id].summary if c.id in specs else "") for c in result.checks]
     reported = {c.id for c in result.checks}
-    status = SKIPPED if skipped else str(result.status)
+    interrupted = result.interrupted and not skipped
+    status = SKIPPED if skipped else INTERRUPTED if interrupted else str(result.status)
     return GapView(
         id=gap.id,
         slug=gap.slug,
@@ -297,9 +317,10 @@ def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
         capability=tuple(v for v in views if v.kind == Kind.CAPABILITY),
         conformance=tuple(v for v in views if v.kind == Kind.CONFORMANCE),
         figures=tuple(v for v in views if v.kind == Kind.EVIDENCE),
-        # Only for gaps that ran: an unprobed gap already says so in its note.
+        # Only for gaps that ran: an unprobed gap already says so in its note, and so does
+        # an interrupted one, naming the checks that did not finish.
         not_reported=tuple(s.id for s in gap.checks if s.id not in reported)
-        if result.checks else (),
+        if result.checks and not interrupted else (),
         failed=tuple(Entry(v.id, v.tests) for v in views
                      if v.verdict == Verdict.FAIL and v.kind != Kind.EVIDENCE),
         logs=_logs(result.logs) if result.logs else "",
@@ -319,7 +340,9 @@ def report_view(run: RunResult) -> ReportView:
     if isinstance(run.finished, int | float) and isinstance(run.started, int | float) \
             and run.started > 0 and run.finished >= run.started:
         duration = seconds(run.finished - run.started)
-    shown = (SKIPPED,) if target.skipped else tuple(Status)
+    shown: tuple[str, ...] = (SKIPPED,) if target.skipped else tuple(Status)
+    if any(g.status == INTERRUPTED for g in gaps):
+        shown += (INTERRUPTED,)
     counts = tuple(Entry(STATUS_WORD[s], str(sum(1 for g in gaps if g.status == s)))
                    for s in shown)
     return ReportView(
@@ -327,6 +350,9 @@ def report_view(run: RunResult) -> ReportView:
         description=clip(target.description, SUMMARY_LIMIT) if target.description else "",
         version=clip(target.version, INLINE_LIMIT) if target.version else "",
         version_note=clip(target.version_note, SUMMARY_LIMIT) if target.version_note else "",
+        version_error=clip(target.version_error, SUMMARY_LIMIT) if target.version_error
+        else "",
+        interrupted=clip(run.interrupted, INLINE_LIMIT) if run.interrupted else "",
         build=BUILD_WORDS.get(target.build or "", ""),
         kind=clip(target.kind, INLINE_LIMIT),
         url=clip(target.url, INLINE_LIMIT) if target.url else "",
@@ -367,6 +393,7 @@ class MatrixColumn:
     name: str
     version: str
     skipped: str
+    interrupted: str  # the signal that interrupted this target's run, or empty
     started: str
     harness_version: str
     md_href: str
@@ -394,6 +421,11 @@ class MatrixView:
     started: str
     harness: str
 
+    @property
+    def interrupted(self) -> tuple[MatrixColumn, ...]:
+        """The targets whose run was interrupted: said at the top of the matrix."""
+        return tuple(c for c in self.columns if c.interrupted)
+
 
 def matrix_view(runs: Sequence[tuple[RunResult, str]]) -> MatrixView:
     """The matrix of ``runs``, each given with its report folder relative to the matrix.
@@ -412,6 +444,7 @@ def matrix_view(runs: Sequence[tuple[RunResult, str]]) -> MatrixView:
             name=clip(run.target.name, INLINE_LIMIT),
             version=clip(run.target.version, INLINE_LIMIT) if run.target.version else "",
             skipped=clip(skipped, SUMMARY_LIMIT),
+            interrupted=clip(run.interrupted, INLINE_LIMIT) if run.interrupted else "",
             started=timestamp(run.started),
             harness_version=clip(run.harness_version, INLINE_LIMIT),
             md_href=md_href,
@@ -423,7 +456,8 @@ def matrix_view(runs: Sequence[tuple[RunResult, str]]) -> MatrixView:
         for (run, _), (md_href, html_href) in zip(runs, hrefs, strict=True):
             result = run.gaps[gap.slug]
             # Nothing was probed on a skipped target: say so rather than "unknown".
-            state = SKIPPED if run.target.skipped else str(result.status)
+            state = SKIPPED if run.target.skipped else INTERRUPTED if result.interrupted \
+                else str(result.status)
             cells.append(MatrixCell(state, STATUS_WORD[state], STATUS_ICON[state],
                                     bool(result.error),
                                     f"{md_href}#gap-{gap.id}", f"{html_href}#gap-{gap.id}"))

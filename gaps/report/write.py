@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gaps.catalog import BY_SLUG, CHECKS
-from gaps.model import ResultsError, RunResult, load_results
+from gaps.model import ResultsError, RunResult, load_results, new_file_mode
 from gaps.report.render import (
     render_html,
     render_index_html,
@@ -68,6 +68,7 @@ def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())  # as any other file: mkstemp's 0600 is for secrets
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write(text)
         os.replace(tmp, path)
@@ -125,16 +126,25 @@ def write_reports(result_files: Sequence[Path], out_dir: Path | None = None) -> 
     out = Path(out_dir).absolute() if out_dir is not None else None
     placed = sorted(_place(runs, out), key=lambda p: (str(p.root), p.folder.name))
     rendered: list[tuple[Path, str]] = []
+    # An audit made in a target's folder (wsgaps audit) is linked from its report and listed
+    # in the index; it says so when it was made against other results than these.  (Imported
+    # here: the audit module reads analyses, whose parser uses this package's escaping.)
+    from gaps.report.audit import audit_link
+
+    sources = {id(run): path for path, run in runs}
+    audits = {spot.folder: audit_link(spot.folder, sources[id(spot.run)]) for spot in placed}
     for spot in placed:
         # Each target folder is a direct child of the folder holding its matrix.
+        audit = audits[spot.folder]
         rendered.append((spot.folder / REPORT_MD,
-                         render_markdown(spot.run, index=f"../{MATRIX_MD}")))
+                         render_markdown(spot.run, index=f"../{MATRIX_MD}", audit=audit)))
         rendered.append((spot.folder / REPORT_HTML,
-                         render_html(spot.run, index=f"../{INDEX_HTML}")))
+                         render_html(spot.run, index=f"../{INDEX_HTML}", audit=audit)))
     for root in sorted({spot.root for spot in placed}, key=str):
         members = [(s.run, s.folder.name) for s in placed if s.root == root]
-        rendered.append((root / MATRIX_MD, render_matrix_markdown(members)))
-        rendered.append((root / INDEX_HTML, render_index_html(members)))
+        found = [audits[s.folder] for s in placed if s.root == root]
+        rendered.append((root / MATRIX_MD, render_matrix_markdown(members, found)))
+        rendered.append((root / INDEX_HTML, render_index_html(members, found)))
     for path, text in rendered:
         write_text(path, text)
     return [path for path, _ in rendered]

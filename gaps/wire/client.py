@@ -70,6 +70,15 @@ MAX_CONTROL = 125  # RFC 6455 5.5: control frame payloads are at most 125 bytes
 HARNESS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
+def harness_side(exc: BaseException) -> bool:
+    """Whether ``exc`` is the harness's own trouble (out of descriptors or memory here),
+    never evidence about a target; in a group, one such error makes the whole so."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(harness_side(e) for e in exc.exceptions)
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, OSError) and exc.errno in HARNESS_ERRNOS)
+
+
 class BufferOverflow(OSError):
     """More unread data arrived than the client keeps; a harness-side limit, not evidence."""
 
@@ -805,5 +814,6 @@ __all__ = [
     "WireClient",
     "attempt",
     "handshake_ok",
+    "harness_side",
     "open_handshake",
 ]

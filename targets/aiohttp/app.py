@@ -5,6 +5,11 @@ Endpoints: ``/echo`` (every message back, same type), ``/subprotocols`` (the sam
 structured errors).  Keepalive is aiohttp's own ``heartbeat=`` option (off by default); the
 pong deadline is aiohttp's fixed ``heartbeat / 2``.  ``web.run_app`` handles SIGTERM itself.
 
+Middleware (gap 8): ``/secure`` is the echo behind a token check made before ``prepare()``
+(the handshake is still a plain request then, so raising ``web.HTTPUnauthorized`` answers
+401 instead of the 101); ``/origin`` is the echo behind the same short same-origin check
+before ``prepare()``, answering 403: aiohttp has no origin setting for WebSocketResponse.
+
 Recovery (gap 11): with ``--upstream URL`` a background task (aiohttp's documented
 ``cleanup_ctx`` pattern) follows that URL with aiohttp's client, ``ClientSession.ws_connect``,
 and reads it to the end.  aiohttp's client has no reconnection, so none is added: a failed
@@ -24,12 +29,32 @@ from aiohttp import ClientError, ClientSession, WSMsgType, web
 from gaps.contract import chat_reply  # the contract's chat format, shared
 
 SUBPROTOCOLS = ("wsgaps.v2", "wsgaps.v1")
+TOKEN = "wsgaps-aiohttp-token"  # targets/aiohttp/target.toml endpoints.secure.auth
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def echo_handler(heartbeat: float, protocols: tuple[str, ...] = ()) -> Handler:
+Guard = Callable[[web.Request], None]
+
+
+def token_required(request: web.Request) -> None:
+    """Before prepare(): no upgrade without the right bearer token (401)."""
+    if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+        raise web.HTTPUnauthorized(text="a valid token is required")
+
+
+def same_origin(request: web.Request) -> None:
+    """Before prepare(): an Origin, when sent, must be http:// and the Host (403)."""
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"http://{request.host}":
+        raise web.HTTPForbidden(text="cross-origin WebSocket handshakes are refused")
+
+
+def echo_handler(heartbeat: float, protocols: tuple[str, ...] = (),
+                 guard: Guard | None = None) -> Handler:
     async def echo(request: web.Request) -> web.WebSocketResponse:
+        if guard is not None:
+            guard(request)
         ws = web.WebSocketResponse(heartbeat=heartbeat, protocols=protocols)
         await ws.prepare(request)
         async for msg in ws:
@@ -85,6 +110,8 @@ def make_app(heartbeat: float, upstream: str = "") -> web.Application:
     app.router.add_get("/echo", echo_handler(heartbeat))
     app.router.add_get("/subprotocols", echo_handler(heartbeat, SUBPROTOCOLS))
     app.router.add_get("/chat", chat_handler(heartbeat))
+    app.router.add_get("/secure", echo_handler(heartbeat, guard=token_required))
+    app.router.add_get("/origin", echo_handler(heartbeat, guard=same_origin))
     return app
 
 

@@ -10,6 +10,15 @@
 //	/subprotocols  the same handler; the upgrader offers wsgaps.v2 and wsgaps.v1
 //	/chat          the seed's chat: an acknowledgement to the sender (no fan-out: GoFr gives
 //	               handlers no access to other connections), GoFr's own error path on bad input
+//	/secure        the echo behind a token check in a middleware registered with
+//	               app.UseMiddleware (docs/advanced-guide/middlewares): GoFr registers its own
+//	               WebSocket upgrade middleware last, at Run (http_server.go run), so user
+//	               middleware answers the handshake before any upgrade; 401 without
+//	               "Authorization: Bearer <token>"
+//
+// No origin endpoint: GoFr's origin setting, websocket.WithCheckOrigin, belongs to the one
+// upgrader of the app (OverrideWebsocketUpgrader), so setting it would change /echo too;
+// target.toml declares origin-check, and /echo shows GoFr's default.
 //
 // Recovery (gap 11): with UPSTREAM_URL set, the app registers it as a WebSocket service with
 // app.AddWSService(name, url, nil, true, UPSTREAM_RETRY_INTERVAL): GoFr's own inter-service
@@ -25,6 +34,7 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -35,6 +45,24 @@ import (
 	"gofr.dev/pkg/gofr/version"
 	"gofr.dev/pkg/gofr/websocket"
 )
+
+// secureToken is the right token of /secure (target.toml endpoints.secure.auth).
+const secureToken = "wsgaps-gofr-token"
+
+// tokenRequired refuses requests for path without the Authorization value want, with 401,
+// before GoFr's upgrade middleware runs.
+func tokenRequired(path, want string) gofrHTTP.Middleware {
+	return func(inner http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == path && r.Header.Get("Authorization") != want {
+				http.Error(w, "a valid token is required", http.StatusUnauthorized)
+				return
+			}
+
+			inner.ServeHTTP(w, r)
+		})
+	}
+}
 
 // ChatMessage is the seed's chat message.
 type ChatMessage struct {
@@ -59,6 +87,8 @@ func main() {
 	app.WebSocket("/echo", echo)
 	app.WebSocket("/subprotocols", echo)
 	app.WebSocket("/chat", chat)
+	app.WebSocket("/secure", echo)
+	app.UseMiddleware(tokenRequired("/secure", "Bearer "+secureToken))
 
 	addUpstream(app)
 

@@ -11,6 +11,11 @@
 //                  the sender included: a loop over the server's own `clients` Set, as in
 //                  ws's README ("Server broadcast").  The endpoint has a WebSocketServer of its
 //                  own, so that set is exactly its audience (no filter of ours)
+//   /secure        like /echo, behind a token check in ws's handshake hook `verifyClient`:
+//                  without `Authorization: Bearer <TOKEN>` the callback refuses with 401,
+//                  which ws writes instead of the 101 (lib/websocket-server.js abortHandshake)
+//   /origin        like /echo, behind the same short same-origin check in `verifyClient`
+//                  (ws has no origin setting; `info.origin` is the Origin header): 403
 // Routing several WebSocketServers (noServer mode) on one http.Server is the pattern of ws's
 // README ("Multiple servers sharing a single HTTP/S server").  No timers of our own: ws has
 // no server heartbeat, so none is added here (target.toml declares it absent).
@@ -25,6 +30,7 @@ const http = require('node:http');
 const { WebSocket, WebSocketServer } = require('ws');
 
 const SUPPORTED = ['wsgaps.v2', 'wsgaps.v1'];
+const TOKEN = 'wsgaps-node-ws-token'; // target.toml endpoints.secure.auth
 
 function option(name, fallback) {
   const at = process.argv.indexOf(`--${name}`);
@@ -51,6 +57,25 @@ const subprotocolServer = new WebSocketServer({
 subprotocolServer.on('connection', echo);
 
 const chatServer = new WebSocketServer({ noServer: true });
+
+const secureServer = new WebSocketServer({
+  noServer: true,
+  verifyClient: (info, done) => {
+    if (info.req.headers.authorization === `Bearer ${TOKEN}`) done(true);
+    else done(false, 401, 'a valid token is required');
+  },
+});
+secureServer.on('connection', echo);
+
+const originServer = new WebSocketServer({
+  noServer: true,
+  verifyClient: (info, done) => {
+    // No Origin: not a browser, nothing to protect against.  Otherwise http:// and the Host.
+    if (info.origin === undefined || info.origin === `http://${info.req.headers.host}`) done(true);
+    else done(false, 403, 'cross-origin WebSocket handshakes are refused');
+  },
+});
+originServer.on('connection', echo);
 
 // clientTracking is on by default: ws adds each connection to broadcastServer.clients and
 // removes it when it closes (lib/websocket-server.js completeUpgrade).
@@ -103,11 +128,13 @@ const routes = {
   '/subprotocols': subprotocolServer,
   '/chat': chatServer,
   '/broadcast': broadcastServer,
+  '/secure': secureServer,
+  '/origin': originServer,
 };
 
 const server = http.createServer((req, res) => {
   res.writeHead(426, { 'Content-Type': 'text/plain' });
-  res.end('WebSocket endpoints: /echo, /subprotocols, /chat, /broadcast\n');
+  res.end('WebSocket endpoints: /echo, /subprotocols, /chat, /broadcast, /secure, /origin\n');
 });
 
 server.on('upgrade', (req, socket, head) => {

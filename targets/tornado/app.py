@@ -5,6 +5,10 @@ Endpoints: ``/echo`` (every message back, same type), ``/subprotocols`` (the sam
 chat: acknowledgement and structured errors).  Keepalive is tornado's own application
 settings ``websocket_ping_interval`` / ``websocket_ping_timeout`` (off by default);
 permessage-deflate is switched on with ``get_compression_options`` (off by default).
+Middleware (gap 8): ``/secure`` is the echo whose ``prepare()`` (tornado's documented hook
+before ``get``, which performs the upgrade) raises ``HTTPError(401)`` without the bearer
+token; ``/origin`` is the plain echo handler under tornado's own cross-origin protection,
+on by default for every WebSocketHandler (``check_origin``).
 SIGTERM keeps Python's default action (the process ends; tornado installs no handler).
 
 Recovery (gap 11): with ``--upstream URL`` a task follows that URL with tornado's client,
@@ -20,12 +24,13 @@ import asyncio
 import json
 from typing import Any
 
-from tornado.web import Application
+from tornado.web import Application, HTTPError
 from tornado.websocket import WebSocketHandler, websocket_connect
 
 from gaps.contract import chat_reply  # the contract's chat format, shared
 
 SUBPROTOCOLS = ("wsgaps.v2", "wsgaps.v1")
+TOKEN = "wsgaps-tornado-token"  # targets/tornado/target.toml endpoints.secure.auth
 
 
 class EchoHandler(WebSocketHandler):
@@ -39,6 +44,13 @@ class EchoHandler(WebSocketHandler):
 class SubprotocolsHandler(EchoHandler):
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return next((p for p in SUBPROTOCOLS if p in subprotocols), None)
+
+
+class SecureHandler(EchoHandler):
+    def prepare(self) -> None:
+        # Runs before get(), so the refusal is an HTTP answer instead of the 101.
+        if self.request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            raise HTTPError(401, "a valid token is required")
 
 
 class ChatHandler(WebSocketHandler):
@@ -63,7 +75,9 @@ async def follow_upstream(url: str) -> None:
 async def main(port: int, interval: float, timeout: float, upstream: str) -> None:
     app = Application(
         [(r"/echo", EchoHandler), (r"/subprotocols", SubprotocolsHandler),
-         (r"/chat", ChatHandler)],
+         (r"/chat", ChatHandler), (r"/secure", SecureHandler),
+         # tornado's cross-origin protection is on for every handler: /origin adds nothing
+         (r"/origin", EchoHandler)],
         websocket_ping_interval=interval,
         websocket_ping_timeout=timeout,
     )

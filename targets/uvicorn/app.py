@@ -7,6 +7,14 @@ type), ``/subprotocols`` (the same, accepting a supported protocol the client of
 ASGI the application chooses, through ``scope["subprotocols"]`` and
 ``WebSocket.accept(subprotocol=...)``) and ``/chat`` (the seed's chat: acknowledgement and
 structured errors).  uvicorn handles SIGTERM itself.
+
+Middleware (gap 8): ``/secure`` and ``/origin`` check the handshake before ``accept()``,
+where the application still decides whether the 101 is sent, and refuse with
+``WebSocket.send_denial_response`` (the ASGI "Websocket Denial Response" extension, which
+uvicorn's backend offers): 401 without the bearer token, 403 for an Origin that is not
+``http://`` and the Host.  Neither uvicorn nor starlette has an origin setting for
+WebSockets (starlette's CORSMiddleware passes non-HTTP scopes through), so that check is
+this short one.
 """
 
 from __future__ import annotations
@@ -14,12 +22,14 @@ from __future__ import annotations
 import json
 
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from gaps.contract import chat_reply  # the contract's chat format, shared
 
 SUBPROTOCOLS = ("wsgaps.v2", "wsgaps.v1")
+TOKEN = "wsgaps-uvicorn-token"  # targets/uvicorn/target.toml endpoints.secure.auth
 
 
 async def relay(websocket: WebSocket) -> None:
@@ -44,6 +54,24 @@ async def subprotocols(websocket: WebSocket) -> None:
     await relay(websocket)
 
 
+async def secure(websocket: WebSocket) -> None:
+    if websocket.headers.get("authorization") != f"Bearer {TOKEN}":
+        await websocket.send_denial_response(
+            PlainTextResponse("a valid token is required\n", status_code=401))
+        return
+    await echo(websocket)
+
+
+async def same_origin(websocket: WebSocket) -> None:
+    origin = websocket.headers.get("origin")
+    if origin is not None and origin != f"http://{websocket.headers.get('host', '')}":
+        await websocket.send_denial_response(
+            PlainTextResponse("cross-origin WebSocket handshakes are refused\n",
+                              status_code=403))
+        return
+    await echo(websocket)
+
+
 async def chat(websocket: WebSocket) -> None:
     await websocket.accept()
     while True:
@@ -61,4 +89,6 @@ app = Starlette(routes=[
     WebSocketRoute("/echo", echo),
     WebSocketRoute("/subprotocols", subprotocols),
     WebSocketRoute("/chat", chat),
+    WebSocketRoute("/secure", secure),
+    WebSocketRoute("/origin", same_origin),
 ])

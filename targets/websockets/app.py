@@ -10,6 +10,14 @@ message)``, the library's own call over the library's own set of open connection
 holds every connection of a server, whatever its path, so the endpoint gets a server of its
 own instead of a filter by path, which would be a registry the stack does not ship.
 
+Middleware (gap 8): ``/secure`` is the echo behind a token check in ``process_request``,
+websockets' handshake hook ("Intercept the request during the opening handshake"): without
+``Authorization: Bearer <TOKEN>`` it returns ``connection.respond(401, ...)``, which
+websockets sends instead of the 101.  ``/origin`` is a fourth ``serve()`` on
+``--origin-port`` with ``origins=[its own origin]``, websockets' own setting, which refuses
+any other Origin with 403 (``ServerProtocol.process_origin``); it covers every path of a
+server, so ``echo`` keeps a server without it.
+
 Keepalive is the library's own (``ping_interval``/``ping_timeout``); ``close_timeout`` is
 shortened so that a shutdown with peers that never answer the Close ends within the harness's
 grace period.  SIGTERM leaves the
@@ -36,10 +44,12 @@ from collections.abc import Callable
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Request, Response, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from gaps.contract import chat_reply  # the contract's chat format, shared
 
 SUBPROTOCOLS = ["wsgaps.v2", "wsgaps.v1"]
+TOKEN = "wsgaps-websockets-token"  # targets/websockets/target.toml endpoints.secure.auth
 
 
 async def echo(connection: ServerConnection) -> None:
@@ -59,13 +69,16 @@ async def chat(connection: ServerConnection) -> None:
         await connection.send(json.dumps(reply))
 
 
-ROUTES = {"/echo": echo, "/chat": chat}
+ROUTES = {"/echo": echo, "/chat": chat, "/secure": echo}
 
 
 def only(paths: set[str]) -> Callable[[ServerConnection, Request], Response | None]:
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
-        if request.path.split("?")[0] not in paths:
+        path = request.path.split("?")[0]
+        if path not in paths:
             return connection.respond(404, "no such endpoint\n")
+        if path == "/secure" and request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return connection.respond(401, "a valid token is required\n")
         return None
 
     return process_request
@@ -86,8 +99,8 @@ async def follow_upstream(url: str) -> None:
             continue
 
 
-async def main(port: int, subprotocols_port: int, broadcast_port: int, interval: float,
-               timeout: float, close_timeout: float, upstream: str) -> None:
+async def main(port: int, subprotocols_port: int, broadcast_port: int, origin_port: int,
+               interval: float, timeout: float, close_timeout: float, upstream: str) -> None:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
@@ -101,9 +114,11 @@ async def main(port: int, subprotocols_port: int, broadcast_port: int, interval:
               subprotocols=SUBPROTOCOLS, **keepalive),
         serve(broadcaster, "127.0.0.1", broadcast_port, process_request=only({"/broadcast"}),
               **keepalive),
+        serve(echo, "127.0.0.1", origin_port, process_request=only({"/origin"}),
+              origins=[Origin(f"http://127.0.0.1:{origin_port}")], **keepalive),
     ):
-        print(f"websockets adapter on 127.0.0.1:{port}, :{subprotocols_port} and "
-              f":{broadcast_port}", flush=True)
+        print(f"websockets adapter on 127.0.0.1:{port}, :{subprotocols_port}, "
+              f":{broadcast_port} and :{origin_port}", flush=True)
         client = asyncio.create_task(follow_upstream(upstream)) if upstream else None
         await stop
         if client is not None:
@@ -115,6 +130,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--subprotocols-port", type=int, required=True)
     parser.add_argument("--broadcast-port", type=int, required=True)
+    parser.add_argument("--origin-port", type=int, required=True)
     parser.add_argument("--ping-interval", type=float, default=1.0)
     parser.add_argument("--ping-timeout", type=float, default=1.0)
     parser.add_argument("--close-timeout", type=float, default=2.0)
@@ -124,5 +140,5 @@ if __name__ == "__main__":
     # target's output is evidence.
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("websockets.client").setLevel(logging.INFO)
-    asyncio.run(main(args.port, args.subprotocols_port, args.broadcast_port, args.ping_interval,
-                     args.ping_timeout, args.close_timeout, args.upstream))
+    asyncio.run(main(args.port, args.subprotocols_port, args.broadcast_port, args.origin_port,
+                     args.ping_interval, args.ping_timeout, args.close_timeout, args.upstream))

@@ -1,177 +1,24 @@
-"""Shared helpers for checks: what more than one probe needs, in one place.
-
-A probe module imports from here, from ``gaps.probe`` (the check contract) and from
-``gaps.wire`` (clients, frames, errors); never from another probe.  See the probe section
-of ``docs/design-notes.md`` for which helper is for what.
+"""Audiences on fan-out endpoints (broadcast, room): clients read all the time, every copy
+of the probe's messages matched to the one message it must equal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import math
-import os
 import re
-import resource
 import string
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gaps.evidence import HEX_PREFIX, show_bytes
-from gaps.model import Verdict
-from gaps.probe import Outcome, ProbeContext, failed, passed, the_wire_decides
+from gaps.probe import Outcome, ProbeContext, the_wire_decides
+from gaps.toolkit.clients import connect_many
+from gaps.toolkit.load import harness_stall
+from gaps.toolkit.quoting import show
+from gaps.toolkit.waiting import Changes, wait_until
 from gaps.wire.client import Message, WireClient
-from gaps.wire.errors import HandshakeFailed, ReceiveError, ReceiveTimeout
+from gaps.wire.errors import ReceiveError, ReceiveTimeout
 from gaps.wire.frames import Opcode, opcode_name
-
-SHOWN = 80  # bytes of a target's payload quoted in a summary
-
-
-def show(data: bytes, limit: int = SHOWN) -> str:
-    """A bounded quote of bytes the target sent (untrusted): UTF-8 text as a quoted string,
-    anything else as ``hex:`` and its hex digits (``gaps.evidence.show_bytes``)."""
-    cut = len(data) > limit
-    shown = show_bytes(data[:limit], cut=cut)
-    text = shown if shown.startswith(HEX_PREFIX) else repr(shown)
-    return text + ("..." if cut else "")
-
-
-def quote(text: str | None, limit: int = 100) -> str:
-    """A bounded quote of a header value or other text the target sent."""
-    return "" if text is None else text[:limit]
-
-
-async def receive(client: WireClient, wait: float, max_size: int) -> Message | str:
-    """The next data message, or one line saying why there was none.
-
-    The reason covers a wait that ran out, a Close frame, the TCP end and framing the
-    server got wrong (fragments out of order, a message over ``max_size``).
-    """
-    try:
-        return await client.recv_message(wait, max_size=max_size)
-    except ReceiveError as exc:
-        if isinstance(exc, TimeoutError):
-            return f"no echo within {wait:.1f} s"
-        return str(exc)
-
-
-def judge_echo(what: str, opcode: Opcode, sent: bytes, got: Message | str,
-               client: WireClient, **extra: Any) -> Outcome:
-    """The echo judgement: pass when ``got`` is ``sent`` with the same opcode; otherwise fail
-    saying what differed (nothing came, another opcode, other bytes)."""
-    evidence = {"sent_opcode": opcode.name, "sent_length": len(sent), **extra,
-                **client.evidence()}
-    if isinstance(got, str):
-        return failed(f"{what}: {got}", **evidence)
-    got_name = opcode_name(got.opcode)
-    evidence.update(echo_opcode=got_name, echo_length=len(got.data),
-                    echo_frames=len(got.frames))
-    if got.opcode != opcode:
-        return failed(f"{what} came back as {got_name}, not {opcode.name}", **evidence)
-    if got.data != sent:
-        return failed(f"{what} came back altered ({len(got.data)} bytes: {show(got.data)})",
-                      **evidence)
-    return passed(f"{what} came back as {got_name}, identical", **evidence)
-
-
-async def echo_once(client: WireClient, payload: bytes, wait: float, *,
-                    opcode: Opcode = Opcode.TEXT, what: str = "", **extra: Any) -> Outcome:
-    """Send ``payload`` once and judge its echo (one round trip on an open client)."""
-    if opcode == Opcode.BINARY:
-        await client.send_binary(payload)
-    else:
-        await client.send_text(payload)
-    got = await receive(client, wait, 4 * len(payload) + 1024)
-    label = what or f"a {len(payload)}-byte {opcode.name.lower()} message"
-    return judge_echo(label, opcode, payload, got, client, wait=wait, **extra)
-
-
-def harness_stall(ctx: ProbeContext, outcome: Outcome, closed: int) -> Outcome:
-    """``outcome``, unless it is a failure (or a skip for missing figures) after the target
-    closed ``closed`` clients of ours while this event loop had stalled for half the
-    target's Pong deadline (``LAG_SHARE``; 20 s when not hinted): our clients may have
-    answered Pings late, so that is ``error`` ("harness too slow"), never evidence about the
-    target.  A violation in the evidence keeps the verdict: the wire decided."""
-    if outcome.verdict not in (Verdict.FAIL, Verdict.SKIP) or not closed \
-            or "violation" in outcome.evidence:
-        return outcome
-    lag = ctx.harness_lag()
-    if lag < LAG_SHARE * (ctx.hint("ping_timeout") or DEFAULT_PONG_DEADLINE):
-        return outcome
-    return Outcome(Verdict.ERROR, f"harness too slow: its event loop stalled {lag:.2f} s "
-                   f"while {closed} of its clients were closed by the target",
-                   {"harness_lag_s": round(lag, 3), "summary_before": outcome.summary,
-                    **outcome.evidence})
-
-
-def open_files_for(needed: int) -> int:
-    """Make room in this process for ``needed`` more open files; return the soft limit.
-
-    Raises the soft open-file limit towards the hard one first.  When the room is still not
-    there, raises ``OSError(EMFILE)``: running out of descriptors is the harness's problem,
-    so the check ends as ``error`` (harness side), never as evidence about the target.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    in_use = _open_files()
-    if in_use + needed > soft and (hard == resource.RLIM_INFINITY or hard > soft):
-        wanted = in_use + needed if hard == resource.RLIM_INFINITY else hard
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if in_use + needed > soft:
-        raise OSError(errno.EMFILE, f"the harness needs {needed} more open files, but "
-                                    f"{in_use} of its limit of {soft} are in use (hard limit "
-                                    f"{'unlimited' if hard == resource.RLIM_INFINITY else hard})")
-    return soft
-
-
-def _open_files() -> int:
-    """Descriptors open in this process now (0 where the platform does not say)."""
-    for folder in ("/proc/self/fd", "/dev/fd"):
-        with contextlib.suppress(OSError):
-            return len(os.listdir(folder))
-    return 0
-
-
-_LOAD_LOCKS: dict[int, asyncio.Lock] = {}
-
-
-@contextlib.asynccontextmanager
-async def heavy_load(ctx: ProbeContext | None = None) -> AsyncIterator[float]:
-    """Hold this harness's one load slot: checks that put hundreds of connections or
-    thousands of messages through the harness's event loop (figures such as
-    ``broadcast.scale``, ``concurrency.parallel-echo``) take turns, so that one load's figures
-    never carry another's (targets and gaps run at once).  Yields the seconds spent waiting
-    for the slot; with ``ctx``, the running try's budget does not run meanwhile
-    (``ProbeContext.off_budget``), since the queue is the harness's, not the target's."""
-    loop = asyncio.get_running_loop()
-    lock = _LOAD_LOCKS.setdefault(id(loop), asyncio.Lock())
-    asked = loop.time()
-    async with ctx.off_budget() if ctx is not None else contextlib.nullcontext():
-        await lock.acquire()
-    try:
-        yield loop.time() - asked
-    finally:
-        lock.release()
-
-
-def worst(verdicts: list[Verdict]) -> Verdict:
-    """error before fail before non-strict before pass: the verdict of sub-results."""
-    for verdict in (Verdict.ERROR, Verdict.FAIL, Verdict.NON_STRICT):
-        if verdict in verdicts:
-            return verdict
-    return Verdict.PASS
-
-
-def combine(judged: list[tuple[Verdict, str]], **evidence: Any) -> Outcome:
-    """One outcome from sub-results (verdict, line): the worst verdict, its lines first."""
-    verdict = worst([v for v, _ in judged])
-    lines = [line for v, line in judged if v is verdict] + [
-        line for v, line in judged if v is not verdict]
-    return Outcome(verdict, "; ".join(lines), evidence)
-
 
 # -- audiences on fan-out endpoints (broadcast, room) -------------------------------------
 #
@@ -185,10 +32,6 @@ MAX_MESSAGE = 1024 * 1024  # bound on one message a listener reads (the probe's 
 READ_SLICE = 3600.0  # a listener's read wait; it reads until the check stops it
 PAD = 32  # seeded ASCII letters that make every message unique
 NAMED = 5  # clients, senders or samples named in a summary
-# A stall of our own event loop this long (a share of the target's Pong deadline, 20 s when
-# not hinted) may have made the target close clients that answered Pings late.
-LAG_SHARE = 0.5
-DEFAULT_PONG_DEADLINE = 20.0
 
 
 @dataclass(frozen=True)
@@ -244,7 +87,7 @@ class Audience:
         self.listeners: list[Listener] = []
         self.sent: dict[int, Sent] = {}
         self.clients: list[WireClient] = []
-        self._changed = asyncio.Event()
+        self._changes = Changes()
         self._loop = asyncio.get_running_loop()
 
     def now(self) -> float:
@@ -259,21 +102,10 @@ class Audience:
         With ``at_once`` 1 they join in index order.  Raises the first wire error (or a
         harness-side OSError before any wire error) once every handshake has ended.
         """
-        slots = asyncio.Semaphore(at_once)
         base = len(self.listeners)
-
-        async def one() -> WireClient:
-            async with slots:
-                client = await self.ctx.connect(endpoint, fields=fields, auto_pong=True)
-            self.clients.append(client)
-            return client
-
-        results = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-        problems = [r for r in results if isinstance(r, BaseException)]
-        harness = [p for p in problems if not isinstance(p, HandshakeFailed)]
-        if harness or problems:
-            raise (harness or problems)[0]
-        joined = [Listener(base + i, group, client) for i, client in enumerate(results)]
+        clients = await connect_many(self.ctx, endpoint, count, at_once=at_once, fields=fields,
+                                     into=self.clients)
+        joined = [Listener(base + i, group, client) for i, client in enumerate(clients)]
         for listener in joined:
             listener.task = asyncio.create_task(self._read(listener))
         self.listeners += joined
@@ -292,8 +124,8 @@ class Audience:
                 listener.harness_error = exc
                 break
             self._file(listener, message)
-            self._changed.set()
-        self._changed.set()
+            self._changes.notify()
+        self._changes.notify()
 
     def _file(self, listener: Listener, message: Message) -> None:
         at = self.now()
@@ -352,6 +184,9 @@ class Audience:
             await self.stop()
         outcome = the_wire_decides(outcome, [c.violation for c in self.clients
                                              if c.violation is not None])
+        # The margin the stall rule works with, in every result (measured under load).
+        outcome.evidence = {**outcome.evidence,
+                            "harness_lag_s": round(self.ctx.harness_lag(), 3)}
         return harness_stall(self.ctx, outcome, closed)
 
     # -- sending and waiting -----------------------------------------------------------
@@ -367,19 +202,16 @@ class Audience:
         return sent
 
     async def wait_for(self, condition: Callable[[], bool], deadline: float) -> bool:
-        """Wait until ``condition()`` holds (True) or the loop time ``deadline`` (False)."""
-        while True:
-            self._changed.clear()
+        """Wait until ``condition()`` holds (True) or the loop time ``deadline`` (False); a
+        harness error a listener met ends the wait (raised: the check is ``error``)."""
+
+        def holds() -> bool:
             for listener in self.listeners:
                 if listener.harness_error is not None:
                     raise listener.harness_error
-            if condition():
-                return True
-            remaining = deadline - self.now()
-            if remaining <= 0:
-                return False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+            return condition()
+
+        return await wait_until(holds, deadline, self._changes)
 
     # -- who should get what -----------------------------------------------------------
 
@@ -487,12 +319,6 @@ def names(indexes: Sequence[int]) -> str:
     shown = ", ".join(f"client {i}" for i in indexes[:NAMED])
     return shown + (f" and {len(indexes) - NAMED} more" if len(indexes) > NAMED else "")
 
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank ``q`` percentile (0 < q <= 1) of a non-empty sequence."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def missing_evidence(missing: Sequence[Listener]) -> dict[str, Any]:
