@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.wsgaps-installed
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-# Go module mirror for GoFr's build (targets/gofr): on this project's machines and in CI a
-# file-based mirror holding gofr.dev lies beside the checkout, in ../shared/goproxy, because
-# the Go module proxy reachable there refuses gofr.dev.  When it exists, and GOPROXY is Go's
+# Go module mirror for the builds of Go targets (any targets/<name> whose build runs `go`;
+# today GoFr's): on this project's machines and in CI a file-based mirror holding gofr.dev
+# lies beside the checkout, in ../shared/goproxy, because the Go module proxy reachable there
+# refuses gofr.dev.  When it exists, and GOPROXY is Go's
 # default (not set in the environment, on the command line or by `go env -w`), the mirror is
 # put first and Go's default follows it (proxy.golang.org, then direct) for every other
 # module.  go.sum still checks every download.  Elsewhere nothing changes.  The path must be
