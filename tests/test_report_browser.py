@@ -28,7 +28,7 @@ WIDTH = 1280
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 DRIVERS = ("chromedriver",)
 # The built-in targets, so that the matrix has the columns a newcomer's `make report` has.
-BUILT_IN = ("aiohttp", "gofr", "node-ws", "reference", "tornado", "uvicorn", "websockets")
+BUILT_IN = ("aiohttp", "axum", "gofr", "node-ws", "reference", "tornado", "uvicorn", "websockets")
 STATUSES = ("pass", "partial", "missing", "unknown", "skipped")
 
 
