@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
-                "resume", "handshake-auth", "origin-check", "message-hooks")
+                "resume", "handshake-auth", "origin-check", "message-hooks",
+                "metrics")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -68,6 +69,10 @@ DEFECTS = {
     "any-origin": "/origin accepts every http:// Origin (its check compares the scheme only)",
     "refuses-after-upgrade": "/secure and /origin refuse in the connection handler, with Close "
                              "1008 after the 101, instead of a 401 or 403 before the upgrade",
+    # the metrics endpoint (gaps.reference.metrics)
+    "gauge-never-decreases": "the WebSocket connections gauge goes up on every connection and "
+                             "never down",
+    "counts-twice": "the received and sent message counters count every message twice",
     # the outbound client (recovery.py)
     "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
     "no-redial": "failed first dials are retried, but a dropped connection is not redialled",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
 from gaps.reference.errors import handshake_options
 from gaps.reference.heartbeat import keepalive_options
+from gaps.reference.metrics import Metrics
 from gaps.reference.middleware import (
     ORIGIN_PATH,
     SECURE_PATH,
@@ -59,18 +61,30 @@ def route(table: dict[str, Handler], fanout: Fanout, path: str) -> Handler | Non
     return in_room
 
 
-def handshake_hooks(config: Config) -> dict[str, Any]:
+def handshake_hooks(config: Config, metrics: Metrics | None = None) -> dict[str, Any]:
     """``serve()``'s handshake options: the error-handling ones (``errors.py``) and, before
-    the upgrade, the middleware's refusals (``middleware.py``) in one ``process_request``;
-    the subprotocol selection of ``/subprotocols`` and of ``/secure``'s token protocol."""
+    the upgrade, the metrics page and request count (``metrics.py``) and the middleware's
+    refusals (``middleware.py``) in one ``process_request``; the subprotocol selection of
+    ``/subprotocols`` and of ``/secure``'s token protocol."""
     options = handshake_options(config)
     errors_hook = options.get("process_request")
     middleware_hook = process_request(config)
+    answered = options["process_response"]
+    started: dict[int, float] = {}  # handshake start by connection id, for its duration
 
     def both(connection: ServerConnection, request: Request) -> Response | None:
+        if metrics is not None:
+            started[id(connection)] = time.monotonic()
+            if page := metrics.request(connection, request):
+                return page
         if errors_hook is not None and (answer := errors_hook(connection, request)):
             return answer
         return middleware_hook(connection, request)
+
+    def timed(connection: ServerConnection, request: Request, response: Response) -> None:
+        answered(connection, request, response)
+        if metrics is not None and (since := started.pop(id(connection), None)) is not None:
+            metrics.handshake_timed(since)
 
     selector = make_selector(config)
 
@@ -78,13 +92,15 @@ def handshake_hooks(config: Config) -> dict[str, Any]:
         chosen = auth_subprotocol(config, connection, list(offered))
         return Subprotocol(chosen) if chosen else selector(connection, offered)
 
-    return {**options, "process_request": both, "select_subprotocol": select}
+    return {**options, "process_request": both, "process_response": timed,
+            "select_subprotocol": select}
 
 
 async def run(config: Config) -> None:
     fanout = Fanout(config)
     hooks = message_hooks(config)
     table = routes(config, fanout, hooks)
+    metrics = Metrics(config)
 
     async def dispatch(connection: ServerConnection) -> None:
         path = connection.request.path.split("?", 1)[0]
@@ -94,16 +110,20 @@ async def run(config: Config) -> None:
             return
         if await refused_late(config, connection):
             return
-        # Probes drop connections abruptly on purpose; that is not a server error to log.
-        with contextlib.suppress(ConnectionClosed):
-            await handler(connection)
+        since = metrics.opened(connection)
+        try:
+            # Probes drop connections abruptly on purpose; that is not a server error to log.
+            with contextlib.suppress(ConnectionClosed):
+                await handler(connection)
+        finally:
+            metrics.closed(connection, since)
 
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
     async with serve(
         dispatch, config.host, config.port, max_size=config.max_message_size,
-        **keepalive_options(config), **serve_options(config), **handshake_hooks(config),
+        **keepalive_options(config), **serve_options(config), **handshake_hooks(config, metrics),
     ):
         off = (f"switched off: {', '.join(sorted(config.without))}" if config.without
                else "every capability on")
