@@ -129,9 +129,12 @@ public final class JettyTarget
         });
         context.setHandler(upgrades);
         server.setHandler(context);
-        // Jetty's own shutdown hook stops the server on SIGTERM; stopping the WebSocket
-        // container closes the open sessions (target.toml settings.stop_at_shutdown).
+        // Jetty's own shutdown hook stops the server on SIGTERM, gracefully for up to 3 s:
+        // with a stop timeout, Server.doStop shuts its Graceful components down first, and
+        // the WebSocket container's SessionTracker.shutdown closes every open session with
+        // 1001 (target.toml settings.stop_at_shutdown, stop_timeout).
         server.setStopAtShutdown(true);
+        server.setStopTimeout(3000);
         server.start();
         System.out.println("jetty " + Jetty.VERSION + " on " + host + ":" + connector.getLocalPort());
 
