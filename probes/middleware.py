@@ -185,10 +185,11 @@ def wrong_token(ctx: ProbeContext, token: str) -> str:
     """A token of the same shape that is not the right one: a scheme word in front (``Bearer
     ...``) is kept, the rest is drawn from the check's seeded RNG."""
     scheme, space, _ = token.rpartition(" ")
-    while True:  # bounded in practice: a clash with the right token is one in 16**12
+    for _ in range(10):  # a clash with the right token is one in 16**12 already
         wrong = f"{scheme}{space}wsgaps-wrong-{ctx.rng.randrange(16**12):012x}"
         if wrong != token:
             return wrong
+    raise RuntimeError("could not draw a wrong token that differs from the right one")
 
 
 RIGHT = "<the right token>"  # how the manifest's token is shown in evidence

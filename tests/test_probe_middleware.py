@@ -340,3 +340,27 @@ def test_token_name_defaults_follow_the_way_it_travels(tmp_path: Path) -> None:
                                    'same_origin = "http://127.0.0.1:{port}"\n')
     assert middleware.SECURE_AUTH.value(manifest) == middleware.Auth("t", "query", "token")
     assert middleware.SAME_ORIGIN.value(manifest) == "http://127.0.0.1:{port}"
+
+
+def test_gaps_without_switches_the_reference_and_its_declaration_off(tmp_path: Path) -> None:
+    """End to end: ``--gaps-without handshake-auth,message-hooks`` starts the reference
+    without them, and the declared message hooks become a declared absence."""
+    import subprocess
+    import sys
+
+    from gaps.model import load_results
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "gaps", "-q", "-p", "no:cacheprovider",
+         "--gaps-target", "reference", "--gaps-without", "handshake-auth,message-hooks",
+         "-k", "middleware", "--gaps-out", str(tmp_path), "-o", "gaps_reports=false",
+         str(root / "probes")],
+        cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    run = load_results(tmp_path / "reference" / "results.json")
+    checks = {c.id: c for gap in run.gaps.values() for c in gap.checks}
+    assert checks["middleware.handshake-auth"].verdict is Verdict.FAIL, done.stdout[-2000:]
+    hooks = checks["middleware.message-hooks"]
+    assert (hooks.verdict, hooks.method) == (Verdict.FAIL, Method.DECLARED)
+    assert hooks.source == "switched off with --without handshake-auth,message-hooks"
+    assert checks["middleware.origin-check"].verdict is Verdict.PASS

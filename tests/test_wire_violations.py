@@ -14,6 +14,7 @@ from gaps.model import Verdict
 from gaps.probe import ProbeContext, check, passed
 from gaps.targets import Instance
 from gaps.wire.client import WireClient
+from gaps.wire.deflate import Deflater, Params
 from gaps.wire.frames import Opcode, close_payload, encode_frame
 from tests.rawserver import raw_server, read_request, switching
 from wsgaps_probes import heartbeat
@@ -77,12 +78,13 @@ async def test_each_violation_class_marks_the_connection(name: str) -> None:
 
 
 async def test_valid_frames_and_negotiated_rsv1_are_not_violations() -> None:
+    compressed = Deflater(Params()).compress(b"c")
     frames = (unmasked(Opcode.TEXT, b"a", fin=False) + unmasked(Opcode.PING, b"p")
-              + unmasked(Opcode.CONT, b"b") + unmasked(Opcode.BINARY, b"c", rsv1=True)
+              + unmasked(Opcode.CONT, b"b") + unmasked(Opcode.BINARY, compressed, rsv1=True)
               + unmasked(Opcode.CLOSE, close_payload(4000, "bye")))
     extra = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
     async with raw_server(serving(frames, extra)) as url:
-        client = await WireClient.connect(url, timeout=5)
+        client = await WireClient.connect(url, timeout=5, extensions="permessage-deflate")
         try:
             assert await client.wait_closed(1) or client.close_frame is not None
             await asyncio.sleep(0.1)

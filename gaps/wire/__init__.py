@@ -4,9 +4,12 @@
 what a server sends without judging it; ``handshake`` builds and reads the opening
 handshake; ``client`` drives both over an asyncio stream with bounded reads and waits;
 ``errors`` is the one family of exceptions the wire raises for what a target does.
+``deflate`` is permessage-deflate (negotiation as a value, a strict bounded codec), ``http``
+a bounded plain GET, ``stall`` a handshake that stops half-way.
 """
 
 from gaps.wire.client import Attempt, Message, WireClient, attempt
+from gaps.wire.deflate import Negotiation, Params, State
 from gaps.wire.errors import (
     ClosedError,
     HandshakeFailed,
@@ -16,6 +19,8 @@ from gaps.wire.errors import (
 )
 from gaps.wire.frames import Close, CloseCode, Frame, Opcode, encode_frame
 from gaps.wire.handshake import HandshakeResponse
+from gaps.wire.http import HttpAnswer, HttpFailure, http_get
+from gaps.wire.stall import HalfHandshake, half_handshake
 
 __all__ = [
     "Attempt",
@@ -23,14 +28,22 @@ __all__ = [
     "CloseCode",
     "ClosedError",
     "Frame",
+    "HalfHandshake",
     "HandshakeFailed",
     "HandshakeRefused",
     "HandshakeResponse",
+    "HttpAnswer",
+    "HttpFailure",
     "Message",
+    "Negotiation",
     "Opcode",
+    "Params",
     "ReceiveError",
+    "State",
     "WireClient",
     "WireError",
     "attempt",
     "encode_frame",
+    "half_handshake",
+    "http_get",
 ]

@@ -12,11 +12,21 @@ import contextlib
 import errno
 import ssl
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gaps.evidence import show_bytes
+from gaps.wire.deflate import (
+    DEFAULT_MAX_INFLATED,
+    Deflater,
+    InflateError,
+    Inflater,
+    Negotiation,
+    State,
+    negotiate,
+    offer_text,
+)
 from gaps.wire.errors import (
     ClosedError,
     HandshakeRefused,
@@ -101,13 +111,18 @@ class Violation:
 
     t: float  # seconds since the connection opened
     rule: str
-    frame: FrameRecord
+    frame: FrameRecord | None  # None: the handshake's answer broke the rule (extensions)
 
     def __str__(self) -> str:
+        if self.frame is None:
+            return f"{self.rule} (in the handshake's answer)"
         return f"{self.rule} (frame at {self.t:.3f} s)"
 
     def evidence(self) -> dict[str, Any]:
-        return {"rule": self.rule, "at": round(self.t, 3), "frame": self.frame.as_list()}
+        facts: dict[str, Any] = {"rule": self.rule, "at": round(self.t, 3)}
+        if self.frame is not None:
+            facts["frame"] = self.frame.as_list()
+        return facts
 
 
 def frame_violation(frame: Frame, *, fragmenting: bool, closed: bool, rsv1_allowed: bool) -> str:
@@ -122,6 +137,10 @@ def frame_violation(frame: Frame, *, fragmenting: bool, closed: bool, rsv1_allow
         return "a masked frame from the server (RFC 6455 5.1: a server MUST NOT mask)"
     if frame.opcode not in OPCODES:
         return f"reserved opcode 0x{frame.opcode:X} (RFC 6455 5.2)"
+    if rsv1_allowed and frame.rsv1 and frame.opcode == Opcode.CONT and not (
+            frame.rsv2 or frame.rsv3):
+        return ("RSV1 on a continuation frame (RFC 7692 6.1: only the first frame of a "
+                "compressed message sets it)")
     if frame.rsv2 or frame.rsv3 or (frame.rsv1 and not (
             rsv1_allowed and frame.opcode in (Opcode.TEXT, Opcode.BINARY))):
         bits = ",".join(n for n, on in (("RSV1", frame.rsv1), ("RSV2", frame.rsv2),
@@ -148,12 +167,18 @@ def frame_violation(frame: Frame, *, fragmenting: bool, closed: bool, rsv1_allow
 @dataclass
 class Message:
     opcode: int  # TEXT or BINARY, from the first frame
-    data: bytes
+    data: bytes  # inflated when the message was compressed
     frames: list[Frame] = field(default_factory=list)
+    compressed: bool = False  # RSV1 on its first frame, with permessage-deflate agreed
 
     @property
     def is_text(self) -> bool:
         return self.opcode == Opcode.TEXT
+
+    @property
+    def wire_size(self) -> int:
+        """Payload bytes on the wire (compressed size for a compressed message)."""
+        return sum(len(f.payload) for f in self.frames)
 
 
 def _preview(payload: bytes, opcode: int | None = None) -> str:
@@ -181,6 +206,8 @@ class WireClient:
         leftover: bytes = b"",
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         auto_pong: bool = False,
+        negotiation: Negotiation | None = None,
+        max_inflated: int = DEFAULT_MAX_INFLATED,
     ) -> None:
         self.response = response
         self.auto_pong = auto_pong
@@ -189,7 +216,9 @@ class WireClient:
         self._loop = asyncio.get_running_loop()
         self.opened_at = self._loop.time()
         self._parser = FrameParser(max_payload)
-        self._frames: deque[Frame] = deque()
+        # Frames not yet read by the probe; the last frame of a compressed message carries
+        # the message inflated (or why it does not inflate), the others None.
+        self._frames: deque[tuple[Frame, bytes | str | None]] = deque()
         self._buffered = 0
         self._arrived = asyncio.Event()
         self.overflow: str | None = None
@@ -204,8 +233,20 @@ class WireClient:
         self.close_sent = False
         self.violation: Violation | None = None  # the first frame that broke RFC 6455
         self._fragmenting = False
-        extensions = (response.get("Sec-WebSocket-Extensions") or "").lower()
-        self._rsv1_allowed = "permessage-deflate" in extensions
+        # What the answer's Sec-WebSocket-Extensions amounts to; RSV1 is allowed only when
+        # permessage-deflate was validly agreed, and an invalid answer is the connection's
+        # first violation (RFC 6455 4.1: the client must fail such a connection).
+        self.negotiation = negotiation or negotiate(
+            None, response.get("Sec-WebSocket-Extensions"))
+        agreed = self.negotiation.agreed
+        self._rsv1_allowed = agreed is not None
+        self.deflater = Deflater(agreed) if agreed is not None else None
+        self._inflater = Inflater(agreed, max_inflated) if agreed is not None else None
+        self._inflating = False  # a compressed message is arriving
+        self._inflate_error = ""  # why the compressed message arriving does not inflate
+        if self.negotiation.state is State.INVALID:
+            self.violation = Violation(0.0, f"Sec-WebSocket-Extensions: {self.negotiation}",
+                                       None)
         self._eof = asyncio.Event()
         self._task = asyncio.create_task(self._read_loop(leftover))
 
@@ -218,22 +259,28 @@ class WireClient:
         *,
         timeout: float = 10.0,
         subprotocols: Iterable[str] = (),
-        extensions: str | None = None,
+        extensions: str | Sequence[str] | None = None,
         origin: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         auto_pong: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        max_inflated: int = DEFAULT_MAX_INFLATED,
     ) -> WireClient:
         """Open a connection; a ``HandshakeFailed`` for anything but a valid 101.
 
         HandshakeRefused for another status, HandshakeTimeout (saying so) when the handshake
         is not answered within ``timeout``, Unreachable, NoAnswer or MalformedAnswer.
+        ``extensions`` is the offer exactly as written (a sequence: several offers in
+        preference order); the answer to it is ``client.negotiation``, and an invalid one
+        is the connection's violation, not an exception.  ``max_inflated`` bounds one
+        inflated message.
         """
         endpoint = parse_url(url)
         key = new_key()
+        offered = offer_text(extensions)
         request = build_request(
-            endpoint, key=key, subprotocols=subprotocols, extensions=extensions,
+            endpoint, key=key, subprotocols=subprotocols, extensions=offered,
             origin=origin, headers=headers,
         )
         loop = asyncio.get_running_loop()
@@ -257,7 +304,8 @@ class WireClient:
                 f"101 with a wrong Sec-WebSocket-Accept: {response.get('Sec-WebSocket-Accept')!r}"
             )
         return cls(reader, writer, response, leftover=leftover, max_payload=max_payload,
-                   auto_pong=auto_pong)
+                   auto_pong=auto_pong, max_inflated=max_inflated,
+                   negotiation=negotiate(offered, response.get("Sec-WebSocket-Extensions")))
 
     @property
     def subprotocol(self) -> str | None:
@@ -319,7 +367,8 @@ class WireClient:
     def _deliver(self, frames: list[Frame]) -> None:
         for frame in frames:
             rule = self._classify(frame)
-            note = ""
+            note, failure, inflated = self._inflate(frame)
+            rule = rule or failure
             if frame.opcode == Opcode.PING:
                 self.pings.append((self._now(), frame.payload))
                 note = self._auto_pong(frame, rule)
@@ -331,13 +380,43 @@ class WireClient:
             self._record("in", frame, note)
             if rule and self.violation is None:
                 self.violation = Violation(self._now(), rule, self._records[-1])
-            if self.overflow is None and self._buffered + len(frame.payload) > MAX_BUFFERED:
+            size = len(frame.payload) + (len(inflated) if isinstance(inflated, bytes) else 0)
+            if self.overflow is None and self._buffered + size > MAX_BUFFERED:
                 self.overflow = (f"more than {MAX_BUFFERED} bytes arrived unread; frames from "
                                  f"{self._now():.3f} s on were not kept")
             if self.overflow is None:
-                self._frames.append(frame)
-                self._buffered += len(frame.payload)
+                self._frames.append((frame, inflated))
+                self._buffered += size
                 self._arrived.set()
+
+    def _inflate(self, frame: Frame) -> tuple[str, str, bytes | str | None]:
+        """Feed a data frame of a compressed message to the inflater, in the read loop (so
+        a bad message is a violation whether or not the probe reads it, and the shared
+        context stays in order): a note for the frame's record, the rule inflating broke
+        ("" if none), and at the message's last frame its data, or why there is none."""
+        if self._inflater is None or frame.opcode not in (Opcode.TEXT, Opcode.BINARY,
+                                                          Opcode.CONT):
+            return "", "", None
+        if frame.opcode != Opcode.CONT:
+            if self._inflating and not self._inflater.broken:  # cut off by a new message
+                self._inflater.broken = "a compressed message was cut off by a new one"
+            self._inflating, self._inflate_error = frame.rsv1, ""
+        if not self._inflating:
+            return "", "", None
+        failure, data = "", None
+        if not self._inflate_error:
+            lost_before = bool(self._inflater.broken)
+            try:
+                data = self._inflater.feed(frame.payload, frame.fin)
+            except InflateError as exc:
+                self._inflate_error = str(exc)
+                failure = "" if lost_before else self._inflate_error
+        if not frame.fin:
+            return "", failure, None
+        self._inflating = False
+        if data is None:
+            return "not inflated", failure, self._inflate_error
+        return f"inflated {len(data)} B: {_preview(data)}", "", data
 
     def _auto_pong(self, ping: Frame, rule: str) -> str:
         if not self.auto_pong or self.close_sent or self._writer.is_closing():
@@ -358,6 +437,10 @@ class WireClient:
             raise ReceiveTimeout(f"no frame within {timeout:.1f} s") from None
 
     async def _next_frame(self) -> Frame:
+        await self._wait_frame()
+        return self._pop()[0]
+
+    async def _wait_frame(self) -> None:
         while not self._frames:
             if self.harness_error is not None:
                 raise self.harness_error
@@ -367,15 +450,21 @@ class WireClient:
                 raise ClosedError(self._end_description(), self.close_frame)
             self._arrived.clear()
             await self._arrived.wait()
-        frame = self._frames.popleft()
-        self._buffered -= len(frame.payload)
-        return frame
+
+    def _pop(self) -> tuple[Frame, bytes | str | None]:
+        frame, inflated = self._frames.popleft()
+        self._buffered -= len(frame.payload) + (
+            len(inflated) if isinstance(inflated, bytes) else 0)
+        return frame, inflated
 
     async def recv_message(self, timeout: float, *, max_size: int = DEFAULT_MAX_PAYLOAD) -> Message:
         """The next data message, fragments reassembled; control frames are passed over.
 
         A Close frame raises ClosedError; fragments out of order (RFC 6455 5.4) raise
-        ProtocolViolation.  ``timeout`` bounds the whole message (ReceiveTimeout).
+        ProtocolViolation.  ``timeout`` bounds the whole message (ReceiveTimeout).  With
+        permessage-deflate agreed, a compressed message comes inflated (``compressed``;
+        its frames are as on the wire), and one that did not inflate raises
+        ProtocolViolation (the connection's violation says why).
         """
         try:
             async with asyncio.timeout(timeout):
@@ -387,7 +476,8 @@ class WireClient:
         parts: list[Frame] = []
         size = 0
         while True:
-            frame = await self._next_frame()
+            await self._wait_frame()
+            frame, inflated = self._pop()
             if frame.opcode == Opcode.CLOSE:
                 code, reason = parse_close(frame.payload)
                 raise ClosedError(f"Close frame {code} {reason[:120]!r}", frame)
@@ -404,8 +494,17 @@ class WireClient:
             size += len(frame.payload)
             if size > max_size:
                 raise ProtocolViolation(f"message larger than the bound of {max_size} bytes")
-            if frame.fin:
+            if not frame.fin:
+                continue
+            if inflated is None:
                 return Message(parts[0].opcode, b"".join(f.payload for f in parts), parts)
+            if isinstance(inflated, str):
+                raise ProtocolViolation(f"a compressed message that does not inflate: "
+                                        f"{inflated}")
+            if len(inflated) > max_size:
+                raise ProtocolViolation(f"message inflating to {len(inflated)} bytes, past "
+                                        f"the bound of {max_size}")
+            return Message(parts[0].opcode, inflated, parts, compressed=True)
 
     def _end_description(self) -> str:
         if self.close_frame is not None:
@@ -471,7 +570,39 @@ class WireClient:
         await self._send(data)
 
     async def send_text(self, text: str | bytes) -> None:
+        """One uncompressed Text frame, with or without permessage-deflate agreed."""
         await self.send_frame(Opcode.TEXT, text.encode() if isinstance(text, str) else text)
+
+    def compress(self, data: bytes) -> bytes:
+        """``data`` deflated as the next message's payload (the shared context moves on),
+        for a probe that builds its own frames; ValueError without an agreement."""
+        if self.deflater is None:
+            raise ValueError(f"permessage-deflate was not agreed ({self.negotiation})")
+        return self.deflater.compress(data)
+
+    async def send_message(self, data: str | bytes, *, binary: bool = False,
+                           compress: bool | None = None, fragments: int = 1) -> None:
+        """One message: compressed when permessage-deflate was agreed (``compress=False``
+        sends it uncompressed, valid too: RFC 7692 6), in ``fragments`` frames (the
+        compressed payload is split; RSV1 on the first frame only).  The first frame's
+        record notes the message's own size and head."""
+        payload = data.encode() if isinstance(data, str) else data
+        if compress is None:
+            compress = self.deflater is not None
+        wire = self.compress(payload) if compress else payload
+        count = max(1, min(fragments, len(wire) or 1))
+        step = -(-len(wire) // count) if wire else 0
+        pieces = [wire[i * step:(i + 1) * step] for i in range(count)] if wire else [b""]
+        opcode = Opcode.BINARY if binary else Opcode.TEXT
+        for index, piece in enumerate(pieces):
+            first, last = index == 0, index == len(pieces) - 1
+            frame_opcode = opcode if first else Opcode.CONT
+            frame = Frame(frame_opcode, piece, last, rsv1=compress and first, masked=True)
+            note = (f"deflated from {len(payload)} B: {_preview(payload)}"
+                    if compress and first else "")
+            self._record("out", frame, note)
+            await self._send(encode_frame(frame_opcode, piece, fin=last,
+                                          rsv1=compress and first))
 
     async def send_binary(self, data: bytes) -> None:
         await self.send_frame(Opcode.BINARY, data)
@@ -504,10 +635,16 @@ class WireClient:
     def evidence(self, limit: int = 40) -> dict[str, Any]:
         """The frames seen (most recent ``limit``), the close frame and the end time.
 
-        Each frame is [t, direction, opcode, fin, rsv, masked, length, preview, note].
+        Each frame is [t, direction, opcode, fin, rsv, masked, length, preview, note]: the
+        length and preview as on the wire, a compressed message's size and head in the note
+        of its last frame (in) or first frame (out).  ``extensions``: the negotiation, when
+        an offer was made or an answer given.
         """
         code, reason = parse_close(self.close_frame.payload) if self.close_frame else (None, b"")
+        extensions = {"extensions": self.negotiation.evidence()} if (
+            self.negotiation.offered or self.negotiation.answer) else {}
         return {
+            **extensions,
             "frames": [r.as_list() for r in self._records[-limit:]],
             "frames_dropped": self.records_dropped + max(0, len(self._records) - limit),
             "close_code": code,
@@ -559,7 +696,7 @@ async def open_handshake(
     version: str | None = "13",
     method: str = "GET",
     subprotocols: Iterable[str] = (),
-    extensions: str | None = None,
+    extensions: str | Sequence[str] | None = None,
     origin: str | None = None,
     headers: Iterable[tuple[str, str]] = (),
     upgrade: bool = True,
@@ -574,8 +711,8 @@ async def open_handshake(
     endpoint = parse_url(url)
     request = build_request(
         endpoint, key=new_key() if key == "auto" else key, version=version, method=method,
-        subprotocols=subprotocols, extensions=extensions, origin=origin, headers=headers,
-        upgrade=upgrade,
+        subprotocols=subprotocols, extensions=offer_text(extensions), origin=origin,
+        headers=headers, upgrade=upgrade,
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -607,6 +744,15 @@ class Attempt:
     dropped: bool = False
     timed_out: bool = False
     received: bytes = b""
+    offered: str | None = None  # the Sec-WebSocket-Extensions value sent, if any
+
+    @property
+    def negotiation(self) -> Negotiation | None:
+        """What the answer's Sec-WebSocket-Extensions amounts to against the offer (RFC
+        7692 7), for a 101; None without one."""
+        if not self.accepted:
+            return None
+        return negotiate(self.offered, self.header("Sec-WebSocket-Extensions"))
 
     @property
     def status(self) -> int | None:
@@ -639,15 +785,18 @@ async def attempt(url: str, *, timeout: float, **handshake: Any) -> Attempt:
     Keywords are those of ``open_handshake``.  A refused TCP connection is not a target's
     answer but its absence, so ``Unreachable`` still raises (the check then errors).
     """
+    offered = offer_text(handshake.get("extensions"))
     try:
         response = await open_handshake(url, timeout=timeout, **handshake)
     except HandshakeTimeout:
-        return Attempt(problem=f"no answer within {timeout:.1f} s", timed_out=True)
+        return Attempt(problem=f"no answer within {timeout:.1f} s", timed_out=True,
+                       offered=offered)
     except NoAnswer as exc:
-        return Attempt(problem=f"no HTTP answer: {exc}", dropped=True)
+        return Attempt(problem=f"no HTTP answer: {exc}", dropped=True, offered=offered)
     except MalformedAnswer as exc:  # an answer, but not HTTP: not a refusal
-        return Attempt(problem=f"malformed answer: {exc}", received=exc.received)
-    return Attempt(response)
+        return Attempt(problem=f"malformed answer: {exc}", received=exc.received,
+                       offered=offered)
+    return Attempt(response, offered=offered)
 
 
 async def handshake_ok(url: str, timeout: float) -> None:
