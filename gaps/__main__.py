@@ -186,6 +186,15 @@ def _run_and_report(specs: list[str], names: list[str], baselines: dict[str, Run
         gate += status_failures(run, args.fail_on)
         if name in baselines:
             gate += regressions(run, baselines[name])
+        if progress.interrupted:
+            # One line, not the table: an interrupted run should be over at once, and the
+            # reports rendered next show every gap.
+            unfinished = sum(1 for g in run.gaps.values() if g.interrupted)
+            console.print(f"{name}: interrupted; {unfinished} "
+                          f"{'gap' if unfinished == 1 else 'gaps'} did not finish"
+                          if unfinished else f"{name}: every gap had finished",
+                          markup=False, highlight=False)
+            continue
         print_summary(console, run)
         errors = progress.targets[name].errors
         if errors:

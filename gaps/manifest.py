@@ -40,9 +40,13 @@ ENDPOINTS = {
 # toolkit's audience for two probes; ``metrics_map`` stays until the metrics probe declares
 # it.
 ENDPOINT_KEYS = {"path", "url", "includes_sender", "metrics_map", "note"}
+# idle_timeout: seconds after which the stack closes a connection with no traffic at all,
+# Pings answered or not (Jetty's 30 s default); not a heartbeat, recorded so that a check
+# holding a connection quiet longer knows why it ended.
 HINTS = {
     "ping_interval", "ping_timeout", "max_message_size", "max_connections", "rate_limit",
     "backoff_initial", "backoff_max", "backoff_factor", "handshake_timeout", "close_timeout",
+    "idle_timeout",
 }
 TOP_KEYS = {
     "name", "description", "version", "build", "start", "stop", "ready", "endpoints", "hints",

@@ -78,6 +78,8 @@ class GapsSession(RunConfig):
     results: dict[tuple[str, str], CheckResult] = field(default_factory=dict)
     report_lines: list[str] = field(default_factory=list)
     unwritten: list[str] = field(default_factory=list)  # results.json writes that failed
+    # The signal that ended the run before its plan was done (the session exits 2).
+    ended_by: str | None = None
 
 
 SESSION_KEY = pytest.StashKey[GapsSession]()
@@ -320,10 +322,12 @@ def pytest_runtestloop(session: pytest.Session):
                 asyncio.run(interruptible(run_plan(gaps_session, chosen, record), interrupted))
             except Interrupted as exc:
                 # The plan has unwound: targets stopped, unfinished gaps marked, results
-                # written.  pytest then ends the session as interrupted (exit status 2).
-                pytest.exit(f"wsgaps: interrupted ({exc.signal_name}); the results and "
-                            "reports say which gaps did not finish",
-                            returncode=pytest.ExitCode.INTERRUPTED)
+                # written.  No item runs after it, and the session ends as interrupted
+                # (exit status 2, set in pytest_sessionfinish).  Not by raising: pytest
+                # would first format a traceback of every frame, tenths of a second on a
+                # loaded machine, of the 2 s an interrupted run may take.
+                gaps_session.ended_by = exc.signal_name
+                session.items[:] = []
     return (yield)
 
 
@@ -346,7 +350,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     received: list[str] = []
     with deferred(received):
         _finish(session, gaps_session)
-    if received and session.exitstatus == pytest.ExitCode.OK:
+    if gaps_session.ended_by or (received and session.exitstatus == pytest.ExitCode.OK):
         session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
@@ -413,3 +417,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"wsgaps: results not written: {line}", red=True)
     for line in gaps_session.report_lines:
         terminalreporter.write_line(line)
+    if gaps_session.ended_by:
+        terminalreporter.write_line(f"wsgaps: interrupted ({gaps_session.ended_by}); the "
+                                    "results and reports say which gaps did not finish",
+                                    yellow=True)

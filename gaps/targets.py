@@ -350,7 +350,7 @@ _live: set[Instance] = set()
 
 # Seconds an interrupted run gives each target to stop, instead of its manifest's grace: a
 # shutdown's Close frames are of no use then, and Ctrl-C should be over within 2 s.
-INTERRUPT_GRACE = 0.5
+INTERRUPT_GRACE = 0.25
 _interrupted = threading.Event()
 
 

@@ -609,3 +609,15 @@ def test_results_with_endless_checks_are_bounded() -> None:
     row = rows(audit_of("### 1. Heartbeat\n**Status**: Missing\n", run))["heartbeat"]
     assert len(row.evidence) == 20 and "480 more check results" in row.reason
     assert max(len(e.summary) for e in row.evidence) < 600
+
+
+def test_a_gap_the_run_was_interrupted_in_is_not_measured() -> None:
+    run = example_run()
+    run.interrupted = "SIGINT"
+    run.gaps["heartbeat"] = GapResult("heartbeat", interrupted=True, checks=[
+        check("heartbeat.server-pings", Verdict.PASS, "first Ping after 1 s")],
+        note="interrupted: 1 of 2 checks did not finish (heartbeat.reaps-silent-peer)")
+    row = rows(audit_of("### 1. Ping/Pong Heartbeat\n**Status**: Pass\n", run))["heartbeat"]
+    # One passing check of two is not a pass: the claim is neither confirmed nor refuted.
+    assert row.measured is Status.UNKNOWN and row.word is Word.NOT_MEASURED
+    assert row.measured_note.startswith("the run was interrupted before this gap finished")

@@ -196,7 +196,7 @@ async def settled(client: WireClient) -> None:
     ("rsv1-declined", None, unmasked(Opcode.TEXT, raw_deflate(b"hi"), rsv1=True), "RSV1 set"),
     ("rsv1-continuation", PMD, unmasked(Opcode.TEXT, raw_deflate(b"hi"), fin=False, rsv1=True)
      + unmasked(Opcode.CONT, b"", rsv1=True), "RSV1 on a continuation"),
-    ("rsv1-on-ping", PMD, unmasked(Opcode.PING, b"", rsv1=True), "RSV1 set"),
+    ("rsv1-on-ping", PMD, unmasked(Opcode.PING, b"", rsv1=True), "RSV1 on a PING"),
     ("garbage", PMD, unmasked(Opcode.BINARY, b"\xff\xff\xff\xff", rsv1=True),
      "does not inflate"),
     ("bomb", PMD, unmasked(Opcode.BINARY, raw_deflate(b"a" * (3 * 1024 * 1024)), rsv1=True),

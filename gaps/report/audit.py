@@ -234,6 +234,11 @@ def _measurement(run: RunResult, slug: str) -> tuple[Status | None, str, tuple[E
     unlisted = max(0, len(evidence) - EVIDENCE_MAX)
     evidence = evidence[:EVIDENCE_MAX]
     error = clip(one_line(result.error), SUMMARY_LIMIT) if result.error else ""
+    if result.interrupted:
+        # A status made from the checks done by the interruption is no measurement.
+        note = clip(one_line(f"the run was interrupted before this gap finished "
+                             f"({result.note or 'interrupted'})"), SUMMARY_LIMIT)
+        return Status.UNKNOWN, note, evidence, note
     status = result.status
     if status is Status.UNKNOWN:
         if result.checks:

@@ -137,10 +137,13 @@ def frame_violation(frame: Frame, *, fragmenting: bool, closed: bool, rsv1_allow
         return "a masked frame from the server (RFC 6455 5.1: a server MUST NOT mask)"
     if frame.opcode not in OPCODES:
         return f"reserved opcode 0x{frame.opcode:X} (RFC 6455 5.2)"
-    if rsv1_allowed and frame.rsv1 and frame.opcode == Opcode.CONT and not (
-            frame.rsv2 or frame.rsv3):
-        return ("RSV1 on a continuation frame (RFC 7692 6.1: only the first frame of a "
-                "compressed message sets it)")
+    if rsv1_allowed and frame.rsv1 and not (frame.rsv2 or frame.rsv3):
+        if frame.opcode == Opcode.CONT:
+            return ("RSV1 on a continuation frame (RFC 7692 6.1: only the first frame of a "
+                    "compressed message sets it)")
+        if frame.is_control:
+            return (f"RSV1 on a {frame.name} frame (RFC 7692 6.1: permessage-deflate "
+                    "compresses data messages only)")
     if frame.rsv2 or frame.rsv3 or (frame.rsv1 and not (
             rsv1_allowed and frame.opcode in (Opcode.TEXT, Opcode.BINARY))):
         bits = ",".join(n for n, on in (("RSV1", frame.rsv1), ("RSV2", frame.rsv2),

@@ -79,7 +79,10 @@ fn version_line() -> String {
 
 fn option(args: &[String], name: &str) -> Option<String> {
     let flag = format!("--{name}");
-    args.iter().position(|a| *a == flag).and_then(|at| args.get(at + 1)).cloned()
+    args.iter()
+        .position(|a| *a == flag)
+        .and_then(|at| args.get(at + 1))
+        .cloned()
 }
 
 async fn echo_route(ws: WebSocketUpgrade) -> Response {
@@ -88,7 +91,8 @@ async fn echo_route(ws: WebSocketUpgrade) -> Response {
 
 async fn subprotocols_route(ws: WebSocketUpgrade) -> Response {
     // axum picks the first of SUPPORTED the client offered, or none (no header).
-    ws.protocols(SUPPORTED).on_upgrade(|socket| echo(socket, "subprotocols"))
+    ws.protocols(SUPPORTED)
+        .on_upgrade(|socket| echo(socket, "subprotocols"))
 }
 
 async fn chat_route(ws: WebSocketUpgrade) -> Response {
@@ -120,7 +124,11 @@ async fn same_origin(request: Request, next: Next) -> Response {
     if allowed {
         next.run(request).await
     } else {
-        (StatusCode::FORBIDDEN, "cross-origin WebSocket handshakes are refused\n").into_response()
+        (
+            StatusCode::FORBIDDEN,
+            "cross-origin WebSocket handshakes are refused\n",
+        )
+            .into_response()
     }
 }
 
@@ -160,8 +168,10 @@ fn chat_reply(data: &[u8]) -> Value {
         return json!({"error": {"code": "invalid_message",
                                 "message": "message must be a JSON object"}});
     };
-    let missing: Vec<&str> =
-        CHAT_FIELDS.into_iter().filter(|name| !fields.get(*name).is_some_and(Value::is_string)).collect();
+    let missing: Vec<&str> = CHAT_FIELDS
+        .into_iter()
+        .filter(|name| !fields.get(*name).is_some_and(Value::is_string))
+        .collect();
     if !missing.is_empty() {
         return json!({"error": {"code": "missing_field",
                                 "message": format!("missing or non-string field(s): {}",
@@ -238,8 +248,14 @@ async fn main() {
         .route("/echo", any(echo_route))
         .route("/subprotocols", any(subprotocols_route))
         .route("/chat", any(chat_route))
-        .route("/secure", any(echo_route).layer(middleware::from_fn(require_token)))
-        .route("/origin", any(echo_route).layer(middleware::from_fn(same_origin)));
+        .route(
+            "/secure",
+            any(echo_route).layer(middleware::from_fn(require_token)),
+        )
+        .route(
+            "/origin",
+            any(echo_route).layer(middleware::from_fn(same_origin)),
+        );
 
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
