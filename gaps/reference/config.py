@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
-                "resume", "handshake-auth", "origin-check", "message-hooks")
+                "resume", "handshake-auth", "origin-check", "message-hooks", "compression")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -68,6 +68,14 @@ DEFECTS = {
     "any-origin": "/origin accepts every http:// Origin (its check compares the scheme only)",
     "refuses-after-upgrade": "/secure and /origin refuse in the connection handler, with Close "
                              "1008 after the 101, instead of a 401 or 403 before the upgrade",
+    # permessage-deflate (gaps.reference.compression)
+    "window-ignored": "an offered server_max_window_bits is granted, but the server compresses "
+                      "with a 32 KiB window anyway",
+    "context-kept": "server_no_context_takeover is granted, but the server keeps its "
+                    "compression context from message to message",
+    "rsv1-uncompressed": "messages under 1 KiB go out uncompressed with RSV1 set anyway",
+    "malformed-accepted": "offers a server must decline (unknown or repeated parameter, a "
+                          "window out of 8..15, a value on *_no_context_takeover) are accepted",
     # the outbound client (recovery.py)
     "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
     "no-redial": "failed first dials are retried, but a dropped connection is not redialled",
