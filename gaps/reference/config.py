@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
-                "resume", "handshake-auth", "origin-check", "message-hooks", "compression")
+                "resume", "handshake-auth", "origin-check", "message-hooks", "shutdown",
+                "introspection", "compression")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -68,6 +69,16 @@ DEFECTS = {
     "any-origin": "/origin accepts every http:// Origin (its check compares the scheme only)",
     "refuses-after-upgrade": "/secure and /origin refuse in the connection handler, with Close "
                              "1008 after the 101, instead of a 401 or 403 before the upgrade",
+    # connection state: shutdown and the /connections listing (gaps.reference.state)
+    "shutdown-drops": "on SIGTERM every connection's TCP connection is aborted without a "
+                      "Close frame before the process exits",
+    "shutdown-normal-closure": "on SIGTERM every connection is closed with 1000 instead of 1001",
+    "shutdown-ignores-term": "SIGTERM is ignored: the process runs on until the harness's "
+                             "SIGKILL after the grace period",
+    "connections-keep-closed": "/connections keeps listing connections after they closed "
+                               "(state CLOSED)",
+    "connections-count-off": "/connections reports one message more each way than were "
+                             "received and sent",
     # permessage-deflate (gaps.reference.compression)
     "window-ignored": "an offered server_max_window_bits is granted, but the server compresses "
                       "with a 32 KiB window anyway",

@@ -31,6 +31,7 @@ from gaps.reference.middleware import (
 )
 from gaps.reference.recovery import outbound
 from gaps.reference.seed import make_chat, seed_echo
+from gaps.reference.state import Registry
 from gaps.reference.subprotocols import PATH as SUBPROTOCOLS_PATH
 from gaps.reference.subprotocols import make_selector
 
@@ -60,7 +61,7 @@ def route(table: dict[str, Handler], fanout: Fanout, path: str) -> Handler | Non
     return in_room
 
 
-def handshake_hooks(config: Config) -> dict[str, Any]:
+def handshake_hooks(config: Config, registry: Registry | None = None) -> dict[str, Any]:
     """``serve()``'s handshake options: the error-handling ones (``errors.py``) and, before
     the upgrade, the middleware's refusals (``middleware.py``) in one ``process_request``;
     the subprotocol selection of ``/subprotocols`` and of ``/secure``'s token protocol."""
@@ -69,6 +70,8 @@ def handshake_hooks(config: Config) -> dict[str, Any]:
     middleware_hook = process_request(config)
 
     def both(connection: ServerConnection, request: Request) -> Response | None:
+        if registry is not None and (listing := registry.answer(request)):
+            return listing
         if errors_hook is not None and (answer := errors_hook(connection, request)):
             return answer
         return middleware_hook(connection, request)
@@ -86,6 +89,7 @@ async def run(config: Config) -> None:
     fanout = Fanout(config)
     hooks = message_hooks(config)
     table = routes(config, fanout, hooks)
+    registry = Registry(config)
 
     async def dispatch(connection: ServerConnection) -> None:
         path = connection.request.path.split("?", 1)[0]
@@ -95,18 +99,29 @@ async def run(config: Config) -> None:
             return
         if await refused_late(config, connection):
             return
-        # Probes drop connections abruptly on purpose; that is not a server error to log.
-        with contextlib.suppress(ConnectionClosed):
-            await handler(connection)
+        registry.add(connection)
+        try:
+            # Probes drop connections abruptly on purpose; that is not a server error to log.
+            with contextlib.suppress(ConnectionClosed):
+                await handler(connection)
+        finally:
+            registry.remove(connection)
 
-    stop = asyncio.get_running_loop().create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    # Without the shutdown capability SIGTERM keeps its default action: the process dies and
+    # the kernel ends every TCP connection without a Close frame.
+    signals = (signal.SIGTERM, signal.SIGINT) if config.has("shutdown") else (signal.SIGINT,)
+    if config.defective("shutdown-ignores-term"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # DELIBERATELY DEFECTIVE (tests only)
+        signals = (signal.SIGINT,)
+    for sig in signals:
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     async with serve(
         dispatch, config.host, config.port, max_size=config.max_message_size,
-        **keepalive_options(config), **serve_options(config), **handshake_hooks(config),
-        **compression_options(config),
-    ):
+        **keepalive_options(config), **serve_options(config),
+        **handshake_hooks(config, registry), **compression_options(config),
+    ) as server:
         off = (f"switched off: {', '.join(sorted(config.without))}" if config.without
                else "every capability on")
         defects = f"; DEFECTS: {', '.join(sorted(config.defects))}" if config.defects else ""
@@ -115,5 +130,10 @@ async def run(config: Config) -> None:
         client = asyncio.create_task(outbound(config))
         await stop
         client.cancel()
+        if config.defective("shutdown-drops"):  # DELIBERATELY DEFECTIVE (tests only)
+            for connection in list(server.connections):
+                connection.transport.abort()
+        elif config.defective("shutdown-normal-closure"):  # DELIBERATELY DEFECTIVE
+            await asyncio.gather(*(c.close(1000, "bye") for c in server.connections))
         if hooks.inbound or hooks.outbound:
             print(f"message hooks saw: {hooks.counts}", flush=True)
