@@ -203,3 +203,35 @@ async def test_bomb_rsv1_without_agreement_and_on_a_continuation_fail() -> None:
     assert "bound" in str(results["bomb"].evidence), results["bomb"]
     assert "continuation" in str(results["continuation"].evidence)
     assert "RSV1" in str(results["unasked"].evidence)
+
+
+async def test_a_url_target_gets_one_connection_at_a_time_and_no_more_than_thirty() -> None:
+    live, most, total = 0, 0, 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal live, most, total
+        live, total = live + 1, total + 1
+        most = max(most, live)
+        try:
+            with contextlib.suppress(Exception):
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                writer.write(upgrade(None)(head))
+                await writer.drain()
+                await asyncio.wait_for(reader.read(1 << 16), 2)  # until the client's Close
+        finally:
+            live -= 1
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/echo"
+    manifest = Manifest(name="raw", path=None, url=url,
+                        endpoints={"echo": EndpointSpec("echo", url=url)})
+    assert not manifest.managed
+    async with server:
+        ctx = ProbeContext(manifest, Instance(manifest), seed=1)
+        results = await asyncio.gather(
+            compression.negotiates(ctx), compression.round_trip(ctx),
+            compression.parameters(ctx), compression.malformed_offer(ctx))
+    assert [str(r.verdict) for r in results] == ["fail", "fail", "pass", "pass"], results
+    assert most == 1, most
+    assert total == 2 + len(compression.OFFERS) + len(compression.MALFORMED) <= 30
