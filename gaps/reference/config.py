@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
                 "resume", "handshake-auth", "origin-check", "message-hooks", "shutdown",
-                "introspection", "compression")
+                "introspection", "metrics", "compression")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -79,6 +79,10 @@ DEFECTS = {
                                "(state CLOSED)",
     "connections-count-off": "/connections reports one message more each way than were "
                              "received and sent",
+    # the metrics endpoint (gaps.reference.metrics)
+    "gauge-never-decreases": "the WebSocket connections gauge goes up on every connection and "
+                             "never down",
+    "counts-twice": "the received and sent message counters count every message twice",
     # permessage-deflate (gaps.reference.compression)
     "window-ignored": "an offered server_max_window_bits is granted, but the server compresses "
                       "with a 32 KiB window anyway",
