@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
                 "resume", "handshake-auth", "origin-check", "message-hooks", "shutdown",
-                "introspection")
+                "introspection", "metrics")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -79,6 +79,10 @@ DEFECTS = {
                                "(state CLOSED)",
     "connections-count-off": "/connections reports one message more each way than were "
                              "received and sent",
+    # the metrics endpoint (gaps.reference.metrics)
+    "gauge-never-decreases": "the WebSocket connections gauge goes up on every connection and "
+                             "never down",
+    "counts-twice": "the received and sent message counters count every message twice",
     # the outbound client (recovery.py)
     "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
     "no-redial": "failed first dials are retried, but a dropped connection is not redialled",

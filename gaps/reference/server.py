@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
 from gaps.reference.errors import handshake_options
 from gaps.reference.heartbeat import keepalive_options
+from gaps.reference.metrics import Metrics
 from gaps.reference.middleware import (
     ORIGIN_PATH,
     SECURE_PATH,
@@ -60,20 +62,33 @@ def route(table: dict[str, Handler], fanout: Fanout, path: str) -> Handler | Non
     return in_room
 
 
-def handshake_hooks(config: Config, registry: Registry | None = None) -> dict[str, Any]:
+def handshake_hooks(config: Config, registry: Registry | None = None,
+                    metrics: Metrics | None = None) -> dict[str, Any]:
     """``serve()``'s handshake options: the error-handling ones (``errors.py``) and, before
-    the upgrade, the middleware's refusals (``middleware.py``) in one ``process_request``;
-    the subprotocol selection of ``/subprotocols`` and of ``/secure``'s token protocol."""
+    the upgrade, the metrics page and request count (``metrics.py``) and the middleware's
+    refusals (``middleware.py``) in one ``process_request``; the subprotocol selection of
+    ``/subprotocols`` and of ``/secure``'s token protocol."""
     options = handshake_options(config)
     errors_hook = options.get("process_request")
     middleware_hook = process_request(config)
+    answered = options["process_response"]
+    started: dict[int, float] = {}  # handshake start by connection id, for its duration
 
     def both(connection: ServerConnection, request: Request) -> Response | None:
+        if metrics is not None:
+            started[id(connection)] = time.monotonic()
+            if page := metrics.request(connection, request):
+                return page
         if registry is not None and (listing := registry.answer(request)):
             return listing
         if errors_hook is not None and (answer := errors_hook(connection, request)):
             return answer
         return middleware_hook(connection, request)
+
+    def timed(connection: ServerConnection, request: Request, response: Response) -> None:
+        answered(connection, request, response)
+        if metrics is not None and (since := started.pop(id(connection), None)) is not None:
+            metrics.handshake_timed(since)
 
     selector = make_selector(config)
 
@@ -81,7 +96,8 @@ def handshake_hooks(config: Config, registry: Registry | None = None) -> dict[st
         chosen = auth_subprotocol(config, connection, list(offered))
         return Subprotocol(chosen) if chosen else selector(connection, offered)
 
-    return {**options, "process_request": both, "select_subprotocol": select}
+    return {**options, "process_request": both, "process_response": timed,
+            "select_subprotocol": select}
 
 
 async def run(config: Config) -> None:
@@ -89,6 +105,7 @@ async def run(config: Config) -> None:
     hooks = message_hooks(config)
     table = routes(config, fanout, hooks)
     registry = Registry(config)
+    metrics = Metrics(config)
 
     async def dispatch(connection: ServerConnection) -> None:
         path = connection.request.path.split("?", 1)[0]
@@ -99,12 +116,14 @@ async def run(config: Config) -> None:
         if await refused_late(config, connection):
             return
         registry.add(connection)
+        since = metrics.opened(connection)
         try:
             # Probes drop connections abruptly on purpose; that is not a server error to log.
             with contextlib.suppress(ConnectionClosed):
                 await handler(connection)
         finally:
             registry.remove(connection)
+            metrics.closed(connection, since)
 
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
@@ -119,7 +138,7 @@ async def run(config: Config) -> None:
     async with serve(
         dispatch, config.host, config.port, max_size=config.max_message_size,
         **keepalive_options(config), **serve_options(config),
-        **handshake_hooks(config, registry),
+        **handshake_hooks(config, registry, metrics),
     ) as server:
         off = (f"switched off: {', '.join(sorted(config.without))}" if config.without
                else "every capability on")
