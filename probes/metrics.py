@@ -35,7 +35,9 @@ Checks and verdicts:
   clients connect to ``echo`` and the gauge must read exactly base + K within
   ``MOVE_WAIT``, and exactly base again within ``RETURN_WAIT`` after the K clients closed
   (Close 1000, answered).  Pass when one candidate does both for both K.  A gauge that
-  never moves, overshoots, or never comes back fails, with every sample.
+  never moves, overshoots, or never comes back fails, with every sample.  Without any
+  candidate, ``KS[0]`` clients still connect and close once, and what each HTTP-only family
+  did meanwhile is evidence (``http_only``: a request counter that counts the upgrades).
 - ``message-counters`` [capability, alone]: one client on ``echo``, then for M in ``MS``
   (20, then 50) M ASCII Text messages with sequence numbers, every echo awaited; the
   received and the sent counter must each move by at least M, and by no more than M +
@@ -368,6 +370,30 @@ async def _close_all(ctx: ProbeContext, clients: list[WireClient]) -> None:
 
 # -- metrics.connections-gauge -----------------------------------------------------------
 
+async def _http_only_moves(ctx: ProbeContext, first: Scrape) -> dict[str, Any]:
+    """What the HTTP-only families did while ``KS[0]`` clients connected and closed: the
+    evidence that a family counts upgrade requests (and still is no WebSocket gauge)."""
+    watched = [Selector(f.name) for f in first.families.values()
+               if why_not(f, "connections").startswith("HTTP-only")][:FAMILIES_SHOWN]
+    if not watched:
+        return {}
+    sampler = Sampler(ctx, watched)
+    before = await sampler.sample("before")
+    clients: list[WireClient] = []
+    try:
+        await connect_many(ctx, "echo", KS[0], at_once=KS[0], into=clients)
+    except WireError as exc:
+        return {"problem": f"{KS[0]} clients could not connect to echo: {exc}"}
+    opened = await sampler.sample(f"{KS[0]} open")
+    await _close_all(ctx, clients)
+    after = await sampler.sample(f"{KS[0]} closed")
+    if before is None or opened is None or after is None:
+        return {"problem": sampler.problem}
+    return {str(s): f"{before[s]:g} before, {opened[s]:g} with {KS[0]} clients open, "
+                    f"{after[s]:g} after they closed" for s in watched
+            if None not in (before[s], opened[s], after[s])}
+
+
 @check("metrics.connections-gauge", needs=("echo", "metrics"), absent="metrics",
        placement=ALONE, budget=SCRAPE_WAIT * 4 + CONTROL_WAIT + 2 * (MOVE_WAIT + RETURN_WAIT)
        + 60)
@@ -378,7 +404,8 @@ async def connections_gauge(ctx: ProbeContext) -> Outcome:
         return failed(first.problem, exposition=first.answer)
     gauges = candidates(first, "connections", mapped)
     if not gauges:
-        return no_candidates(first, "connections gauge", ("connections",), mapped)
+        return no_candidates(first, "connections gauge", ("connections",), mapped,
+                             http_only=await _http_only_moves(ctx, first))
     move_wait, return_wait = ctx.plan_wait(MOVE_WAIT, name="move"), ctx.plan_wait(
         RETURN_WAIT, name="return")
     sampler = Sampler(ctx, gauges)

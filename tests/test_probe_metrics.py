@@ -9,11 +9,15 @@ are judged on pages written here, the page the parser refuses included.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from gaps.model import Verdict
+from gaps.manifest import FieldReader, ManifestError
+from gaps.model import Method, Verdict
 from gaps.probe import ProbeContext
-from tests.conftest import reference_ctx
+from gaps.wire.http import HttpAnswer
+from tests.conftest import reference_ctx, reference_manifest
 from wsgaps_probes import metrics as mx
 
 aio = pytest.mark.asyncio(loop_scope="session")
@@ -65,3 +69,111 @@ async def test_errors_and_latency_on_and_off(full: ProbeContext) -> None:
     # The upgrade's response-time histogram is HTTP-only: named, and not counted.
     assert any(line.startswith("wsgaps_http_request_duration_seconds (histogram): not "
                                "counted: HTTP-only") for line in off.evidence["families"])
+
+
+# -- observed before declared ----------------------------------------------------------------
+
+
+@aio
+async def test_a_declared_absence_never_hides_a_metrics_endpoint() -> None:
+    manifest = reference_manifest()
+    manifest = dataclasses.replace(manifest, absent={**manifest.absent,
+                                                     "metrics": "declared absent (test)"})
+    async with reference_ctx(manifest=manifest) as ctx:
+        result = await mx.errors_and_latency(ctx)
+    assert result.method is Method.OBSERVED, result
+    assert result.verdict is Verdict.PASS, result
+    assert result.declaration is not None and result.declaration["verdict"] == "fail"
+
+
+# -- the exposition: parsers, failures, values -------------------------------------------------
+
+
+class FakeCtx:
+    """Just what ``scrape`` uses of a ProbeContext: one canned answer to every GET."""
+
+    def __init__(self, answer: HttpAnswer) -> None:
+        self.answer = answer
+        self.gets: list[tuple[tuple[str, str], ...]] = []
+
+    def scaled(self, seconds: float) -> float:
+        return seconds
+
+    async def http_get(self, endpoint: str, *, wait: float, max_body: int,
+                       headers: tuple[tuple[str, str], ...] = ()) -> HttpAnswer:
+        self.gets.append(headers)
+        return self.answer
+
+
+def _answer(body: bytes, content_type: str = "text/plain; version=0.0.4",
+            status: int = 200) -> HttpAnswer:
+    return HttpAnswer("http://127.0.0.1:1/metrics", status=status, reason="OK",
+                      headers=[("Content-Type", content_type)], body=body)
+
+
+PAGE = b"""# HELP app_ws_messages_total WebSocket messages
+# TYPE app_ws_messages_total counter
+app_ws_messages_total{dir="in"} 5
+app_ws_messages_total{dir="out"} 7
+# HELP app_http_response Response time of HTTP requests in seconds.
+# TYPE app_http_response histogram
+app_http_response_bucket{le="+Inf"} 4
+app_http_response_sum 0.5
+app_http_response_count 4
+# HELP open_sockets Open WebSocket connections
+# TYPE open_sockets gauge
+open_sockets 2
+"""
+
+
+@aio
+async def test_scrape_parses_text_and_asks_for_openmetrics_first() -> None:
+    ctx = FakeCtx(_answer(PAGE))
+    scraped = await mx.scrape(ctx)  # type: ignore[arg-type]
+    assert scraped.ok and scraped.parser == "prometheus_client.parser"
+    assert ctx.gets[0][0][0] == "Accept"
+    assert ctx.gets[0][0][1].startswith("application/openmetrics-text")
+    assert mx.value_of(scraped, mx.Selector("app_ws_messages")) == 12
+    assert mx.value_of(scraped, mx.parse_selector('app_ws_messages_total{dir="in"}')) == 5
+    assert mx.value_of(scraped, mx.Selector("app_http_response")) == 4  # the _count
+    assert mx.value_of(scraped, mx.Selector("nothing")) is None
+    # The help says WebSocket and the name is not an HTTP one: a connections candidate.
+    assert [str(s) for s in mx.candidates(scraped, "connections", {})] == ["open_sockets"]
+    # One counter for both directions has no word for either: only a map can use it.
+    assert mx.candidates(scraped, "received", {}) == []
+    mapped = {"received": mx.parse_selector('app_ws_messages_total{dir="in"}')}
+    assert mx.candidates(scraped, "received", mapped) == [mapped["received"]]
+    reasons = mx.family_reasons(scraped, ("latency",), {})
+    assert "app_http_response (histogram): not counted: HTTP-only" in reasons[1]
+
+
+@aio
+async def test_openmetrics_by_content_type_and_failures_as_evidence() -> None:
+    om = b"# TYPE ws_connections gauge\nws_connections 3\n# EOF\n"
+    scraped = await mx.scrape(FakeCtx(_answer(om, "application/openmetrics-text; "
+                                                  "version=1.0.0")))  # type: ignore[arg-type]
+    assert scraped.ok and scraped.parser == "prometheus_client.openmetrics.parser"
+    assert mx.value_of(scraped, mx.Selector("ws_connections")) == 3
+    # The same page without "# EOF" is not OpenMetrics: the parser's words, not a crash.
+    broken = await mx.scrape(FakeCtx(_answer(om[:-6], "application/openmetrics-text")))  # type: ignore[arg-type]
+    assert not broken.ok
+    assert "does not parse (prometheus_client.openmetrics.parser" in broken.problem
+    garbage = await mx.scrape(FakeCtx(_answer(b"ws_connections {{{ 3\n")))  # type: ignore[arg-type]
+    assert not garbage.ok and "does not parse (prometheus_client.parser" in garbage.problem
+    refused = await mx.scrape(FakeCtx(_answer(b"nope", status=404)))  # type: ignore[arg-type]
+    assert not refused.ok and "not 200" in refused.problem
+
+
+def test_selectors_and_the_manifest_key() -> None:
+    assert mx.parse_selector('a_total{x="1", y="two"}') == mx.Selector(
+        "a_total", (("x", "1"), ("y", "two")))
+    assert str(mx.parse_selector('a{x="1"}')) == 'a{x="1"}'
+    for bad in ("", "1abc", 'a{x=1}', 'a{x="1"', "a b"):
+        assert mx.parse_selector(bad) is None, bad
+    reader, field = FieldReader("t.toml"), "endpoints.metrics.metrics_map"
+    assert mx.METRICS_MAP.read(reader, {"connections": "ws_open"}, field) == {
+        "connections": mx.Selector("ws_open")}
+    with pytest.raises(ManifestError, match="gauge"):
+        mx.METRICS_MAP.read(reader, {"gauge": "ws_open"}, field)  # not a role
+    with pytest.raises(ManifestError, match="not a family name"):
+        mx.METRICS_MAP.read(reader, {"sent": "ws sent"}, field)
