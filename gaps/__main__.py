@@ -29,7 +29,7 @@ from gaps.model import ResultsError, RunResult, load_results
 from gaps.options import add_options, chosen_checks, out_problem, without_problem
 from gaps.runner import RunProgress, TargetProgress, pytest_argv, run_probes
 from gaps.summary import print_summary
-from gaps.targets import builtin_names, resolve
+from gaps.targets import builtin_names, cannot_run, resolve
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PROBE_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -251,13 +251,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
+    """Each built-in target, whether it can run on this machine (and if not, why), and what
+    it is."""
     for name in builtin_names():
         try:
             manifest = resolve(name)
         except ManifestError as exc:
             print(f"{name}: invalid manifest: {exc}")
             continue
-        print(f"{name:<12} {manifest.description}")
+        why = cannot_run(manifest)
+        print(f"{name:<12} {'cannot run' if why else 'runs here':<10}  {manifest.description}"
+              + (f" ({why.splitlines()[0]})" if why else ""))
     return EXIT_OK
 
 

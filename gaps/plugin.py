@@ -196,7 +196,30 @@ def watch_parent() -> None:
     threading.Thread(target=watch, name="wsgaps-parent-watch", daemon=True).start()
 
 
+ASYNCIO_LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
+
+
+def quiet_asyncio_loop_scope(config: pytest.Config) -> None:
+    """In a gaps run, a project that leaves pytest-asyncio's fixture loop scope unset gets
+    pytest-asyncio's own current behaviour ("fixture-scope", what unset means in 1.x), said
+    explicitly, so its first ``pytest -m gaps`` starts without a deprecation warning about
+    an option the README says it need not set.  A value the project sets is kept.  pytest
+    has no public way to default another plugin's ini value: its ini cache is filled here,
+    before pytest-asyncio's pytest_configure reads it (``tryfirst``)."""
+    if not config.pluginmanager.hasplugin("asyncio") or not gaps_run(config):
+        return
+    try:
+        unset = not config.getini(ASYNCIO_LOOP_SCOPE)
+    except ValueError:  # a pytest-asyncio without that option
+        return
+    cache = getattr(config, "_inicache", None)
+    if unset and isinstance(cache, dict):
+        cache[ASYNCIO_LOOP_SCOPE] = "fixture-scope"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    quiet_asyncio_loop_scope(config)
     config.addinivalue_line("markers", "gaps: a wsgaps probe")
     if config.getoption("gaps_events") is not None:
         watch_parent()

@@ -268,6 +268,17 @@ def _run_bounded(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout:
     return status, output.text()
 
 
+def cannot_run(manifest: Manifest) -> str | None:
+    """Why the target cannot run on this machine (a tool its start or build needs is not on
+    the PATH, a Python stack it imports is not installed), or None; nothing is built."""
+    if manifest.start and (missing := missing_runtime(manifest.start.requires)
+                           or _missing_modules(manifest)):
+        return missing
+    if manifest.build and (missing := missing_runtime(manifest.build.requires)):
+        return f"build: {missing}"
+    return None
+
+
 def run_build(manifest: Manifest, *, time_scale: float = 1.0,
               cancel: threading.Event | None = None) -> str:
     """Build if needed; returns "cached", "built" or "none".  TargetSkipped on failure.

@@ -316,7 +316,6 @@ def test_gap_and_check_select_what_runs_and_the_rest_reads_not_selected(
     assert "message-types.binary" in gaps["message-types"]["unselected"]
     assert gaps["broadcast"]["status"] == "unknown"
     assert gaps["broadcast"]["note"] == "not selected" and not gaps["broadcast"]["checks"]
-    assert gaps["compression"]["note"] == "not probed by this version"
     report = (tmp_path / "reference" / "gap-report.md").read_text()
     assert "not selected" in report
 
@@ -329,3 +328,12 @@ def test_unknown_gap_or_check_is_a_one_line_usage_error_listing_valid_names(
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert "heartbeat" in done.stderr and "valid:" in done.stderr
+
+
+def test_targets_says_which_can_run_here_and_why_not(tmp_path: Path) -> None:
+    done = wsgaps("targets", env={"PATH": str(tmp_path)})  # no go, node, cargo, java here
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()}
+    assert lines["reference"].split()[1:3] == ["runs", "here"], lines["reference"]
+    assert lines["gofr"].split()[1:3] == ["cannot", "run"], lines["gofr"]
+    assert "(build: go not found on PATH)" in lines["gofr"]

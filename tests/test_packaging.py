@@ -39,13 +39,26 @@ def tracked(folder: str) -> set[str]:
     return set(done.stdout.split())
 
 
+BUILD_LOG: list[str] = []  # the verbose output of the wheel build (the backend's warnings)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out),
-                    str(ROOT)], check=True, timeout=600, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w",
+                           str(out), str(ROOT)], check=True, timeout=600, capture_output=True,
+                          text=True)
+    BUILD_LOG[:] = [done.stdout + done.stderr]
     (found,) = out.glob("wsgaps-*.whl")
     return found
+
+
+def test_the_build_is_silent(wheel: Path) -> None:
+    """No backend warning (setuptools' 45-line "Package would be ignored" for gaps.schema,
+    or any other) in the build; PYTHONDONTWRITEBYTECODE's own note is not about us."""
+    log = BUILD_LOG[0]
+    assert "would be ignored" not in log and "!!" not in log, log[-3000:]
+    assert not [line for line in log.splitlines() if "Warning" in line], log[-3000:]
 
 
 def test_the_wheel_carries_what_a_run_needs_and_no_build_output(wheel: Path) -> None:
@@ -119,6 +132,8 @@ def test_installed_wsgaps_runs_anywhere(wheel: Path, tmp_path: Path) -> None:
                  "-k", "subprotocols or my_own", "-p", "no:cacheprovider")
     assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-2000:]
     assert "5 passed" in tested.stdout, tested.stdout[-2000:]  # 4 checks and the user's test
+    # A user's first run is quiet: no pytest-asyncio deprecation about its loop scope.
+    assert "warning" not in (tested.stdout + tested.stderr).lower(), tested.stderr[-3000:]
     run_pytest = load_results(out / "reference" / "results.json")
     assert run_pytest.gaps["subprotocols"].status == "pass"
     assert run_pytest.target.version_note is None  # constraints applied: the pinned version
