@@ -95,8 +95,8 @@ MAX_ANNOUNCED = 128 * MIB
 FRAGMENT_BOUND = 16 * MIB
 URL_MAX = 1 * MIB
 BELOW_MAX = 16 * MIB
-CHUNK = 256 * KIB  # bytes written per drain while streaming a payload
-FRAGMENT = 256 * KIB  # payload bytes per frame of the fragmented message
+CHUNK = 64 * KIB  # bytes written per drain while streaming a payload
+FRAGMENT = 64 * KIB  # payload bytes per frame of the fragmented message
 AT_ONCE = 1.0  # a refusal this soon after the header alone came from the header
 REFUSAL_WAIT = 5.0  # for a refusal after the last byte the probe sends
 STREAM_WAIT = 60.0  # for streaming one part's payload (the target reads at its own pace)
@@ -129,8 +129,8 @@ def _queued(client: WireClient) -> int:
     transport = client._writer.transport
     pending = transport.get_write_buffer_size()
     sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
+    if sock is not None and sock.fileno() >= 0:
+        with contextlib.suppress(OSError, ValueError):
             raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
             pending += struct.unpack("i", raw)[0]
     return pending
@@ -174,6 +174,11 @@ async def _stream(client: WireClient, pieces, bound: int, wait: float) -> Stream
     try:
         async with asyncio.timeout(wait):
             for piece in pieces:
+                # One turn of the loop first, so that a refusal already on the wire is read
+                # before the next write: a write into a reset connection makes asyncio
+                # close the socket at once, and a Close frame still unread would be lost
+                # (the refusal would read as a bare TCP close).
+                await asyncio.sleep(0)
                 if _refused(client):
                     state.stopped = "refused"
                     break
@@ -209,8 +214,8 @@ async def _judge(client: WireClient, what: str, state: Stream, limit: int, slack
     if ending is None:
         ending = await expect_close(client, REFUSALS, wait, data_decides=True)
     state.take(client)
-    figures = (f"the server took {state.taken:,} bytes of {state.sent:,} sent "
-               f"(limit {limit:,} + slack {slack:,})")
+    figures = (f"the server had taken {state.taken:,} bytes of {state.sent:,} sent when last "
+               f"measured (limit {limit:,} + slack {slack:,})")
     from_header = " from the header alone" if header_only else ""
     if state.taken > limit + slack:
         return Verdict.FAIL, f"{what}: accepted past the limit: {figures}; then {ending}"
@@ -230,12 +235,13 @@ async def _judge(client: WireClient, what: str, state: Stream, limit: int, slack
 
 async def _header_part(ctx: ProbeContext, announced: int, limit: int, slack: int,
                        budget: int) -> tuple[Verdict, str, dict[str, object]]:
+    what = f"one frame of {announced:,} bytes (limit + 1)"
     client = await ctx.connect("echo", auto_pong=True)
     await client.send_raw(_header(announced), note=f"header announcing {announced:,} bytes")
     early = await expect_close(client, REFUSALS, ctx.scaled(AT_ONCE), data_decides=True)
     if early.how != OPEN:
         state = Stream()
-        verdict, line = await _judge(client, "one frame of limit + 1", state, limit, slack,
+        verdict, line = await _judge(client, what, state, limit, slack,
                                      ctx.scaled(REFUSAL_WAIT), header_only=True, ending=early)
         return verdict, line, {"header_ending": str(early), "header_taken": state.taken}
     size = min(announced, budget)
@@ -243,11 +249,13 @@ async def _header_part(ctx: ProbeContext, announced: int, limit: int, slack: int
     state = await _stream(client, (body[i:i + CHUNK] for i in range(0, size, CHUNK)),
                           limit + slack, ctx.plan_wait(STREAM_WAIT, name="stream"))
     if state.stopped == "done" and size < announced:
-        return (Verdict.SKIP, f"one frame of limit + 1: not refused within the {size:,} "
+        return (Verdict.SKIP, f"{what}: not refused within the {size:,} "
                 f"bytes sent (a URL target is sent at most {budget:,})",
                 {"header_sent": state.sent})
-    verdict, line = await _judge(client, "one frame of limit + 1", state, limit, slack,
-                                 ctx.plan_wait(REFUSAL_WAIT, name="refusal"), header_only=False)
+    # Refused before a byte of the payload went out: the header alone decided it.
+    verdict, line = await _judge(client, what, state, limit, slack,
+                                 ctx.plan_wait(REFUSAL_WAIT, name="refusal"),
+                                 header_only=state.sent == 0)
     return verdict, line, {"header_sent": state.sent, "header_taken": state.taken,
                            "header_stopped": state.stopped}
 
@@ -302,7 +310,7 @@ async def max_message_size(ctx: ProbeContext) -> Outcome:
     judged.append((echoed.verdict if echoed.verdict is not Verdict.NON_STRICT
                    else Verdict.FAIL, echoed.summary))
 
-    verdict, line, facts = await _header_part(ctx, announced, limit, slack, budget)
+    verdict, line, facts = await _header_part(ctx, announced, frame_limit, slack, budget)
     evidence.update(facts)
     judged.append((verdict, line))
 
