@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make report   gap analysis of the built-in targets, reports written under reports/
-#   make test     the harness's own test suite (what CI runs)
+#   make test     the harness's own test suite and the docs' example tests (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -48,6 +48,7 @@ lint: $(STAMP)
 
 test: lint bytecode
 	$(PY) -m pytest tests
+	$(PY) -m pytest docs/examples --gaps-server reference
 
 report: bytecode
 	$(VENV)/bin/wsgaps run --target all

@@ -114,6 +114,8 @@ GAPS: tuple[Gap, ...] = (
                "SIGTERM sends every client Close 1001/1012 before TCP ends"),
             _c("connection-state.introspection", C,
                "the connections endpoint lists the probe's connections with true metadata"),
+            _c("connection-state.close-reason", F,
+               "every server Close has a valid code and a UTF-8 reason of at most 123 bytes"),
         ),
     ),
     Gap(

@@ -37,9 +37,8 @@ ENDPOINTS = {
 # The keys every endpoint may take.  A key one probe alone reads is declared by that probe,
 # beside its checks (``gaps.probe.manifest_key``), and validated from there: the manifest
 # reader is given the declared keys (``ProbeKey``).  ``includes_sender`` is read by the
-# toolkit's audience for two probes; ``metrics_map`` stays until the metrics probe declares
-# it.
-ENDPOINT_KEYS = {"path", "url", "includes_sender", "metrics_map", "note"}
+# toolkit's audience for two probes (``metrics_map`` is the metrics probe's own).
+ENDPOINT_KEYS = {"path", "url", "includes_sender", "note"}
 # idle_timeout: seconds after which the stack closes a connection with no traffic at all,
 # Pings answered or not (Jetty's 30 s default); not a heartbeat, recorded so that a check
 # holding a connection quiet longer knows why it ended.  max_frame_size: bytes one frame may
@@ -75,7 +74,6 @@ class EndpointSpec:
     path: str | None = None
     url: str | None = None
     includes_sender: bool | None = None
-    metrics_map: dict[str, str] = field(default_factory=dict)
     note: str | None = None
     # The values of keys probes declared (``ProbeKey``), by key name, as their readers
     # returned them; read them with ``ProbeKey.value``.
@@ -356,14 +354,11 @@ def _endpoint(r: FieldReader, name: str, data: Any, keys: list[ProbeKey]) -> End
     includes = table.get("includes_sender")
     if includes is not None and not isinstance(includes, bool):
         raise r.fail(f"{fieldname}.includes_sender", "must be true or false")
-    metrics_map = r.table(table.get("metrics_map", {}), f"{fieldname}.metrics_map")
     return EndpointSpec(
         name=name,
         path=path,
         url=url,
         includes_sender=includes,
-        metrics_map={k: r.string(v, f"{fieldname}.metrics_map.{k}")
-                     for k, v in metrics_map.items()},
         note=table.get("note"),
         extra=extra,
     )

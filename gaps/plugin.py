@@ -51,7 +51,13 @@ from gaps.targets import interrupting, resolve
 REFERENCE_TARGETS = {"reference"}
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # The testing helpers (fixtures, mock server) come with the plugin: registered here, so
+    # that their own options and fixtures are known before the command line is parsed.
+    from gaps import testing
+
+    if not pluginmanager.is_registered(testing):
+        pluginmanager.register(testing, "gaps.testing")
     group = parser.getgroup("wsgaps", "WebSocket gap analysis")
     add_options(group.addoption, prefix="gaps-")
     group.addoption("--gaps-events", default=None, metavar="FD",

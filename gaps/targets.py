@@ -412,6 +412,11 @@ class Instance:
     queued: float = 0.0  # seconds the harness waited for a slot to start it (gaps.plan)
     start_seconds: float = 0.0  # from the start command to ready (start_instance)
     ended_by_itself: int | None = None  # its exit status when stop() found it ended
+    # When stop() sent SIGTERM (time.monotonic(), the event loop's clock), and whether the
+    # grace period ran out so that SIGKILL ended it: the shutdown probe's time base and
+    # its evidence of a shutdown that did not finish.
+    terminated_at: float | None = None
+    killed_after_grace: bool = False
     # The harness's end of the guard's socket: closing it (or dying) tells the guard to go.
     _link: socket.socket | None = field(default=None, repr=False)
 
@@ -588,9 +593,11 @@ class Instance:
                 self._close_link()
                 grace = self.manifest.grace + 1
             else:
+                self.terminated_at = time.monotonic()
                 self.signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(grace)
+            self.killed_after_grace = process.poll() is None
         # Whatever is left of the group goes now; the guard then reaps the target and exits
         # (a guard that has exited already emptied the group).
         self.signal(signal.SIGKILL)

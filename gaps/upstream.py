@@ -29,6 +29,7 @@ with increasing ``seq``; a client that resumes names the last ``seq`` (or ``toke
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -86,6 +87,7 @@ class Link:
     writer: asyncio.StreamWriter
     scale: float = 1.0
     messages: list[str | bytes] = field(default_factory=list)
+    pongs: list[bytes] = field(default_factory=list)  # payloads of the client's Pongs
     ended_at: float | None = None  # seconds after the upstream started
     how_ended: str = ""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -112,6 +114,27 @@ class Link:
             await self.writer.drain()
         return True
 
+    async def send_binary(self, data: bytes) -> bool:
+        """Send one Binary message; False when the connection is no longer open."""
+        if self.ended.is_set() or self.protocol.state is not OPEN:
+            return False
+        self.protocol.send_binary(data)
+        self.flush()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+        return True
+
+    async def ping(self, payload: bytes, timeout: float) -> bool:
+        """Send a Ping; whether the client answered it with a Pong of the same payload
+        within ``timeout`` seconds (False at once when the connection is no longer open)."""
+        if self.ended.is_set() or self.protocol.state is not OPEN:
+            return False
+        self.protocol.send_ping(payload)
+        self.flush()
+        await wait_until(lambda: payload in self.pongs or self.ended.is_set(),
+                         deadline_in(timeout), self._arrived)
+        return payload in self.pongs
+
     def drop(self) -> None:
         """End the TCP connection without a Close frame (a FIN, as a dying server's kernel)."""
         self.how_ended = self.how_ended or "dropped by the upstream: TCP close, no Close frame"
@@ -127,10 +150,21 @@ class Link:
             await asyncio.wait_for(self.ended.wait(), CLOSE_WAIT * self.scale)
         self.writer.close()
 
+    @property
+    def closing(self) -> bool:
+        """Whether the client sent its Close frame or the connection ended."""
+        return self.protocol.close_rcvd is not None or self.ended.is_set()
+
+    async def wait_closing(self, timeout: float) -> bool:
+        """Wait until the client sends its Close frame or the connection ends; whether it
+        did within ``timeout`` seconds."""
+        await wait_until(lambda: self.closing, deadline_in(timeout), self._arrived)
+        return self.closing
+
     async def next_message(self, timeout: float) -> str | bytes | None:
         """The next message the client sends (in order), or None if none comes in time."""
         seen = self._read
-        await wait_until(lambda: len(self.messages) > seen or self.ended.is_set(),
+        await wait_until(lambda: len(self.messages) > seen or self.closing,
                          deadline_in(timeout), self._arrived)
         if len(self.messages) <= seen:
             return None
@@ -170,6 +204,20 @@ class Upstream:
         self._closing = threading.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._changes = Changes()
+        # Refusals queued with ``refuse_next``: they come before ``accept_from``'s rule.
+        self._queued: collections.deque[str] = collections.deque()
+
+    def refuse_next(self, count: int, status: int | str = 503) -> None:
+        """Refuse the next ``count`` dials, whatever ``accept_from`` says: ``status`` is an
+        HTTP status from 400 to 599 (the request head is read and answered with it) or
+        ``"reset"`` (a TCP reset at once)."""
+        fate = str(status)
+        if fate != "reset" and not (fate.isdigit() and 400 <= int(fate) <= 599):
+            raise ValueError(f"a refusal is an HTTP status from 400 to 599 or 'reset', "
+                             f"not {status!r}")
+        if count < 0:
+            raise ValueError(f"cannot refuse {count} dials")
+        self._queued.extend([fate] * count)
 
     @property
     def url(self) -> str:
@@ -271,6 +319,8 @@ class Upstream:
     # -- serving ---------------------------------------------------------------------------
 
     def _fate(self, n: int) -> str:
+        with contextlib.suppress(IndexError):  # deque.popleft is atomic: no lock needed
+            return self._queued.popleft()
         if self.accept_from is not None and n >= self.accept_from:
             return "accept"
         return self.refusals[(n - 1) % len(self.refusals)]
@@ -335,9 +385,9 @@ class Upstream:
             if request is None:
                 attempt.outcome = "no-request"
                 return
-            if fate == "503":
-                attempt.outcome = "503"
-                response = protocol.reject(503, "upstream unavailable (wsgaps)\n")
+            if fate.isdigit():  # "503", or a status queued with refuse_next
+                attempt.outcome = fate
+                response = protocol.reject(int(fate), "refused by the upstream (wsgaps)\n")
             else:
                 response = protocol.accept(request)
             protocol.send_response(response)
@@ -390,6 +440,11 @@ class Upstream:
                         link.messages.append(payload.decode("utf-8", "replace") if text
                                              else payload)
                         link._arrived.notify()
+                    elif event.opcode is Opcode.PONG and len(link.pongs) < MESSAGES_KEPT:
+                        link.pongs.append(bytes(event.data))
+                        link._arrived.notify()
+                    elif event.opcode is Opcode.CLOSE:
+                        link._arrived.notify()  # no message can follow: waits end now
                 link.flush()
             link.protocol.receive_eof()
             link.flush()

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
-                "resume", "handshake-auth", "origin-check", "message-hooks", "limits",
-                "max-message-size", "handshake-timeout", "rate-limit")
+                "resume", "handshake-auth", "origin-check", "message-hooks", "shutdown",
+                "introspection", "metrics", "limits", "max-message-size", "handshake-timeout",
+                "rate-limit")
 # ``--without limits`` switches off every one of these (gap 10, gaps/reference/limits.py).
 LIMITS = ("max-message-size", "handshake-timeout", "rate-limit")
 PROFILES = ("full", "seed")
@@ -71,6 +72,20 @@ DEFECTS = {
     "any-origin": "/origin accepts every http:// Origin (its check compares the scheme only)",
     "refuses-after-upgrade": "/secure and /origin refuse in the connection handler, with Close "
                              "1008 after the 101, instead of a 401 or 403 before the upgrade",
+    # connection state: shutdown and the /connections listing (gaps.reference.state)
+    "shutdown-drops": "on SIGTERM every connection's TCP connection is aborted without a "
+                      "Close frame before the process exits",
+    "shutdown-normal-closure": "on SIGTERM every connection is closed with 1000 instead of 1001",
+    "shutdown-ignores-term": "SIGTERM is ignored: the process runs on until the harness's "
+                             "SIGKILL after the grace period",
+    "connections-keep-closed": "/connections keeps listing connections after they closed "
+                               "(state CLOSED)",
+    "connections-count-off": "/connections reports one message more each way than were "
+                             "received and sent",
+    # the metrics endpoint (gaps.reference.metrics)
+    "gauge-never-decreases": "the WebSocket connections gauge goes up on every connection and "
+                             "never down",
+    "counts-twice": "the received and sent message counters count every message twice",
     # the outbound client (recovery.py)
     "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
     "no-redial": "failed first dials are retried, but a dropped connection is not redialled",

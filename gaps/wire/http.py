@@ -114,8 +114,11 @@ class HttpAnswer:
 
 
 def build_get(endpoint: Endpoint, headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    headers = list(headers)
+    # The caller's Accept replaces the default one (a server may refuse two).
+    accept = [] if any(n.lower() == "accept" for n, _ in headers) else ["Accept: */*"]
     lines = [f"GET {endpoint.resource} HTTP/1.1", f"Host: {endpoint.authority}",
-             "User-Agent: wsgaps", "Accept: */*",
+             "User-Agent: wsgaps", *accept,
              # Identity only: the body is read and bounded as it is on the wire.
              "Accept-Encoding: identity", "Connection: close"]
     lines += [f"{name}: {value}" for name, value in headers]

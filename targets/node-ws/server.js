@@ -132,7 +132,32 @@ const routes = {
   '/origin': originServer,
 };
 
+// Connection state (gap 4): GET /connections lists ws's own registry, each path's
+// WebSocketServer#clients (clientTracking, on by default: lib/websocket-server.js adds a
+// client on upgrade and deletes it on its 'close' event), with each WebSocket's readyState.
+// ws keeps neither the handshake request nor counts on a WebSocket, so the upgrade callback
+// notes the X-Wsgaps-Client header and the peer's address on it (ws.wsgaps), as the ws README
+// notes ws.isAlive; no message counts (ws keeps none).
+const STATES = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
+
+function listing() {
+  const connections = [];
+  for (const [path, wss] of Object.entries(routes)) {
+    for (const ws of wss.clients) {
+      connections.push({ state: STATES[ws.readyState], path, ...ws.wsgaps });
+    }
+  }
+  return JSON.stringify({ connections });
+}
+
 const server = http.createServer((req, res) => {
+  if (req.method === 'GET' && new URL(req.url, 'http://localhost').pathname === '/connections') {
+    const body = listing();
+    res.writeHead(200, { 'Content-Type': 'application/json',
+                         'Content-Length': Buffer.byteLength(body) });
+    res.end(body);
+    return;
+  }
   res.writeHead(426, { 'Content-Type': 'text/plain' });
   res.end('WebSocket endpoints: /echo, /subprotocols, /chat, /broadcast, /secure, /origin\n');
 });
@@ -144,7 +169,11 @@ server.on('upgrade', (req, socket, head) => {
     socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     return;
   }
-  wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    ws.wsgaps = { client: req.headers['x-wsgaps-client'] || null,
+                  remote: `${req.socket.remoteAddress}:${req.socket.remotePort}` };
+    wss.emit('connection', ws, req);
+  });
 });
 
 server.listen(port, host, () => {
@@ -159,7 +188,17 @@ if (upstream) {
   client.on('close', (code) => console.log(`upstream: closed (${code})`));
 }
 
-// SIGTERM: exit at once.  ws closes nothing by itself here: WebSocketServer#close() leaves
-// existing connections open (lib/websocket-server.js WebSocketServer#close), so clients see
-// the TCP end.
-for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0));
+// Shutdown (gap 4): ws's WebSocketServer#close() stops new connections but leaves existing
+// ones open (ws 8.23.0 lib/websocket-server.js WebSocketServer#close: "Stop the server from
+// accepting new connections and emit the 'close' event when all existing connections are
+// closed"), so the glue closes each connection of ws's own client sets with 1001 (a loop over
+// the stack's set, recorded in target.toml settings), then closes every WebSocketServer and
+// the HTTP server, whose callback comes once the last socket has ended.
+function shutdown() {
+  for (const wss of Object.values(routes)) {
+    for (const ws of wss.clients) ws.close(1001, 'server shutting down');
+    wss.close();
+  }
+  server.close(() => process.exit(0));
+}
+for (const sig of ['SIGTERM', 'SIGINT']) process.once(sig, shutdown);

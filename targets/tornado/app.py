@@ -9,7 +9,11 @@ Middleware (gap 8): ``/secure`` is the echo whose ``prepare()`` (tornado's docum
 before ``get``, which performs the upgrade) raises ``HTTPError(401)`` without the bearer
 token; ``/origin`` is the plain echo handler under tornado's own cross-origin protection,
 on by default for every WebSocketHandler (``check_origin``).
-SIGTERM keeps Python's default action (the process ends; tornado installs no handler).
+Shutdown (gap 4): SIGTERM runs tornado's documented clean shutdown, ``HTTPServer.stop()``
+then ``await HTTPServer.close_all_connections()`` (tornado 6.6.1 ``httpserver.py``, whose
+docstring also says it "does not currently close open websocket connections"), and the
+process ends.  tornado keeps no registry of WebSocket connections, so there is no
+``connections`` endpoint (absent, with the source, in target.toml).
 
 Recovery (gap 11): with ``--upstream URL`` a task follows that URL with tornado's client,
 ``websocket_connect``, reading it in the coroutine style its docstring shows
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 from typing import Any
 
 from tornado.web import Application, HTTPError
@@ -81,10 +86,17 @@ async def main(port: int, interval: float, timeout: float, upstream: str) -> Non
         websocket_ping_interval=interval,
         websocket_ping_timeout=timeout,
     )
-    app.listen(port, address="127.0.0.1")
+    server = app.listen(port, address="127.0.0.1")
     print(f"tornado adapter on 127.0.0.1:{port}", flush=True)
     client = asyncio.create_task(follow_upstream(upstream)) if upstream else None
-    await asyncio.Event().wait()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    # tornado's clean shutdown, as HTTPServer.close_all_connections' docstring tells it.
+    server.stop()
+    await server.close_all_connections()
     if client is not None:
         client.cancel()
 

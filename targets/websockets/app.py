@@ -24,6 +24,10 @@ grace period.  SIGTERM leaves the
 ``serve()`` context, whose exit is ``Server.close()``: the library closes every connection
 with 1001 (the shutdown pattern of the websockets deployment docs).
 
+Connection state (gap 4): ``GET /connections`` on the main server is answered in
+``process_request`` with ``Server.connections``, the library's own set of that server's open
+connections, and the fields each connection object keeps (``listing``).
+
 Recovery (gap 11): with ``--upstream URL`` an outbound client follows that URL with the
 library's own reconnecting client, ``connect()`` used as an async iterator exactly as its
 docstring shows it (``async for websocket in connect(...)``, ``except ConnectionClosed:
@@ -42,7 +46,15 @@ import signal
 from collections.abc import Callable
 
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import Request, Response, ServerConnection, broadcast, serve
+from websockets.asyncio.server import (
+    Request,
+    Response,
+    Server,
+    ServerConnection,
+    broadcast,
+    serve,
+)
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
@@ -72,9 +84,29 @@ async def chat(connection: ServerConnection) -> None:
 ROUTES = {"/echo": echo, "/chat": chat, "/secure": echo}
 
 
+def listing(server: Server) -> Response:
+    """``Server.connections`` as the contract's JSON: websockets' own set of this server's
+    open connections, with what each connection object keeps (``id``, ``state``, its
+    handshake ``request``: path and headers, ``remote_address``).  websockets keeps no
+    message counts, connect time or last activity, so the rows have none."""
+    rows = []
+    for conn in server.connections:
+        assert conn.request is not None
+        host, port = conn.remote_address[:2]
+        rows.append({"id": str(conn.id), "state": conn.state.name,
+                     "path": conn.request.path.split("?")[0],
+                     "client": conn.request.headers.get("X-Wsgaps-Client"),
+                     "remote": f"{host}:{port}"})
+    body = json.dumps({"connections": rows}).encode()
+    return Response(200, "OK", Headers([("Content-Type", "application/json"),
+                                        ("Content-Length", str(len(body)))]), body)
+
+
 def only(paths: set[str]) -> Callable[[ServerConnection, Request], Response | None]:
     def process_request(connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?")[0]
+        if path == "/connections" and "/echo" in paths:
+            return listing(connection.server)
         if path not in paths:
             return connection.respond(404, "no such endpoint\n")
         if path == "/secure" and request.headers.get("Authorization") != f"Bearer {TOKEN}":

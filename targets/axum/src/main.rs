@@ -22,8 +22,9 @@
 //!                  middleware (axum has no origin setting: WebSocketUpgrade reads no Origin
 //!                  header): 403 for an Origin other than http:// and the Host, none let through
 //!
-//! No broadcast, rooms, heartbeat, reconnecting client or shutdown handling of our own: axum
-//! ships none of them (target.toml [absent]).  When a read fails (a protocol error, invalid
+//! No broadcast, rooms, heartbeat or reconnecting client of our own: axum ships none of them
+//! (target.toml [absent]).  Shutdown is axum's own: `serve(...).with_graceful_shutdown` on
+//! SIGTERM; axum keeps no registry of upgraded connections, so nothing lists them.  When a read fails (a protocol error, invalid
 //! UTF-8, a message over the limit) the handler returns, as in axum's example, and dropping the
 //! `WebSocket` closes the TCP connection: tungstenite sends no Close frame for an error it
 //! returns, and writing one would be frame handling axum does not do.
@@ -202,6 +203,22 @@ async fn chat(mut socket: WebSocket) {
     }
 }
 
+/// Completes on SIGTERM or SIGINT (tokio::signal, the signal future axum's shutdown example
+/// waits for).
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        eprintln!("cannot install the SIGTERM/SIGINT handlers; graceful shutdown is off");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -248,7 +265,12 @@ async fn main() {
         }
     };
     println!("{} on {addr}", version_line());
-    if let Err(err) = axum::serve(listener, app).await {
+    // axum's documented graceful shutdown (axum 0.8.9 src/serve/mod.rs
+    // Serve::with_graceful_shutdown), on SIGTERM as the harness stops a target.
+    if let Err(err) = axum::serve(listener, app)
+        .with_graceful_shutdown(terminated())
+        .await
+    {
         eprintln!("server ended: {err}");
         std::process::exit(1);
     }

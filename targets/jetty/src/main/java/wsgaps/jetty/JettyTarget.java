@@ -16,6 +16,7 @@
 //                  "Authorization: Bearer <token>" it writes 401 and returns no endpoint
 //   /origin        echo behind a same-origin rule in the WebSocketCreator (403 otherwise);
 //                  Jetty's own API has no origin setting
+//   /connections   (HTTP GET) Jetty's own session set, getOpenSessions, as the contract's JSON
 // The listeners demand one frame at a time (Session.Listener without AutoDemanding) and ask
 // for the next only once the echo of the last one has been sent, so a fast client meets
 // Jetty's back-pressure rather than an unbounded queue of ours.  No timers of our own: Jetty
@@ -40,6 +41,9 @@ import java.util.Map;
 
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.http.HttpStatus;
+import org.eclipse.jetty.io.Content;
+import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
 import org.eclipse.jetty.server.ServerConnector;
@@ -126,6 +130,33 @@ public final class JettyTarget
                 }
                 return new Echo();
             });
+        });
+        // Connection state (gap 4): what is not an upgrade goes on to this handler, which
+        // answers GET /connections from Jetty's own session set (getOpenSessions, kept by
+        // SessionTracker: added on open, dropped on close) and what each Session keeps: its
+        // upgrade request (path, headers), remote address and isOpen.  Jetty keeps no message
+        // counts or times per session, so the rows have none.
+        upgrades.setHandler(new Handler.Abstract()
+        {
+            @Override
+            public boolean handle(Request request, Response response, org.eclipse.jetty.util.Callback callback)
+            {
+                if (!"/connections".equals(Request.getPathInContext(request)))
+                    return false;
+                List<Object> rows = new ArrayList<>();
+                for (Session session : upgrades.getServerWebSocketContainer().getOpenSessions())
+                {
+                    Map<String, Object> row = new LinkedHashMap<>();
+                    row.put("state", session.isOpen() ? "OPEN" : "CLOSED");
+                    row.put("path", session.getUpgradeRequest().getRequestURI().getPath());
+                    row.put("client", session.getUpgradeRequest().getHeader("X-Wsgaps-Client"));
+                    row.put("remote", String.valueOf(session.getRemoteSocketAddress()));
+                    rows.add(row);
+                }
+                response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
+                Content.Sink.write(response, true, new JSON().toJSON(Map.of("connections", rows)), callback);
+                return true;
+            }
         });
         context.setHandler(upgrades);
         server.setHandler(context);
