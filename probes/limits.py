@@ -1,4 +1,4 @@
-"""Gap 10, limits: does the stack protect itself from oversized messages and from clients
+"""Gap 10, limits: does the stack protect itself from oversized messages, floods and clients
 that stall a handshake, or must every application write that itself?
 
 ``max-message-size`` [capability]: the declared limit (``hints.max_message_size``;
@@ -37,6 +37,18 @@ On a URL target (a server the harness does not run) nothing over ``URL_MAX`` (1 
 sent: the below-limit echo is ``min(..., 1 MiB)``, the header part streams at most 1 MiB
 and an unrefused header there is ``skip`` (the limit was not reached), and the fragments
 part runs only when the limit plus slack fits in 1 MiB (it never does on Linux defaults).
+
+``message-rate`` [capability], alone on its instance and holding the harness's load slot:
+on ``echo``, a reader runs beside the writer (so TCP flow control is never taken for a
+limit) while the writer sends a burst of ASCII Text messages numbered in order
+(``wsgaps-limits rate <nonce> m00001``): ``DEFAULT_BURST`` (2,000) as fast as it can, or
+4 x ``hints.rate_limit`` when declared (at most ``MAX_BURST``).  Pass: Close 1008 or 1013
+after at least one echo, every echo before it intact and in order; the evidence says after
+which message.  A TCP close without a Close is ``non-strict``; every message echoed with no
+refusal, a later message arriving where an earlier was due (dropped silently), another
+Close code, or a refusal before any echo is ``fail``.  A URL target is not flooded: ``skip``.
+
+``limits.connection-cap`` is not implemented yet (not registered, so never counted).
 
 ``handshake-timeout`` [evidence]: one TCP connection writes a valid handshake request
 without the empty line that ends it (``gaps.wire.stall.half_handshake``) and watches how
