@@ -6,7 +6,10 @@ import dataclasses
 
 import pytest
 
+from gaps.manifest import url_manifest
 from gaps.model import Verdict
+from gaps.probe import ProbeContext
+from gaps.targets import Instance
 from tests.conftest import reference_ctx, reference_manifest
 from wsgaps_probes import limits
 
@@ -94,3 +97,17 @@ async def test_without_limits_switches_all_off() -> None:
         size = await limits.max_message_size(ctx)
         rate = await limits.message_rate(ctx)
     assert (size.verdict, rate.verdict) == (Verdict.FAIL, Verdict.FAIL), (size, rate)
+
+
+async def test_a_url_target_gets_the_header_test_and_nothing_over_1_mib() -> None:
+    async with reference_ctx() as running:
+        url = url_manifest(running.url("echo"))
+        url.hints["max_message_size"] = float(LIMIT)
+        ctx = ProbeContext(url, Instance(url))
+        size = await limits.max_message_size(ctx)
+        rate = await limits.message_rate(ctx)
+    assert size.verdict is Verdict.PASS, size
+    assert "a 1,048,576-byte message below the limit came back" in size.summary
+    assert "refused from the header alone with Close 1009" in size.summary
+    assert size.evidence["fragments"].startswith("not sent")
+    assert rate.verdict is Verdict.SKIP and "URL target" in rate.summary
