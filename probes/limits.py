@@ -67,8 +67,11 @@ import asyncio
 import contextlib
 import fcntl
 import math
+import os
+import socket
 import struct
 import termios
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from gaps.model import ErrorReason, Verdict
@@ -96,7 +99,7 @@ from gaps.toolkit import (
     show,
     wait_until,
 )
-from gaps.wire.client import WireClient
+from gaps.wire.client import HARNESS_ERRNOS, WireClient
 from gaps.wire.errors import ClosedError, ReceiveError, ReceiveTimeout, SendTimeout, Unreachable
 from gaps.wire.frames import Close, CloseCode, Opcode, opcode_name
 from gaps.wire.stall import half_handshake
@@ -179,18 +182,49 @@ class Stream:
             self.taken = max(self.taken, self.sent - _queued(client))
 
 
-async def _stream(client: WireClient, pieces, bound: int, wait: float) -> Stream:
-    """Write ``pieces`` (bytes each) until the server refuses, until it has taken more than
-    ``bound`` bytes, or until ``wait`` runs out (it stopped reading: "stalled")."""
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _send_all(sock: socket.socket, data: bytes) -> None:
+    """Write ``data`` on ``sock`` (a duplicate of the client's socket), waiting for room."""
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view):]
+        except BlockingIOError:
+            room: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(sock.fileno(), _settle, room)
+            try:
+                await room
+            finally:
+                loop.remove_writer(sock.fileno())
+
+
+async def _stream(client: WireClient, pieces: Iterable[bytes], bound: int, wait: float,
+                  ) -> Stream:
+    """Write ``pieces`` until the server refuses, until it has taken more than ``bound``
+    bytes, or until ``wait`` runs out (it stopped reading: "stalled").
+
+    The payload goes out through a duplicate of the client's socket, not its asyncio
+    transport: a server that closes right after its Close frame while we still write resets
+    the connection, and a write error in the transport closes the socket at once, so the
+    Close frame still unread in it was lost (the refusal read as a bare TCP close, in one
+    run of two on uvicorn and aiohttp).  A failed write on the duplicate leaves the client's
+    reader to read what arrived, then the reset."""
     state = Stream()
+    original = client._writer.transport.get_extra_info("socket")
+    if original is None or original.fileno() < 0:
+        state.stopped = "refused"
+        return state
+    sock = socket.socket(fileno=os.dup(original.fileno()))
+    sock.setblocking(False)
     try:
         async with asyncio.timeout(wait):
             for piece in pieces:
-                # One turn of the loop first, so that a refusal already on the wire is read
-                # before the next write: a write into a reset connection makes asyncio
-                # close the socket at once, and a Close frame still unread would be lost
-                # (the refusal would read as a bare TCP close).
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # let the reader see a refusal already on the wire
                 if _refused(client):
                     state.stopped = "refused"
                     break
@@ -198,15 +232,18 @@ async def _stream(client: WireClient, pieces, bound: int, wait: float) -> Stream
                 if state.taken > bound:
                     state.stopped = "bound"
                     break
-                client._writer.write(piece)
+                await _send_all(sock, piece)
                 state.sent += len(piece)
-                await client._writer.drain()
             else:
                 state.stopped = "done"
     except TimeoutError:
         state.stopped = "stalled"
-    except (ConnectionError, ClosedError, SendTimeout):
+    except OSError as exc:
+        if exc.errno in HARNESS_ERRNOS:
+            raise
         state.stopped = "refused"
+    finally:
+        sock.close()
     state.take(client)
     return state
 
@@ -248,7 +285,9 @@ async def _judge(client: WireClient, what: str, state: Stream, limit: int, slack
 async def _header_part(ctx: ProbeContext, announced: int, limit: int, slack: int,
                        budget: int) -> tuple[Verdict, str, dict[str, object]]:
     what = f"one frame of {announced:,} bytes (limit + 1)"
-    client = await ctx.connect("echo", auto_pong=True)
+    # No automatic Pongs on the oversized parts' connections: a Pong written while the
+    # payload streams would land inside the frame.  Each lives a few seconds at most.
+    client = await ctx.connect("echo", auto_pong=False)
     await client.send_raw(_header(announced), note=f"header announcing {announced:,} bytes")
     early = await expect_close(client, REFUSALS, ctx.scaled(AT_ONCE), data_decides=True)
     if early.how != OPEN:
@@ -274,17 +313,15 @@ async def _header_part(ctx: ProbeContext, announced: int, limit: int, slack: int
 
 async def _fragment_part(ctx: ProbeContext, limit: int, frame_limit: int, slack: int,
                          ) -> tuple[Verdict, str, dict[str, object]]:
-    client = await ctx.connect("echo", auto_pong=True)
+    client = await ctx.connect("echo", auto_pong=False)  # see _header_part
     size = min(FRAGMENT, frame_limit)
     body = _payload(size)
     first = _header(size, opcode=Opcode.TEXT, fin=False) + body
     later = _header(size, opcode=Opcode.CONT, fin=False) + body
-    # Past the bound by two frames at most; FIN is never sent.
-    count = (limit + slack) // size + 2
-
-    def frames():
+    # FIN is never sent: frames go on until a refusal, the bound, or the wait.
+    def frames() -> Iterator[bytes]:
         yield first
-        for _ in range(count - 1):
+        while True:
             yield later
 
     state = await _stream(client, frames(), limit + slack,
