@@ -26,7 +26,7 @@ from gaps.gate import load_baselines, regressions, status_failures
 from gaps.interrupt import Interrupted, interruptible
 from gaps.manifest import ManifestError
 from gaps.model import ResultsError, RunResult, load_results
-from gaps.options import add_options, out_problem, without_problem
+from gaps.options import add_options, chosen_checks, out_problem, without_problem
 from gaps.runner import RunProgress, TargetProgress, pytest_argv, run_probes
 from gaps.summary import print_summary
 from gaps.targets import builtin_names, resolve
@@ -132,6 +132,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ManifestError(f"--baseline: no target named {unmatched[0]} in this run")
         if args.without and (problem := without_problem(args.without)):
             raise ManifestError(problem)
+        if args.gap or args.check:
+            from gaps.probe import DEFAULT_PROBES, ProbeError, load_checks
+
+            source = args.probes or DEFAULT_PROBES
+            try:
+                chosen_checks(load_checks(source), args.gap, args.check)
+            except (ProbeError, ImportError) as exc:
+                raise ManifestError(f"--probes {source}: {exc}") from None
+            except ValueError as exc:
+                raise ManifestError(str(exc)) from None
         if problem := out_problem(args.out, names):
             raise ManifestError(f"--out {args.out}: {problem}")
     except (ManifestError, ResultsError) as exc:

@@ -51,6 +51,8 @@ def regressions(run: RunResult, baseline: RunResult) -> list[str]:
             continue
         current = {c.id: c for c in now.checks}
         for old in before.checks:
+            if old.id in now.unselected:  # not selected this run: not gone, not counted
+                continue
             new = current.get(old.id)
             if new is None:
                 if old.verdict.passed:

@@ -116,6 +116,9 @@ class CheckResult:
         return cls(**data)
 
 
+NOT_PROBED = "not probed by this version"  # no probe for the gap yet (distinct from unknown)
+
+
 def derive_status(checks: list[CheckResult]) -> tuple[Status, str | None]:
     """Gap status from the capability checks, and the error flag's reason if any check erred.
 
@@ -142,13 +145,19 @@ class GapResult:
 
     slug: str
     checks: list[CheckResult] = field(default_factory=list)
-    note: str | None = None  # why nothing was probed ("not probed yet", "target skipped")
+    # Why nothing was probed: "not probed by this version" (no probe for the gap yet), "not
+    # selected", "target skipped: ...".
+    note: str | None = None
     logs: str | None = None  # bounded tail of the instance's stdout/stderr
     started: float | None = None
     finished: float | None = None
     # The run was interrupted before this gap finished: its status is derived from the
     # checks that finished before that (perhaps none), so it is no verdict on the gap.
     interrupted: bool = False
+    # Checks of this gap the run did not select (``--gap``, ``--check``, pytest's ``-k``):
+    # not counted in the status (DESIGN.md), not "gone" for a baseline.  Every check of a
+    # gap reads unknown with the note "not selected".
+    unselected: list[str] = field(default_factory=list)
 
     @property
     def gap(self):  # -> catalog.Gap
@@ -175,6 +184,7 @@ class GapResult:
             "started": self.started,
             "finished": self.finished,
             "interrupted": self.interrupted,
+            "unselected": self.unselected,
             "logs": self.logs,
             "checks": [c.to_json() for c in self.checks],
         }
@@ -189,6 +199,7 @@ class GapResult:
             started=data.get("started"),
             finished=data.get("finished"),
             interrupted=bool(data.get("interrupted", False)),
+            unselected=list(data.get("unselected") or []),
         )
 
 
@@ -233,7 +244,7 @@ class RunResult:
 
     def __post_init__(self) -> None:
         for gap in GAPS:
-            self.gaps.setdefault(gap.slug, GapResult(gap.slug, note="not probed yet"))
+            self.gaps.setdefault(gap.slug, GapResult(gap.slug, note=NOT_PROBED))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -59,6 +59,12 @@ OPTIONS: tuple[Option, ...] = (
            {"action": "store_true", "default": False}),
     Option("jobs", f"live target instances at once, across the whole run (default "
            f"{DEFAULT_JOBS})", {"type": int, "default": DEFAULT_JOBS, "metavar": "N"}),
+    Option("gap", "probe only this gap, by name or number (repeatable; gaps not selected "
+           "read unknown, \"not selected\", and never gate)",
+           {"action": "append", "default": [], "metavar": "NAME|NUMBER"}),
+    Option("check", "run only this check, by ID such as heartbeat.ping-answered (repeatable; "
+           "with --gap, the checks of those gaps and these checks)",
+           {"action": "append", "default": [], "metavar": "ID"}),
     Option("probes", "collect the checks of this probe package (dotted name) or folder "
            "instead of the built-in probes (for probe authors)",
            {"default": None, "metavar": "PACKAGE|DIR"}),
@@ -101,6 +107,35 @@ def without_problem(text: str) -> str | None:
         return (f"--without: unknown capability {', '.join(unknown)} (the reference knows: "
                 f"{', '.join(REFERENCE_CAPABILITIES)})")
     return None
+
+
+def chosen_checks(checks: dict[str, list[Any]], gaps: list[str],
+                  check_ids: list[str]) -> set[str] | None:
+    """The IDs of the checks ``--gap``/``--check`` select among ``checks`` (gap slug -> its
+    CheckDefs), or None when neither is given (everything runs).  A name that matches no gap
+    or check raises ValueError with one line that lists the valid names."""
+    if not gaps and not check_ids:
+        return None
+    from gaps.catalog import GAPS
+
+    by_name = {}
+    for gap in GAPS:
+        if gap.slug in checks:
+            by_name[gap.slug] = by_name[str(gap.id)] = gap.slug
+    chosen: set[str] = set()
+    for name in gaps:
+        slug = by_name.get(name.strip().lower())
+        if slug is None:
+            valid = ", ".join(f"{g.id} {g.slug}" for g in GAPS if g.slug in checks)
+            raise ValueError(f"--gap {name}: no such gap probed by this version "
+                             f"(valid: {valid})")
+        chosen |= {d.id for d in checks[slug]}
+    known = [d.id for defs in checks.values() for d in defs]
+    for name in check_ids:
+        if name.strip() not in known:
+            raise ValueError(f"--check {name}: no such check (valid: {', '.join(known)})")
+        chosen.add(name.strip())
+    return chosen
 
 
 def out_problem(out: Path, names: Iterable[str]) -> str | None:

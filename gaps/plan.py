@@ -374,7 +374,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     check on a new one, each ``UPSTREAM`` check starting its own
     (``ProbeContext.with_upstream``), and each ``DECLARED`` check on none (its manifest
     decides it)."""
-    gap = GapResult(slug, started=time.time())
+    # What the run left out of this gap (--gap, --check, -k) is kept from before it started.
+    gap = GapResult(slug, started=time.time(), unselected=target.run.gaps[slug].unselected)
     target.run.gaps[slug] = gap
     observe(GapStarted(target.label, slug, len(checks), max(d.budget for d in checks)))
     slots = Slots(config, target, bounds)

@@ -34,7 +34,13 @@ from gaps.gate import load_baselines, regressions, status_failures
 from gaps.interrupt import Interrupted, deferred, interruptible
 from gaps.manifest import ManifestError, switch_off
 from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
-from gaps.options import DEFAULT_TARGET, add_options, out_problem, without_problem
+from gaps.options import (
+    DEFAULT_TARGET,
+    add_options,
+    chosen_checks,
+    out_problem,
+    without_problem,
+)
 from gaps.plan import (
     CheckDone,
     Event,
@@ -86,6 +92,8 @@ class GapsSession(RunConfig):
     unwritten: list[str] = field(default_factory=list)  # results.json writes that failed
     # The signal that ended the run before its plan was done (the session exits 2).
     ended_by: str | None = None
+    # Every check the probe set defines, by gap: what a gap not (wholly) selected lacks.
+    all_checks: dict[str, list[CheckDef]] = field(default_factory=dict)
 
 
 SESSION_KEY = pytest.StashKey[GapsSession]()
@@ -257,6 +265,8 @@ class CheckItem(pytest.Item):
         self.defn = defn
         self.target = target
         self.add_marker("gaps")
+        # pytest's -k matches the check ID too (heartbeat.ping-answered), not only the name.
+        self.extra_keyword_matches.add(defn.id)
         self.user_properties.append(("check", defn.id))
 
     def runtest(self) -> None:
@@ -293,7 +303,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     root = ProbeSet.from_parent(session, name="wsgaps", nodeid="wsgaps",
                                 path=Path(source).resolve() if Path(source).is_dir()
                                 else config.rootpath, checks=checks)
-    found = [item for gap in root.collect() for item in gap.collect()]
+    try:
+        wanted = chosen_checks(checks, config.getoption("gaps_gap"),
+                               config.getoption("gaps_check"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc).replace("--", "--gaps-", 1)) from None
+    get_session(config).all_checks = checks
+    found = [item for gap in root.collect() for item in gap.collect()
+             if wanted is None or item.defn.id in wanted]
     config.hook.pytest_collectreport(report=pytest.CollectReport(
         root.nodeid, "passed", None, found))
     items[:0] = found
@@ -314,6 +331,7 @@ def pytest_runtestloop(session: pytest.Session):
     gaps_session = session.config.stash.get(SESSION_KEY, None)
     if gaps_session is not None and not session.config.option.collectonly:
         chosen = selection(session.items)
+        mark_unselected(gaps_session, chosen)
         if chosen:
             def record(event: Event) -> None:
                 if isinstance(event, CheckDone):
@@ -335,6 +353,19 @@ def pytest_runtestloop(session: pytest.Session):
                 gaps_session.ended_by = exc.signal_name
                 session.items[:] = []
     return (yield)
+
+
+def mark_unselected(gaps_session: GapsSession, chosen: Selection) -> None:
+    """Record on each probed target's gaps which checks the run left out (``--gaps-gap``,
+    ``--gaps-check``, ``-k``): a gap with none selected reads unknown, "not selected"."""
+    for label, gaps in chosen.items():
+        run = gaps_session.targets[label].run
+        for slug, defs in gaps_session.all_checks.items():
+            picked = {d.id for d in gaps.get(slug, [])}
+            gap = run.gaps[slug]
+            gap.unselected = [d.id for d in defs if d.id not in picked]
+            if not picked:
+                gap.note = "not selected"
 
 
 def pytest_gaps_event(config: pytest.Config, event: Event) -> None:

@@ -244,7 +244,7 @@ def test_not_probed_is_not_measured_and_new_verdicts_are_picked_up() -> None:
     text = ANALYSIS.read_text(encoding="utf-8")
     before = rows(audit_of(text, example_run()))["recovery"]
     assert before.measured is Status.UNKNOWN and before.word is Word.NOT_MEASURED
-    assert before.measured_note == "not probed yet"
+    assert before.measured_note == "not probed by this version"
     after = rows(audit_of(text, example_run(recovery=True)))["recovery"]
     assert after.measured is Status.PASS and after.word is Word.MORE
     assert [e.id for e in after.evidence] == ["recovery.retries-first-dial",

@@ -301,3 +301,31 @@ def test_builtin_python_target_without_its_stack_is_skipped(tmp_path: Path) -> N
     run = load_results(tmp_path / "out" / "aiohttp" / "results.json")
     assert run.target.skipped == reason
     assert run.target.build == "none"
+
+
+def test_gap_and_check_select_what_runs_and_the_rest_reads_not_selected(
+        tmp_path: Path) -> None:
+    done = wsgaps("run", "--target", "reference", "--out", str(tmp_path), "--gap", "1",
+                  "--check", "message-types.text", "--fail-on", "missing")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    data = json.loads((tmp_path / "reference" / "results.json").read_text())
+    jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
+    gaps = {g["slug"]: g for g in data["gaps"]}
+    assert gaps["heartbeat"]["status"] == "pass" and not gaps["heartbeat"]["unselected"]
+    assert [c["id"] for c in gaps["message-types"]["checks"]] == ["message-types.text"]
+    assert "message-types.binary" in gaps["message-types"]["unselected"]
+    assert gaps["broadcast"]["status"] == "unknown"
+    assert gaps["broadcast"]["note"] == "not selected" and not gaps["broadcast"]["checks"]
+    assert gaps["compression"]["note"] == "not probed by this version"
+    report = (tmp_path / "reference" / "gap-report.md").read_text()
+    assert "not selected" in report
+
+
+@pytest.mark.parametrize("args", [("--gap", "nope"), ("--gap", "99"),
+                                  ("--check", "heartbeat.nope")])
+def test_unknown_gap_or_check_is_a_one_line_usage_error_listing_valid_names(
+        args: tuple[str, ...]) -> None:
+    done = wsgaps("run", *args)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "heartbeat" in done.stderr and "valid:" in done.stderr

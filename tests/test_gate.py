@@ -87,3 +87,44 @@ def test_gates_through_pytest_and_the_cli(tmp_path: Path) -> None:
         [sys.executable, "-m", "gaps", "run", "--target", "node-ws", "--baseline",
          str(baseline)], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert wrong.returncode == 2 and "no target named reference" in wrong.stderr
+
+
+def test_checks_not_selected_are_not_gone_for_the_baseline() -> None:
+    ids = ["heartbeat.server-pings", "heartbeat.reaps-silent-peer"]
+    before = run_with({"heartbeat": [(i, V.PASS) for i in ids]})
+    now = run_with({"heartbeat": [(ids[0], V.PASS)]})
+    assert regressions(now, before)  # a passed check gone from a probed gap: worse
+    now.gaps["heartbeat"].unselected = [ids[1]]
+    assert not regressions(now, before)  # not selected this run: not counted
+
+
+def test_plugin_selects_by_gap_check_and_k_and_names_unknown_ones(tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "gaps",
+            "--gaps-target", "reference"]
+
+    def results(out: Path) -> dict[str, dict]:
+        import json
+
+        return {g["slug"]: g for g in
+                json.loads((out / "reference" / "results.json").read_text())["gaps"]}
+
+    by_gap = subprocess.run([*base, "--gaps-out", str(tmp_path / "a"), "--gaps-gap", "heartbeat",
+                             "--gaps-check", "message-types.text", "--gaps-fail-on", "missing"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert by_gap.returncode == 0, by_gap.stdout[-2000:]
+    gaps = results(tmp_path / "a")
+    assert gaps["heartbeat"]["status"] == "pass"
+    assert [c["id"] for c in gaps["message-types"]["checks"]] == ["message-types.text"]
+    assert gaps["recovery"]["note"] == "not selected" and gaps["recovery"]["status"] == "unknown"
+    by_k = subprocess.run([*base, "--gaps-out", str(tmp_path / "k"), "-k",
+                           "heartbeat.server-pings"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert by_k.returncode == 0, by_k.stdout[-2000:]
+    gaps = results(tmp_path / "k")
+    assert [c["id"] for c in gaps["heartbeat"]["checks"]] == ["heartbeat.server-pings"]
+    assert gaps["heartbeat"]["unselected"] == ["heartbeat.reaps-silent-peer"]
+    assert gaps["broadcast"]["note"] == "not selected"
+    bad = subprocess.run([*base, "--gaps-gap", "nope"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert bad.returncode == 4 and "--gaps-gap nope: no such gap" in bad.stderr, bad.stderr
+    assert "1 heartbeat" in bad.stderr

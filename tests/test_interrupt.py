@@ -174,7 +174,7 @@ def test_ctrl_c_during_a_build(tmp_path: Path, attempt: int) -> None:
     assert wait_for(lambda: not building(mark), 2), "the build outlived the run"
     data = read_results(out / "slow-build" / "results.json")
     assert data["interrupted"] == "SIGINT"
-    probed = [g for g in data["gaps"] if g["note"] != "not probed yet"]
+    probed = [g for g in data["gaps"] if g["note"] != "not probed by this version"]
     assert probed and all(g["interrupted"] and g["note"] == "interrupted before it started"
                           for g in probed)
     assert_reports_say_interrupted(out, "slow-build")

@@ -81,7 +81,7 @@ def test_round_trip_and_schema(tmp_path: Path) -> None:
     jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
     assert [g["slug"] for g in data["gaps"]] == [g.slug for g in GAPS]
     assert data["gaps"][0]["status"] == "partial"
-    assert data["gaps"][1]["note"] == "not probed yet"
+    assert data["gaps"][1]["note"] == "not probed by this version"
     again = load_results(path)
     assert again.to_json() == run.to_json()
     assert not list(path.parent.glob(".results.json.*")), "temporary file left behind"

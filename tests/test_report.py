@@ -265,7 +265,7 @@ def test_gap_statuses_and_icons() -> None:
     for gap_id, status in expected.items():
         assert f"**Status**: {status}" in gap_section(markdown, gap_id), gap_id
     assert "⛔ error: " in gap_section(markdown, 1)
-    assert "not probed yet" in gap_section(markdown, 4)
+    assert "not probed by this version" in gap_section(markdown, 4)
     html = render_html(hostile_run())
     assert 'class="gap st-partial" id="gap-1"' in html
     assert 'class="gap st-missing" id="gap-2"' in html

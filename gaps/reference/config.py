@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
                 "resume", "handshake-auth", "origin-check", "message-hooks", "shutdown",
-                "introspection", "metrics", "limits", "max-message-size", "handshake-timeout",
-                "rate-limit")
+                "introspection", "metrics", "compression", "limits", "max-message-size",
+                "handshake-timeout", "rate-limit")
 # ``--without limits`` switches off every one of these (gap 10, gaps/reference/limits.py).
 LIMITS = ("max-message-size", "handshake-timeout", "rate-limit")
 PROFILES = ("full", "seed")
@@ -86,6 +86,14 @@ DEFECTS = {
     "gauge-never-decreases": "the WebSocket connections gauge goes up on every connection and "
                              "never down",
     "counts-twice": "the received and sent message counters count every message twice",
+    # permessage-deflate (gaps.reference.compression)
+    "window-ignored": "an offered server_max_window_bits is granted, but the server compresses "
+                      "with a 32 KiB window anyway",
+    "context-kept": "server_no_context_takeover is granted, but the server keeps its "
+                    "compression context from message to message",
+    "rsv1-uncompressed": "messages under 1 KiB go out uncompressed with RSV1 set anyway",
+    "malformed-accepted": "offers a server must decline (unknown or repeated parameter, a "
+                          "window out of 8..15, a value on *_no_context_takeover) are accepted",
     # the outbound client (recovery.py)
     "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
     "no-redial": "failed first dials are retried, but a dropped connection is not redialled",

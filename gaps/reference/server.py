@@ -15,6 +15,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from gaps.reference.broadcast import BROADCAST_PATH, Fanout, room_name
+from gaps.reference.compression import compression_options
 from gaps.reference.config import Config
 from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
@@ -139,7 +140,7 @@ async def run(config: Config) -> None:
     async with serve(
         dispatch, config.host, config.port, **limit_options(config),
         **keepalive_options(config), **serve_options(config),
-        **handshake_hooks(config, registry, metrics),
+        **handshake_hooks(config, registry, metrics), **compression_options(config),
     ) as server:
         off = (f"switched off: {', '.join(sorted(config.without))}" if config.without
                else "every capability on")

@@ -2,7 +2,8 @@
 // wsgaps built-in target: the Node.js `ws` package (version pinned in package-lock.json).
 //
 // Only ws's public API with its defaults, except where target.toml [settings] says otherwise:
-//   /echo          every message back with the same opcode (text stays text, binary binary)
+//   /echo          every message back with the same opcode (text stays text, binary binary),
+//                  with permessage-deflate switched on
 //   /subprotocols  like /echo, with handleProtocols choosing from SUPPORTED
 //   /chat          the seed's chat: acknowledgement and structured errors only.  No room
 //                  fan-out: ws ships no rooms (WebSocketServer keeps one `clients` Set), and a
@@ -46,7 +47,10 @@ function echo(ws) {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
 }
 
-const echoServer = new WebSocketServer({ noServer: true });
+// permessage-deflate on for /echo only (gap 7): ws's server ships it off (perMessageDeflate:
+// false, lib/websocket-server.js); `true` takes ws's own defaults (lib/permessage-deflate.js:
+// threshold 1024 bytes, every RFC 7692 parameter the client offers honoured).
+const echoServer = new WebSocketServer({ noServer: true, perMessageDeflate: true });
 echoServer.on('connection', echo);
 
 const subprotocolServer = new WebSocketServer({
