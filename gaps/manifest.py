@@ -41,11 +41,12 @@ ENDPOINTS = {
 ENDPOINT_KEYS = {"path", "url", "includes_sender", "note"}
 # idle_timeout: seconds after which the stack closes a connection with no traffic at all,
 # Pings answered or not (Jetty's 30 s default); not a heartbeat, recorded so that a check
-# holding a connection quiet longer knows why it ended.
+# holding a connection quiet longer knows why it ended.  max_frame_size: bytes one frame may
+# carry, where a stack's frame limit is below its message limit (axum: 16 MiB and 64 MiB).
 HINTS = {
     "ping_interval", "ping_timeout", "max_message_size", "max_connections", "rate_limit",
     "backoff_initial", "backoff_max", "backoff_factor", "handshake_timeout", "close_timeout",
-    "idle_timeout",
+    "idle_timeout", "max_frame_size",
 }
 TOP_KEYS = {
     "name", "description", "version", "build", "start", "stop", "ready", "endpoints", "hints",

@@ -46,6 +46,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--ping-timeout", type=float, default=2.0, metavar="S",
                         help="0: send Pings but never close a silent peer")
     parser.add_argument("--max-message-size", type=int, default=8 * 1024 * 1024, metavar="BYTES")
+    parser.add_argument("--handshake-timeout", type=float, default=2.0, metavar="S",
+                        help="seconds to complete the opening handshake (websockets open_timeout)")
+    parser.add_argument("--rate-limit", type=float, default=500.0, metavar="N",
+                        help="messages per second per connection on the echo endpoints "
+                             "(a token bucket holding as many)")
     parser.add_argument("--upstream", default="", metavar="URL",
                         help="a WebSocket URL the outbound client dials (recovery); "
                              "empty: no outbound client")
@@ -63,7 +68,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         ping_timeout=args.ping_timeout or None, max_message_size=args.max_message_size,
         upstream=args.upstream, backoff_initial=args.backoff_initial,
         backoff_factor=args.backoff_factor, backoff_max=args.backoff_max,
-        auth_via=args.auth_via,
+        auth_via=args.auth_via, handshake_timeout=args.handshake_timeout,
+        rate_limit=args.rate_limit,
     )
 
 

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
                 "resume", "handshake-auth", "origin-check", "message-hooks", "shutdown",
-                "introspection", "metrics", "compression")
+                "introspection", "metrics", "compression", "limits", "max-message-size",
+                "handshake-timeout", "rate-limit")
+# ``--without limits`` switches off every one of these (gap 10, gaps/reference/limits.py).
+LIMITS = ("max-message-size", "handshake-timeout", "rate-limit")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -95,6 +98,12 @@ DEFECTS = {
     "backoff-fixed": "failed dials are retried at a fixed interval, without growth or jitter",
     "no-redial": "failed first dials are retried, but a dropped connection is not redialled",
     "tight-loop": "failed dials are retried at once, without any delay",
+    # limits (gaps.reference.limits)
+    "size-reads-all": "the message size limit is judged only once a message is complete: "
+                      "every byte is read first, and a fragmented message is buffered "
+                      "without bound until its last frame",
+    "rate-drops-silently": "messages past the rate limit are dropped without a word: no echo, "
+                           "no Close",
 }
 
 
@@ -113,10 +122,14 @@ class Config:
     backoff_factor: float = 2.0
     backoff_max: float = 2.0
     auth_via: str = "header"  # how /secure's token travels (gaps.reference.middleware.AUTH)
+    handshake_timeout: float = 2.0  # seconds to complete the opening handshake
+    rate_limit: float = 500.0  # messages per second per connection on the echo endpoints
 
     def has(self, capability: str) -> bool:
         if capability not in CAPABILITIES:
             raise KeyError(f"unknown capability {capability!r}")
+        if capability in LIMITS and "limits" in self.without:
+            return False
         return self.profile != "seed" and capability not in self.without
 
     def defective(self, defect: str) -> bool:

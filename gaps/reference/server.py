@@ -21,6 +21,7 @@ from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
 from gaps.reference.errors import handshake_options
 from gaps.reference.heartbeat import keepalive_options
+from gaps.reference.limits import limit_options, rate_limited, size_checked_late
 from gaps.reference.metrics import Metrics
 from gaps.reference.middleware import (
     ORIGIN_PATH,
@@ -41,7 +42,7 @@ Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
 def routes(config: Config, fanout: Fanout, hooks: MessageHooks | None = None) -> dict[str, Handler]:
-    echo = make_echo(config, hooks)
+    echo = rate_limited(config, size_checked_late(config, make_echo(config, hooks)))
     # /subprotocols, /secure and /origin are echoes too; only their handshakes differ (see
     # subprotocols.py and middleware.py).
     return {"/echo": echo, "/ws": seed_echo, "/chat": make_chat(config, fanout),
@@ -137,7 +138,7 @@ async def run(config: Config) -> None:
     for sig in signals:
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     async with serve(
-        dispatch, config.host, config.port, max_size=config.max_message_size,
+        dispatch, config.host, config.port, **limit_options(config),
         **keepalive_options(config), **serve_options(config),
         **handshake_hooks(config, registry, metrics), **compression_options(config),
     ) as server:
