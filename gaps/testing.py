@@ -286,6 +286,7 @@ class MockServer:
     failure: str | None = None
     steps_done: int = 0
     _runner: asyncio.Task[None] | None = field(default=None, repr=False)
+    _leading: int = field(default=0, repr=False)  # opening Refuse steps, applied on entry
 
     @property
     def url(self) -> str:
@@ -309,6 +310,14 @@ class MockServer:
 
     async def __aenter__(self) -> MockServer:
         await self.upstream.__aenter__()
+        # Refusals that open the script apply before the first dial can arrive: the script's
+        # task may not have run yet when the client under test dials at once, and the
+        # acceptor thread decides each dial's fate as soon as it is accepted.
+        while (self._leading < len(self.steps)
+               and isinstance(step := self.steps[self._leading], Refuse)):
+            self.upstream.refuse_next(step.count, step.status)
+            self._leading += 1
+        self.steps_done = self._leading
         self._runner = asyncio.create_task(self._run())
         return self
 
@@ -336,6 +345,8 @@ class MockServer:
         link: Link | None = None
         used = 0  # connections the script has taken (each is taken once, in order)
         for n, step in enumerate(self.steps, 1):
+            if n <= self._leading:
+                continue  # applied on entry
             if isinstance(step, Refuse):
                 self.upstream.refuse_next(step.count, step.status)
             else:
