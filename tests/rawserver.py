@@ -31,8 +31,9 @@ def switching(headers: dict[str, str], extra: str = "") -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def raw_server(script: Script) -> AsyncIterator[str]:
-    """Serve ``script`` per connection; yields the ws:// URL of path /echo."""
+async def raw_server(script: Script, *, scheme: str = "ws",
+                     path: str = "/echo") -> AsyncIterator[str]:
+    """Serve ``script`` per connection; yields the URL (``scheme``, ``path``) to reach it."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -45,8 +46,21 @@ async def raw_server(script: Script) -> AsyncIterator[str]:
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"ws://127.0.0.1:{port}/echo"
+        yield f"{scheme}://127.0.0.1:{port}{path}"
     finally:
         server.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 2)
+
+
+def serving(data: bytes, extra: str = "") -> Script:
+    """A script that accepts the handshake (``extra`` header lines in the 101), writes
+    ``data`` and holds the connection open for 5 s."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(switching(await read_request(reader), extra))
+        writer.write(data)
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    return script

@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from gaps.interrupt import Interrupted, interruptible
 from tests.test_lifecycle import (
+    build_manifest,
     marked_manifest,
     marked_processes,
     probe_dir,
@@ -41,30 +41,13 @@ def slow_probes(tmp_path: Path) -> Path:
 
 
 def slow_build_manifest(tmp_path: Path) -> tuple[Path, str]:
-    mark = uuid.uuid4().hex
-    folder = tmp_path / "slow-build"
-    folder.mkdir()
-    (folder / "target.toml").write_text(f"""
-name = "slow-build"
-[build]
-command = ["{{python}}", "-c", "import time; time.sleep(60)", "{mark}"]
-outputs = ["never"]
-[start]
-command = ["{{python}}", "-m", "gaps.reference", "--port", "{{port}}"]
-[endpoints.echo]
-path = "/echo"
-""")
-    return folder / "target.toml", mark
+    """A target named slow-build whose build sleeps for 60 s: (manifest path, mark)."""
+    return build_manifest(tmp_path, '["{python}", "-c", "import time; time.sleep(60)"]',
+                          name="slow-build")
 
 
 def building(mark: str) -> bool:
-    return bool(processes_with(mark))
-
-
-def processes_with(text: str) -> list[int]:
-    from tests.test_lifecycle import live_processes
-
-    return live_processes("cmdline", text)
+    return bool(processes_marked(mark))
 
 
 # A CLI whose rendering is slow (each report file half a second late): Ctrl-C lands in it.

@@ -445,12 +445,15 @@ def test_signal_reaches_the_target_group_not_the_guard(tmp_path: Path) -> None:
 
 # -- builds -----------------------------------------------------------------------------------
 
-def build_manifest(tmp_path: Path, command: str, timeout: float = 60) -> tuple[Path, str]:
+def build_manifest(tmp_path: Path, command: str, timeout: float = 60,
+                   name: str = "built") -> tuple[Path, str]:
+    """A target whose build runs ``command`` with a unique mark in its environment
+    (``processes_marked`` finds it): (manifest path, mark)."""
     mark = uuid.uuid4().hex
     folder = tmp_path / "b"
     folder.mkdir()
     (folder / "target.toml").write_text(f"""
-name = "built"
+name = "{name}"
 [build]
 command = {command}
 env = {{ WSGAPS_TEST_MARK = "{mark}" }}

@@ -23,7 +23,7 @@ from gaps.wire.deflate import (
 )
 from gaps.wire.errors import ProtocolViolation
 from gaps.wire.frames import FrameParser, Opcode, close_payload, encode_frame
-from tests.rawserver import raw_server, read_request, switching
+from tests.rawserver import Script, raw_server, read_request, serving, switching
 
 PMD = "permessage-deflate"
 
@@ -171,17 +171,9 @@ def unmasked(opcode: int, payload: bytes = b"", **flags: bool) -> bytes:
     return encode_frame(opcode, payload, mask=False, **flags)
 
 
-def serving(answer: str | None, data: bytes = b""):
+def serving_with(answer: str | None, data: bytes = b"") -> Script:
     """Accept with ``answer`` as Sec-WebSocket-Extensions (None: none), then send ``data``."""
-    extra = f"Sec-WebSocket-Extensions: {answer}\r\n" if answer is not None else ""
-
-    async def script(reader, writer) -> None:
-        writer.write(switching(await read_request(reader), extra))
-        writer.write(data)
-        await writer.drain()
-        await asyncio.sleep(5)
-
-    return script
+    return serving(data, f"Sec-WebSocket-Extensions: {answer}\r\n" if answer is not None else "")
 
 
 async def settled(client: WireClient) -> None:
@@ -208,7 +200,7 @@ async def settled(client: WireClient) -> None:
     ("larger-window", f"{PMD}; server_max_window_bits=12", b"", "larger than the offered 11"),
 ])
 async def test_misbehaving_servers_are_violations(name, answer, data, rule) -> None:
-    async with raw_server(serving(answer, data)) as url:
+    async with raw_server(serving_with(answer, data)) as url:
         offer = f"{PMD}; server_max_window_bits=11" if name == "larger-window" else PMD
         client = await WireClient.connect(url, timeout=5, max_inflated=1024 * 1024,
                                           extensions=offer)

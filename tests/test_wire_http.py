@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import socket
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 
@@ -15,37 +14,24 @@ from gaps.model import Verdict
 from gaps.probe import ProbeContext, check, passed
 from gaps.targets import Instance
 from gaps.wire.http import HttpFailure, http_get
+from tests.rawserver import raw_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@contextlib.asynccontextmanager
-async def http_server(answer: bytes | None, *, hold: float = 5.0) -> AsyncIterator[str]:
+def http_server(answer: bytes | None, *, hold: float = 5.0) -> AbstractAsyncContextManager[str]:
     """Answer every request with ``answer`` (None: say nothing), then hold or close."""
-    requests: list[bytes] = []
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            requests.append(await reader.readuntil(b"\r\n\r\n"))
-            if answer is not None:
-                writer.write(answer)
-                await writer.drain()
-                writer.close()
-            else:
-                await asyncio.sleep(hold)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.transport.abort()
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if answer is not None:
+            writer.write(answer)
+            await writer.drain()
+            writer.close()
+        else:
+            await asyncio.sleep(hold)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/metrics"
-    finally:
-        server.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 2)
+    return raw_server(script, scheme="http", path="/metrics")
 
 
 PAGE = b"# TYPE ws_connections gauge\nws_connections 3\n"

@@ -16,7 +16,7 @@ from gaps.targets import Instance
 from gaps.wire.client import WireClient
 from gaps.wire.deflate import Deflater, Params
 from gaps.wire.frames import Opcode, close_payload, encode_frame
-from tests.rawserver import raw_server, read_request, switching
+from tests.rawserver import raw_server, read_request, serving, switching
 from wsgaps_probes import heartbeat
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -45,16 +45,6 @@ VIOLATIONS = {
     "frame-after-close": (unmasked(Opcode.CLOSE, close_payload(1000))
                           + unmasked(Opcode.TEXT, b"late"), "after the server's Close"),
 }
-
-
-def serving(data: bytes, extra: str = ""):
-    async def script(reader, writer) -> None:
-        writer.write(switching(await read_request(reader), extra))
-        writer.write(data)
-        await writer.drain()
-        await asyncio.sleep(5)
-
-    return script
 
 
 @pytest.mark.parametrize("name", list(VIOLATIONS))
