@@ -493,6 +493,7 @@ async def _one_try(defn: CheckDef, parent: ProbeContext, number: int) -> Outcome
         try:
             async with parent.new_instance() as instance:
                 ctx.instance = instance
+                ctx.queued += instance.queued  # the harness's wait for a slot, as with_upstream
                 return await _try_on(defn, ctx)
         except TargetFailed as exc:
             return errored(ErrorReason.TARGET_NOT_READY, f"target not ready: {exc}"[:500])

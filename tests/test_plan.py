@@ -16,6 +16,7 @@ from gaps.probe import (
     ALONE,
     FRESH,
     UPSTREAM,
+    Placement,
     ProbeContext,
     check,
     declared,
@@ -197,16 +198,21 @@ async def test_a_slot_handed_to_a_waiter_cancelled_meanwhile_is_passed_on() -> N
     assert got == ["b"] and bound.free == 1
 
 
-async def test_time_queued_for_a_slot_is_recorded_apart_from_the_try(tmp_path: Path) -> None:
+@pytest.mark.parametrize("placement", [UPSTREAM, FRESH])
+async def test_time_queued_for_a_slot_is_recorded_apart_from_the_try(
+        tmp_path: Path, placement: Placement) -> None:
     seen: list[tuple[str, int, float, float]] = []
 
     # A budget shorter than the wait for the slot: the cap does not run while queued.  The
     # budget still leaves room for what it does cover (the upstream server, stopping the
-    # instance: a second or more on a loaded machine), the hold being longer still.
+    # instance: a second or more on a loaded machine), the hold being longer still.  A
+    # FRESH try's instance comes from the same slots as the upstream check's.
     hold = 3 * HOLD
 
-    @check("recovery.retries-first-dial", placement=UPSTREAM, budget=hold / 2)
+    @check("recovery.retries-first-dial", placement=placement, budget=hold / 2)
     async def dials(ctx: ProbeContext):
+        if placement is FRESH:
+            return passed("on a fresh instance")
         async with ctx.with_upstream():
             return passed("dialled")
 
