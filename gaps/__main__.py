@@ -7,12 +7,15 @@ Exit status of wsgaps run:
   3  a probe could not complete (verdict error), a target did not start, or a
      results.json could not be written (its path and the reason are said)
   130  interrupted (Ctrl-C or SIGTERM; results written so far are kept)
+  141  the reader of the output went away (e.g. piped into head), nothing printed
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 import time
@@ -32,6 +35,7 @@ from gaps.summary import print_summary
 from gaps.targets import builtin_names, cannot_run, resolve
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PROBE_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell reports for a tool SIGPIPE ended
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -304,10 +308,19 @@ def main(argv: list[str] | None = None) -> int:
         print("wsgaps: --jobs must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return status
     except KeyboardInterrupt:  # wsgaps report, targets: nothing to keep, nothing to say
         print("wsgaps: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (``wsgaps targets | head -1``): end quietly, as
+        # a tool killed by SIGPIPE would, with its status.  Standard output is pointed at
+        # devnull first, or the interpreter's final flush would raise (and print) again.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -337,3 +337,15 @@ def test_targets_says_which_can_run_here_and_why_not(tmp_path: Path) -> None:
     assert lines["reference"].split()[1:3] == ["runs", "here"], lines["reference"]
     assert lines["gofr"].split()[1:3] == ["cannot", "run"], lines["gofr"]
     assert "(build: go not found on PATH)" in lines["gofr"]
+
+
+def test_targets_into_a_closed_pipe_ends_quietly() -> None:
+    """``wsgaps targets | head -1``: no BrokenPipe traceback, the status of a SIGPIPE end.
+    The reader here has gone before the first line is written."""
+    process = subprocess.Popen([sys.executable, "-m", "gaps", "targets"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 141
+    assert stderr == ""
