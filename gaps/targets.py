@@ -231,7 +231,7 @@ class BuildCancelled(Exception):
     """The run was interrupted while a build ran in a worker thread; the build was killed."""
 
 
-def _run_bounded(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
+def run_bounded(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
                  limit: int, cancel: threading.Event | None = None) -> tuple[int | None, str]:
     """Run ``argv`` to its end in a process group of its own; its status and output tail.
 
@@ -305,7 +305,7 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     argv = [_expand(a, values) for a in build.argv]
     timeout = build.timeout * time_scale
     try:
-        status, tail = _run_bounded(argv, cwd=where / build.cwd,
+        status, tail = run_bounded(argv, cwd=where / build.cwd,
                                     env={**os.environ, **build.env}, timeout=timeout,
                                     limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:
@@ -339,7 +339,7 @@ def target_version(manifest: Manifest, timeout: float = 30.0,
     values = _base_values(manifest)
     argv = [_expand(a, values) for a in manifest.version.argv]
     try:
-        status, text = _run_bounded(
+        status, text = run_bounded(
             argv, cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ,
             timeout=timeout, limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:

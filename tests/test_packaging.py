@@ -63,10 +63,11 @@ def test_the_build_is_silent(wheel: Path) -> None:
 
 def test_the_wheel_carries_what_a_run_needs_and_no_build_output(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for path in tracked("targets") | tracked("templates"):
+    data = tracked("targets") | tracked("templates") | tracked("docs/examples")
+    for path in data:
         assert DATA + path in names, f"{path} is not in the wheel"
     shipped = {n[len(DATA):] for n in names if n.startswith(DATA)}
-    assert shipped <= tracked("targets") | tracked("templates"), shipped - tracked("targets")
+    assert shipped <= data, shipped - data
     assert "gaps/schema/results.schema.json" in names
     assert {f"wsgaps_probes/{Path(p).name}" for p in tracked("probes")} <= names
     assert not any(n.startswith("probes/") for n in names)  # never a bare top-level `probes`
