@@ -34,11 +34,13 @@ decides, and a broken helper could make every later test wait out its own timeou
 
 The run is bounded like a build step (``gaps.targets.run_bounded``): a process group of its
 own, killed with everything in it at the end, its output read in bounded chunks.  It uses a
-pytest configuration of its own (``-c`` a file written for the run, the cache plugin off)
-and drops ``PYTEST_ADDOPTS`` and ``PYTEST_PLUGINS`` from its environment, so the verdict is
-the same from a checkout and from an installed wheel, whatever the caller's pytest
-settings.  ``EXTRA_PLUGINS`` are loaded into the run with ``-p``: the harness's tests break
-one helper that way (tests/broken_helpers.py) and the check must then read ``fail``.
+pytest configuration of its own (``-c`` a file written for the run, the cache plugin off),
+drops ``PYTEST_ADDOPTS`` and ``PYTEST_PLUGINS`` from its environment and turns plugin
+autoloading off, loading pytest-asyncio and the wsgaps plugin (which brings
+``gaps.testing``) by name, so the verdict is the same from a checkout, from an installed
+wheel and under the wsgaps CLI, whatever the caller's pytest settings and plugins.
+``EXTRA_PLUGINS`` are loaded into the run with ``-p``: the harness's tests break one helper
+that way (tests/broken_helpers.py) and the check must then read ``fail``.
 
 Placement ``OWN``: the examples' fixtures start the server under test (a reference instance
 per test, one at a time per check), so the planner starts none.  A run takes about 1 to 3 s
@@ -72,6 +74,10 @@ TESTS_SHOWN = 40
 EXAMPLES_MARKER = "examples/test_server_example.py"  # under the shipped docs/ folder
 HELPERS = "gaps.testing"
 DROPPED_ENV = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")
+# The plugins the examples need, loaded by name with autoloading off: the same set wherever
+# the run happens (the wsgaps CLI's own pytest turns autoloading off, and an installed
+# pytest-aiohttp or xdist must not change what the examples do).
+PLUGINS = ("-p", "pytest_asyncio.plugin", "-p", "gaps.plugin")
 # Plugins (module names) loaded into every run with -p: empty; the harness's tests set it to
 # break one helper and show that the check then fails.
 EXTRA_PLUGINS: tuple[str, ...] = ()
@@ -195,7 +201,7 @@ async def run_selection(ctx: ProbeContext, selection: Selection, examples: Path,
         # -x: the first failure decides the verdict, and a broken helper may make every
         # later test wait out its own timeouts.
         argv = [sys.executable, "-m", "pytest", "-q", "-x", "-c", str(folder / "pytest.ini"),
-                "--rootdir", str(folder), "-p", "no:cacheprovider",
+                "--rootdir", str(folder), "-p", "no:cacheprovider", *PLUGINS,
                 *(arg for plugin in EXTRA_PLUGINS for arg in ("-p", plugin)),
                 "--junitxml", str(report), str(examples / selection.file)]
         if selection.keyword is not None:
@@ -203,6 +209,7 @@ async def run_selection(ctx: ProbeContext, selection: Selection, examples: Path,
         if selection.needs_server:
             argv += ["--gaps-server", _server_spec(ctx)]
         env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only PLUGINS, loaded by name
         cancel = threading.Event()
         try:
             status, output = await asyncio.to_thread(

@@ -44,7 +44,11 @@ def broken(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
 
 @aio
-async def test_every_check_passes_with_the_helpers_as_shipped() -> None:
+async def test_every_check_passes_with_the_helpers_as_shipped(monkeypatch) -> None:
+    # As under the wsgaps CLI (its pytest runs with autoloading off), and with a caller's
+    # settings that would select nothing: the run is hermetic.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-k no_such_test")
     ctx = context()
     results = await asyncio.gather(*(fn(ctx) for fn in CHECKS.values()))
     for result in results:
