@@ -55,7 +55,6 @@ import os
 import shlex
 import sys
 import tempfile
-import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +63,7 @@ from typing import Any
 from gaps.manifest import FieldReader
 from gaps.probe import OWN, Outcome, ProbeContext, check, failed, manifest_key, passed, skipped
 from gaps.resources import shipped_dir
-from gaps.targets import run_bounded
+from gaps.targets import Cancel, run_bounded
 
 SUITE_WAIT = 60.0  # seconds a pytest run of the examples may take (it takes 1 to 3 s)
 OUTPUT_LIMIT = 16 * 1024  # bytes of the run's output kept as evidence (its end)
@@ -210,13 +209,13 @@ async def run_selection(ctx: ProbeContext, selection: Selection, examples: Path,
             argv += ["--gaps-server", _server_spec(ctx)]
         env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # only PLUGINS, loaded by name
-        cancel = threading.Event()
+        cancel = Cancel()
         try:
             status, output = await asyncio.to_thread(
                 run_bounded, argv, cwd=folder, env=env, timeout=wait, limit=OUTPUT_LIMIT,
                 cancel=cancel)
         except BaseException:
-            cancel.set()  # the worker thread kills the run's process group within 0.2 s
+            cancel.set()  # kills the run's process group; the worker thread returns
             raise
         tests, problem = _read_report(report) if status is not None else ({}, "")
     return SuiteRun(argv, status, output, tests, problem)
