@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,41 @@ async def test_a_run_past_its_wait_is_killed_and_fails(broken, monkeypatch) -> N
     assert "did not finish within 2.0 s (killed)" in result.summary
     assert result.evidence["status"] is None
     assert loop.time() - started < 10
+
+
+def _our_pytest_children() -> list[int]:
+    """Processes this one started that run pytest (the example runs)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == os.getpid() and b"pytest" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@aio
+async def test_a_cancelled_run_is_killed_at_once(broken) -> None:
+    """The check's budget ending (or Ctrl-C) cancels it: the run's process group goes too."""
+    broken("hang")
+    selection = tu.SELECTIONS["mock-server"]
+    run = asyncio.create_task(tu.run_selection(context(), selection, tu.examples_dir(), 60))
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if _our_pytest_children():
+            break
+    assert _our_pytest_children()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    for _ in range(20):
+        if not _our_pytest_children():
+            break
+        await asyncio.sleep(0.1)
+    assert not _our_pytest_children()
 
 
 @aio
