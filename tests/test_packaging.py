@@ -126,6 +126,8 @@ def test_installed_wsgaps_runs_anywhere(wheel: Path, tmp_path: Path) -> None:
     assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-2000:]
     run_cli = load_results(project / "cli-out" / "reference" / "results.json")
     assert run_cli.gaps["message-types"].status == "pass"
+    # The docs' example tests ship in the wheel: the testing-utilities probe runs them there.
+    assert run_cli.gaps["testing-utilities"].status == "pass", run_cli.gaps["testing-utilities"]
     assert (project / "cli-out" / "index.html").is_file()
     out = tmp_path / "existing-out"  # absolute, outside the project, existing
     out.mkdir()
