@@ -381,8 +381,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     """One gap, each check where its placement says: the ``SHARED`` checks at once on one
     fresh instance, each ``ALONE`` check on an instance of its own, each try of a ``FRESH``
     check on a new one, each ``UPSTREAM`` check starting its own
-    (``ProbeContext.with_upstream``), and each ``DECLARED`` check on none (its manifest
-    decides it)."""
+    (``ProbeContext.with_upstream``), each ``OWN`` check starting what it needs itself, and
+    each ``DECLARED`` check on none (its manifest decides it)."""
     # What the run left out of this gap (--gap, --check, -k) is kept from before it started.
     gap = GapResult(slug, started=time.time(), unselected=target.run.gaps[slug].unselected)
     target.run.gaps[slug] = gap
