@@ -888,3 +888,18 @@ def test_unknown_says_which_unknown() -> None:
         for words in ("not probed by this version", "nothing applicable was probed",
                       "not selected"):
             assert words in text.split("Identified Gaps")[0]
+
+
+def test_summary_md_is_the_matrix_without_links(tmp_path: Path) -> None:
+    """For a CI job summary, where relative links go nowhere: the same cells, no link."""
+    files = [write_results(tmp_path, plain_run("alpha", True)),
+             write_results(tmp_path, hostile_run("beta"))]
+    written = write_reports(files)
+    summary = (tmp_path / "summary.md").read_text()
+    assert tmp_path / "summary.md" in written and written[-1] == tmp_path / "index.html"
+    matrix = (tmp_path / "matrix.md").read_text()
+    assert "](" in matrix and "](" not in summary
+    assert "<a" not in summary and "http" not in summary
+    assert "| 1 | Ping/Pong Heartbeat | High | ✅ Pass | ⚠️ Partial ⛔ |" in summary
+    assert "| 2 | Broadcast and Rooms | High | ❔ Unknown | ❌ Missing |" in summary
+    assert "download\nthe job's reports artifact" in summary
