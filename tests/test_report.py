@@ -401,7 +401,7 @@ def test_write_reports_beside_results_by_default(tmp_path: Path) -> None:
     written = write_reports(files)
     names = {p.relative_to(tmp_path).as_posix() for p in written}
     assert names == {"one/gap-report.md", "one/gap-report.html", "two/gap-report.md",
-                     "two/gap-report.html", "matrix.md", "index.html"}
+                     "two/gap-report.html", "matrix.md", "summary.md", "index.html"}
     assert all(p.is_file() for p in written)
 
 
@@ -433,9 +433,9 @@ def test_cli_renders_and_prints_paths(tmp_path: Path, capsys) -> None:
     path = write_results(tmp_path, plain_run("one", True))
     assert main([str(path), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out.split()
-    assert len(printed) == 4
+    assert len(printed) == 5
     assert {Path(p).name for p in printed} == {"gap-report.md", "gap-report.html",
-                                              "matrix.md", "index.html"}
+                                              "matrix.md", "summary.md", "index.html"}
 
 
 def test_cli_default_renders_every_reports_folder(tmp_path: Path, monkeypatch, capsys) -> None:
