@@ -27,12 +27,13 @@ from gaps.manifest import Manifest
 from gaps.model import CheckResult, ErrorReason, GapResult, Method, RunResult, Verdict
 from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
-from gaps.probe import ALONE, DECLARED, SHARED, CheckDef, Placement, ProbeContext
+from gaps.probe import ALONE, DECLARED, LOCAL, SHARED, CheckDef, Placement, ProbeContext
 from gaps.targets import (
     Instance,
     TargetFailed,
     TargetSkipped,
     run_build,
+    run_docs_fetch,
     start_instance,
     target_version,
 )
@@ -164,8 +165,11 @@ Observer = Callable[[Event], None]
 Selection = dict[str, dict[str, list[CheckDef]]]
 
 
-def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = None) -> None:
-    """Build (cached) once per target per run; a failed build skips the target."""
+def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = None, *,
+            docs: bool = False) -> None:
+    """Build (cached) once per target per run; a failed build skips the target.  With
+    ``docs`` (the documentation gap is selected), the manifest's docs fetch runs after a
+    build that worked (cached too; its failure is the documentation check's ``skip``)."""
     if target.prepared:
         return
     target.prepared = True
@@ -175,17 +179,23 @@ def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = No
         target.run.target.build, target.run.target.skipped = exc.build, str(exc)
         for gap in target.run.gaps.values():
             gap.note = f"target skipped: {str(exc).splitlines()[0]}"
+    else:
+        if docs:
+            run_docs_fetch(target.manifest, time_scale=scale, cancel=cancel)
     target.write()
 
 
-async def prepare_all(config: RunConfig, labels: list[str], observe: Observer) -> None:
+async def prepare_all(config: RunConfig, labels: list[str], observe: Observer,
+                      docs: frozenset[str] = frozenset()) -> None:
     """Build every target at once, each in a worker thread; all before any probing, so that
-    a compiler's load never lands on a timing check.  Interrupted builds are killed."""
+    a compiler's load never lands on a timing check.  Interrupted builds are killed.  The
+    targets in ``docs`` (the documentation gap selected) also fetch their docs."""
     cancel = threading.Event()
 
     async def one(label: str) -> None:
         target = config.targets[label]
-        await asyncio.to_thread(prepare, target, config.time_scale, cancel)
+        await asyncio.to_thread(functools.partial(prepare, target, config.time_scale, cancel,
+                                                  docs=label in docs))
         info = target.run.target
         observe(TargetPrepared(label, info.build, info.version, info.skipped))
 
@@ -372,8 +382,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     """One gap, each check where its placement says: the ``SHARED`` checks at once on one
     fresh instance, each ``ALONE`` check on an instance of its own, each try of a ``FRESH``
     check on a new one, each ``UPSTREAM`` check starting its own
-    (``ProbeContext.with_upstream``), and each ``DECLARED`` check on none (its manifest
-    decides it)."""
+    (``ProbeContext.with_upstream``), each ``DECLARED`` check on none (its manifest
+    decides it), and each ``LOCAL`` check on none (it reads files on the harness's side)."""
     # What the run left out of this gap (--gap, --check, -k) is kept from before it started.
     gap = GapResult(slug, started=time.time(), unselected=target.run.gaps[slug].unselected)
     target.run.gaps[slug] = gap
@@ -433,7 +443,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         await record(await defn(ctx))
 
     async def without_instance(defn: CheckDef) -> None:
-        # A DECLARED check reads the manifest alone: no instance is started for it.
+        # A DECLARED check reads the manifest alone, a LOCAL one files on the harness's
+        # side: no instance is started for either.
         ctx = _context(config, target, Instance(target.manifest), slots, logs, 0.0)
         await record(await defn(ctx))
 
@@ -441,7 +452,7 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     groups = [on_one_instance(placed[SHARED])] if placed[SHARED] else []
     groups += [on_one_instance([d]) for d in placed[ALONE]]
     groups += [fresh_each_try(d) for d in checks if d.placement.starts_per_try]
-    groups += [without_instance(d) for d in placed[DECLARED]]
+    groups += [without_instance(d) for d in placed[DECLARED] + placed[LOCAL]]
     try:
         await asyncio.gather(*groups)
     finally:
@@ -461,7 +472,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
 
 async def _run_plan(config: RunConfig, selection: Selection, observe: Observer) -> None:
     labels = list(selection)
-    await prepare_all(config, labels, observe)
+    await prepare_all(config, labels, observe, frozenset(
+        label for label, gaps in selection.items() if "documentation" in gaps))
     await asyncio.gather(*(reach(config.targets[label], config) for label in labels))
     bounds = Bounds.of(config)
     work = [(label, slug, checks) for label, gaps in selection.items()

@@ -104,6 +104,8 @@ class Placement(StrEnum):
     UPSTREAM = "upstream"  # plays the target's upstream: each try starts its own instances
     # (``ProbeContext.with_upstream``), the upstream server first
     DECLARED = "declared"  # no instance: the manifest's ``declared.<id>`` decides (``declared``)
+    LOCAL = "local"  # no instance: the function reads what is on the harness's side (the
+    # docs the build step fetched), never the wire
 
     @property
     def observes(self) -> bool:
@@ -116,7 +118,7 @@ class Placement(StrEnum):
         return self in (Placement.FRESH, Placement.UPSTREAM)
 
 
-SHARED, ALONE, FRESH, UPSTREAM, DECLARED = Placement
+SHARED, ALONE, FRESH, UPSTREAM, DECLARED, LOCAL = Placement
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,10 @@ def check(
     try on a new instance (what a target does once at start-up); ``UPSTREAM`` for checks
     that play the server the target's own client dials: they never get the gap's instance,
     and start theirs with ``ProbeContext.with_upstream`` (the upstream server first, its URL
-    in the target's ``{upstream}``), as many as they need.  A check the wire cannot show is
-    not a function: see ``declared``.
+    in the target's ``{upstream}``), as many as they need; ``LOCAL`` for checks that read
+    only what is on the harness's side (the docs a build step fetched): no instance is
+    started for them, and ``ctx.instance`` is an unstarted one.  A check the wire cannot
+    show is not a function: see ``declared``.
     """
     _known(check_id, absent)
     if not isinstance(placement, Placement) or placement is Placement.DECLARED:
