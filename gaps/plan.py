@@ -16,7 +16,6 @@ import heapq
 import itertools
 import os
 import ssl
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
 from gaps.probe import ALONE, DECLARED, LOCAL, SHARED, CheckDef, Placement, ProbeContext
 from gaps.targets import (
+    Cancel,
     Instance,
     TargetFailed,
     TargetSkipped,
@@ -165,7 +165,7 @@ Observer = Callable[[Event], None]
 Selection = dict[str, dict[str, list[CheckDef]]]
 
 
-def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = None, *,
+def prepare(target: TargetRun, scale: float, cancel: Cancel | None = None, *,
             docs: bool = False) -> None:
     """Build (cached) once per target per run; a failed build skips the target.  With
     ``docs`` (the documentation gap is selected), the manifest's docs fetch runs after a
@@ -190,7 +190,7 @@ async def prepare_all(config: RunConfig, labels: list[str], observe: Observer,
     """Build every target at once, each in a worker thread; all before any probing, so that
     a compiler's load never lands on a timing check.  Interrupted builds are killed.  The
     targets in ``docs`` (the documentation gap selected) also fetch their docs."""
-    cancel = threading.Event()
+    cancel = Cancel()
 
     async def one(label: str) -> None:
         target = config.targets[label]
@@ -206,7 +206,7 @@ async def record_versions(config: RunConfig, labels: list[str]) -> None:
     """Record each built target's version (its manifest's version command), all at once in
     worker threads.  This runs beside the probes: a version is a record, not a precondition,
     and asking ``node`` or ``go`` for it must not delay the first check."""
-    cancel = threading.Event()
+    cancel = Cancel()
 
     async def one(label: str) -> None:
         target = config.targets[label]
@@ -219,7 +219,7 @@ async def record_versions(config: RunConfig, labels: list[str]) -> None:
     await _in_threads([one(label) for label in labels], cancel)
 
 
-async def _in_threads(jobs: list[Coroutine[Any, Any, None]], cancel: threading.Event) -> None:
+async def _in_threads(jobs: list[Coroutine[Any, Any, None]], cancel: Cancel) -> None:
     tasks = [asyncio.ensure_future(job) for job in jobs]
     try:
         await asyncio.gather(*tasks)
