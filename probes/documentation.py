@@ -42,6 +42,7 @@ import asyncio
 import inspect
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -490,8 +491,18 @@ def judge(manifest: Manifest) -> Outcome:
     return failed(f"{said}; {PASS_AT} needed", **about)
 
 
+# One target's docs read at a time: a reading thread holds the GIL while it scores, and the
+# matrix reads nine targets' docs while the other gaps' timing checks run on the loop.
+_READING = threading.Lock()
+
+
+def _judge_alone(manifest: Manifest) -> Outcome:
+    with _READING:
+        return judge(manifest)
+
+
 @check("documentation.coverage", needs=(), budget=120.0, placement=LOCAL)
 async def coverage(ctx: ProbeContext) -> Outcome:
     # In a worker thread: reading thousands of files must not stall the event loop that
     # the other gaps' timing checks run on.
-    return await asyncio.to_thread(judge, ctx.manifest)
+    return await asyncio.to_thread(_judge_alone, ctx.manifest)
