@@ -26,7 +26,7 @@ from gaps.manifest import Manifest
 from gaps.model import CheckResult, ErrorReason, GapResult, Method, RunResult, Verdict
 from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
-from gaps.probe import ALONE, DECLARED, LOCAL, SHARED, CheckDef, Placement, ProbeContext
+from gaps.probe import ALONE, DECLARED, SHARED, CheckDef, Placement, ProbeContext
 from gaps.targets import (
     Cancel,
     Instance,
@@ -382,8 +382,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     """One gap, each check where its placement says: the ``SHARED`` checks at once on one
     fresh instance, each ``ALONE`` check on an instance of its own, each try of a ``FRESH``
     check on a new one, each ``UPSTREAM`` check starting its own
-    (``ProbeContext.with_upstream``), each ``DECLARED`` check on none (its manifest
-    decides it), and each ``LOCAL`` check on none (it reads files on the harness's side)."""
+    (``ProbeContext.with_upstream``), each ``OWN`` check starting what it needs itself, and
+    each ``DECLARED`` check on none (its manifest decides it)."""
     # What the run left out of this gap (--gap, --check, -k) is kept from before it started.
     gap = GapResult(slug, started=time.time(), unselected=target.run.gaps[slug].unselected)
     target.run.gaps[slug] = gap
@@ -443,8 +443,7 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
         await record(await defn(ctx))
 
     async def without_instance(defn: CheckDef) -> None:
-        # A DECLARED check reads the manifest alone, a LOCAL one files on the harness's
-        # side: no instance is started for either.
+        # A DECLARED check reads the manifest alone: no instance is started for it.
         ctx = _context(config, target, Instance(target.manifest), slots, logs, 0.0)
         await record(await defn(ctx))
 
@@ -452,7 +451,7 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     groups = [on_one_instance(placed[SHARED])] if placed[SHARED] else []
     groups += [on_one_instance([d]) for d in placed[ALONE]]
     groups += [fresh_each_try(d) for d in checks if d.placement.starts_per_try]
-    groups += [without_instance(d) for d in placed[DECLARED] + placed[LOCAL]]
+    groups += [without_instance(d) for d in placed[DECLARED]]
     try:
         await asyncio.gather(*groups)
     finally:

@@ -103,9 +103,10 @@ class Placement(StrEnum):
     FRESH = "fresh"  # each try on a new instance (what a target does once at start-up)
     UPSTREAM = "upstream"  # plays the target's upstream: each try starts its own instances
     # (``ProbeContext.with_upstream``), the upstream server first
+    OWN = "own"  # starts what it needs itself (a pytest suite whose fixtures start the
+    # server under test), or nothing (the documentation check reads files the build
+    # fetched): the planner starts no instance for it
     DECLARED = "declared"  # no instance: the manifest's ``declared.<id>`` decides (``declared``)
-    LOCAL = "local"  # no instance: the function reads what is on the harness's side (the
-    # docs the build step fetched), never the wire
 
     @property
     def observes(self) -> bool:
@@ -115,10 +116,10 @@ class Placement(StrEnum):
     @property
     def starts_per_try(self) -> bool:
         """Whether each try gets (or starts) instances of its own, not the planner's."""
-        return self in (Placement.FRESH, Placement.UPSTREAM)
+        return self in (Placement.FRESH, Placement.UPSTREAM, Placement.OWN)
 
 
-SHARED, ALONE, FRESH, UPSTREAM, DECLARED, LOCAL = Placement
+SHARED, ALONE, FRESH, UPSTREAM, OWN, DECLARED = Placement
 
 
 @dataclass(frozen=True)
@@ -179,10 +180,12 @@ def check(
     try on a new instance (what a target does once at start-up); ``UPSTREAM`` for checks
     that play the server the target's own client dials: they never get the gap's instance,
     and start theirs with ``ProbeContext.with_upstream`` (the upstream server first, its URL
-    in the target's ``{upstream}``), as many as they need; ``LOCAL`` for checks that read
-    only what is on the harness's side (the docs a build step fetched): no instance is
-    started for them, and ``ctx.instance`` is an unstarted one.  A check the wire cannot
-    show is not a function: see ``declared``.
+    in the target's ``{upstream}``), as many as they need; ``OWN`` for checks that start
+    whatever they need themselves (the testing-utilities checks run a pytest suite whose
+    fixtures start the server under test; the documentation check starts nothing and reads
+    the docs a build step fetched): the planner starts no instance for them, and
+    ``ctx.instance`` is not running.  A check the wire cannot show is
+    not a function: see ``declared``.
     """
     _known(check_id, absent)
     if not isinstance(placement, Placement) or placement is Placement.DECLARED:

@@ -267,8 +267,8 @@ class Cancel:
             self._groups.discard(group)
 
 
-def _run_bounded(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
-                 limit: int, cancel: Cancel | None = None) -> tuple[int | None, str]:
+def run_bounded(argv: list[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
+                limit: int, cancel: Cancel | None = None) -> tuple[int | None, str]:
     """Run ``argv`` to its end in a process group of its own; its status and output tail.
 
     stdout and stderr are read together, keeping only the last ``limit`` bytes.  The status
@@ -341,7 +341,7 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     argv = [_expand(a, values) for a in build.argv]
     timeout = build.timeout * time_scale
     try:
-        status, tail = _run_bounded(argv, cwd=where / build.cwd,
+        status, tail = run_bounded(argv, cwd=where / build.cwd,
                                     env={**os.environ, **build.env}, timeout=timeout,
                                     limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:
@@ -426,7 +426,7 @@ def run_docs_fetch(manifest: Manifest, *, time_scale: float = 1.0,
     timeout = docs.timeout * time_scale
     cwd = work_dir(manifest)
     try:
-        status, tail = _run_bounded(argv, cwd=cwd if cwd.is_dir() else where, env=env,
+        status, tail = run_bounded(argv, cwd=cwd if cwd.is_dir() else where, env=env,
                                     timeout=timeout, limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:
         status, tail = -1, _cannot_start(argv[0], exc)
@@ -460,7 +460,7 @@ def target_version(manifest: Manifest, timeout: float = 30.0,
     values = _base_values(manifest)
     argv = [_expand(a, values) for a in manifest.version.argv]
     try:
-        status, text = _run_bounded(
+        status, text = run_bounded(
             argv, cwd=work_dir(manifest) / manifest.version.cwd, env=os.environ,
             timeout=timeout, limit=BUILD_TAIL, cancel=cancel)
     except OSError as exc:

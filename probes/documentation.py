@@ -4,7 +4,7 @@ For each of the other thirteen gaps (a "topic"), the probe looks for the best pa
 documentation the manifest points at (``[docs] paths``): local files, or the stack's own
 docs that the build step fetched from its package registry into the per-user cache
 (``[docs] fetch``, ``gaps.docfetch``; never at probe time).  It starts no instance and reads
-nothing from the wire (placement ``LOCAL``).
+nothing from the wire (placement ``OWN``: it starts nothing itself either).
 
 What is read.  Every path is a file or a folder (walked in name order, links never followed,
 hidden folders skipped).  Text documents (``.md``, ``.rst``, ``.txt``, ``.adoc``, README-like
@@ -49,7 +49,7 @@ from typing import Any
 
 from gaps.catalog import BY_SLUG
 from gaps.manifest import Manifest
-from gaps.probe import LOCAL, Outcome, ProbeContext, check, failed, passed, skipped
+from gaps.probe import OWN, Outcome, ProbeContext, check, failed, passed, skipped
 from gaps.targets import docs_dir, docs_problem, docs_values
 
 PASS_AT = 11
@@ -501,7 +501,7 @@ def _judge_alone(manifest: Manifest) -> Outcome:
         return judge(manifest)
 
 
-@check("documentation.coverage", needs=(), budget=120.0, placement=LOCAL)
+@check("documentation.coverage", needs=(), budget=120.0, placement=OWN)
 async def coverage(ctx: ProbeContext) -> Outcome:
     # In a worker thread: reading thousands of files must not stall the event loop that
     # the other gaps' timing checks run on.

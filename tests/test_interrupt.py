@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gaps.interrupt import Interrupted, interruptible
-from gaps.targets import BuildCancelled, Cancel, _run_bounded
+from gaps.targets import BuildCancelled, Cancel, run_bounded
 from tests.test_lifecycle import (
     build_manifest,
     marked_manifest,
@@ -157,7 +157,7 @@ def test_cancel_kills_the_running_command_group_from_another_thread(tmp_path: Pa
 
     def work() -> None:
         try:
-            outcome.append(_run_bounded(
+            outcome.append(run_bounded(
                 ["sh", "-c", f"sleep 30 & touch {started}; wait"], cwd=tmp_path,
                 env=os.environ, timeout=60, limit=4096, cancel=cancel))
         except BaseException as exc:  # the test inspects it
@@ -177,7 +177,7 @@ def test_cancel_set_before_the_start_runs_nothing_more(tmp_path: Path) -> None:
     cancel.set()
     marker = tmp_path / "ran"
     with pytest.raises(BuildCancelled):
-        _run_bounded(["sh", "-c", f"sleep 0.5; touch {marker}"], cwd=tmp_path,
+        run_bounded(["sh", "-c", f"sleep 0.5; touch {marker}"], cwd=tmp_path,
                      env=os.environ, timeout=60, limit=4096, cancel=cancel)
     time.sleep(1)
     assert not marker.exists()

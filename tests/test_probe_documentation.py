@@ -22,7 +22,7 @@ import pytest
 
 from gaps.manifest import ManifestError, load_manifest
 from gaps.model import CheckResult, Method, RunResult, TargetInfo, Verdict
-from gaps.probe import LOCAL, ProbeContext
+from gaps.probe import OWN, ProbeContext
 from gaps.report import render_html, render_markdown
 from gaps.targets import Instance, docs_problem, resolve, run_docs_fetch
 from wsgaps_probes import documentation as doc
@@ -200,8 +200,8 @@ def test_hostile_passage_stays_text_in_the_reports(tmp_path: Path) -> None:
 @aio
 async def test_the_check_starts_no_instance_and_reads_the_reference_docstrings() -> None:
     manifest = resolve("reference")
-    assert doc.coverage.placement is LOCAL and doc.coverage.needs == ()
-    instance = Instance(manifest)  # never started: a LOCAL check must not need it
+    assert doc.coverage.placement is OWN and doc.coverage.needs == ()
+    instance = Instance(manifest)  # never started: the check must not need it
     result = await doc.coverage(ProbeContext(manifest, instance))
     assert (result.verdict, result.method) == (Verdict.PASS, Method.OBSERVED), result.summary
     assert result.evidence["count"] >= 11
