@@ -554,8 +554,9 @@ def said_the_target_ended(outcome: Outcome, instance: Instance, alive_before: bo
     if status is None:
         return outcome
     when = "during the check" if alive_before else "before the check began"
+    said = "exit_status" in outcome.evidence  # the check watched the process and said so
     evidence = {**outcome.evidence, "exit_status": status}
-    if outcome.verdict.passed or outcome.verdict is Verdict.SKIP:
+    if outcome.verdict.passed or outcome.verdict is Verdict.SKIP or said:
         return dataclasses.replace(outcome, evidence=evidence)
     return dataclasses.replace(outcome, evidence=evidence, summary=(
         f"the target's process ended (status {status}) {when}; see its output; "
