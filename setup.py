@@ -1,4 +1,5 @@
-"""Data files of the wheel: ``templates/`` and every built-in target, each folder as it is.
+"""Data files of the wheel: ``templates/``, every built-in target and the docs' example
+tests (``docs/examples``, which the testing-utilities probe runs), each folder as it is.
 
 A target is one folder: whatever its ``targets/<name>/`` holds in git (sources, lock files,
 dot files, sub-folders such as ``src/``) ships under ``share/wsgaps/targets/<name>/``, with
@@ -18,7 +19,7 @@ from pathlib import Path
 from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
-SHIPPED = ("templates", "targets")
+SHIPPED = ("templates", "targets", "docs/examples")
 DATA_ROOT = "share/wsgaps"
 
 

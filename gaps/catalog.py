@@ -346,6 +346,12 @@ CAPABILITIES: dict[str, tuple[str, str]] = {
     "max-message-size": ("limits", "a maximum message size"),
     "recovery": ("recovery", "an outbound client that reconnects by itself"),
     "resume": ("recovery", "replay of missed messages after a reconnect"),
+    "test-fixtures": ("testing-utilities", "helpers that run a server under test and "
+                      "give a test WebSocket clients for it"),
+    "mock-server": ("testing-utilities", "a WebSocket server a test scripts, for testing a "
+                    "client"),
+    "raw-client": ("testing-utilities", "a client that sends any frame, for protocol-level "
+                   "tests"),
     "testing-utilities": ("testing-utilities", "test fixtures, mock server, raw client"),
     "metrics": ("metrics", "WebSocket metrics in Prometheus form"),
     "documentation": ("documentation", "documentation of the capabilities"),

@@ -117,6 +117,10 @@ class CheckResult:
 
 
 NOT_PROBED = "not probed by this version"  # no probe for the gap yet (distinct from unknown)
+NOT_SELECTED = "not selected"  # --gap/--check/-k left every check of the gap out of the run
+# An unknown gap whose checks ran but none applied (all skipped): the target offers nothing
+# the probe can reach.  Said by the reports beside the two notes above.
+NOTHING_APPLICABLE = "nothing applicable was probed"
 
 
 def derive_status(checks: list[CheckResult]) -> tuple[Status, str | None]:
@@ -129,7 +133,7 @@ def derive_status(checks: list[CheckResult]) -> tuple[Status, str | None]:
     applicable = [
         c for c in checks
         if c.kind is Kind.CAPABILITY and c.verdict not in (Verdict.ERROR, Verdict.SKIP)
-        and not (CHECKS[c.id].optional and not c.verdict.passed)
+        and not (is_optional(c.id) and not c.verdict.passed)
     ]
     if not applicable:
         return Status.UNKNOWN, error
@@ -137,6 +141,27 @@ def derive_status(checks: list[CheckResult]) -> tuple[Status, str | None]:
     if passed == len(applicable):
         return Status.PASS, error
     return (Status.PARTIAL if passed else Status.MISSING), error
+
+
+def is_optional(check_id: str) -> bool:
+    """A check whose failure does not lower its gap's status (DESIGN.md): it counts only
+    when it passes."""
+    spec = CHECKS.get(check_id)
+    return spec is not None and spec.optional
+
+
+def passed_count(checks: list[CheckResult]) -> str:
+    """Capability checks passed of those counted, as the terminal and the reports show it:
+    ``3/3``, and ``3/3 (+1 optional)`` when an optional check did not pass (it does not
+    lower the status, so it is not in the count); ``-`` when no check counted."""
+    judged = [c for c in checks if c.kind is Kind.CAPABILITY
+              and c.verdict not in (Verdict.SKIP, Verdict.ERROR)]
+    optional = [c for c in judged if is_optional(c.id) and not c.verdict.passed]
+    counted = [c for c in judged if c not in optional]
+    if not judged:
+        return "-"
+    text = f"{sum(1 for c in counted if c.verdict.passed)}/{len(counted)}"
+    return f"{text} (+{len(optional)} optional)" if optional else text
 
 
 @dataclass

@@ -16,7 +16,6 @@ import heapq
 import itertools
 import os
 import ssl
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from gaps.options import DEFAULT_JOBS
 from gaps.output import OUTPUT_LIMIT, bound_logs
 from gaps.probe import ALONE, DECLARED, SHARED, CheckDef, Placement, ProbeContext
 from gaps.targets import (
+    Cancel,
     Instance,
     TargetFailed,
     TargetSkipped,
@@ -164,7 +164,7 @@ Observer = Callable[[Event], None]
 Selection = dict[str, dict[str, list[CheckDef]]]
 
 
-def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = None) -> None:
+def prepare(target: TargetRun, scale: float, cancel: Cancel | None = None) -> None:
     """Build (cached) once per target per run; a failed build skips the target."""
     if target.prepared:
         return
@@ -181,7 +181,7 @@ def prepare(target: TargetRun, scale: float, cancel: threading.Event | None = No
 async def prepare_all(config: RunConfig, labels: list[str], observe: Observer) -> None:
     """Build every target at once, each in a worker thread; all before any probing, so that
     a compiler's load never lands on a timing check.  Interrupted builds are killed."""
-    cancel = threading.Event()
+    cancel = Cancel()
 
     async def one(label: str) -> None:
         target = config.targets[label]
@@ -196,7 +196,7 @@ async def record_versions(config: RunConfig, labels: list[str]) -> None:
     """Record each built target's version (its manifest's version command), all at once in
     worker threads.  This runs beside the probes: a version is a record, not a precondition,
     and asking ``node`` or ``go`` for it must not delay the first check."""
-    cancel = threading.Event()
+    cancel = Cancel()
 
     async def one(label: str) -> None:
         target = config.targets[label]
@@ -209,7 +209,7 @@ async def record_versions(config: RunConfig, labels: list[str]) -> None:
     await _in_threads([one(label) for label in labels], cancel)
 
 
-async def _in_threads(jobs: list[Coroutine[Any, Any, None]], cancel: threading.Event) -> None:
+async def _in_threads(jobs: list[Coroutine[Any, Any, None]], cancel: Cancel) -> None:
     tasks = [asyncio.ensure_future(job) for job in jobs]
     try:
         await asyncio.gather(*tasks)
@@ -372,8 +372,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     """One gap, each check where its placement says: the ``SHARED`` checks at once on one
     fresh instance, each ``ALONE`` check on an instance of its own, each try of a ``FRESH``
     check on a new one, each ``UPSTREAM`` check starting its own
-    (``ProbeContext.with_upstream``), and each ``DECLARED`` check on none (its manifest
-    decides it)."""
+    (``ProbeContext.with_upstream``), each ``OWN`` check starting what it needs itself, and
+    each ``DECLARED`` check on none (its manifest decides it)."""
     # What the run left out of this gap (--gap, --check, -k) is kept from before it started.
     gap = GapResult(slug, started=time.time(), unselected=target.run.gaps[slug].unselected)
     target.run.gaps[slug] = gap

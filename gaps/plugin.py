@@ -33,7 +33,14 @@ from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
 from gaps.interrupt import Interrupted, deferred, interruptible
 from gaps.manifest import ManifestError, switch_off
-from gaps.model import CheckResult, ResultsError, RunResult, TargetInfo, Verdict
+from gaps.model import (
+    NOT_SELECTED,
+    CheckResult,
+    ResultsError,
+    RunResult,
+    TargetInfo,
+    Verdict,
+)
 from gaps.options import (
     DEFAULT_TARGET,
     add_options,
@@ -388,7 +395,7 @@ def mark_unselected(gaps_session: GapsSession, chosen: Selection) -> None:
             gap = run.gaps[slug]
             gap.unselected = [d.id for d in defs if d.id not in picked]
             if not picked:
-                gap.note = "not selected"
+                gap.note = NOT_SELECTED
 
 
 def pytest_gaps_event(config: pytest.Config, event: Event) -> None:

@@ -103,6 +103,8 @@ class Placement(StrEnum):
     FRESH = "fresh"  # each try on a new instance (what a target does once at start-up)
     UPSTREAM = "upstream"  # plays the target's upstream: each try starts its own instances
     # (``ProbeContext.with_upstream``), the upstream server first
+    OWN = "own"  # starts what it needs itself (a pytest suite whose fixtures start the
+    # server under test): the planner starts no instance for it
     DECLARED = "declared"  # no instance: the manifest's ``declared.<id>`` decides (``declared``)
 
     @property
@@ -113,10 +115,10 @@ class Placement(StrEnum):
     @property
     def starts_per_try(self) -> bool:
         """Whether each try gets (or starts) instances of its own, not the planner's."""
-        return self in (Placement.FRESH, Placement.UPSTREAM)
+        return self in (Placement.FRESH, Placement.UPSTREAM, Placement.OWN)
 
 
-SHARED, ALONE, FRESH, UPSTREAM, DECLARED = Placement
+SHARED, ALONE, FRESH, UPSTREAM, OWN, DECLARED = Placement
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,10 @@ def check(
     try on a new instance (what a target does once at start-up); ``UPSTREAM`` for checks
     that play the server the target's own client dials: they never get the gap's instance,
     and start theirs with ``ProbeContext.with_upstream`` (the upstream server first, its URL
-    in the target's ``{upstream}``), as many as they need.  A check the wire cannot show is
+    in the target's ``{upstream}``), as many as they need; ``OWN`` for checks that start
+    whatever they need themselves (the testing-utilities checks run a pytest suite whose
+    fixtures start the server under test): the planner starts no instance for them, and
+    ``ctx.instance`` is not running.  A check the wire cannot show is
     not a function: see ``declared``.
     """
     _known(check_id, absent)

@@ -1,6 +1,7 @@
-"""Finding the folders wsgaps ships beside its ``gaps`` package: ``templates/`` and ``targets/``.
+"""Finding the folders wsgaps ships beside its ``gaps`` package: ``templates/``, ``targets/``
+and ``docs/examples`` (the example tests the testing-utilities probe runs).
 
-Both are top-level folders of the project (DESIGN.md's layout).  In a checkout or an
+All are top-level folders of the project (DESIGN.md's layout).  In a checkout or an
 editable install they sit beside the ``gaps`` package; a wheel installs them as data files
 under ``<prefix>/share/wsgaps/<folder>``, which the distribution's file list locates for any
 install scheme (venv, ``--user``, system).  The checkout's copy wins, so edits show at once.

@@ -13,8 +13,8 @@ import io
 from rich.console import Console
 from rich.table import Table
 
-from gaps.catalog import GAPS, Kind
-from gaps.model import RunResult, Status, Verdict
+from gaps.catalog import GAPS
+from gaps.model import RunResult, Status, Verdict, passed_count
 
 SKIPPED = "skipped"  # every gap of a target that could not run, as in the reports
 ERROR = "error"  # a gap with a check that could not complete
@@ -61,10 +61,6 @@ def summary_table(run: RunResult) -> Table:
     common = one_error(run)
     for gap in GAPS:
         result = run.gaps[gap.slug]
-        # Only checks with a verdict count: a skipped or errored check is not "0 of 1".
-        counted = [c for c in result.checks if c.kind is Kind.CAPABILITY
-                   and c.verdict not in (Verdict.SKIP, Verdict.ERROR)]
-        done = sum(1 for c in counted if c.verdict.passed)
         if run.target.skipped:
             status, note = SKIPPED, ""
         else:
@@ -81,7 +77,7 @@ def summary_table(run: RunResult) -> Table:
                 note = "see " + ", ".join(f"[{n}]" for n in refs) + " below"
         table.add_row(str(gap.id), gap.title, str(gap.priority),
                       f"[{STYLE[status]}]{status}[/]",
-                      f"{done}/{len(counted)}" if counted else "-", note)
+                      passed_count(result.checks), note)
     return table
 
 

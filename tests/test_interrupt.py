@@ -10,12 +10,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from gaps.interrupt import Interrupted, interruptible
+from gaps.targets import BuildCancelled, Cancel, run_bounded
 from tests.test_lifecycle import (
     build_manifest,
     marked_manifest,
@@ -142,6 +144,43 @@ def test_interruptible_cancels_once_ignores_repeats_and_restores_handlers() -> N
     assert info.value.signal_name == "SIGINT"
     assert unwound == ["SIGINT", "done"]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+# -- the cancel token of worker-thread commands ----------------------------------------------
+
+def test_cancel_kills_the_running_command_group_from_another_thread(tmp_path: Path) -> None:
+    """``Cancel.set()`` kills the group itself, so the worker blocked in ``wait()`` returns
+    at once instead of at its next poll; a grandchild in the group goes too."""
+    started = tmp_path / "started"
+    cancel = Cancel()
+    outcome: list[BaseException | tuple[int | None, str]] = []
+
+    def work() -> None:
+        try:
+            outcome.append(run_bounded(
+                ["sh", "-c", f"sleep 30 & touch {started}; wait"], cwd=tmp_path,
+                env=os.environ, timeout=60, limit=4096, cancel=cancel))
+        except BaseException as exc:  # the test inspects it
+            outcome.append(exc)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert wait_for(started.exists, 10), "the command never started"
+    cancel.set()
+    worker.join(10)
+    assert not worker.is_alive(), "the worker still waits for a killed command"
+    assert len(outcome) == 1 and isinstance(outcome[0], BuildCancelled)
+
+
+def test_cancel_set_before_the_start_runs_nothing_more(tmp_path: Path) -> None:
+    cancel = Cancel()
+    cancel.set()
+    marker = tmp_path / "ran"
+    with pytest.raises(BuildCancelled):
+        run_bounded(["sh", "-c", f"sleep 0.5; touch {marker}"], cwd=tmp_path,
+                     env=os.environ, timeout=60, limit=4096, cancel=cancel)
+    time.sleep(1)
+    assert not marker.exists()
 
 
 # -- wsgaps run, at each moment ------------------------------------------------------------

@@ -63,10 +63,11 @@ def test_the_build_is_silent(wheel: Path) -> None:
 
 def test_the_wheel_carries_what_a_run_needs_and_no_build_output(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for path in tracked("targets") | tracked("templates"):
+    data = tracked("targets") | tracked("templates") | tracked("docs/examples")
+    for path in data:
         assert DATA + path in names, f"{path} is not in the wheel"
     shipped = {n[len(DATA):] for n in names if n.startswith(DATA)}
-    assert shipped <= tracked("targets") | tracked("templates"), shipped - tracked("targets")
+    assert shipped <= data, shipped - data
     assert "gaps/schema/results.schema.json" in names
     assert {f"wsgaps_probes/{Path(p).name}" for p in tracked("probes")} <= names
     assert not any(n.startswith("probes/") for n in names)  # never a bare top-level `probes`
@@ -125,6 +126,8 @@ def test_installed_wsgaps_runs_anywhere(wheel: Path, tmp_path: Path) -> None:
     assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-2000:]
     run_cli = load_results(project / "cli-out" / "reference" / "results.json")
     assert run_cli.gaps["message-types"].status == "pass"
+    # The docs' example tests ship in the wheel: the testing-utilities probe runs them there.
+    assert run_cli.gaps["testing-utilities"].status == "pass", run_cli.gaps["testing-utilities"]
     assert (project / "cli-out" / "index.html").is_file()
     out = tmp_path / "existing-out"  # absolute, outside the project, existing
     out.mkdir()

@@ -189,8 +189,8 @@ async def test_placement_is_one_value_and_declared_checks_have_no_function() -> 
         check("concurrency.documented", exclusive=True)  # type: ignore[call-arg]
     with pytest.raises(KeyError, match="not a check ID"):
         declared("concurrency.undocumented")
-    assert [p.starts_per_try for p in Placement] == [False, False, True, True, False]
-    assert [p.observes for p in Placement] == [True, True, True, True, False]
+    assert [p.starts_per_try for p in Placement] == [False, False, True, True, True, False]
+    assert [p.observes for p in Placement] == [True, True, True, True, True, False]
 
 
 async def test_time_queued_for_the_load_slot_is_given_back_to_the_budget() -> None:

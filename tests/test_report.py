@@ -281,12 +281,45 @@ def test_seed_shape_and_header() -> None:
     summary = markdown[markdown.index("## Summary"):]
     assert summary.index("### High Priority Gaps") < summary.index("### Medium Priority Gaps") \
         < summary.index("### Low Priority Gaps")
-    header = markdown[:markdown.index("## Identified Gaps")]
+    # Top-down: title, target and version, the run, the table of the fourteen gaps; then
+    # the gaps; the summary by priority; the run's details last, as an appendix.
+    assert markdown.index("# WebSocket Gap Analysis") < markdown.index("**Target**: `hostile`") \
+        < markdown.index("**Run**: 2023-11-14 22:13:20 UTC, took 12.5 s") \
+        < markdown.index("## Gaps at a glance") < markdown.index("## Identified Gaps") \
+        < markdown.index("## Summary") < markdown.index("## Run details")
+    appendix = markdown[markdown.index("## Run details"):]
     for fact in ("WithCompression() (off by default)", "`ping_interval`: 1",
                  "`max_message_size`: 8388608", "`heartbeat.server-pings`: 45 s",
                  "**Time scale**: \u00d72", "**Seed**: 42", "wsgaps `0.1.0`", "managed",
                  "took 12.5 s"):
-        assert fact in header, fact
+        assert fact in appendix, fact
+    assert "`heartbeat.server-pings`: 45 s" not in markdown[:markdown.index("## Summary")]
+
+
+def test_summary_table_at_the_top() -> None:
+    markdown = render_markdown(hostile_run())
+    table = markdown[markdown.index("## Gaps at a glance"):markdown.index("## Identified Gaps")]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "[" in line]
+    assert len(rows) == len(GAPS)
+    assert rows[0] == ("| 1 | [Ping/Pong Heartbeat](#gap-1) | High | ⚠️ Partial ⛔ | 1/2 | fails: "
+                       "`heartbeat.reaps-silent-peer` · ⛔ a check could not complete |")
+    assert "| 2 | [Broadcast and Rooms](#gap-2) | High | ❌ Missing | 0/2 | every check fails: "\
+        "`broadcast.fan-out`, `broadcast.rooms` |" in rows[1]
+    assert "| ✅ Pass | 5/5 | every check passes |" in rows[2]
+    assert rows[3].endswith("| ❔ Unknown | - | not probed by this version |")
+    assert rows[8].endswith("| ❔ Unknown | - | nothing applicable was probed: every check "
+                            "was skipped on this target |")
+    html = render_html(hostile_run())
+    glance = html[html.index('id="at-a-glance"'):html.index('id="gaps"')]
+    assert glance.count('<a href="#gap-') == len(GAPS)
+    assert '<tr class="st-partial"><td class="num">1</td>' in glance
+    assert "<code>heartbeat.reaps-silent-peer</code>" in glance
+    assert html.index('id="at-a-glance"') < html.index('id="gap-1"') \
+        < html.index('id="summary"') < html.index('id="run-details"')
+    # The waits fold away in HTML: each check shows its own wait.
+    details = html[html.index('id="run-details"'):]
+    assert '<details class="waits"><summary>' in details
+    assert "<code>heartbeat.server-pings</code></th><td>45 s</td>" in details
 
 
 def test_conformance_findings_and_figures_are_listed() -> None:
@@ -569,12 +602,14 @@ def test_skipped_target_reads_skipped_everywhere() -> None:
     # The reason once, at the top, before the target's facts.
     for text in (markdown, html):
         assert text.count("npm ERR! 403") == 2  # the first line, and the output below it
-        assert text.index("Target skipped") < text.index("Target</h2>" if text is html
-                                                         else "## Target")
+        assert text.index("Target skipped") < text.index('id="at-a-glance"' if text is html
+                                                         else "## Gaps at a glance")
         assert "target skipped: build failed" not in text
-    assert html.count('<span class="status"><svg') == len(GAPS)
+    # Each gap twice: in the table at the top and at the gap.
+    assert html.count('<span class="status"><svg') == 2 * len(GAPS)
     assert len(re.findall(r'<span class="status"><svg [^>]*>.*?</svg> Skipped</span>', html)) \
-        == len(GAPS)
+        == 2 * len(GAPS)
+    assert markdown.count("| ⏭️ Skipped | - | the target could not run here") == len(GAPS)
     terminal = render_summary(run)
     assert terminal.count("skipped") == len(GAPS) + 1  # each gap, and the reason line
     assert "unknown" not in terminal and terminal.count("build failed with exit status") == 1
@@ -776,3 +811,77 @@ def test_results_and_reports_are_written_with_the_umask(tmp_path: Path, umask: i
     assert len(written) == 5
     for path in written:
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def recovery_run() -> RunResult:
+    """websockets' recovery as the matrix saw it: three capability checks pass, the optional
+    resume fails, and the evidence-only jitter reads fail (two runs agreed)."""
+    run = plain_run("ws", True)
+    run.gaps["recovery"] = GapResult("recovery", checks=[
+        check("recovery.retries-first-dial", Verdict.PASS),
+        check("recovery.redials-after-drop", Verdict.PASS),
+        check("recovery.backoff", Verdict.PASS),
+        check("recovery.jitter", Verdict.FAIL, "no jitter: two runs agree within 10%",
+              evidence={"spread": 0.04}),
+        check("recovery.resume", Verdict.FAIL, "nothing replayed after the redial"),
+    ])
+    return run
+
+
+def test_an_optional_failure_is_said_and_not_a_task() -> None:
+    from gaps.summary import render_summary
+
+    run = recovery_run()
+    markdown, html = render_markdown(run), render_html(run)
+    section = gap_section(markdown, 11)
+    assert "**Status**: ✅ Pass · checks passed 3/3 (+1 optional)" in section
+    assert "❌ **fail** *(optional: does not lower the status)* `recovery.resume`" in section
+    assert "Make the failed checks pass" not in recommended_part(section)
+    row = next(line for line in markdown.splitlines() if line.startswith("| 11 |"))
+    assert row.endswith("| ✅ Pass | 3/3 (+1 optional) | every check passes; optional, not "
+                        "met: `recovery.resume` |")
+    gap = html[html.index('id="gap-11"'):html.index('id="gap-12"')]
+    assert '<span class="optional">optional: does not lower the status</span>' in gap
+    assert "<dt>Checks passed</dt><dd>3/3 (+1 optional)</dd>" in gap
+    assert "Make the failed checks pass" not in gap
+    assert "3/3 (+1 optional)" in render_summary(run, width=200)
+    # A passing optional check counts like any other.
+    run.gaps["recovery"].checks[-1].verdict = Verdict.PASS
+    assert "checks passed 4/4" in gap_section(render_markdown(run), 11)
+
+
+def test_an_evidence_only_check_shows_its_figure_not_a_verdict() -> None:
+    run = recovery_run()
+    figures = gap_section(render_markdown(run), 11).split("**Figures**")[1]
+    assert "📊 **measured** `recovery.jitter`: no jitter: two runs agree within 10%" in figures
+    assert "❌" not in figures.split("**Recommended Solution**")[0]
+    html = render_html(run)
+    gap = html[html.index('id="gap-11"'):html.index('id="gap-12"')]
+    jitter = gap[gap.index("<h4>Figures</h4>"):gap.index("<h4>Recommended")]
+    assert '<li class="check v-figure">' in jitter and "v-fail" not in jitter
+
+
+def test_unknown_says_which_unknown() -> None:
+    from gaps.model import NOT_SELECTED
+
+    run = plain_run("sel", True)
+    run.gaps["heartbeat"].unselected = ["heartbeat.reaps-silent-peer"]
+    run.gaps["heartbeat"].checks = run.gaps["heartbeat"].checks[:1]
+    run.gaps["broadcast"].note = NOT_SELECTED
+    run.gaps["broadcast"].unselected = [c.id for c in GAPS[1].checks]
+    run.gaps["subprotocols"] = GapResult("subprotocols", checks=[
+        check("subprotocols.selects-offered", Verdict.SKIP, "no subprotocols endpoint")])
+    markdown = render_markdown(run)
+    rows = {int(line.split("|")[1]): line for line in markdown.splitlines()
+            if line.startswith("| ") and "](#gap-" in line}
+    assert rows[2].endswith("| ❔ Unknown | - | not selected |")
+    assert rows[9].endswith("| ❔ Unknown | - | nothing applicable was probed: every check was "
+                            "skipped on this target |")
+    assert rows[4].endswith("| ❔ Unknown | - | not probed by this version |")
+    heartbeat = gap_section(markdown, 1)
+    assert "- `heartbeat.reaps-silent-peer`: not selected in this run" in heartbeat
+    assert "not reported" not in heartbeat
+    for text in (markdown, render_html(run)):
+        for words in ("not probed by this version", "nothing applicable was probed",
+                      "not selected"):
+            assert words in text.split("Identified Gaps")[0]

@@ -260,6 +260,27 @@ def test_target_report_at_1280px(browser, site: Path) -> None:
     assert len(set(by_status.values())) == len(by_status) >= 4  # partial, missing, pass, unknown
 
 
+@pytest.mark.parametrize("name", ["aiohttp", "websockets"])
+def test_target_report_opens_on_the_summary(browser, site: Path, name: str) -> None:
+    """At 1280 x 800 the first screen holds the table of the fourteen gaps and the heading
+    of the first gap; the run's details come after the gaps and the summary."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": WIDTH, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+    browser.get((site / name / "gap-report.html").as_uri())
+    found = browser.execute_script("""
+        const top = s => document.querySelector(s).getBoundingClientRect().top;
+        const first = document.querySelector('section.gap h3');
+        return {table: top('table.glance'), gap: top('section.gap'),
+                heading: first.getBoundingClientRect().bottom,
+                rows: document.querySelectorAll('table.glance tbody tr').length,
+                summary: top('#summary'), details: top('#run-details'),
+                screen: window.innerHeight, scrolled: window.scrollY};""")
+    assert found["scrolled"] == 0 and found["screen"] == 800
+    assert found["rows"] == len(GAPS)
+    assert found["table"] < found["gap"] < found["summary"] < found["details"]
+    assert found["heading"] <= found["screen"], found  # the first gap, on the first screen
+
+
 def test_skipped_target_report(browser, site: Path) -> None:
     logs = show(browser, site / "gofr" / "gap-report.html", "report-skipped")
     assert_quiet_console(logs)

@@ -15,7 +15,17 @@ from typing import Any
 from urllib.parse import quote
 
 from gaps.catalog import GAPS, Kind, Priority
-from gaps.model import CheckResult, GapResult, Method, RunResult, Status, Verdict
+from gaps.model import (
+    NOTHING_APPLICABLE,
+    CheckResult,
+    GapResult,
+    Method,
+    RunResult,
+    Status,
+    Verdict,
+    is_optional,
+    passed_count,
+)
 from gaps.output import bound_logs
 from gaps.report.safe import clean, clip, compact_json, tail
 from gaps.report.timeline import Timeline, timeline_view
@@ -39,6 +49,8 @@ SKIPPED = "skipped"
 INTERRUPTED = "interrupted"
 DETAIL_LIMIT = 4096  # tail of a skipped target's reason (it may hold build output)
 MAP_MAX = 50  # entries shown from settings, hints and waits
+DECIDED_MAX = 3  # check IDs named in a gap's one line of what decided its status
+DECIDED_LIMIT = 160  # that line's text, before the IDs
 TRIES_MAX = 10  # verdicts of retried tries listed per check
 
 # Keyed by the status value; Status members are str, so they key the same entries.
@@ -120,6 +132,10 @@ class CheckView:
     more_figures: int  # top-level evidence entries not shown as figures
     evidence: str  # compact JSON, bounded; empty when there is none
     timeline: Timeline | None = None  # dials over time (recovery): SVG in HTML, text in Markdown
+    # An optional check (catalog): its failure does not lower the gap's status (DESIGN.md),
+    # so the reports say "optional" beside it and leave it out of "make the failed checks
+    # pass".
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +160,13 @@ class GapView:
     not_reported: tuple[str, ...]  # catalog checks of this gap absent from the results
     failed: tuple[Entry, ...]  # checks with verdict fail: ID -> what the check tests
     logs: str
+    passed: str = "-"  # capability checks passed: "3/3", "3/3 (+1 optional)"
+    # One line of what decided the status, for the summary table at the top: the words,
+    # then the check IDs they name (at most DECIDED_MAX) and how many more there are.
+    decided: str = ""
+    decided_checks: tuple[str, ...] = ()
+    more_decided: int = 0
+    unselected: tuple[str, ...] = ()  # checks of this gap the run did not select
 
 
 @dataclass(frozen=True)
@@ -267,6 +290,7 @@ def _check_view(check: CheckResult, tests: str) -> CheckView:
         more_figures=skipped_figures,
         evidence=compact_json(evidence, EVIDENCE_LIMIT) if evidence else "",
         timeline=timeline_view(evidence),
+        optional=is_optional(check.id),
     )
 
 
@@ -289,6 +313,40 @@ def _logs(text: str) -> str:
     return kept if len(kept) > LOG_LIMIT else tail(text, LOG_LIMIT)
 
 
+def _decision(result: GapResult, status: str, views: Sequence[CheckView]) \
+        -> tuple[str, tuple[str, ...]]:
+    """What decided a gap's status, as words and the check IDs they name.
+
+    An Unknown says which of three it is: no probe for the gap in this version, not selected
+    for this run (both the gap's note), or a probe that ran and found nothing it could judge
+    on this target (every check skipped, or none completed).
+    """
+    capability = [v for v in views if v.kind == Kind.CAPABILITY]
+    failed = tuple(v.id for v in capability if v.verdict == Verdict.FAIL and not v.optional)
+    missed = tuple(v.id for v in capability if v.optional and not v.passed
+                   and v.verdict in (Verdict.FAIL, Verdict.NON_STRICT))
+    if status == SKIPPED:
+        return "the target could not run here (the reason is at the top)", ()
+    if status == INTERRUPTED:
+        return "the run ended before the gap finished: no verdict", ()
+    if status == Status.UNKNOWN:
+        if result.note:
+            return _first_line_and_rest(result.note)[0], ()
+        errored = tuple(v.id for v in capability if v.verdict == Verdict.ERROR)
+        if errored and all(v.verdict in (Verdict.ERROR, Verdict.SKIP) for v in capability):
+            return "no check could complete:", errored
+        if capability:
+            return f"{NOTHING_APPLICABLE}: every check was skipped on this target", ()
+        return NOTHING_APPLICABLE, ()
+    if status == Status.PASS:
+        if missed:
+            return "every check passes; optional, not met:", missed
+        return "every check passes", ()
+    if status == Status.MISSING:
+        return "every check fails:", failed
+    return "fails:", failed
+
+
 def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
     """The view of one gap's results, with the catalog's texts beside the evidence.
 
@@ -301,6 +359,8 @@ def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
     reported = {c.id for c in result.checks}
     interrupted = result.interrupted and not skipped
     status = SKIPPED if skipped else INTERRUPTED if interrupted else str(result.status)
+    decided, named = _decision(result, status, views)
+    unselected = set(result.unselected)
     return GapView(
         id=gap.id,
         slug=gap.slug,
@@ -319,11 +379,21 @@ def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
         figures=tuple(v for v in views if v.kind == Kind.EVIDENCE),
         # Only for gaps that ran: an unprobed gap already says so in its note, and so does
         # an interrupted one, naming the checks that did not finish.
-        not_reported=tuple(s.id for s in gap.checks if s.id not in reported)
+        not_reported=tuple(s.id for s in gap.checks
+                           if s.id not in reported and s.id not in unselected)
         if result.checks and not interrupted else (),
+        # An optional check's failure does not lower the status: not a task to fix it.
         failed=tuple(Entry(v.id, v.tests) for v in views
-                     if v.verdict == Verdict.FAIL and v.kind != Kind.EVIDENCE),
+                     if v.verdict == Verdict.FAIL and v.kind != Kind.EVIDENCE
+                     and not v.optional),
         logs=_logs(result.logs) if result.logs else "",
+        passed="-" if skipped else passed_count(result.checks),
+        decided=clip(decided, DECIDED_LIMIT),
+        decided_checks=named[:DECIDED_MAX],
+        more_decided=max(0, len(named) - DECIDED_MAX),
+        # Only where some of the gap ran: a gap with none selected says so in its note.
+        unselected=tuple(s.id for s in gap.checks if s.id in unselected)
+        if result.checks else (),
     )
 
 

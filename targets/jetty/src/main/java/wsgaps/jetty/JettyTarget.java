@@ -46,6 +46,7 @@ import org.eclipse.jetty.server.Handler;
 import org.eclipse.jetty.server.Request;
 import org.eclipse.jetty.server.Response;
 import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.server.NetworkConnectionLimit;
 import org.eclipse.jetty.server.ServerConnector;
 import org.eclipse.jetty.server.handler.ContextHandler;
 import org.eclipse.jetty.util.Jetty;
@@ -63,6 +64,8 @@ public final class JettyTarget
     // DEFAULT_MAX_BINARY_MESSAGE_SIZE) so that message-types.large's 1 MiB fits; target.toml
     // settings.max_message_size records it.
     static final long MAX_MESSAGE_SIZE = 1024 * 1024;
+    // Jetty's connection cap: above broadcast.scale's 501 clients, which run here too.
+    static final int MAX_CONNECTIONS = 600;
     static final String SECURE_TOKEN = "Bearer wsgaps-jetty-token";
     static final List<String> CHAT_FIELDS = List.of("user", "message", "room");
 
@@ -86,6 +89,10 @@ public final class JettyTarget
         connector.setHost(host);
         connector.setPort(port);
         server.addConnector(connector);
+        // Limits (gap 10): Jetty's own connection cap, NetworkConnectionLimit (the
+        // network-connection-limit module): at MAX_CONNECTIONS it stops accepting
+        // (AbstractConnector.setAccepting(false)) until a connection closes.
+        server.addBean(new NetworkConnectionLimit(MAX_CONNECTIONS, server));
 
         ContextHandler context = new ContextHandler("/");
         WebSocketUpgradeHandler upgrades = WebSocketUpgradeHandler.from(server, context, container ->
