@@ -48,7 +48,9 @@ Checks and verdicts:
   the load slot too.
 - ``churn`` [capability], on an instance of its own (``placement=ALONE``): waves of ``WAVE``
   (20) short connections to ``echo``, each one handshake, one echo of ASCII text with the
-  run's nonce and a sequence number (``wsgaps-churn <nonce> n<seq>``), then its TCP
+  run's nonce and a sequence number (``wsgaps-churn <nonce> n<seq> <pad>``, ``CHURN_PAD``
+  16 KiB of seeded letters: a message of a realistic size, which makes the target allocate
+  and collect as it would in use), then its TCP
   connection dropped without a Close (the way a closed tab or a lost network leaves), the
   next wave once the last has ended, for ``CHURN_TIME`` (5 s) or ``CHURN_MAX`` (20,000)
   connections, inside the load slot; twenty at a time stays below every listen backlog of
@@ -135,6 +137,7 @@ GRACE = 1.0
 # concurrency.churn
 CHURN_TIME = 5.0  # seconds of churn at most: a load bound, never scaled
 CHURN_MAX = 20_000  # connections at most
+CHURN_PAD = 16 * 1024  # bytes of ASCII letters after each payload's head (see design notes)
 WAVE = 20  # connections open at once; a wave ends before the next begins (below any backlog)
 GENTLE_CHURN, GENTLE_WAVE = 10, 2  # a URL target
 STOP_AFTER = 50  # failed exchanges after which the target has said enough
@@ -497,6 +500,7 @@ class Churn:
     """What the churn saw: connections made, exchanges done, and what went wrong, by kind."""
 
     nonce: str
+    pad: bytes = b""  # the ASCII letters after each payload's head, the same for all
     started: int = 0  # exchanges begun
     made: int = 0  # handshakes answered with 101 (a retry's included)
     echoed: int = 0  # exchanges whose echo came back intact
@@ -515,8 +519,8 @@ class Churn:
         return sum(self.failures.values())
 
 
-def _churn_payload(nonce: str, seq: int) -> bytes:
-    return f"wsgaps-churn {nonce} n{seq:05d}".encode("ascii")
+def _churn_payload(nonce: str, seq: int, pad: bytes) -> bytes:
+    return f"wsgaps-churn {nonce} n{seq:05d} ".encode("ascii") + pad
 
 
 async def _churn_handshake(ctx: ProbeContext, churn: Churn, seq: int,
@@ -552,7 +556,7 @@ async def _churn_one(ctx: ProbeContext, churn: Churn, seq: int, waits: tuple[flo
     client = await _churn_handshake(ctx, churn, seq, handshake_wait)
     if client is None:
         return
-    payload = _churn_payload(churn.nonce, seq)
+    payload = _churn_payload(churn.nonce, seq, churn.pad)
     try:
         await client.send_text(payload)
         got = await receive(client, echo_wait, 4 * len(payload) + 1024)
@@ -603,7 +607,8 @@ async def _churn(ctx: ProbeContext, most: int, wave: int, seconds: float) -> Out
     waits = (ctx.plan_wait(CHURN_HANDSHAKE_WAIT, name="handshake"),
              ctx.plan_wait(CHURN_ECHO_WAIT))
     instance = ctx.instance
-    churn = Churn(f"{ctx.rng.getrandbits(32):08x}")
+    pad = "".join(ctx.rng.choices(string.ascii_letters, k=64)).encode("ascii")
+    churn = Churn(f"{ctx.rng.getrandbits(32):08x}", pad * (CHURN_PAD // len(pad)))
     began = loop.time()
     while (churn.started < most and loop.time() - began < seconds
            and instance.exit_status() is None and churn.failed < STOP_AFTER):
@@ -617,7 +622,8 @@ async def _churn(ctx: ProbeContext, most: int, wave: int, seconds: float) -> Out
         "handshakes_per_s": round(rate, 1), "connections": churn.made,
         "exchanges": churn.echoed, "attempted": churn.started,
         "failures": dict(churn.failures), "retried_handshakes": churn.retried,
-        "at_once": wave, "seconds": round(span, 3), "nonce": churn.nonce}
+        "at_once": wave, "payload_bytes": len(_churn_payload(churn.nonce, 0, churn.pad)),
+        "seconds": round(span, 3), "nonce": churn.nonce}
     if churn.named:
         facts["first_failures"] = churn.named
     settle = 0.0
@@ -652,7 +658,7 @@ async def _churn(ctx: ProbeContext, most: int, wave: int, seconds: float) -> Out
         tally = ", ".join(f"{n} {kind}" for kind, n in sorted(churn.failures.items()))
         return failed(f"{what}: {churn.failed} failed ({tally}); the first: "
                       f"{churn.named[0]}", **facts)
-    after = Churn(churn.nonce)
+    after = Churn(churn.nonce, churn.pad)
     await _churn_one(ctx, after, churn.started + 1, waits)
     if after.failed:
         return failed(f"{what}: all answered, but afterwards a new connection failed: "
