@@ -553,14 +553,18 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
 def said_the_target_ended(outcome: Outcome, instance: Instance, alive_before: bool) -> Outcome:
     """A target whose process is gone at the end of a try is evidence for every check that
     used it (a crash under load explains a reset mid-way: GoFr 1.56.6 dies of a race on
-    connection set-up): the status goes into the evidence and, unless the try passed or was
-    skipped, first into the summary, the target's output being in the gap's logs."""
+    connection set-up): the status and the head of its crash report go into the evidence
+    and, unless the try passed or was skipped or the check said so itself (``exit_status``
+    in its evidence), first into the summary, the target's output being in the gap's logs."""
     status = instance.exit_status()
     if status is None:
         return outcome
     when = "during the check" if alive_before else "before the check began"
     said = "exit_status" in outcome.evidence  # the check watched the process and said so
     evidence = {**outcome.evidence, "exit_status": status}
+    head = instance.output.crash_head()
+    if head is not None:  # the reports show it at the gap, beside the exit status
+        evidence.setdefault("crash_head", head)
     if outcome.verdict.passed or outcome.verdict is Verdict.SKIP or said:
         return dataclasses.replace(outcome, evidence=evidence)
     return dataclasses.replace(outcome, evidence=evidence, summary=(
