@@ -139,6 +139,18 @@ class CheckView:
     # so the reports say "optional" beside it and leave it out of "make the failed checks
     # pass".
     optional: bool = False
+    # The harness's own CPU share during the check's load, when it was at HARNESS_BOUND or
+    # more: "harness CPU 97%" (its figures measure the harness as much as the target).
+    harness_bound: str = ""
+
+
+def harness_bound(evidence: Any) -> str:
+    """``harness CPU NN%`` when ``evidence`` (a check's) says its load ran while the harness
+    was at its own ceiling (``gaps.probe.harness_ceiling``), else empty."""
+    if not isinstance(evidence, dict) or evidence.get("harness_bound") is not True:
+        return ""
+    share = evidence.get("harness_cpu_share")
+    return f"harness CPU {share:.0%}" if isinstance(share, int | float) else "harness CPU"
 
 
 CRASH_LIMIT = 2000  # the head of a crash report shown at its gap
@@ -344,6 +356,7 @@ def _check_view(check: CheckResult, tests: str) -> CheckView:
         evidence=compact_json(evidence, EVIDENCE_LIMIT) if evidence else "",
         timeline=timeline_view(evidence),
         optional=is_optional(check.id),
+        harness_bound=harness_bound(check.evidence),
     )
 
 
