@@ -465,6 +465,27 @@ def test_a_target_gets_at_least_4096_open_files(tmp_path: Path) -> None:
         instance.stop(grace=0)
 
 
+def test_the_guard_watches_a_link_numbered_past_1024(tmp_path: Path) -> None:
+    # While the harness holds a thousand connections (limits.connection-cap), a target
+    # started then gets a guard whose link has a number past select()'s 1,024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < 1200:
+        pytest.skip(f"the open-file limit here is {soft}")
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    path = marked_manifest(tmp_path, command='["sleep", "307"]')
+    instance = Instance(load_manifest(path))
+    try:
+        instance.start()
+        time.sleep(1.0)
+        assert instance.exit_status() is None, instance.logs()
+        assert "out of range" not in instance.logs()
+    finally:
+        for fd in held:
+            os.close(fd)
+        instance.stop(grace=0)
+    assert wait_for(lambda: not marked_processes(path), 5)
+
+
 # -- builds -----------------------------------------------------------------------------------
 
 def build_manifest(tmp_path: Path, command: str, timeout: float = 60,
