@@ -7,19 +7,32 @@ Exit status of wsgaps run:
   3  a probe could not complete (verdict error), a target did not start, or a
      results.json could not be written (its path and the reason are said)
   130  interrupted (Ctrl-C or SIGTERM; results written so far are kept)
+  141  the reader of the output went away (e.g. piped into head), nothing printed
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import math
+import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+)
+from rich.text import Text
 
 from gaps import __version__
 from gaps.gate import load_baselines, regressions, status_failures
@@ -32,6 +45,7 @@ from gaps.summary import print_summary
 from gaps.targets import builtin_names, cannot_run, resolve
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_PROBE_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell reports for a tool SIGPIPE ended
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -50,46 +64,85 @@ def expand_targets(specs: list[str]) -> list[str]:
 
 
 LONG_WAIT = 10.0  # seconds: a gap whose longest check may take this long is shown waiting
+TICK = 1.0  # seconds between refreshes of the live display while nothing else happens
+BUILD_QUIET = 2.0  # seconds a build runs before a log line says so (cached ones take less)
+BUILD_NOTE = 30.0  # seconds between "still building" lines in a log
+
+
+def clock(seconds: float) -> str:
+    """A time since the start of the run, as each progress line begins: ``  41.2 s``."""
+    return f"{seconds:7.1f} s"
+
+
+class RunClock(ProgressColumn):
+    """Time from the start of the run (not from when the bar was drawn), stopped when the
+    target's last gap is done: so every row and every log line counts on one clock."""
+
+    def __init__(self, started: float, progress: RunProgress) -> None:
+        super().__init__()
+        self.started, self.progress = started, progress
+
+    def render(self, task: Task) -> Text:
+        target = self.progress.targets[task.fields["name"]]
+        end = target.finished if task.finished and target.finished else time.monotonic()
+        return Text(f"{end - self.started:.0f} s", style="progress.elapsed")
 
 
 async def run_all(specs: list[str], names: list[str], args: argparse.Namespace,
-                  console: Console) -> RunProgress:
+                  console: Console, started: float | None = None) -> RunProgress:
     """One pytest process for every target.  On a terminal, a progress bar per target that
-    names the gaps still waiting on a long check; elsewhere (CI logs) a line per finished gap,
-    as it finishes."""
+    shows its build while it builds (elapsed) and then names the gaps still waiting on a
+    long check; elsewhere (CI logs, ``make report`` into a file) a line per build and per
+    finished gap, as it happens.  Times count from ``started``, the start of the run."""
+    started = time.monotonic() if started is None else started
     progress = RunProgress({name: TargetProgress(name) for name in names})
     options = {**vars(args), "out": str(args.out)}
     width = max(len(name) for name in names)
     live = console.is_terminal
     printed: set[tuple[str, str]] = set()
+    noted: dict[str, float] = {}  # target -> build seconds at its last "building" line
+
+    def say(at: float, text: str) -> None:
+        console.print(f"{clock(at - started)}  {text}", highlight=False, markup=False)
+
     with Progress(
         TextColumn(f"{{task.fields[name]:<{width}}}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[current]}"), TimeElapsedColumn(),
+        TextColumn("{task.fields[current]}"), RunClock(started, progress),
         console=console, transient=False, disable=not live,
     ) as bar:
         tasks = {name: bar.add_task("", total=None, name=name, current="waiting")
                  for name in names}
 
         def refresh() -> None:
+            now = time.monotonic()
             for name, p in progress.targets.items():
+                building = p.building(now)
                 waiting = [f"{gap} (up to {wait:.0f} s)" for gap, wait in p.running.items()
                            if wait >= LONG_WAIT]
-                current = p.current if not waiting else "waiting: " + ", ".join(waiting)
+                current = f"building ({building:.0f} s)" if building is not None \
+                    else p.current if not waiting else "waiting: " + ", ".join(waiting)
                 bar.update(tasks[name], completed=p.done, current=current
                            + (f" ({len(p.errors)} errors)" if p.errors else ""))
                 if live:
                     continue
+                _log_build(name, p, now, noted, say)
                 for event in p.gaps_done:
                     key = (name, str(event.get("gap")))
                     if key not in printed:
                         printed.add(key)
-                        console.print(f"{name} {event.get('gap')}: {event.get('status')}"
-                                      f"{' (error)' if event.get('error') else ''} in "
-                                      f"{event.get('seconds', 0):.1f} s",
-                                      highlight=False, markup=False)
+                        say(float(event.get("at", now)),
+                            f"{name} {event.get('gap')}: {event.get('status')}"
+                            f"{' (error)' if event.get('error') else ''} in "
+                            f"{event.get('seconds', 0):.1f} s")
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(TICK)
+                refresh()
 
         # The CLI waits while the probes run: meanwhile it gets the report templates ready.
         warm = asyncio.ensure_future(asyncio.to_thread(_preload_reports))
+        ticker = asyncio.ensure_future(tick())
         def interrupted(signal_name: str) -> None:
             progress.interrupted = signal_name  # run_probes passes it on to the child
 
@@ -99,12 +152,45 @@ async def run_all(specs: list[str], names: list[str], args: argparse.Namespace,
                 interrupted)
         except Interrupted as exc:
             progress.interrupted = exc.signal_name
+        finally:
+            ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
         await warm
         for name, p in progress.targets.items():
             p.current = "skipped" if p.skipped else "done"
+            p.finished = p.finished or time.monotonic()
             bar.update(tasks[name], total=p.done or 1, completed=p.done or 1)
         refresh()
     return progress
+
+
+BUILD_LINE = {"built": "built in {:.1f} s", "cached": "build cached (inputs unchanged)",
+              "failed": "build failed after {:.1f} s", "not-run": "not built: a tool it needs "
+              "is missing"}
+
+
+def _log_build(name: str, p: TargetProgress, now: float, noted: dict[str, float],
+               say: Callable[[float, str], None]) -> None:
+    """Log lines of one target's build: once it has run BUILD_QUIET seconds, every
+    BUILD_NOTE seconds after that, and what became of it when it is done (a target without
+    a build step says nothing).  ``noted``: per target, the build seconds at its last line,
+    and ``inf`` once its end was said."""
+    if p.build_started is None or noted.get(name) == math.inf:
+        return
+    building = p.building(now)
+    if building is None:
+        noted[name] = math.inf
+        line = BUILD_LINE.get(p.build or "")
+        if line is not None and p.build_done is not None:
+            say(p.build_done, f"{name}: {line.format(p.build_done - p.build_started)}")
+        return
+    last = noted.get(name)
+    if last is None and building >= BUILD_QUIET:
+        noted[name] = building
+        say(p.build_started, f"{name}: building")
+    elif last is not None and building - last >= BUILD_NOTE:
+        noted[name] = building
+        say(now, f"{name}: still building ({building:.0f} s so far)")
 
 
 def _preload_reports() -> None:
@@ -170,7 +256,7 @@ def interrupted_line(signal_name: str) -> str:
 
 def _run_and_report(specs: list[str], names: list[str], baselines: dict[str, RunResult],
                     args: argparse.Namespace, console: Console, started: float) -> int:
-    progress = asyncio.run(run_all(specs, names, args, console))
+    progress = asyncio.run(run_all(specs, names, args, console, started))
     status = EXIT_OK
     result_files = []
     gate: list[str] = []
@@ -304,10 +390,19 @@ def main(argv: list[str] | None = None) -> int:
         print("wsgaps: --jobs must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return status
     except KeyboardInterrupt:  # wsgaps report, targets: nothing to keep, nothing to say
         print("wsgaps: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (``wsgaps targets | head -1``): end quietly, as
+        # a tool killed by SIGPIPE would, with its status.  Standard output is pointed at
+        # devnull first, or the interpreter's final flush would raise (and print) again.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ names, defaults and help cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -141,14 +142,25 @@ def chosen_checks(checks: dict[str, list[Any]], gaps: list[str],
 def out_problem(out: Path, names: Iterable[str]) -> str | None:
     """Why results cannot be written under ``out`` (a file there, or a folder this process
     may not write), in one line, or None.  Asked before any probe starts, so a run never
-    spends its minutes only to lose its record; makes ``out`` and each ``out/<name>``."""
-    for folder in [out, *(out / name for name in names)]:
-        if folder.exists() and not folder.is_dir():
-            return f"{folder} is a file, not a folder"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as exc:
-            return f"cannot write in {folder}: {exc.strerror or exc}"
-    return None
+    spends its minutes only to lose its record.  It tries for real (makes ``out`` and each
+    ``out/<name>`` and a file in each), then removes the folders it made: a run that ends
+    up probing nothing (``-k`` deselected every check) leaves no empty folder behind; the
+    results and report writers make the folders they write in."""
+    made: list[Path] = []
+    try:
+        for folder in [out, *(out / name for name in names)]:
+            if folder.exists() and not folder.is_dir():
+                return f"{folder} is a file, not a folder"
+            missing = [p for p in (folder, *folder.parents) if not p.exists()]
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                made.extend(reversed(missing))  # outermost first
+                with tempfile.TemporaryFile(dir=folder):
+                    pass
+            except OSError as exc:
+                return f"cannot write in {folder}: {exc.strerror or exc}"
+        return None
+    finally:
+        for folder in reversed(made):  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()

@@ -112,6 +112,13 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class BuildStarted:
+    """Progress event: a target's build (or its cache check) began, in a worker thread."""
+
+    target: str
+
+
+@dataclass(frozen=True)
 class TargetPrepared:
     """Progress event: a target was built (or found cached) or skipped."""
 
@@ -157,7 +164,7 @@ class ResultsUnwritten:
     reason: str
 
 
-Event = TargetPrepared | GapStarted | CheckDone | GapDone | ResultsUnwritten
+Event = BuildStarted | TargetPrepared | GapStarted | CheckDone | GapDone | ResultsUnwritten
 Observer = Callable[[Event], None]
 
 # Selection: target label -> gap slug -> the checks to run there, in catalog order.
@@ -185,6 +192,8 @@ async def prepare_all(config: RunConfig, labels: list[str], observe: Observer) -
 
     async def one(label: str) -> None:
         target = config.targets[label]
+        if not target.prepared:  # said before a build that may take minutes
+            observe(BuildStarted(label))
         await asyncio.to_thread(prepare, target, config.time_scale, cancel)
         info = target.run.target
         observe(TargetPrepared(label, info.build, info.version, info.skipped))
@@ -549,6 +558,8 @@ def _mark_interrupted(gap: GapResult, checks: list[CheckDef]) -> None:
 
 def event_json(event: Event) -> dict[str, object]:
     """An event as one JSON object (the CLI reads these from the pytest process)."""
+    if isinstance(event, BuildStarted):
+        return {"event": "build-started", "target": event.target}
     if isinstance(event, TargetPrepared):
         return {"event": "target-prepared", "target": event.target, "build": event.build,
                 "version": event.version, "skipped": event.skipped}

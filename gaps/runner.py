@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,13 +41,25 @@ class TargetProgress:
     running: dict[str, float] = field(default_factory=dict)  # gap -> its longest check budget
     skipped: str | None = None
     unwritten: str | None = None  # why its results.json could not be written (path, reason)
+    # Its build, on the CLI's clock (time.monotonic): when it began and when it was done
+    # (built, found cached or failed), and what became of it (the results' build word).
+    build_started: float | None = None
+    build_done: float | None = None
+    build: str | None = None
+    finished: float | None = None  # when its last selected gap was done (monotonic)
 
-    def apply(self, event: dict[str, Any]) -> None:
+    def apply(self, event: dict[str, Any], now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
         kind = event.get("event")
         if kind == "results-unwritten":
             self.unwritten = str(event.get("reason"))
-        if kind == "target-prepared":
+        if kind == "build-started":
+            self.build_started = now
+            self.current = "building"
+        elif kind == "target-prepared":
             self.skipped = event.get("skipped")
+            self.build = event.get("build")
+            self.build_done = now
             self.current = "skipped" if self.skipped else "probing"
         elif kind == "gap-started":
             self.current = str(event.get("gap"))
@@ -56,8 +69,16 @@ class TargetProgress:
             if event.get("verdict") == "error":
                 self.errors.append(str(event.get("check")))
         elif kind == "gap-done":
+            event = {**event, "at": now}
             self.gaps_done.append(event)
             self.running.pop(str(event.get("gap")), None)
+            self.finished = now
+
+    def building(self, now: float) -> float | None:
+        """Seconds its build has taken so far, while it is building; else None."""
+        if self.build_started is None or self.build_done is not None:
+            return None
+        return now - self.build_started
 
 
 @dataclass

@@ -68,7 +68,9 @@ def test_run_reference_writes_results_and_reports(tmp_path: Path) -> None:
     assert f"report: {tmp_path / 'index.html'}" in done.stdout
     assert f"matrix: {tmp_path / 'matrix.md'}" in done.stdout
     # Not on a terminal: a line per finished gap as it finishes, no progress bar.
-    assert re.search(r"^reference heartbeat: pass in \d+\.\d s$", done.stdout, re.M), done.stdout
+    # Each line starts with the time from the start of the run.
+    assert re.search(r"^ *\d+\.\d s  reference heartbeat: pass in \d+\.\d s$", done.stdout,
+                     re.M), done.stdout
     assert "━━━━━━━━━━ " not in done.stdout  # no progress bar
 
 
@@ -337,3 +339,63 @@ def test_targets_says_which_can_run_here_and_why_not(tmp_path: Path) -> None:
     assert lines["reference"].split()[1:3] == ["runs", "here"], lines["reference"]
     assert lines["gofr"].split()[1:3] == ["cannot", "run"], lines["gofr"]
     assert "(build: go not found on PATH)" in lines["gofr"]
+
+
+def test_targets_into_a_closed_pipe_ends_quietly() -> None:
+    """``wsgaps targets | head -1``: no BrokenPipe traceback, the status of a SIGPIPE end.
+    The reader here has gone before the first line is written."""
+    process = subprocess.Popen([sys.executable, "-m", "gaps", "targets"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 141
+    assert stderr == ""
+
+
+def test_builds_show_as_progress_on_the_run_clock(monkeypatch) -> None:
+    """A log (no terminal) says which target builds, while it builds and how long it took;
+    every line's time counts from the start of the run, builds included."""
+    import argparse
+    import asyncio
+    import io
+    import time
+
+    from rich.console import Console
+
+    import gaps.__main__ as cli
+
+    monkeypatch.setattr(cli, "TICK", 0.02)
+    monkeypatch.setattr(cli, "BUILD_QUIET", 0.1)
+    monkeypatch.setattr(cli, "BUILD_NOTE", 0.2)
+    monkeypatch.setattr(cli, "_preload_reports", lambda: None)
+
+    async def fake_probes(argv_for, progress, on_change) -> int:
+        events = [({"event": "build-started", "target": "slow"}, 0.0),
+                  ({"event": "build-started", "target": "quick"}, 0.0),
+                  ({"event": "target-prepared", "target": "quick", "build": "none"}, 0.05),
+                  ({"event": "target-prepared", "target": "slow", "build": "built"}, 0.4),
+                  ({"event": "gap-done", "target": "slow", "gap": "heartbeat",
+                    "status": "pass", "seconds": 0.1}, 0.1)]
+        for event, wait in events:
+            await asyncio.sleep(wait)
+            progress.targets[event["target"]].apply(event)
+            on_change()
+        return 0
+
+    monkeypatch.setattr(cli, "run_probes", fake_probes)
+    out = io.StringIO()
+    args = argparse.Namespace(out="reports")
+    started = time.monotonic() - 5.0  # the run began before the probes did
+    asyncio.run(cli.run_all(["slow", "quick"], ["slow", "quick"], args,
+                            Console(file=out, width=120), started))
+    lines = out.getvalue().splitlines()
+    said = [line.split(" s  ", 1)[1] for line in lines]
+    assert said[0] == "slow: building"
+    assert any(line.startswith("slow: still building (") for line in said)
+    assert re.fullmatch(r"slow: built in 0\.[4-9]\d* s|slow: built in \d\.\d s",
+                        said[-2]), said
+    assert said[-1] == "slow heartbeat: pass in 0.1 s"
+    assert not any(line.startswith("quick") for line in said)  # no build step: nothing
+    times = [float(line.split(" s  ", 1)[0]) for line in lines]
+    assert times[0] >= 5.0 and times[-1] >= 5.5  # on the run's clock, not the build's

@@ -124,6 +124,12 @@ def test_plugin_selects_by_gap_check_and_k_and_names_unknown_ones(tmp_path: Path
     assert [c["id"] for c in gaps["heartbeat"]["checks"]] == ["heartbeat.server-pings"]
     assert gaps["heartbeat"]["unselected"] == ["heartbeat.reaps-silent-peer"]
     assert gaps["broadcast"]["note"] == "not selected"
+    # -k that deselects every check probes nothing and leaves no reports folder behind.
+    none = subprocess.run([*base, "--gaps-out", str(tmp_path / "none" / "reports"), "-k",
+                           "no-such-check"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert none.returncode == 5, none.stdout[-2000:]  # pytest: no tests ran
+    assert not (tmp_path / "none").exists()
     bad = subprocess.run([*base, "--gaps-gap", "nope"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, check=False)
     assert bad.returncode == 4 and "--gaps-gap nope: no such gap" in bad.stderr, bad.stderr

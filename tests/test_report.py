@@ -878,6 +878,9 @@ def test_unknown_says_which_unknown() -> None:
     assert rows[9].endswith("| ❔ Unknown | - | nothing applicable was probed: every check was "
                             "skipped on this target |")
     assert rows[4].endswith("| ❔ Unknown | - | not probed by this version |")
+    assert "> **Part of the catalog**: this run probed only gap 9 (Subprotocol Negotiation); " \
+        "part of gap 1 (Ping/Pong Heartbeat), as `--gap`" in markdown
+    assert "Part of the catalog" not in render_markdown(plain_run("whole", True))
     heartbeat = gap_section(markdown, 1)
     assert "- `heartbeat.reaps-silent-peer`: not selected in this run" in heartbeat
     assert "not reported" not in heartbeat

@@ -205,6 +205,9 @@ class ReportView:
     counts: tuple[Entry, ...]  # status word -> number of gaps (only Skipped when skipped)
     gaps: tuple[GapView, ...]
     summary: tuple[PriorityGroup, ...]
+    # A run of part of the catalog (--gap, --check, -k): which gaps it probed, said at the
+    # top so that no reader takes the rest for findings.  Empty for a whole run.
+    selected: str = ""
 
 
 def _first_line_and_rest(value: Any) -> list[str]:
@@ -415,6 +418,16 @@ def report_view(run: RunResult) -> ReportView:
         shown += (INTERRUPTED,)
     counts = tuple(Entry(STATUS_WORD[s], str(sum(1 for g in gaps if g.status == s)))
                    for s in shown)
+    results = [run.gaps[gap.slug] for gap in GAPS]
+    selected = ""
+    if any(r.unselected for r in results) and not target.skipped:
+        ran = [f"{r.gap.id} ({r.gap.title})" for r in results if r.checks
+               and not r.unselected]
+        part = [f"{r.gap.id} ({r.gap.title})" for r in results if r.checks and r.unselected]
+        selected = "; ".join(x for x in (
+            f"{'gaps' if len(ran) > 1 else 'gap'} {', '.join(ran)}" if ran else "",
+            f"part of {'gaps' if len(part) > 1 else 'gap'} {', '.join(part)}" if part else "")
+            if x) or "no check"
     return ReportView(
         name=clip(target.name, INLINE_LIMIT),
         description=clip(target.description, SUMMARY_LIMIT) if target.description else "",
@@ -439,6 +452,7 @@ def report_view(run: RunResult) -> ReportView:
         duration=duration,
         counts=counts,
         gaps=gaps,
+        selected=clip(selected, SUMMARY_LIMIT),
         summary=tuple(
             PriorityGroup(str(p), tuple(g for g in gaps if g.priority == p
                                         and g.status != Status.PASS),
