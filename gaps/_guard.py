@@ -5,16 +5,20 @@ Usage: ``python -I gaps/_guard.py FD [--grace SECONDS] -- COMMAND [ARG...]``
 
 FD is the guard's end of a socket pair whose other end the harness holds.  The guard:
 
-1. starts COMMAND with the guard's cwd, env and stdio, as the leader of a new process group
+1. raises its own soft open-file limit to at least ``TARGET_OPEN_FILES`` (4,096) where the
+   hard limit allows, so that COMMAND inherits it: a target that runs out of descriptors
+   under the harness's load would look like one that caps its connections;
+2. starts COMMAND with the guard's cwd, env and stdio, as the leader of a new process group
    (its pgid is its pid), and asks the kernel to SIGKILL it should the guard die;
-2. writes one JSON line to FD: ``{"pid": N}``, or ``{"error": strerror, "errno": n,
+3. writes one JSON line to FD: ``{"pid": N, "open_files": [soft, hard]}`` (the open-file
+   limits COMMAND started with; -1 for unlimited), or ``{"error": strerror, "errno": n,
    "filename": ...}`` and exits 127 when COMMAND cannot be started;
-3. waits until COMMAND exits, or the harness is gone: EOF on FD (the harness died, even by
+4. waits until COMMAND exits, or the harness is gone: EOF on FD (the harness died, even by
    SIGKILL, and the kernel closed its end) or the guard's parent changed;
-4. when the harness is gone: SIGTERM to COMMAND's group, up to the grace period (default
+5. when the harness is gone: SIGTERM to COMMAND's group, up to the grace period (default
    5 s) for COMMAND to exit, then SIGKILL to the group;
-5. forwards SIGTERM, SIGINT and SIGHUP it receives itself to COMMAND's group;
-6. once COMMAND has exited, SIGKILLs what is left of its group (background children) and
+6. forwards SIGTERM, SIGINT and SIGHUP it receives itself to COMMAND's group;
+7. once COMMAND has exited, SIGKILLs what is left of its group (background children) and
    exits with COMMAND's status: the same code, or the same signal re-raised, so the harness
    sees ``-N`` for a target killed by signal N.
 
@@ -40,6 +44,7 @@ import time
 from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
+TARGET_OPEN_FILES = 4096  # the least soft open-file limit a target starts with, where allowed
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # How often the guard checks that the harness is still its parent, for the case where the
 # harness died but a process it forked still holds the other end of the socket open.
@@ -158,6 +163,19 @@ def exit_like(status: int) -> int:
     return 128 + sig  # only reached if the signal did not end the guard
 
 
+def raise_open_files(least: int) -> list[int]:
+    """Raise this process's soft open-file limit (which the target inherits) to ``least``,
+    or to the hard limit when that is lower; never lowers it.  The limits then, [soft, hard]
+    (-1: unlimited)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = least if hard == resource.RLIM_INFINITY else min(least, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return [-1 if v == resource.RLIM_INFINITY else v
+            for v in resource.getrlimit(resource.RLIMIT_NOFILE)]
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the guarded command as the module docstring describes; the status to exit with."""
     fd, grace, command = parse(sys.argv[1:] if args is None else args)
@@ -172,6 +190,7 @@ def main(args: list[str] | None = None) -> int:
 
     for sig in FORWARDED:
         signal.signal(sig, forward)
+    open_files = raise_open_files(TARGET_OPEN_FILES)
     try:
         child = subprocess.Popen(command, process_group=0, preexec_fn=die_with_guard())
     except OSError as exc:
@@ -180,7 +199,7 @@ def main(args: list[str] | None = None) -> int:
         return 127
     pgid.append(child.pid)
     pidfd = open_pidfd(child.pid)
-    gone = not send(link, {"pid": child.pid})
+    gone = not send(link, {"pid": child.pid, "open_files": open_files})
     while not gone and not exited(child):
         watch: list[socket.socket | int] = [link] if pidfd is None else [link, pidfd]
         readable, _, _ = select.select(watch, [], [], PARENT_CHECK if pidfd is not None else 0.05)

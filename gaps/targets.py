@@ -457,6 +457,9 @@ class Instance:
     started_at: float = 0.0
     stopped: bool = False
     queued: float = 0.0  # seconds the harness waited for a slot to start it (gaps.plan)
+    # The open-file limits [soft, hard] it started with (-1: unlimited), as its guard set
+    # them (gaps._guard raise_open_files: at least 4,096 where the hard limit allows).
+    open_files: list[int] | None = None
     start_seconds: float = 0.0  # from the start command to ready (start_instance)
     ended_by_itself: int | None = None  # its exit status when stop() found it ended
     # When stop() sent SIGTERM (time.monotonic(), the event loop's clock), and whether the
@@ -543,6 +546,9 @@ class Instance:
         pid = report.get("pid")
         if isinstance(pid, int):
             self.target_pid = pid
+            limits = report.get("open_files")
+            if isinstance(limits, list) and all(isinstance(v, int) for v in limits):
+                self.open_files = limits
             return
         status = self.stop(grace=0)
         if "error" in report:
@@ -552,6 +558,19 @@ class Instance:
             raise TargetFailed(_cannot_start(argv[0], error), self.logs())
         raise TargetFailed(f"cannot start {argv[0]}: its guard ended with status {status} "
                            f"({report.get('guard', 'no report')})", self.logs())
+
+    def open_file_limit(self) -> int | None:
+        """The target's soft open-file limit now (-1: unlimited): from ``/proc`` where the
+        system has it (a runtime may raise its own, as Go and the JVM do), else as its
+        guard started it; None for a target the harness does not run."""
+        if self.target_pid is not None:
+            with contextlib.suppress(OSError, ValueError), \
+                    open(f"/proc/{self.target_pid}/limits", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("Max open files"):
+                        soft = line.split()[3]
+                        return -1 if soft == "unlimited" else int(soft)
+        return self.open_files[0] if self.open_files else None
 
     def _guard_report(self) -> dict[str, object]:
         """The guard's one-line report: {"pid": n}, {"error": ...} or {"guard": problem}."""

@@ -1,5 +1,6 @@
-"""Gap 10, limits: does the stack protect itself from oversized messages, floods and clients
-that stall a handshake, or must every application write that itself?
+"""Gap 10, limits: does the stack protect itself from too many connections, oversized
+messages, floods and clients that stall a handshake, or must every application write that
+itself?
 
 ``max-message-size`` [capability]: the declared limit (``hints.max_message_size``;
 ``DEFAULT_LIMIT``, 16 MiB, when none is declared; ``hints.max_frame_size`` where a stack's
@@ -48,7 +49,25 @@ which message.  A TCP close without a Close is ``non-strict``; every message ech
 refusal, a later message arriving where an earlier was due (dropped silently), another
 Close code, or a refusal before any echo is ``fail``.  A URL target is not flooded: ``skip``.
 
-``limits.connection-cap`` is not implemented yet (not registered, so never counted).
+``connection-cap`` [capability], alone on its instance and holding the harness's load slot:
+how many connections to ``echo`` the target holds before it refuses new handshakes.  With
+``hints.max_connections`` (the cap) the check dials exactly that many, ``CAP_AT_ONCE`` (50)
+handshakes at a time, and every one must be accepted; without it, waves go on until a
+handshake is not accepted or ``CONNECTION_BUDGET`` (1,000) are held.  Only HTTP 503, 429,
+or a 101 followed by Close 1013 is a refusal.  At the cap, ``PAST_CAP`` (3) more handshakes
+go one at a time, and each must be refused too: a stack that accepts the new connection and
+closes an old one to make room (the reference's ``cap-drops-existing``) fails here.  Then
+every connection held sends one numbered ASCII Text message and must get it back: the held
+connections answer Pings all along (``auto_pong``), and none may have been dropped.  A
+handshake with no answer within ``CAP_HANDSHAKE_WAIT`` (5 s) is "not refused, stalled"
+(``fail``); any other answer (another status, a TCP close) is ``fail`` too; no refusal within
+the budget is ``fail`` with the connections held as the figure.  Either side's descriptor
+limit must never read as a cap: the harness raises its own (``open_files_for``; out of
+descriptors is ``error``, harness side), and each target's guard starts it with at least
+4,096 (``gaps._guard``); a target whose limit is still too low for the budget is ``error``
+before anything is dialled.  Both limits are in the evidence.  A stall of the harness's own
+event loop while a handshake waited is "harness too slow" (``error``).  A URL target is not
+loaded with connections: ``skip``.
 
 ``handshake-timeout`` [evidence]: one TCP connection writes a valid handshake request
 without the empty line that ends it (``gaps.wire.stall.half_handshake``) and watches how
@@ -89,18 +108,32 @@ from gaps.probe import (
 from gaps.toolkit import (
     CLOSE,
     DATA,
+    LAG_SHARE,
     OPEN,
     TCP,
     Ending,
+    NoMessage,
     combine,
     echo_once,
     expect_close,
+    harness_stall,
     heavy_load,
+    open_files_for,
+    receive,
     show,
     wait_until,
 )
 from gaps.wire.client import HARNESS_ERRNOS, WireClient
-from gaps.wire.errors import ClosedError, ReceiveError, ReceiveTimeout, SendTimeout, Unreachable
+from gaps.wire.errors import (
+    ClosedError,
+    HandshakeFailed,
+    HandshakeRefused,
+    HandshakeTimeout,
+    ReceiveError,
+    ReceiveTimeout,
+    SendTimeout,
+    Unreachable,
+)
 from gaps.wire.frames import Close, CloseCode, Opcode, opcode_name
 from gaps.wire.stall import half_handshake
 
@@ -500,6 +533,211 @@ async def message_rate(ctx: ProbeContext) -> Outcome:
                       f"(written at {per_s:,.0f} messages/s)", **evidence)
     return failed(f"dropped silently: {burst.echoed} of {burst.sent} came back and no Close "
                   f"within {wait:.1f} s", **evidence)
+
+
+# -- limits.connection-cap -------------------------------------------------------------------
+
+CONNECTION_BUDGET = 1000  # connections dialled at most without a max_connections hint
+CAP_AT_ONCE = 50  # handshakes in flight at a time while looking for the cap
+PAST_CAP = 3  # handshakes dialled one at a time once the cap is reached: each is refused
+CAP_HANDSHAKE_WAIT = 5.0  # for one handshake's answer: none by then is "stalled"
+CAP_CONNECT_WAIT = 60.0  # for all the waves together
+CAP_AFTER_101 = 2.0  # for a Close 1013 after a 101 past the cap
+CAP_SETTLE = 0.3  # after the last wave, for a Close 1013 on its way
+CAP_ECHO_WAIT = 10.0  # for the held connections' echoes, all at once
+CAP_FILE_MARGIN = 64  # descriptors kept free beyond the connections, on either side
+REFUSAL_STATUSES = (503, 429)
+ACCEPTED, REFUSED, STALLED, OTHER = "accepted", "refused", "stalled", "other"
+
+
+@dataclass
+class Dial:
+    """One handshake of the check: its number in dialling order, and what came of it."""
+
+    number: int
+    client: WireClient | None = None
+    failure: HandshakeFailed | None = None
+
+    def kind(self) -> str:
+        """``accepted`` (open), ``refused`` (503, 429, or 101 then Close 1013), ``stalled``
+        (no answer within the wait) or ``other`` (any other answer or end)."""
+        if self.client is not None:
+            if not self.client.closed and self.client.close_frame is None:
+                return ACCEPTED
+            return REFUSED if self.client.close_code == CloseCode.TRY_AGAIN_LATER else OTHER
+        if isinstance(self.failure, HandshakeRefused):
+            return REFUSED if self.failure.response.status in REFUSAL_STATUSES else OTHER
+        return STALLED if isinstance(self.failure, HandshakeTimeout) else OTHER
+
+    def __str__(self) -> str:
+        if self.client is not None:
+            if self.client.close_frame is not None:
+                close = Close.parse(self.client.close_frame.payload)
+                return f"handshake {self.number}: 101, then {close}"
+            if self.client.closed:
+                return f"handshake {self.number}: 101, then a TCP close without a Close frame"
+            return f"handshake {self.number}: 101, open"
+        if isinstance(self.failure, HandshakeRefused):
+            response = self.failure.response
+            return (f"handshake {self.number}: HTTP {response.status} "
+                    f"{show(response.reason.encode('utf-8', 'replace'), 40)}")
+        return f"handshake {self.number}: {self.failure}"
+
+
+async def _dial(ctx: ProbeContext, number: int, wait: float) -> Dial:
+    try:
+        return Dial(number, client=await ctx.connect("echo", timeout=wait, auto_pong=True))
+    except HandshakeFailed as exc:
+        return Dial(number, failure=exc)
+
+
+async def _wave(ctx: ProbeContext, first: int, count: int, wait: float) -> list[Dial]:
+    """``count`` handshakes at once, numbered from ``first``.  A harness-side error (out of
+    descriptors here) ends the wave and the check as ``error``, never as evidence."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(_dial(ctx, first + i, wait)) for i in range(count)]
+    return [task.result() for task in tasks]
+
+
+async def _past_cap(ctx: ProbeContext, number: int, wait: float) -> Dial:
+    """One handshake past the cap; after a 101, the wait for the Close 1013 that refuses it."""
+    dial = await _dial(ctx, number, wait)
+    if dial.client is not None:
+        await expect_close(dial.client, (CloseCode.TRY_AGAIN_LATER,),
+                           ctx.scaled(CAP_AFTER_101), data_decides=True)
+    return dial
+
+
+async def _held_echo(client: WireClient, payload: bytes, wait: float) -> str:
+    """"" when ``payload`` came back on ``client``, else what happened instead."""
+    try:
+        await client.send_text(payload)
+    except (ClosedError, SendTimeout) as exc:
+        return str(exc)
+    got = await receive(client, wait, 4 * len(payload) + 1024)
+    if isinstance(got, NoMessage):
+        return str(got)
+    if got.opcode != Opcode.TEXT or got.data != payload:
+        return f"{opcode_name(got.opcode)} {show(got.data, 60)} came back, not the message sent"
+    return ""
+
+
+def _target_files(ctx: ProbeContext, needed: int) -> tuple[int | None, Outcome | None]:
+    """The target's open-file limit, and an ``error`` when it leaves no room for ``needed``
+    connections: a refusal there could be its descriptor limit, not a cap."""
+    limit = ctx.instance.open_file_limit()
+    if limit is not None and limit != -1 and limit < needed + CAP_FILE_MARGIN:
+        return limit, errored(ErrorReason.HARNESS_SIDE, f"the target's open-file limit is "
+                              f"{limit}, below the {needed} connections of this check and a "
+                              f"margin of {CAP_FILE_MARGIN}: running out of descriptors would "
+                              "read as a cap (the hard limit did not let the harness raise it)",
+                              target_open_files=limit)
+    return limit, None
+
+
+@check("limits.connection-cap", budget=CAP_CONNECT_WAIT + CAP_ECHO_WAIT + 60,
+       placement=ALONE, absent="connection-cap")
+async def connection_cap(ctx: ProbeContext) -> Outcome:
+    if not ctx.manifest.managed:
+        return skipped("a URL target (a server the harness does not run) is not loaded with "
+                       "connections up to a cap: the check is for managed targets only")
+    hinted = ctx.hint("max_connections")
+    cap = int(hinted) if hinted is not None else None
+    dialled = (cap if cap is not None else CONNECTION_BUDGET) + PAST_CAP
+    target_files, problem = _target_files(ctx, dialled)
+    if problem is not None:
+        return problem
+    async with heavy_load(ctx) as queued:
+        harness_files = open_files_for(dialled + CAP_FILE_MARGIN)
+        outcome = await _cap(ctx, cap)
+    outcome.evidence.update(load_slot_wait_s=round(queued, 3), target_open_files=target_files,
+                            harness_open_files=harness_files)
+    return outcome
+
+
+async def _cap(ctx: ProbeContext, cap: int | None) -> Outcome:
+    loop = asyncio.get_running_loop()
+    wait = ctx.plan_wait(CAP_HANDSHAKE_WAIT, name="handshake")
+    bound = cap if cap is not None else CONNECTION_BUDGET
+    declared = (f"the declared cap of {cap:,}" if cap is not None
+                else f"a budget of {CONNECTION_BUDGET:,} (no cap declared)")
+    started = loop.time()
+    dials: list[Dial] = []
+    async with asyncio.timeout(ctx.plan_wait(CAP_CONNECT_WAIT, name="connect")):
+        # Waves until the cap (never past a declared one) or a handshake not accepted; the
+        # whole list is looked at each time, so a late Close 1013 still stops the search.
+        while len(dials) < bound and all(d.kind() == ACCEPTED for d in dials):
+            dials += await _wave(ctx, len(dials) + 1, min(CAP_AT_ONCE, bound - len(dials)),
+                                 wait)
+        if all(d.kind() == ACCEPTED for d in dials):
+            await asyncio.sleep(ctx.scaled(CAP_SETTLE))
+    connect_s = loop.time() - started
+    held = [d for d in dials if d.kind() == ACCEPTED]
+    first = next((d for d in dials if d.kind() != ACCEPTED), None)
+    evidence: dict[str, object] = {
+        "declared_cap": cap, "budget": None if cap is not None else CONNECTION_BUDGET,
+        "dialled": len(dials), "reached": len(held), "connect_s": round(connect_s, 3),
+        "not_accepted": [str(d) for d in dials if d.kind() != ACCEPTED][:12]}
+    if first is not None:
+        evidence["refused_at"] = first.number
+    judged: list[tuple[Verdict, str]] = []
+    stalled = first is not None and first.kind() == STALLED
+    if stalled:
+        judged.append((Verdict.FAIL, f"not refused, stalled: {first} with {len(held):,} "
+                       f"connections held"))
+    elif first is not None and first.kind() == OTHER:
+        judged.append((Verdict.FAIL, f"{first} with {len(held):,} connections held: not a "
+                       "refusal (503, 429, or 101 then Close 1013)"))
+    elif cap is not None and len(held) < cap:
+        judged.append((Verdict.FAIL, f"refused below {declared}: {first}, with only "
+                       f"{len(held):,} connections held"))
+    elif first is None and cap is None:
+        judged.append((Verdict.FAIL, f"no refusal within {declared}: {len(held):,} connections "
+                       "held"))
+    else:
+        # At the cap: the next handshakes, one at a time, must each be refused while every
+        # held connection stays open (a stack that drops old ones to make room fails here).
+        past: list[Dial] = []
+        for number in range(len(dials) + 1, len(dials) + PAST_CAP + 1):
+            past.append(await _past_cap(ctx, number, wait))
+            if past[-1].kind() != REFUSED:
+                break  # one accepted (or stalled) past the cap decides it
+        evidence["past_cap"] = [str(d) for d in past]
+        at = f"{first.number:,}" if first is not None else f"{len(dials) + 1:,}"
+        wrong = [d for d in past if d.kind() != REFUSED]
+        stalled = bool(wrong) and wrong[0].kind() == STALLED
+        if stalled:
+            judged.append((Verdict.FAIL, f"not refused, stalled: past {declared}, {wrong[0]}"))
+        elif wrong:
+            judged.append((Verdict.FAIL, f"past {declared}, not refused: {wrong[0]}"))
+        else:
+            how = first if first is not None else past[0]
+            judged.append((Verdict.PASS, f"refused at handshake {at} with {len(held):,} "
+                           f"connections held ({declared}): {how}; the next {PAST_CAP} "
+                           "were refused too"))
+    # The held connections: still open (none dropped to make room) and still echoing.
+    nonce = f"{ctx.rng.getrandbits(32):08x}"
+    echo_wait = ctx.plan_wait(CAP_ECHO_WAIT, name="echo")
+    problems = await asyncio.gather(*(
+        _held_echo(d.client, f"wsgaps-limits cap {nonce} c{d.number:05d}".encode("ascii"),
+                   echo_wait) for d in held if d.client is not None))
+    broken = [(d, why) for d, why in zip(held, problems, strict=True) if why]
+    evidence["held_not_echoing"] = len(broken)
+    if broken:
+        d, why = broken[0]
+        judged.append((Verdict.FAIL, f"{len(broken):,} of the {len(held):,} held connections "
+                       f"no longer echoed (connection {d.number}: {why})"))
+    else:
+        judged.append((Verdict.PASS, f"all {len(held):,} held connections still echoed"))
+    outcome = combine(judged, **evidence)
+    if any(why for why in problems):
+        closed = sum(1 for d, _ in broken if d.client is not None and d.client.closed)
+        outcome = harness_stall(ctx, outcome, closed)
+    if outcome.verdict is Verdict.FAIL and stalled and ctx.harness_lag() >= LAG_SHARE * wait:
+        return errored(ErrorReason.HARNESS_TOO_SLOW, f"harness too slow: its event loop "
+                       f"stalled {ctx.harness_lag():.2f} s while a handshake waited at most "
+                       f"{wait:.1f} s", **{**outcome.evidence, "summary_before": outcome.summary})
+    return outcome
 
 
 # -- limits.handshake-timeout ----------------------------------------------------------------

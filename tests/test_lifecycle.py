@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -439,6 +440,27 @@ def test_signal_reaches_the_target_group_not_the_guard(tmp_path: Path) -> None:
         # The guard outlives a group-wide SIGKILL, clears the group and reports the kill.
         assert instance.process.wait(10) == -signal.SIGKILL
         assert wait_for(lambda: not marked_processes(path), 5)
+    finally:
+        instance.stop(grace=0)
+
+
+def test_a_target_gets_at_least_4096_open_files(tmp_path: Path) -> None:
+    # The harness's own soft limit lowered to 1,024 (a common default): the guard raises
+    # the target's, so that its descriptors never read as a connection cap (gap 10).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard open-file limit here is {hard}, below 4,096")
+    path = marked_manifest(tmp_path, command='["sh", "-c", "ulimit -Sn; exec sleep 306"]')
+    instance = Instance(load_manifest(path))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        instance.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert instance.open_files is not None and instance.open_files[0] == 4096
+        assert instance.open_file_limit() == 4096  # read from /proc, the target's own
+        assert wait_for(lambda: "4096" in instance.logs(), 5), instance.logs()
     finally:
         instance.stop(grace=0)
 

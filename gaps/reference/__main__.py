@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--rate-limit", type=float, default=500.0, metavar="N",
                         help="messages per second per connection on the echo endpoints "
                              "(a token bucket holding as many)")
+    parser.add_argument("--max-connections", type=int, default=600, metavar="N",
+                        help="WebSocket connections at once, all paths together; a handshake "
+                             "past them gets HTTP 503")
     parser.add_argument("--upstream", default="", metavar="URL",
                         help="a WebSocket URL the outbound client dials (recovery); "
                              "empty: no outbound client")
@@ -69,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         upstream=args.upstream, backoff_initial=args.backoff_initial,
         backoff_factor=args.backoff_factor, backoff_max=args.backoff_max,
         auth_via=args.auth_via, handshake_timeout=args.handshake_timeout,
-        rate_limit=args.rate_limit,
+        rate_limit=args.rate_limit, max_connections=args.max_connections,
     )
 
 

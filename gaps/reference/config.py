@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 CAPABILITIES = ("heartbeat", "broadcast", "rooms", "app-errors", "subprotocols", "recovery",
                 "resume", "handshake-auth", "origin-check", "message-hooks", "shutdown",
                 "introspection", "metrics", "compression", "limits", "max-message-size",
-                "handshake-timeout", "rate-limit")
+                "handshake-timeout", "rate-limit", "connection-cap")
 # ``--without limits`` switches off every one of these (gap 10, gaps/reference/limits.py).
-LIMITS = ("max-message-size", "handshake-timeout", "rate-limit")
+LIMITS = ("max-message-size", "handshake-timeout", "rate-limit", "connection-cap")
 PROFILES = ("full", "seed")
 
 # Offered on /subprotocols, most preferred first (the target manifest lists the same names).
@@ -104,6 +104,9 @@ DEFECTS = {
                       "without bound until its last frame",
     "rate-drops-silently": "messages past the rate limit are dropped without a word: no echo, "
                            "no Close",
+    "cap-drops-existing": "past the connection cap a new handshake is accepted and the oldest "
+                          "connection is closed (Close 1013) to make room, instead of the new "
+                          "one being refused",
 }
 
 
@@ -124,6 +127,7 @@ class Config:
     auth_via: str = "header"  # how /secure's token travels (gaps.reference.middleware.AUTH)
     handshake_timeout: float = 2.0  # seconds to complete the opening handshake
     rate_limit: float = 500.0  # messages per second per connection on the echo endpoints
+    max_connections: int = 600  # WebSocket connections at once, on all paths together
 
     def has(self, capability: str) -> bool:
         if capability not in CAPABILITIES:

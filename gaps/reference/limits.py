@@ -13,7 +13,18 @@
   "rate limit".  websockets has no rate limit of its own; the reference is the harness's
   own server, so it carries one to show the check passing.  Off: no bucket.
 
-DELIBERATELY DEFECTIVE (tests only): ``rate-drops-silently`` drops a message with no token
+- ``connection-cap``: at most ``--max-connections`` (600) WebSocket connections at once, on
+  all paths together (``ConnectionCap``): a handshake past them is answered with HTTP 503
+  before the upgrade, in ``process_request``; a connection counts from the moment its
+  handshake is let through until it has closed (one whose handshake then failed counts
+  until websockets has closed it).  websockets has no cap of its own (its FAQ leaves it to
+  ``process_request``), so the reference carries one to show the check passing.  600 is
+  above the 501 clients of ``broadcast.scale``, which runs on the reference too.  Off: no
+  cap.
+
+DELIBERATELY DEFECTIVE (tests only): ``cap-drops-existing`` accepts every handshake past
+the cap and closes the oldest connection with 1013 to make room for it.
+``rate-drops-silently`` drops a message with no token
 left, without an echo or a Close.  ``size-reads-all`` turns websockets' limit off and
 judges each message's size in the handler, once the whole message has arrived, with Close
 1009: every byte of an oversized message is read first, and a fragmented one is buffered
@@ -24,11 +35,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosedOK
 from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from gaps.reference.config import Config
 from gaps.reference.echo import Handler
@@ -118,3 +132,40 @@ def rate_limited(config: Config, handler: Handler) -> Handler:
         await handler(RateLimited(connection, Bucket(config.rate_limit), silent))  # type: ignore[arg-type]
 
     return limited
+
+
+class ConnectionCap:
+    """At most ``config.max_connections`` connections at once: ``admit`` in ``process_request``
+    (None lets the handshake through, a Response refuses it), ``release`` when its handler
+    ends.  Off (``connection-cap`` switched off), everything is admitted and nothing kept."""
+
+    def __init__(self, config: Config) -> None:
+        self.on = config.has("connection-cap")
+        self.cap = config.max_connections
+        self.drops = config.defective("cap-drops-existing")
+        self.admitted: dict[ServerConnection, None] = {}  # in the order admitted
+        self.evictions: set[asyncio.Task[None]] = set()
+
+    def admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        if not self.on:
+            return None
+        if len(self.admitted) >= self.cap:
+            # A connection whose handshake failed after it was admitted never reaches a
+            # handler, so release never ran for it: it is gone once websockets closed it.
+            for gone in [c for c in self.admitted if c.protocol.state is State.CLOSED]:
+                del self.admitted[gone]
+        if len(self.admitted) >= self.cap:
+            if not self.drops:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
+                                          "connection limit reached, try again later\n")
+            # DELIBERATELY DEFECTIVE (tests only): the oldest makes room for the new one.
+            oldest = next(iter(self.admitted))
+            del self.admitted[oldest]
+            task = asyncio.create_task(oldest.close(CloseCode.TRY_AGAIN_LATER, "make room"))
+            self.evictions.add(task)
+            task.add_done_callback(self.evictions.discard)
+        self.admitted[connection] = None
+        return None
+
+    def release(self, connection: ServerConnection) -> None:
+        self.admitted.pop(connection, None)

@@ -21,7 +21,7 @@ from gaps.reference.defects import serve_options
 from gaps.reference.echo import make_echo
 from gaps.reference.errors import handshake_options
 from gaps.reference.heartbeat import keepalive_options
-from gaps.reference.limits import limit_options, rate_limited, size_checked_late
+from gaps.reference.limits import ConnectionCap, limit_options, rate_limited, size_checked_late
 from gaps.reference.metrics import Metrics
 from gaps.reference.middleware import (
     ORIGIN_PATH,
@@ -65,11 +65,13 @@ def route(table: dict[str, Handler], fanout: Fanout, path: str) -> Handler | Non
 
 
 def handshake_hooks(config: Config, registry: Registry | None = None,
-                    metrics: Metrics | None = None) -> dict[str, Any]:
+                    metrics: Metrics | None = None,
+                    cap: ConnectionCap | None = None) -> dict[str, Any]:
     """``serve()``'s handshake options: the error-handling ones (``errors.py``) and, before
-    the upgrade, the metrics page and request count (``metrics.py``) and the middleware's
-    refusals (``middleware.py``) in one ``process_request``; the subprotocol selection of
-    ``/subprotocols`` and of ``/secure``'s token protocol."""
+    the upgrade, the metrics page and request count (``metrics.py``), the middleware's
+    refusals (``middleware.py``) and last the connection cap (``limits.py``: only a
+    handshake nothing else refused takes a place) in one ``process_request``; the
+    subprotocol selection of ``/subprotocols`` and of ``/secure``'s token protocol."""
     options = handshake_options(config)
     errors_hook = options.get("process_request")
     middleware_hook = process_request(config)
@@ -85,7 +87,9 @@ def handshake_hooks(config: Config, registry: Registry | None = None,
             return listing
         if errors_hook is not None and (answer := errors_hook(connection, request)):
             return answer
-        return middleware_hook(connection, request)
+        if answer := middleware_hook(connection, request):
+            return answer
+        return cap.admit(connection, request) if cap is not None else None
 
     def timed(connection: ServerConnection, request: Request, response: Response) -> None:
         answered(connection, request, response)
@@ -108,8 +112,15 @@ async def run(config: Config) -> None:
     table = routes(config, fanout, hooks)
     registry = Registry(config)
     metrics = Metrics(config)
+    cap = ConnectionCap(config)
 
     async def dispatch(connection: ServerConnection) -> None:
+        try:
+            await serve_one(connection)
+        finally:
+            cap.release(connection)
+
+    async def serve_one(connection: ServerConnection) -> None:
         path = connection.request.path.split("?", 1)[0]
         handler = route(table, fanout, path)
         if handler is None:
@@ -140,7 +151,7 @@ async def run(config: Config) -> None:
     async with serve(
         dispatch, config.host, config.port, **limit_options(config),
         **keepalive_options(config), **serve_options(config),
-        **handshake_hooks(config, registry, metrics), **compression_options(config),
+        **handshake_hooks(config, registry, metrics, cap), **compression_options(config),
     ) as server:
         off = (f"switched off: {', '.join(sorted(config.without))}" if config.without
                else "every capability on")
