@@ -90,6 +90,16 @@ def killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def readable(fds: list[int], timeout: float) -> set[int]:
+    """Those of ``fds`` readable (or at their end) within ``timeout`` seconds.  poll, not
+    select: the link's number is the harness's, which can be past select's 1,024 while
+    the harness holds a thousand connections of a load check (the guard then died)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return {fd for fd, _ in poller.poll(max(0.0, timeout) * 1000)}
+
+
 def wait_exit(child: subprocess.Popen[bytes], pidfd: int | None, timeout: float) -> bool:
     """Wait up to ``timeout`` seconds for ``child`` to exit (unreaped); whether it did."""
     deadline = time.monotonic() + timeout
@@ -98,7 +108,7 @@ def wait_exit(child: subprocess.Popen[bytes], pidfd: int | None, timeout: float)
         if remaining <= 0:
             return False
         if pidfd is not None:
-            select.select([pidfd], [], [], remaining)
+            readable([pidfd], remaining)
         else:
             time.sleep(min(0.05, remaining))
     return True
@@ -201,9 +211,9 @@ def main(args: list[str] | None = None) -> int:
     pidfd = open_pidfd(child.pid)
     gone = not send(link, {"pid": child.pid, "open_files": open_files})
     while not gone and not exited(child):
-        watch: list[socket.socket | int] = [link] if pidfd is None else [link, pidfd]
-        readable, _, _ = select.select(watch, [], [], PARENT_CHECK if pidfd is not None else 0.05)
-        gone = harness_gone(link, link in readable, parent)
+        watch = [link.fileno()] if pidfd is None else [link.fileno(), pidfd]
+        ready = readable(watch, PARENT_CHECK if pidfd is not None else 0.05)
+        gone = harness_gone(link, link.fileno() in ready, parent)
     if gone:
         killpg(child.pid, signal.SIGTERM)
         wait_exit(child, pidfd, grace)

@@ -149,6 +149,8 @@ GAPS: tuple[Gap, ...] = (
         (
             _c("concurrency.parallel-echo", C, "50 clients x 200 messages echo intact, in order"),
             _c("concurrency.fan-in", C, "10 senders to one receiver, per-sender order kept"),
+            _c("concurrency.churn", C,
+               "short connections opened, used once and closed at once; the process stays up"),
             _c("concurrency.documented", C, "the stack documents its concurrency rules"),
         ),
     ),

@@ -45,6 +45,12 @@ _REPORT_START = re.compile(
     rb"|Traceback \(most recent call last\):|Fatal Python error: )")
 # "TypeError: ...", "Error [ERR_UNHANDLED_ERROR]: ...", "java.lang.IllegalStateException: ..."
 _ERROR_LINE = re.compile(rb"(?:\[stderr\] )?(?:Uncaught )?[\w$.]*(?:Error|Exception)\b")
+# ``OutputTail.crash_head``: the lines shown of a crash report, from its first line, with up to
+# ``CRASH_CONTEXT_LINES`` before it (Go's "runtime: goroutine stack exceeds ..."), each cut to
+# ``CRASH_LINE_LIMIT`` characters.
+CRASH_HEAD_LINES = 12
+CRASH_CONTEXT_LINES = 2
+CRASH_LINE_LIMIT = 240
 # The line ``OutputTail.text`` puts between a kept crash head and the tail.
 _SKIP_MARKER = re.compile(r"^\[wsgaps: \d+ bytes skipped after the start of the first crash "
                           r"report above\]$", re.MULTILINE)
@@ -147,6 +153,7 @@ class OutputTail:
         self._head: list[_Piece] = []  # the first crash report's start, with its context
         self._head_size = 0
         self._head_stream: _Stream | None = None
+        self._report_at = 0  # where in the head the report's first line begins
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -201,6 +208,7 @@ class OutputTail:
             newline = context.find(b"\n")
             begin = start if newline < 0 else begin + newline + 1
         self._head_stream = state
+        self._report_at = max(0, start - begin)
         for part in parts:
             if part.pos + len(part.data) > begin:
                 self._extend_head(part.cut(max(0, begin - part.pos)))
@@ -237,6 +245,23 @@ class OutputTail:
         """Bytes held now (tail and crash head): for the memory bound's tests."""
         with self._lock:
             return self._size + self._head_size
+
+    def crash_head(self, lines: int = CRASH_HEAD_LINES) -> str | None:
+        """The first ``lines`` lines of the first crash report seen (a Go ``fatal error:`` or
+        ``panic:``, a Python traceback, ...), after at most ``CRASH_CONTEXT_LINES`` lines that
+        came just before it, without the stderr prefix, each cut to ``CRASH_LINE_LIMIT``
+        characters; None when no report was seen.  The target's bytes, decoded with
+        replacement: for evidence, escaped wherever it is shown."""
+        with self._lock:
+            head = b"".join(p.data for p in self._head)
+            at = self._report_at
+        if not head:
+            return None
+        before = head[:at].splitlines()[-CRASH_CONTEXT_LINES:]
+        shown = [*before, *head[at:].splitlines()[:lines]]
+        text = [line.removeprefix(STDERR_PREFIX).decode("utf-8", "replace")
+                for line in shown]
+        return "\n".join(line[:CRASH_LINE_LIMIT] for line in text)
 
     def text(self) -> str:
         """The tail; when the head of the first crash report is no longer in it, that head

@@ -104,7 +104,8 @@ class Placement(StrEnum):
     UPSTREAM = "upstream"  # plays the target's upstream: each try starts its own instances
     # (``ProbeContext.with_upstream``), the upstream server first
     OWN = "own"  # starts what it needs itself (a pytest suite whose fixtures start the
-    # server under test): the planner starts no instance for it
+    # server under test), or nothing (the documentation check reads files the build
+    # fetched): the planner starts no instance for it
     DECLARED = "declared"  # no instance: the manifest's ``declared.<id>`` decides (``declared``)
 
     @property
@@ -181,7 +182,8 @@ def check(
     and start theirs with ``ProbeContext.with_upstream`` (the upstream server first, its URL
     in the target's ``{upstream}``), as many as they need; ``OWN`` for checks that start
     whatever they need themselves (the testing-utilities checks run a pytest suite whose
-    fixtures start the server under test): the planner starts no instance for them, and
+    fixtures start the server under test; the documentation check starts nothing and reads
+    the docs a build step fetched): the planner starts no instance for them, and
     ``ctx.instance`` is not running.  A check the wire cannot show is
     not a function: see ``declared``.
     """
@@ -273,6 +275,14 @@ class ProbeContext:
         # Instances the running try started itself (with_upstream): a crash of one of them
         # is said like a crash of ``instance`` (``said_the_target_ended``).
         self.own_instances: list[Instance] = []
+        # The harness process's CPU share while the running try held the load slot (the
+        # highest of its loads; ``toolkit.heavy_load``), or None.
+        self.harness_cpu: float | None = None
+
+    def note_harness_cpu(self, share: float | None) -> None:
+        """Record the harness's CPU share during one load of the running try."""
+        if share is not None:
+            self.harness_cpu = max(share, self.harness_cpu or 0.0)
 
     def for_try(self, defn: CheckDef, number: int) -> ProbeContext:
         """A context of its own for one try of ``defn``: clients, budget and randomness are
@@ -285,6 +295,7 @@ class ProbeContext:
         child._budget = None
         child.queued = 0.0
         child.own_instances = []
+        child.harness_cpu = None
         return child
 
     def harness_lag(self) -> float:
@@ -545,22 +556,45 @@ async def _try_on(defn: CheckDef, ctx: ProbeContext) -> Outcome:
     gone, before = next(((i, b) for i, b in watched if i.exit_status() is not None),
                         watched[-1])
     decided = said_the_target_ended(the_wire_decides(outcome, violations), gone, before)
+    decided.evidence = harness_ceiling(decided.evidence, ctx.harness_cpu)
     decided.seconds = loop.time() - started
     decided.queued = ctx.queued
     return decided
 
 
+# A load's figures taken while the harness process used this share of a core or more
+# measure the harness as much as the target ("harness-bound" in the reports).
+HARNESS_BOUND = 0.9
+
+
+def harness_ceiling(evidence: dict[str, Any], share: float | None) -> dict[str, Any]:
+    """``evidence`` with the harness's CPU share during the try's load (``harness_cpu_share``)
+    and, at ``HARNESS_BOUND`` or more, ``harness_bound``: the figures are near the harness's
+    own throughput.  Evidence only: it never changes a verdict."""
+    if share is None:
+        return evidence
+    marks: dict[str, Any] = {"harness_cpu_share": round(share, 2)}
+    if share >= HARNESS_BOUND:
+        marks["harness_bound"] = True
+    return {**evidence, **marks}
+
+
 def said_the_target_ended(outcome: Outcome, instance: Instance, alive_before: bool) -> Outcome:
     """A target whose process is gone at the end of a try is evidence for every check that
     used it (a crash under load explains a reset mid-way: GoFr 1.56.6 dies of a race on
-    connection set-up): the status goes into the evidence and, unless the try passed or was
-    skipped, first into the summary, the target's output being in the gap's logs."""
+    connection set-up): the status and the head of its crash report go into the evidence
+    and, unless the try passed or was skipped or the check said so itself (``exit_status``
+    in its evidence), first into the summary, the target's output being in the gap's logs."""
     status = instance.exit_status()
     if status is None:
         return outcome
     when = "during the check" if alive_before else "before the check began"
+    said = "exit_status" in outcome.evidence  # the check watched the process and said so
     evidence = {**outcome.evidence, "exit_status": status}
-    if outcome.verdict.passed or outcome.verdict is Verdict.SKIP:
+    head = instance.output.crash_head()
+    if head is not None:  # the reports show it at the gap, beside the exit status
+        evidence.setdefault("crash_head", head)
+    if outcome.verdict.passed or outcome.verdict is Verdict.SKIP or said:
         return dataclasses.replace(outcome, evidence=evidence)
     return dataclasses.replace(outcome, evidence=evidence, summary=(
         f"the target's process ended (status {status}) {when}; see its output; "

@@ -46,6 +46,30 @@ Checks and verdicts:
   ``skip`` with that reason: fan-out is gap 2's finding (``broadcast.fan-out``,
   ``broadcast.rooms``), and gap 6 does not count it again; no ``absent`` rule either.  Holds
   the load slot too.
+- ``churn`` [capability], on an instance of its own (``placement=ALONE``): waves of ``WAVE``
+  (20) short connections to ``echo``, each one handshake, one echo of ASCII text with the
+  run's nonce and a sequence number (``wsgaps-churn <nonce> n<seq> <pad>``, ``CHURN_PAD``
+  16 KiB of seeded letters: a message of a realistic size, which makes the target allocate
+  and collect as it would in use), then its TCP
+  connection dropped without a Close (the way a closed tab or a lost network leaves), the
+  next wave once the last has ended, for ``CHURN_TIME`` (5 s) or ``CHURN_MAX`` (20,000)
+  connections, inside the load slot; twenty at a time stays below every listen backlog of
+  the built-in stacks (asyncio 100, Go's somaxconn, Node 511).  A lost handshake (refused,
+  reset, unanswered within ``CHURN_HANDSHAKE_WAIT``) is tried once more after
+  ``CHURN_RETRY_PAUSE``, and counts as a failure only when the retry is lost too; an echo
+  missing within ``CHURN_ECHO_WAIT``, altered or cut off is a failure.  Then, out of the load
+  slot, the process must still be up ``SETTLE_WAIT`` (8 s) later (a process whose crash
+  report has begun gets ``DYING_WAIT`` more to end), and one more connection must echo.
+  Pass: every handshake and echo answered and the process up.  Fail: the process ended
+  (whatever else passed; the exit status and the first lines of its crash report are the
+  evidence), a handshake lost twice, an echo failed (the first few named, counts by kind),
+  or an RFC 6455 violation on a churn connection.  Churn stops early once the process has
+  ended or ``STOP_AFTER`` (50) exchanges failed.  Figures: handshakes per second,
+  connections, exchanges, retried handshakes.  Out of descriptors or local ports is the
+  harness's ``error``.  Why: GoFr 1.56.6 has a race on every WebSocket connection's set-up
+  that ends its process (``fatal error: stack overflow``, targets/gofr/expected.toml); fifty
+  connections rarely lose it, thousands usually do, and only churn tells a user so.  A URL
+  target gets ``GENTLE_CHURN`` (10) connections, ``GENTLE_WAVE`` (2) at a time, no settle.
 - ``documented`` [capability, declared]: whether the stack documents its concurrency rules
   (one reader and one writer per connection, thread safety of send), from the manifest's
   ``declared."concurrency.documented"`` fact with its source; nothing declared is ``skip``.
@@ -56,6 +80,8 @@ it waits for has arrived):
 
 - ``CONNECT_ALL_WAIT`` = 30 s to connect the 50 clients (each handshake has the context's
   10 s), ``EXCHANGE_WAIT`` = 60 s for all 10,000 echoes.
+- ``CHURN_HANDSHAKE_WAIT`` = ``CHURN_ECHO_WAIT`` = 5 s per churn connection,
+  ``SETTLE_WAIT`` = 8 s after the churn (ends early when the process ends).
 - ``WARMUP_WAIT`` = 20 s for the fan-in warm-up, ``FAN_IN_WAIT`` = 30 s for the 1,010
   messages to reach the receiver, ``GRACE`` = 1 s for stragglers once the barriers are in.
 """
@@ -70,7 +96,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gaps.probe import Outcome, ProbeContext, check, declared, failed, passed, skipped
+from gaps.probe import ALONE, Outcome, ProbeContext, check, declared, failed, passed, skipped
 from gaps.toolkit import (
     NAMED,
     ROUND_INTERVAL,
@@ -108,6 +134,19 @@ EXCHANGE_WAIT = 60.0
 WARMUP_WAIT = 20.0
 FAN_IN_WAIT = 30.0
 GRACE = 1.0
+# concurrency.churn
+CHURN_TIME = 5.0  # seconds of churn at most: a load bound, never scaled
+CHURN_MAX = 20_000  # connections at most
+CHURN_PAD = 16 * 1024  # bytes of ASCII letters after each payload's head (see design notes)
+WAVE = 20  # connections open at once; a wave ends before the next begins (below any backlog)
+GENTLE_CHURN, GENTLE_WAVE = 10, 2  # a URL target
+STOP_AFTER = 50  # failed exchanges after which the target has said enough
+CHURN_HANDSHAKE_WAIT = 5.0
+CHURN_ECHO_WAIT = 5.0
+CHURN_RETRY_PAUSE = 0.1  # before a lost handshake's one retry
+SETTLE_WAIT = 8.0  # after the churn: the process must still be up at its end
+DYING_WAIT = 10.0  # more, for a process whose crash report has begun, to end
+SETTLE_POLL = 0.05
 
 FAN_IN_GROUP = "the fan-in audience"
 ECHO_PATTERN = re.compile(rb"^wsgaps-concurrency ([0-9a-f]{8}) c(\d+) m(\d+) ")
@@ -452,6 +491,192 @@ async def _fan_in(ctx: ProbeContext, audience: Audience, endpoint: str) -> Outco
                   f"order sent ({facts['sender_switches']} switches between senders) in "
                   f"{span * 1000:.0f} ms, {rate:.0f} messages/s",
                   messages_per_s=round(rate, 1), **facts, **audience.evidence())
+
+
+# -- concurrency.churn ---------------------------------------------------------------------
+
+@dataclass
+class Churn:
+    """What the churn saw: connections made, exchanges done, and what went wrong, by kind."""
+
+    nonce: str
+    pad: bytes = b""  # the ASCII letters after each payload's head, the same for all
+    started: int = 0  # exchanges begun
+    made: int = 0  # handshakes answered with 101 (a retry's included)
+    echoed: int = 0  # exchanges whose echo came back intact
+    retried: int = 0  # handshakes lost once and answered on their retry
+    failures: dict[str, int] = field(default_factory=dict)  # by kind
+    named: list[str] = field(default_factory=list)  # the first few, in one line each
+    violation: str | None = None  # the first RFC 6455 breach on a churn connection
+
+    def fail(self, kind: str, what: str) -> None:
+        self.failures[kind] = self.failures.get(kind, 0) + 1
+        if len(self.named) < NAMED:
+            self.named.append(what)
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+
+def _churn_payload(nonce: str, seq: int, pad: bytes) -> bytes:
+    return f"wsgaps-churn {nonce} n{seq:05d} ".encode("ascii") + pad
+
+
+async def _churn_handshake(ctx: ProbeContext, churn: Churn, seq: int,
+                           wait: float) -> WireClient | None:
+    """A client on ``echo``, retried once after ``CHURN_RETRY_PAUSE`` if its handshake is
+    lost (refused, reset, unanswered): one lost handshake under churn may be a full backlog
+    for an instant, two in a row are the target's failure.  Harness-side errors (out of
+    descriptors or local ports) are raised."""
+    url = ctx.url("echo")
+    problem: HandshakeFailed | None = None
+    for attempt_number in (1, 2):
+        try:
+            client = await WireClient.connect(url, timeout=wait, auto_pong=True,
+                                              ssl_context=ctx.ssl_context)
+        except HandshakeFailed as exc:
+            problem = exc
+            await asyncio.sleep(ctx.scaled(CHURN_RETRY_PAUSE))
+            continue
+        churn.made += 1
+        churn.retried += attempt_number - 1
+        return client
+    churn.fail("handshake", f"connection {seq}: handshake lost twice, the second time: "
+                            f"{problem}")
+    return None
+
+
+async def _churn_one(ctx: ProbeContext, churn: Churn, seq: int, waits: tuple[float, float],
+                     ) -> None:
+    """One short connection: a handshake, one echo of ASCII text, and the TCP connection
+    dropped."""
+    churn.started += 1
+    handshake_wait, echo_wait = waits
+    client = await _churn_handshake(ctx, churn, seq, handshake_wait)
+    if client is None:
+        return
+    payload = _churn_payload(churn.nonce, seq, churn.pad)
+    try:
+        await client.send_text(payload)
+        got = await receive(client, echo_wait, 4 * len(payload) + 1024)
+        if isinstance(got, NoMessage):
+            churn.fail("echo", f"connection {seq}: {got.said()}")
+        elif got.opcode != Opcode.TEXT or got.data != payload:
+            churn.fail("echo", f"connection {seq}: the echo came back altered "
+                               f"({opcode_name(got.opcode)}, {show(got.data)})")
+        else:
+            churn.echoed += 1
+        # No Close: the client drops its TCP connection (``aclose`` below), the way a closed
+        # tab or a lost network leaves; closing handshakes are gap 3's, and a server must
+        # clean up after a peer that just vanishes as much as after a polite one.
+    except WireError as exc:  # the send found the connection gone
+        churn.fail("echo", f"connection {seq}: could not send: {exc}")
+    finally:
+        if client.violation is not None and churn.violation is None:
+            churn.violation = f"connection {seq}: {client.violation}"
+        await client.aclose()
+
+
+@check("concurrency.churn", placement=ALONE,
+       budget=CHURN_TIME + 2 * CHURN_HANDSHAKE_WAIT + CHURN_ECHO_WAIT + SETTLE_WAIT + DYING_WAIT
+       + 30)
+async def churn(ctx: ProbeContext) -> Outcome:
+    if not ctx.manifest.managed:
+        outcome = await _churn(ctx, GENTLE_CHURN, GENTLE_WAVE, float("inf"))
+        outcome.evidence["gentle"] = True
+        outcome.summary = (f"a URL target is probed gently: {GENTLE_CHURN} connections, "
+                           f"{GENTLE_WAVE} at a time; " + outcome.summary)
+        return outcome
+    wave = WAVE
+    cap = ctx.hint("max_connections")
+    if cap is not None and cap < wave:
+        wave = max(1, int(cap))
+    open_files_for(2 * wave + FILE_MARGIN)
+    async with heavy_load(ctx) as queued:
+        outcome = await _churn(ctx, CHURN_MAX, wave, CHURN_TIME)
+    outcome.evidence["load_slot_wait_s"] = round(queued, 3)
+    return outcome
+
+
+async def _churn(ctx: ProbeContext, most: int, wave: int, seconds: float) -> Outcome:
+    """Waves of ``wave`` short connections until ``seconds`` or ``most`` connections, the
+    target's process ends, or ``STOP_AFTER`` exchanges failed; then, for a managed target,
+    ``SETTLE_WAIT`` for its process to end after all, and one more exchange."""
+    loop = asyncio.get_running_loop()
+    waits = (ctx.plan_wait(CHURN_HANDSHAKE_WAIT, name="handshake"),
+             ctx.plan_wait(CHURN_ECHO_WAIT))
+    instance = ctx.instance
+    pad = "".join(ctx.rng.choices(string.ascii_letters, k=64)).encode("ascii")
+    churn = Churn(f"{ctx.rng.getrandbits(32):08x}", pad * (CHURN_PAD // len(pad)))
+    began = loop.time()
+    while (churn.started < most and loop.time() - began < seconds
+           and instance.exit_status() is None and churn.failed < STOP_AFTER):
+        count = min(wave, most - churn.started)
+        first = churn.started
+        await asyncio.gather(*(_churn_one(ctx, churn, first + k + 1, waits)
+                               for k in range(count)))
+    span = loop.time() - began
+    rate = churn.made / span if span > 0 else 0.0
+    facts: dict[str, Any] = {
+        "handshakes_per_s": round(rate, 1), "connections": churn.made,
+        "exchanges": churn.echoed, "attempted": churn.started,
+        "failures": dict(churn.failures), "retried_handshakes": churn.retried,
+        "at_once": wave, "payload_bytes": len(_churn_payload(churn.nonce, 0, churn.pad)),
+        "seconds": round(span, 3), "nonce": churn.nonce}
+    if churn.named:
+        facts["first_failures"] = churn.named
+    settle = 0.0
+    if instance.managed and instance.exit_status() is None:
+        settle = ctx.plan_wait(SETTLE_WAIT, name="settle")
+        settled = loop.time()
+        while loop.time() - settled < settle and instance.exit_status() is None:
+            await asyncio.sleep(SETTLE_POLL)
+        if instance.exit_status() is None and instance.output.crash_head() is not None:
+            # A crash report has begun (Go dumps every goroutine before it exits): its end.
+            dying = loop.time() + ctx.scaled(DYING_WAIT)
+            while loop.time() < dying and instance.exit_status() is None:
+                await asyncio.sleep(SETTLE_POLL)
+        facts["settle_s"] = round(loop.time() - settled, 3)
+    what = (f"{churn.started} short connections in {span:.1f} s, {wave} at a time "
+            f"({rate:.0f} handshakes/s)")
+    status = instance.exit_status()
+    if status is not None:
+        head = instance.output.crash_head()
+        facts["exit_status"] = status
+        if head is not None:
+            facts["crash_head"] = head
+        first_line = _report_line(head)
+        return failed(f"{what}: the target's process ended with status {status}"
+                      + (f" ({first_line})" if first_line else "")
+                      + f"; {churn.made} handshakes and {churn.echoed} echoes had been "
+                      f"answered", **facts)
+    if churn.violation is not None:
+        return failed(f"{what}: the target broke RFC 6455 on a churn connection: "
+                      f"{churn.violation}", **facts)
+    if churn.failed:
+        tally = ", ".join(f"{n} {kind}" for kind, n in sorted(churn.failures.items()))
+        return failed(f"{what}: {churn.failed} failed ({tally}); the first: "
+                      f"{churn.named[0]}", **facts)
+    after = Churn(churn.nonce, churn.pad)
+    await _churn_one(ctx, after, churn.started + 1, waits)
+    if after.failed:
+        return failed(f"{what}: all answered, but afterwards a new connection failed: "
+                      f"{after.named[0]}", **facts)
+    stayed = f"; the process was still up {settle:.1f} s later" if settle else ""
+    return passed(f"{what}: every handshake and echo answered ({churn.retried} handshakes "
+                  f"answered on their retry){stayed}, and a new connection then echoed",
+                  **facts)
+
+
+def _report_line(head: str | None) -> str:
+    """The crash report's own first line (``fatal error: stack overflow``), for a summary."""
+    if head is None:
+        return ""
+    lines = head.splitlines()
+    starts = ("fatal error:", "panic:", "Traceback", "Fatal Python error:", "SIG")
+    line = next((x for x in lines if x.startswith(starts)), lines[0] if lines else "")
+    return line[:120]
 
 
 # -- concurrency.documented ----------------------------------------------------------------

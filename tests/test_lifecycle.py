@@ -28,6 +28,7 @@ from gaps.targets import (
     run_build,
     start_instance,
 )
+from gaps.toolkit import open_files_for
 from tests.conftest import ROOT
 
 ASYNC = pytest.mark.asyncio(loop_scope="session")
@@ -463,6 +464,28 @@ def test_a_target_gets_at_least_4096_open_files(tmp_path: Path) -> None:
         assert wait_for(lambda: "4096" in instance.logs(), 5), instance.logs()
     finally:
         instance.stop(grace=0)
+
+
+def test_the_guard_watches_a_link_numbered_past_1024(tmp_path: Path) -> None:
+    # While the harness holds a thousand connections (limits.connection-cap), a target
+    # started then gets a guard whose link has a number past select()'s 1,024.
+    try:
+        open_files_for(1200)  # as the load check does: towards the hard limit
+    except OSError as exc:
+        pytest.skip(str(exc))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    path = marked_manifest(tmp_path, command='["sleep", "307"]')
+    instance = Instance(load_manifest(path))
+    try:
+        instance.start()
+        time.sleep(1.0)
+        assert instance.exit_status() is None, instance.logs()
+        assert "out of range" not in instance.logs()
+    finally:
+        for fd in held:
+            os.close(fd)
+        instance.stop(grace=0)
+    assert wait_for(lambda: not marked_processes(path), 5)
 
 
 # -- builds -----------------------------------------------------------------------------------

@@ -98,6 +98,18 @@ def test_a_go_crash_whose_dump_outgrows_the_tail_keeps_its_first_lines() -> None
         "[stderr] \t/go/pkg/mod/github.com/gorilla/websocket@v1.5.3/conn.go:1093 +0x13",
         "[stderr] "]
     assert skipped > OUTPUT_LIMIT  # what lay between the head and the tail
+    # crash_head: the report's first lines, two lines of context before it, no prefix.
+    shown = tail.crash_head().splitlines()
+    assert shown[:3] == ["runtime: goroutine stack exceeds 1000000000-byte limit",
+                         "runtime: sp=0xc020160398 stack=[0xc020160000, 0xc040160000]",
+                         "fatal error: stack overflow"]
+    assert len(shown) <= 2 + 12
+
+
+def test_no_crash_head_without_a_crash_report() -> None:
+    tail = OutputTail()
+    feed(tail, _Stream("err", b"[stderr] "), b"a log line\nanother one\n")
+    assert tail.crash_head() is None
 
 
 def test_a_chatty_process_without_a_crash_keeps_only_its_tail() -> None:

@@ -220,3 +220,86 @@ async def test_documented_is_decided_by_the_manifest() -> None:
     assert silent.verdict is Verdict.SKIP and "the manifest declares nothing" in silent.summary
     assert concurrency.documented.placement is DECLARED and concurrency.documented.fn is None
     assert concurrency.documented.needs == ()
+
+
+# -- churn ---------------------------------------------------------------------------------
+
+SHORT_CHURN = 2.0  # seconds of churn in these tests (the check's bound is CHURN_TIME, 5 s)
+CHURN_SCALE = 0.5  # settle 4 s, handshake and echo waits 2.5 s
+
+
+async def test_churn_passes_a_stack_that_answers_every_connection_and_stays_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(concurrency, "CHURN_TIME", SHORT_CHURN)
+    async with reference_ctx(time_scale=CHURN_SCALE) as ctx:
+        result = await concurrency.churn(ctx)
+    assert result.verdict is Verdict.PASS, result
+    facts = result.evidence
+    assert list(facts)[:2] == ["handshakes_per_s", "connections"]  # key figures first
+    assert facts["connections"] == facts["exchanges"] == facts["attempted"] > 100
+    assert facts["failures"] == {} and facts["at_once"] == concurrency.WAVE
+    assert facts["settle_s"] >= concurrency.SETTLE_WAIT * CHURN_SCALE
+    assert "every handshake and echo answered" in result.summary
+    assert "exit_status" not in facts
+
+
+async def test_churn_fails_a_stack_whose_process_dies_under_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(concurrency, "CHURN_TIME", SHORT_CHURN)
+    async with reference_ctx("--defect", "churn-crashes", time_scale=CHURN_SCALE) as ctx:
+        result = await concurrency.churn(ctx)
+    assert result.verdict is Verdict.FAIL, result
+    facts = result.evidence
+    assert facts["exit_status"] == 2
+    assert facts["crash_head"].startswith("fatal error: wsgaps reference defect churn-crashes")
+    assert "the target's process ended with status 2 (fatal error: wsgaps reference " \
+           "defect churn-crashes" in result.summary
+    assert facts["connections"] >= 300  # the 300th connection doomed it
+    # The check said it itself: the runner adds no second "process ended" in front.
+    assert result.summary.count("process ended") == 1
+
+
+async def test_churn_probes_a_url_target_gently(full: ProbeContext) -> None:
+    url = url_manifest(full.url("echo"))
+    result = await concurrency.churn(ProbeContext(url, Instance(url), seed=4))
+    assert result.verdict is Verdict.PASS, result
+    assert result.summary.startswith("a URL target is probed gently: 10 connections, 2 at a "
+                                     "time; ")
+    assert result.evidence["connections"] == 10 and "settle_s" not in result.evidence
+
+
+async def test_churn_out_of_files_is_a_harness_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_room(needed: int) -> int:
+        raise OSError(errno.EMFILE, f"the harness needs {needed} more open files")
+
+    monkeypatch.setattr(concurrency, "open_files_for", no_room)
+    manifest = reference_manifest()
+    result = await concurrency.churn(ProbeContext(manifest, Instance(manifest)))
+    assert result.verdict is Verdict.ERROR, result
+    assert result.summary.startswith("harness side: OSError")
+
+
+async def test_a_lost_handshake_fails_only_when_its_retry_fails_too(
+        full: ProbeContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gaps.wire.errors import NoAnswer
+
+    real = concurrency.WireClient.connect
+    lost = {"count": 0, "every": 1}
+
+    async def lossy(url: str, **options: object) -> concurrency.WireClient:
+        lost["count"] += 1
+        if lost["count"] % lost["every"] == 1 % lost["every"]:  # the first lost
+            raise NoAnswer("connection reset without an HTTP answer (test)")
+        return await real(url, **options)
+
+    monkeypatch.setattr(concurrency.WireClient, "connect", lossy)
+    ctx = full.for_try(concurrency.churn, 1)
+    once = concurrency.Churn("00000000")
+    lost["every"] = 2  # every other handshake lost: each is answered on its retry
+    await concurrency._churn_one(ctx, once, 1, (2.0, 2.0))
+    assert (once.failed, once.retried, once.echoed) == (0, 1, 1)
+    twice = concurrency.Churn("00000000")
+    lost["every"] = 1  # every handshake lost: the retry too
+    await concurrency._churn_one(ctx, twice, 2, (2.0, 2.0))
+    assert twice.failures == {"handshake": 1} and twice.echoed == 0
+    assert "handshake lost twice" in twice.named[0]

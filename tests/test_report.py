@@ -903,3 +903,51 @@ def test_summary_md_is_the_matrix_without_links(tmp_path: Path) -> None:
     assert "| 1 | Ping/Pong Heartbeat | High | ✅ Pass | ⚠️ Partial ⛔ |" in summary
     assert "| 2 | Broadcast and Rooms | High | ❔ Unknown | ❌ Missing |" in summary
     assert "download\nthe job's reports artifact" in summary
+
+
+# --- a crash is a finding -----------------------------------------------------------------
+
+GO_HEAD = ("runtime: goroutine stack exceeds 1000000000-byte limit\nfatal error: stack overflow"
+           "\n\nruntime stack:\n" + SCRIPT)
+
+
+def crashed_run(name: str = "gofr") -> RunResult:
+    run = RunResult(target=TargetInfo(name=name, version="1"), harness_version="0.1.0",
+                    started=1_700_000_000.0)
+    run.gaps["concurrency"] = GapResult("concurrency", checks=[
+        check("concurrency.parallel-echo", Verdict.PASS),
+        check("concurrency.churn", Verdict.FAIL, "the target's process ended with status 2",
+              evidence={"connections": 4940, "exit_status": 2, "crash_head": GO_HEAD}),
+    ], logs="[stderr] fatal error: stack overflow\n" + SCRIPT)
+    return run
+
+
+def test_a_crash_is_shown_at_its_gap_in_both_reports_and_marked_in_the_matrix() -> None:
+    run = crashed_run()
+    section = gap_section(render_markdown(run), 6)
+    assert "💥 **The target's process ended** during `concurrency.churn`: exit status 2 " \
+           "([target logs](#logs-6))" in section
+    assert "fatal error: stack overflow" in section and '<a id="logs-6"></a>' in section
+    # GoFr is built in: its expected.toml names the cause, with the source lines.
+    assert "**Known cause**: gofr.dev v1.56.6" in section and "handler.go:89" in section
+    assert_no_injection(parse(markdown_to_html(section)))
+    html = render_html(run)
+    elements = parse(html)
+    assert_no_injection(elements)
+    assert "#logs-6" in elements.hrefs()
+    assert any(attrs.get("id") == "logs-6" for tag, attrs in elements.tags if tag == "details")
+    assert "fatal error: stack overflow" in "".join(elements.text_in.get("pre", []))
+    assert "Known cause" in html and "targets/gofr/expected.toml" in html
+    matrix = render_matrix_markdown([(run, "gofr"), (plain_run("beta", True), "beta")])
+    row = next(line for line in matrix.splitlines() if line.startswith("| 6 | "))
+    assert row.count("💥 crashed (2)") == 1
+    assert ">crashed</span>" in render_index_html([(run, "gofr")])
+
+
+def test_a_crash_of_a_target_without_known_cause_shows_no_cause() -> None:
+    run = crashed_run("someone-else")
+    section = gap_section(render_markdown(run), 6)
+    assert "💥 **The target's process ended**" in section and "Known cause" not in section
+    quiet = plain_run("alpha", False)
+    assert "💥" not in render_markdown(quiet) and "💥 crashed (" not in \
+        render_matrix_markdown([(quiet, "alpha")])

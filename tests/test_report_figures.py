@@ -95,3 +95,24 @@ def test_an_evidence_only_check_shows_its_figures_not_a_verdict_icon() -> None:
                  html.index('<code>broadcast.scale</code>')]
     assert '<li class="check v-figure">' in scale and "measured</span>" in scale
     beta.gaps["broadcast"].checks.pop()
+
+
+def test_a_figure_taken_at_the_harness_ceiling_is_marked_harness_bound() -> None:
+    from gaps.report.render import render_html, render_markdown
+
+    bound = {"p50_ms": 3.0, "harness_cpu_share": 0.97, "harness_bound": True}
+    calm = {"p50_ms": 3.0, "harness_cpu_share": 0.42}
+    runs = [(run("busy", CheckResult(SCALE, Verdict.PASS, "p50 3.0 ms", evidence=bound)),
+             "busy"),
+            (run("calm", CheckResult(SCALE, Verdict.PASS, "p50 3.0 ms", evidence=calm)),
+             "calm")]
+    (row,) = figures_view(runs)
+    assert [c.harness_bound for c in row.cells] == ["harness CPU 97%", ""]
+    md = render_matrix_markdown(runs)
+    assert md.count("**harness-bound** (harness CPU 97%") == 1
+    assert render_index_html(runs).count("harness-bound (harness CPU 97%)") == 1
+    busy, calm_run = runs[0][0], runs[1][0]
+    assert "**harness-bound** (harness CPU 97%)" in render_markdown(busy)
+    assert "harness-bound (harness CPU 97%)" in render_html(busy)
+    assert "harness-bound" not in render_markdown(calm_run)
+    assert "harness-bound (" not in render_html(calm_run)

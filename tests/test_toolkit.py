@@ -254,3 +254,39 @@ async def test_connect_many_raises_a_harness_error_before_a_wire_error(full) -> 
         for client in clients + got:
             await client.aclose()
     assert first.value.errno == errno.EMFILE and len(got) == 1
+
+
+# -- the harness's own ceiling -------------------------------------------------------------
+
+def test_harness_ceiling_marks_evidence_and_never_a_verdict() -> None:
+    from gaps.probe import HARNESS_BOUND, harness_ceiling
+
+    evidence = {"messages_per_s": 9000.0}
+    assert harness_ceiling(evidence, None) is evidence
+    assert harness_ceiling(evidence, 0.5) == {**evidence, "harness_cpu_share": 0.5}
+    assert harness_ceiling(evidence, HARNESS_BOUND) == {
+        **evidence, "harness_cpu_share": HARNESS_BOUND, "harness_bound": True}
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_heavy_load_notes_the_harness_cpu_share_of_the_try() -> None:
+    import time
+
+    from gaps.probe import ProbeContext
+    from gaps.targets import Instance
+    from gaps.toolkit import heavy_load
+    from tests.conftest import reference_manifest
+
+    manifest = reference_manifest()
+    ctx = ProbeContext(manifest, Instance(manifest))
+    async with heavy_load(ctx):
+        await asyncio.sleep(0.4)  # the harness idle: a load the target would bound
+    assert ctx.harness_cpu is not None and ctx.harness_cpu < 0.5
+    async with heavy_load(ctx):
+        end = time.monotonic() + 0.4
+        while time.monotonic() < end:  # the harness's event loop busy all along
+            pass
+    assert ctx.harness_cpu is not None and ctx.harness_cpu >= 0.9  # the highest load's
+    async with heavy_load(ctx):
+        pass  # too short to say anything: not noted, the earlier share stays
+    assert ctx.harness_cpu >= 0.9

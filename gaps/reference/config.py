@@ -67,6 +67,10 @@ DEFECTS = {
     "fan-in-reorders": "the fan-out of /broadcast and /room/{room} sends each message from a "
                        "task of its own, every other message of a connection 20 ms later: a "
                        "sender's consecutive messages overtake each other",
+    "churn-crashes": "the echo endpoints count their connections, and the CHURN_CRASH_AFTER-th "
+                     "(300th) ends the process CHURN_CRASH_DELAY (1 s) later with a crash "
+                     "report on stderr and status 2, like GoFr 1.56.6's race on connection "
+                     "set-up (a load of 50 clients never gets there)",
     # middleware: the handshake hook of /secure and /origin (gaps.reference.middleware)
     "auth-any-token": "/secure accepts any non-empty token, the wrong one included",
     "any-origin": "/origin accepts every http:// Origin (its check compares the scheme only)",

@@ -1,13 +1,17 @@
 """The ``echo`` contract endpoint: every message back unchanged, with the same opcode.
 
-``make_echo`` returns the plain echo unless a message-type defect or ``echo-reorders`` is
-switched on (tests only, see ``gaps.reference.defects``); ``/echo`` and ``/subprotocols``
-both use it.
+``make_echo`` returns the plain echo unless a message-type defect, ``echo-reorders`` or
+``churn-crashes`` is switched on (tests only, see ``gaps.reference.defects``); ``/echo`` and
+``/subprotocols`` both use it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 
 from websockets.asyncio.server import ServerConnection
@@ -20,6 +24,10 @@ Handler = Callable[[ServerConnection], Awaitable[None]]
 
 MESSAGE_DEFECTS = ("text-unsupported", "binary-unsupported", "binary-as-text", "drop-empty")
 REORDER_WINDOW = 0.05  # echo-reorders: a second message this soon swaps places with the first
+# churn-crashes: the connection of the echo endpoints that dooms the process, and how long the
+# process lives on after it (GoFr's runaway stack takes a second or more to overflow).
+CHURN_CRASH_AFTER = 300
+CHURN_CRASH_DELAY = 1.0
 
 
 async def echo(connection: ServerConnection) -> None:
@@ -54,9 +62,41 @@ def hooked_echo(hooks: MessageHooks) -> Handler:
     return echo_through_hooks
 
 
+def _crash(count: int) -> None:
+    sys.stderr.write(f"fatal error: wsgaps reference defect churn-crashes (connection {count} "
+                     "doomed the process)\n")
+    sys.stderr.flush()
+    os._exit(2)
+
+
+def crashing_under_churn(handler: Handler) -> Handler:
+    """DELIBERATELY DEFECTIVE (tests only, ``churn-crashes``): ``handler``, but the
+    ``CHURN_CRASH_AFTER``-th connection starts a timer thread that ends the process
+    ``CHURN_CRASH_DELAY`` seconds later, whatever the event loop is doing: a race that a
+    stack loses only once enough connections come and go, and that kills it a little
+    after the connection that lost it."""
+    counter = itertools.count(1)
+
+    async def echo_until_doomed(connection: ServerConnection) -> None:
+        count = next(counter)
+        if count == CHURN_CRASH_AFTER:
+            timer = threading.Timer(CHURN_CRASH_DELAY, _crash, (count,))
+            timer.daemon = True
+            timer.start()
+        await handler(connection)
+
+    return echo_until_doomed
+
+
 def make_echo(config: Config, hooks: MessageHooks | None = None) -> Handler:
     """The echo handler for ``config``: faithful (through ``hooks`` when there are any),
-    or with its message-type defects."""
+    or with its message-type defects, or doomed by churn."""
+    if config.defective("churn-crashes"):
+        return crashing_under_churn(_make_echo(config, hooks))
+    return _make_echo(config, hooks)
+
+
+def _make_echo(config: Config, hooks: MessageHooks | None) -> Handler:
     if config.defective("echo-reorders"):
         return reordering_echo
     if not any(config.defective(name) for name in MESSAGE_DEFECTS):

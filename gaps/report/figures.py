@@ -30,6 +30,7 @@ from gaps.report.view import (
     STATUS_WORD,
     SUMMARY_LIMIT,
     VERDICT_ICON,
+    harness_bound,
     shows_figures,
 )
 
@@ -37,7 +38,7 @@ SKIPPED_ICON, SKIPPED_WORD = STATUS_ICON[SKIPPED], STATUS_WORD[SKIPPED]
 
 # Capability checks whose summaries carry figures the matrix lists beside the evidence-only
 # checks' (in catalog order with them).
-FIGURE_CHECKS: tuple[str, ...] = ("concurrency.parallel-echo",)
+FIGURE_CHECKS: tuple[str, ...] = ("concurrency.parallel-echo", "concurrency.churn")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class FigureCell:
     summary: str  # the figures, as the check wrote them; or why there are none
     md_href: str
     html_href: str
+    harness_bound: str = ""  # "harness CPU 97%": taken at the harness's own ceiling
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,14 @@ def figures_view(runs: Sequence[tuple[RunResult, str]]) -> tuple[FigureRow, ...]
                 elif shows_figures(spec.kind, result.verdict):
                     cells.append(FigureCell(name, FIGURE_ICON, FIGURE_WORD,
                                             clip(result.summary, SUMMARY_LIMIT),
-                                            md_href, html_href))
+                                            md_href, html_href,
+                                            harness_bound(result.evidence)))
                 else:
                     cells.append(FigureCell(name, VERDICT_ICON[result.verdict],
                                             str(result.verdict),
                                             clip(result.summary, SUMMARY_LIMIT),
-                                            md_href, html_href))
+                                            md_href, html_href,
+                                            harness_bound(result.evidence)))
             rows.append(FigureRow(spec.id, spec.summary, gap.id, tuple(cells),
                                   capability=spec.kind is Kind.CAPABILITY))
     return tuple(rows)

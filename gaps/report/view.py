@@ -7,6 +7,7 @@ Every string taken from a results file passes through ``clip``, ``tail`` or ``co
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from gaps.catalog import GAPS, Kind, Priority
+from gaps.expectations import ExpectationError, load_expectations
 from gaps.model import (
     NOTHING_APPLICABLE,
     CheckResult,
@@ -29,6 +31,7 @@ from gaps.model import (
 from gaps.output import bound_logs
 from gaps.report.safe import clean, clip, compact_json, tail
 from gaps.report.timeline import Timeline, timeline_view
+from gaps.targets import BUILTIN_DIR
 
 # Bounds on untrusted text, in characters.
 INLINE_LIMIT = 200  # names, versions, hint values
@@ -136,6 +139,32 @@ class CheckView:
     # so the reports say "optional" beside it and leave it out of "make the failed checks
     # pass".
     optional: bool = False
+    # The harness's own CPU share during the check's load, when it was at HARNESS_BOUND or
+    # more: "harness CPU 97%" (its figures measure the harness as much as the target).
+    harness_bound: str = ""
+
+
+def harness_bound(evidence: Any) -> str:
+    """``harness CPU NN%`` when ``evidence`` (a check's) says its load ran while the harness
+    was at its own ceiling (``gaps.probe.harness_ceiling``), else empty."""
+    if not isinstance(evidence, dict) or evidence.get("harness_bound") is not True:
+        return ""
+    share = evidence.get("harness_cpu_share")
+    return f"harness CPU {share:.0%}" if isinstance(share, int | float) else "harness CPU"
+
+
+CRASH_LIMIT = 2000  # the head of a crash report shown at its gap
+
+
+@dataclass(frozen=True)
+class CrashView:
+    """The target's process ended during a check of the gap: a finding, shown at the gap
+    (exit status, the first lines of its crash report, a link to the logs)."""
+
+    check: str  # the first check that saw it
+    exit_status: str
+    head: str  # the crash report's first lines, the target's text (clipped)
+    cause: str = ""  # a built-in target's known cause: its expectation's source
 
 
 @dataclass(frozen=True)
@@ -167,6 +196,39 @@ class GapView:
     decided_checks: tuple[str, ...] = ()
     more_decided: int = 0
     unselected: tuple[str, ...] = ()  # checks of this gap the run did not select
+    crash: CrashView | None = None  # the target's process ended during a check of the gap
+
+
+def crash_of(result: GapResult) -> CrashView | None:
+    """The first check of the gap (in catalog order) during which the target's process
+    ended by itself (``exit_status`` in its evidence: ``gaps.probe.said_the_target_ended``
+    and checks that watch the process put it there), or None."""
+    for check in result.checks:
+        status = check.evidence.get("exit_status") if isinstance(check.evidence, dict) \
+            else None
+        if status is None:
+            continue
+        head = check.evidence.get("crash_head")
+        return CrashView(check.id, clip(status, INLINE_LIMIT),
+                         clip(head, CRASH_LIMIT) if isinstance(head, str) else "")
+    return None
+
+
+def _with_cause(view: GapView, target: str) -> GapView:
+    """``view`` with the known cause of its crash, when the target is a built-in one whose
+    ``expected.toml`` expects the crashed check to fail (GoFr's race: the source names the
+    lines); unchanged otherwise."""
+    if view.crash is None:
+        return view
+    path = BUILTIN_DIR / target / "expected.toml"
+    try:
+        expected = load_expectations(path).get(view.crash.check) if path.is_file() else None
+    except ExpectationError:
+        return view
+    if expected is None or Verdict.FAIL not in (expected.verdict, *expected.also):
+        return view
+    cause = clip(f"{expected.source} (targets/{target}/expected.toml)", SETTING_LIMIT)
+    return dataclasses.replace(view, crash=dataclasses.replace(view.crash, cause=cause))
 
 
 @dataclass(frozen=True)
@@ -294,6 +356,7 @@ def _check_view(check: CheckResult, tests: str) -> CheckView:
         evidence=compact_json(evidence, EVIDENCE_LIMIT) if evidence else "",
         timeline=timeline_view(evidence),
         optional=is_optional(check.id),
+        harness_bound=harness_bound(check.evidence),
     )
 
 
@@ -397,13 +460,15 @@ def gap_view(result: GapResult, *, skipped: bool = False) -> GapView:
         # Only where some of the gap ran: a gap with none selected says so in its note.
         unselected=tuple(s.id for s in gap.checks if s.id in unselected)
         if result.checks else (),
+        crash=None if skipped else crash_of(result),
     )
 
 
 def report_view(run: RunResult) -> ReportView:
     """The view of one target's run: header, gaps in catalog order, summary by priority."""
     target = run.target
-    gaps = tuple(gap_view(run.gaps[gap.slug], skipped=bool(target.skipped)) for gap in GAPS)
+    gaps = tuple(_with_cause(gap_view(run.gaps[gap.slug], skipped=bool(target.skipped)),
+                             target.name) for gap in GAPS)
     settings, more_settings = _entries(target.settings, lambda v: clip(v, SETTING_LIMIT))
     hints, more_hints = _entries(target.hints, number)
     waits, more_waits = _entries(run.waits, lambda v: seconds(v)
@@ -470,6 +535,7 @@ class MatrixCell:
     error: bool
     md_href: str
     html_href: str
+    crashed: str = ""  # the exit status, when the target's process ended during the gap
 
 
 @dataclass(frozen=True)
@@ -542,9 +608,11 @@ def matrix_view(runs: Sequence[tuple[RunResult, str]]) -> MatrixView:
             # Nothing was probed on a skipped target: say so rather than "unknown".
             state = SKIPPED if run.target.skipped else INTERRUPTED if result.interrupted \
                 else str(result.status)
+            crash = None if run.target.skipped else crash_of(result)
             cells.append(MatrixCell(state, STATUS_WORD[state], STATUS_ICON[state],
                                     bool(result.error),
-                                    f"{md_href}#gap-{gap.id}", f"{html_href}#gap-{gap.id}"))
+                                    f"{md_href}#gap-{gap.id}", f"{html_href}#gap-{gap.id}",
+                                    crash.exit_status if crash else ""))
         rows.append(MatrixRow(gap.id, gap.title, str(gap.priority), tuple(cells)))
     starts = [run.started for run, _ in runs
               if isinstance(run.started, int | float) and run.started > 0]

@@ -9,6 +9,7 @@ import errno
 import math
 import os
 import resource
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from gaps.model import ErrorReason, Verdict
@@ -90,6 +91,7 @@ def _open_files() -> int:
 
 
 _LOAD_LOCKS: dict[int, asyncio.Lock] = {}
+SHARE_SPAN = 0.2  # seconds a load must last for its CPU share to be recorded
 
 
 @contextlib.asynccontextmanager
@@ -99,16 +101,45 @@ async def heavy_load(ctx: ProbeContext | None = None) -> AsyncIterator[float]:
     ``broadcast.scale``, ``concurrency.parallel-echo``) take turns, so that one load's figures
     never carry another's (targets and gaps run at once).  Yields the seconds spent waiting
     for the slot; with ``ctx``, the running try's budget does not run meanwhile
-    (``ProbeContext.off_budget``), since the queue is the harness's, not the target's."""
+    (``ProbeContext.off_budget``), since the queue is the harness's, not the target's, and
+    the harness's CPU share while it held the slot is noted on it
+    (``ProbeContext.note_harness_cpu``): a load's figures taken while the harness itself
+    was near its own ceiling say nothing about the target."""
     loop = asyncio.get_running_loop()
     lock = _LOAD_LOCKS.setdefault(id(loop), asyncio.Lock())
     asked = loop.time()
     async with ctx.off_budget() if ctx is not None else contextlib.nullcontext():
         await lock.acquire()
+    began, busy = loop.time(), loop_busy()
     try:
-        yield loop.time() - asked
+        yield began - asked
     finally:
         lock.release()
+        if ctx is not None:
+            ctx.note_harness_cpu(cpu_share(busy, began, loop.time()))
+
+
+def loop_busy() -> float:
+    """Seconds this process's main thread (the event loop's) has been runnable: on a CPU
+    (``sum_exec_runtime``) or waiting for one (``run_delay``), from ``/proc/self/schedstat``
+    (Linux); elsewhere the process's CPU time.  Waiting for a core counts: on a machine
+    shared with other work the loop is at its ceiling when it is never idle, whether or
+    not it got a core all that time."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/self/schedstat", encoding="ascii") as stat:
+            ran, waited = stat.read().split()[:2]
+        return (int(ran) + int(waited)) / 1e9
+    return time.process_time()
+
+
+def cpu_share(busy_before: float, began: float, ended: float) -> float | None:
+    """The share of the wall seconds from ``began`` to ``ended`` in which the harness's
+    event loop was runnable (``loop_busy`` since ``busy_before``), at most 1; None for a
+    span too short to say anything (under ``SHARE_SPAN``)."""
+    span = ended - began
+    if span < SHARE_SPAN:
+        return None
+    return min(1.0, (loop_busy() - busy_before) / span)
 
 
 def percentile(values: Sequence[float], q: float) -> float:

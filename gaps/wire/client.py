@@ -66,8 +66,10 @@ RECORD_LIMIT = 2000  # frame records kept per connection (first and last halves)
 PREVIEW = 48  # payload bytes kept per frame record
 SEND_TIMEOUT = 30.0  # seconds a send may wait for the socket to drain
 MAX_CONTROL = 125  # RFC 6455 5.5: control frame payloads are at most 125 bytes
-# Running out of these is the harness's problem, never evidence about the target.
-HARNESS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+# Running out of these is the harness's problem, never evidence about the target: descriptors,
+# memory, buffer space, and local ports (EADDRNOTAVAIL from connect: no free ephemeral port).
+HARNESS_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS,
+                            errno.EADDRNOTAVAIL})
 
 
 def harness_side(exc: BaseException) -> bool:
