@@ -411,7 +411,8 @@ def test_readme_documents_every_run_option_bench_script_and_placeholder() -> Non
         assert f"`--{option.name}" in table and f"`--gaps-{option.name}" in table, option.name
     benchmarks = readme[readme.index("## Benchmarks"):readme.index("## Layout")]
     for script in sorted((ROOT / "bench").glob("*.py")):
-        assert f"`bench/{script.name}`" in benchmarks, script.name
+        assert f"`bench/{script.name}`" in benchmarks, \
+            f"describe bench/{script.name} in the README's Benchmarks section"
     manifest = readme[readme.index("## Probing your own server"):
                       readme.index("## In your own project")]
     for name in FIXED_PLACEHOLDERS | {"port"}:
