@@ -50,7 +50,7 @@ HINTS = {
 }
 TOP_KEYS = {
     "name", "description", "version", "build", "start", "stop", "ready", "endpoints", "hints",
-    "settings", "absent", "declared", "notes", "pinned",
+    "settings", "absent", "declared", "notes", "pinned", "docs",
 }
 BUILD_KEYS = {"command", "cwd", "env", "timeout", "inputs", "outputs", "exclude", "requires"}
 START_KEYS = {"command", "cwd", "env", "requires", "cost", "imports"}
@@ -58,6 +58,10 @@ MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 STOP_KEYS = {"grace"}
 READY_KEYS = {"timeout"}
 DECLARED_KEYS = {"verdict", "source", "summary"}
+DOCS_KEYS = {"source", "paths", "fetch", "timeout", "env"}
+# Placeholders of docs.paths and docs.fetch: the target's build folder, the folder the docs
+# fetch writes into (per-user cache), and the wsgaps package (the reference's own docs).
+DOCS_PLACEHOLDERS = {"python", "target_dir", "docs_dir", "package_dir"}
 DECLARED_VERDICTS = {"pass", "non-strict", "fail"}
 FIXED_PLACEHOLDERS = {"python", "target_dir", "upstream"}
 PORT_PLACEHOLDER = re.compile(r"^[a-z_]*port$")
@@ -134,6 +138,24 @@ class Build(Command):
     exclude: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Docs:
+    """``[docs]``: where the stack's documentation is, for the documentation probe (gap 14).
+
+    ``paths`` are files or folders, relative to the target's folder or starting with a
+    placeholder (``{target_dir}``, ``{docs_dir}``, ``{package_dir}``); ``fetch`` is a command
+    the build step runs (cached, bounded by ``timeout``) that puts the stack's own docs
+    into ``{docs_dir}``, never at probe time; ``source`` says what the docs are (the
+    archive and version), for the report.
+    """
+
+    source: str
+    paths: tuple[str, ...]
+    fetch: tuple[str, ...] = ()
+    timeout: float = 120.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Manifest:
     """A validated manifest.  ``directory`` resolves relative paths in it."""
@@ -160,6 +182,7 @@ class Manifest:
     # appears in the version command's output (e.g. "aiohttp 3.14.5").
     pinned: str = ""
     url: str | None = None  # external targets: the echo URL
+    docs: Docs | None = None  # [docs], for the documentation probe
 
     @property
     def directory(self) -> Path:
@@ -378,6 +401,47 @@ def _relative_paths(r: FieldReader, data: Any, fieldname: str, *,
     return paths
 
 
+def _docs_placeholders(r: FieldReader, text: str, fieldname: str) -> None:
+    """Only the docs placeholders: a port means nothing where no instance runs."""
+    try:
+        names = _names(text)
+    except ValueError as exc:
+        raise r.fail(fieldname, f"bad placeholder syntax in {text!r} ({exc})") from None
+    for name in names - DOCS_PLACEHOLDERS:
+        raise r.fail(fieldname, f"unknown placeholder {{{name}}} in {text!r} (known: "
+                     f"{', '.join('{' + n + '}' for n in sorted(DOCS_PLACEHOLDERS))})")
+
+
+def _docs(r: FieldReader, data: Any, fieldname: str = "docs") -> Docs:
+    table = r.table(data, fieldname, DOCS_KEYS)
+    r.require(table, ("source", "paths"), fieldname)
+    paths = r.strings(table["paths"], f"{fieldname}.paths")
+    if not paths:
+        raise r.fail(f"{fieldname}.paths", "is empty")
+    for text in paths:
+        _docs_placeholders(r, text, f"{fieldname}.paths")
+        placed = text.startswith("{") and text.split("}", 1)[0][1:] in DOCS_PLACEHOLDERS
+        if not placed and (Path(text).is_absolute() or ".." in Path(text).parts):
+            raise r.fail(f"{fieldname}.paths", f"{text!r} must be relative to the target's "
+                         "folder or start with {target_dir}, {docs_dir} or {package_dir}")
+        if ".." in Path(text).parts:
+            raise r.fail(f"{fieldname}.paths", f"{text!r} must not leave its folder ('..')")
+    fetch = r.strings(table.get("fetch", []), f"{fieldname}.fetch")
+    for arg in fetch:
+        _docs_placeholders(r, arg, f"{fieldname}.fetch")
+    env = r.table(table.get("env", {}), f"{fieldname}.env")
+    for key, value in env.items():
+        _docs_placeholders(r, r.string(value, f"{fieldname}.env.{key}"),
+                           f"{fieldname}.env.{key}")
+    return Docs(
+        source=r.string(table["source"], f"{fieldname}.source"),
+        paths=paths,
+        fetch=fetch,
+        timeout=r.number(table.get("timeout", 120), f"{fieldname}.timeout"),
+        env=dict(env),
+    )
+
+
 def probe_keys() -> list[ProbeKey]:
     """The keys the built-in probes declare (``gaps.probe.load_keys``)."""
     from gaps.probe import load_keys  # the probes import this module: not at import time
@@ -450,6 +514,8 @@ def parse_manifest(data: dict[str, Any], path: Path | None, where: str | None = 
             check_id, verdict, r.string(table["source"], f"{fieldname}.source"),
             r.string(table.get("summary", ""), f"{fieldname}.summary"),
         )
+    if "docs" in data:
+        manifest.docs = _docs(r, data["docs"])
     manifest.notes = r.string(data.get("notes", ""), "notes")
     manifest.pinned = r.string(data.get("pinned", ""), "pinned")
     return manifest

@@ -33,6 +33,7 @@ from gaps.targets import (
     TargetFailed,
     TargetSkipped,
     run_build,
+    run_docs_fetch,
     start_instance,
     target_version,
 )
@@ -171,8 +172,11 @@ Observer = Callable[[Event], None]
 Selection = dict[str, dict[str, list[CheckDef]]]
 
 
-def prepare(target: TargetRun, scale: float, cancel: Cancel | None = None) -> None:
-    """Build (cached) once per target per run; a failed build skips the target."""
+def prepare(target: TargetRun, scale: float, cancel: Cancel | None = None, *,
+            docs: bool = False) -> None:
+    """Build (cached) once per target per run; a failed build skips the target.  With
+    ``docs`` (the documentation gap is selected), the manifest's docs fetch runs after a
+    build that worked (cached too; its failure is the documentation check's ``skip``)."""
     if target.prepared:
         return
     target.prepared = True
@@ -182,19 +186,25 @@ def prepare(target: TargetRun, scale: float, cancel: Cancel | None = None) -> No
         target.run.target.build, target.run.target.skipped = exc.build, str(exc)
         for gap in target.run.gaps.values():
             gap.note = f"target skipped: {str(exc).splitlines()[0]}"
+    else:
+        if docs:
+            run_docs_fetch(target.manifest, time_scale=scale, cancel=cancel)
     target.write()
 
 
-async def prepare_all(config: RunConfig, labels: list[str], observe: Observer) -> None:
+async def prepare_all(config: RunConfig, labels: list[str], observe: Observer,
+                      docs: frozenset[str] = frozenset()) -> None:
     """Build every target at once, each in a worker thread; all before any probing, so that
-    a compiler's load never lands on a timing check.  Interrupted builds are killed."""
+    a compiler's load never lands on a timing check.  Interrupted builds are killed.  The
+    targets in ``docs`` (the documentation gap selected) also fetch their docs."""
     cancel = Cancel()
 
     async def one(label: str) -> None:
         target = config.targets[label]
         if not target.prepared:  # said before a build that may take minutes
             observe(BuildStarted(label))
-        await asyncio.to_thread(prepare, target, config.time_scale, cancel)
+        await asyncio.to_thread(functools.partial(prepare, target, config.time_scale, cancel,
+                                                  docs=label in docs))
         info = target.run.target
         observe(TargetPrepared(label, info.build, info.version, info.skipped))
 
@@ -470,7 +480,8 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
 
 async def _run_plan(config: RunConfig, selection: Selection, observe: Observer) -> None:
     labels = list(selection)
-    await prepare_all(config, labels, observe)
+    await prepare_all(config, labels, observe, frozenset(
+        label for label, gaps in selection.items() if "documentation" in gaps))
     await asyncio.gather(*(reach(config.targets[label], config) for label in labels))
     bounds = Bounds.of(config)
     work = [(label, slug, checks) for label, gaps in selection.items()

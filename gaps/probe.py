@@ -104,7 +104,8 @@ class Placement(StrEnum):
     UPSTREAM = "upstream"  # plays the target's upstream: each try starts its own instances
     # (``ProbeContext.with_upstream``), the upstream server first
     OWN = "own"  # starts what it needs itself (a pytest suite whose fixtures start the
-    # server under test): the planner starts no instance for it
+    # server under test), or nothing (the documentation check reads files the build
+    # fetched): the planner starts no instance for it
     DECLARED = "declared"  # no instance: the manifest's ``declared.<id>`` decides (``declared``)
 
     @property
@@ -181,7 +182,8 @@ def check(
     and start theirs with ``ProbeContext.with_upstream`` (the upstream server first, its URL
     in the target's ``{upstream}``), as many as they need; ``OWN`` for checks that start
     whatever they need themselves (the testing-utilities checks run a pytest suite whose
-    fixtures start the server under test): the planner starts no instance for them, and
+    fixtures start the server under test; the documentation check starts nothing and reads
+    the docs a build step fetched): the planner starts no instance for them, and
     ``ctx.instance`` is not running.  A check the wire cannot show is
     not a function: see ``declared``.
     """

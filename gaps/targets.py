@@ -356,6 +356,91 @@ def run_build(manifest: Manifest, *, time_scale: float = 1.0,
     return "built"
 
 
+# -- documentation (gap 14) -----------------------------------------------------------------
+
+DOCS_STATE = ".wsgaps-docs"
+# A failed docs fetch is tried again after this many seconds (or when its command changes):
+# a registry that has no docs for a package (Maven's mirror without -sources.jars) says so
+# once a day, not on every run.
+DOCS_RETRY = 24 * 3600.0
+
+
+def docs_dir(manifest: Manifest) -> Path:
+    """Where a target's ``[docs] fetch`` puts the stack's docs: a folder of the per-user
+    cache, keyed like the build folder (never the checkout or an installed package)."""
+    key = hashlib.sha256(str(manifest.directory).encode()).hexdigest()[:10]
+    return cache_root() / "docs" / f"{manifest.name}-{key}"
+
+
+def docs_values(manifest: Manifest) -> dict[str, str]:
+    """The placeholders of ``[docs]``: ``{python}``, ``{target_dir}``, ``{docs_dir}`` and
+    ``{package_dir}`` (the installed ``gaps`` package, where the reference's docs live)."""
+    return {**_base_values(manifest), "docs_dir": str(docs_dir(manifest)),
+            "package_dir": str(Path(__file__).resolve().parent)}
+
+
+def _docs_stamp(manifest: Manifest) -> str:
+    assert manifest.docs is not None
+    return hashlib.sha256(json.dumps([manifest.docs.fetch, manifest.docs.env]).encode()
+                          ).hexdigest()
+
+
+def docs_problem(manifest: Manifest) -> str | None:
+    """Why the fetched docs are not there (the fetch failed, or never ran), or None when
+    they are, or when the manifest fetches none."""
+    if manifest.docs is None or not manifest.docs.fetch:
+        return None
+    state = docs_dir(manifest) / DOCS_STATE
+    stamp = state / "stamp"
+    if stamp.is_file() and stamp.read_text() == _docs_stamp(manifest):
+        return None
+    failed = state / "failed"
+    if failed.is_file():
+        return failed.read_text(errors="replace")[:BUILD_TAIL]
+    return "the docs fetch has not run (it runs with the build, when gap 14 is selected)"
+
+
+def run_docs_fetch(manifest: Manifest, *, time_scale: float = 1.0,
+                   cancel: Cancel | None = None) -> str:
+    """Run ``[docs] fetch`` if its docs are not cached: "none", "cached", "fetched" or
+    "failed".  Like a build: in the build folder, in a process group of its own, bounded by
+    ``docs.timeout``.  A failure is kept (``docs_problem``) and tried again next run; it
+    never skips the target: the documentation check says ``skip`` with the reason."""
+    docs = manifest.docs
+    if docs is None or not docs.fetch:
+        return "none"
+    if docs_problem(manifest) is None:
+        return "cached"
+    where = docs_dir(manifest)
+    failed = where / DOCS_STATE / "failed"
+    tried = where / DOCS_STATE / "failed-stamp"
+    if (failed.is_file() and tried.is_file() and tried.read_text() == _docs_stamp(manifest)
+            and time.time() - failed.stat().st_mtime < DOCS_RETRY):
+        return "failed"  # kept: docs_problem says why
+    shutil.rmtree(where, ignore_errors=True)
+    state = where / DOCS_STATE
+    state.mkdir(parents=True)
+    values = docs_values(manifest)
+    argv = [_expand(a, values) for a in docs.fetch]
+    env = {**os.environ, **{k: _expand(v, values) for k, v in docs.env.items()}}
+    timeout = docs.timeout * time_scale
+    cwd = work_dir(manifest)
+    try:
+        status, tail = run_bounded(argv, cwd=cwd if cwd.is_dir() else where, env=env,
+                                    timeout=timeout, limit=BUILD_TAIL, cancel=cancel)
+    except OSError as exc:
+        status, tail = -1, _cannot_start(argv[0], exc)
+    if status == 0:
+        (state / "stamp").write_text(_docs_stamp(manifest))
+        return "fetched"
+    why = (f"docs fetch timed out after {timeout:.0f} s" if status is None
+           else f"docs fetch failed with exit status {status}")
+    (state / "failed").write_text(f"{why} (tried again after {DOCS_RETRY / 3600:.0f} h, or "
+                                  f"when [docs] fetch changes)\n{tail}")
+    (state / "failed-stamp").write_text(_docs_stamp(manifest))
+    return "failed"
+
+
 UNKNOWN_VERSION = "unknown"
 
 

@@ -17,7 +17,9 @@ here (DESIGN.md gap 12):
 
 Checks, all [capability], each one example selection:
 
-- ``fixtures``: ``test_server_example.py`` without its ``raw`` tests: the ``wsgaps_server``
+- ``fixtures``: ``test_server_example.py`` without its ``raw`` tests (the examples' own
+  convention: a test whose name contains "raw" works at the frame level; the tests are
+  named by node ID, never by ``-k``, which also matches folder names): the ``wsgaps_server``
   fixture starts the target from its manifest (``--gaps-server`` names the manifest's
   path), the ``wsgaps_client`` fixture's clients echo text and binary and close.
 - ``mock-server``: ``test_client_example.py``: the ``wsgaps_mock`` scripts (expect, send,
@@ -50,6 +52,7 @@ bounds it.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import shlex
@@ -92,23 +95,43 @@ asyncio_default_test_loop_scope = function
 
 @dataclass(frozen=True)
 class Selection:
-    """The example tests one check runs: a file, a ``-k`` expression, whether they need the
+    """The example tests one check runs: a file, which of its tests (``raw``: those whose
+    names contain "raw", the examples' own convention; None: all), whether they need the
     server under test (``--gaps-server``), and what they exercise (for the summary)."""
 
     file: str
-    keyword: str | None
+    raw: bool | None
     needs_server: bool
     exercises: str
 
+    def picks(self, name: str) -> bool:
+        return self.raw is None or ("raw" in name) == self.raw
+
+    def describe(self) -> str:
+        which = {None: "", True: ", its raw tests", False: ", without its raw tests"}
+        return f"{self.file}{which[self.raw]}"
+
 
 SELECTIONS = {
-    "fixtures": Selection("test_server_example.py", "not raw", True,
+    "fixtures": Selection("test_server_example.py", False, True,
                           "the wsgaps_server and wsgaps_client fixtures"),
     "mock-server": Selection("test_client_example.py", None, False,
                              "the wsgaps_mock scriptable mock server"),
-    "raw-client": Selection("test_server_example.py", "raw", True,
+    "raw-client": Selection("test_server_example.py", True, True,
                             "the raw-frame client (raw_connect, send_frame, send_raw)"),
 }
+
+
+def example_tests(path: Path) -> list[str]:
+    """The test functions of an example file, in order (read with ``ast``, never imported
+    here); [] when it cannot be read."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    return [node.name for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.name.startswith("test")]
 
 
 def _read_helpers(r: FieldReader, value: Any, fieldname: str) -> str:
@@ -144,9 +167,9 @@ class SuiteRun:
         shown = dict(list(self.tests.items())[:TESTS_SHOWN])
         if len(self.tests) > TESTS_SHOWN:
             shown["..."] = f"{len(self.tests) - TESTS_SHOWN} more tests"
-        return {"command": shlex.join(self.argv), "status": self.status, "tests": shown,
+        return {"status": self.status, "tests": shown,
                 **({"report": self.report_problem} if self.report_problem else {}),
-                "output": self.output}
+                "output": self.output, "command": shlex.join(self.argv)}
 
 
 def examples_dir() -> Path | None:
@@ -190,21 +213,22 @@ def _read_report(path: Path) -> tuple[dict[str, str], str]:
 
 
 async def run_selection(ctx: ProbeContext, selection: Selection, examples: Path,
-                        wait: float) -> SuiteRun:
-    """Run ``selection`` of the example tests in a pytest subprocess, bounded by ``wait``
-    and in output; its process group is killed at the end however the wait ends."""
+                        names: list[str], wait: float) -> SuiteRun:
+    """Run the example tests ``names`` of ``selection`` in a pytest subprocess, bounded by
+    ``wait`` and in output; its process group is killed at the end however the wait ends."""
     with tempfile.TemporaryDirectory(prefix="wsgaps-testing-") as tmp:
         folder = Path(tmp)
         (folder / "pytest.ini").write_text(INI)
         report = folder / "report.xml"
         # -x: the first failure decides the verdict, and a broken helper may make every
         # later test wait out its own timeouts.
+        # The tests by node ID, never by -k: a keyword also matches the names of the
+        # folders above the file (an examples folder under "drawings" would match "raw").
         argv = [sys.executable, "-m", "pytest", "-q", "-x", "-c", str(folder / "pytest.ini"),
                 "--rootdir", str(folder), "-p", "no:cacheprovider", *PLUGINS,
                 *(arg for plugin in EXTRA_PLUGINS for arg in ("-p", plugin)),
-                "--junitxml", str(report), str(examples / selection.file)]
-        if selection.keyword is not None:
-            argv += ["-k", selection.keyword]
+                "--junitxml", str(report), *(f"{examples / selection.file}::{name}"
+                                             for name in names)]
         if selection.needs_server:
             argv += ["--gaps-server", _server_spec(ctx)]
         env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
@@ -218,14 +242,15 @@ async def run_selection(ctx: ProbeContext, selection: Selection, examples: Path,
             cancel.set()  # kills the run's process group; the worker thread returns
             raise
         tests, problem = _read_report(report) if status is not None else ({}, "")
-    return SuiteRun(argv, status, output, tests, problem)
+    # The run's temporary folder is named as such, so runs compare equal in the evidence.
+    shown = [arg.replace(str(folder), "$TMP") for arg in argv]
+    return SuiteRun(shown, status, output, tests, problem)
 
 
 def verdict_of(run: SuiteRun, selection: Selection, wait: float) -> Outcome:
     """Pass only for status 0 with at least one selected test passed and none failed."""
     evidence = run.evidence()
-    what = f"the example tests of {selection.exercises} ({selection.file}" + (
-        f", -k {selection.keyword!r})" if selection.keyword else ")")
+    what = f"the example tests of {selection.exercises} ({selection.describe()})"
     if run.status is None:
         return failed(f"{what} did not finish within {wait:.1f} s (killed)", **evidence)
     bad = {name: outcome for name, outcome in run.tests.items()
@@ -243,7 +268,8 @@ def verdict_of(run: SuiteRun, selection: Selection, wait: float) -> Outcome:
                       **evidence)
     if run.report_problem:
         return failed(f"pytest passed {what} but {run.report_problem}", **evidence)
-    return passed(f"{run.count('passed')} of {what} passed against the target", **evidence)
+    against = " against the target" if selection.needs_server else ""
+    return passed(f"{run.count('passed')} of {what} passed{against}", **evidence)
 
 
 async def exercise(ctx: ProbeContext, name: str) -> Outcome:
@@ -252,8 +278,13 @@ async def exercise(ctx: ProbeContext, name: str) -> Outcome:
     if examples is None:
         return skipped("the docs' example tests (docs/examples) are neither in a checkout "
                        "beside this harness nor installed with it: nothing to run")
+    names = [n for n in example_tests(examples / selection.file) if selection.picks(n)]
+    if not names:
+        return failed(f"no example test of {selection.exercises} in "
+                      f"{examples / selection.file} ({selection.describe()}): an empty "
+                      "selection exercises nothing")
     wait = ctx.plan_wait(SUITE_WAIT, name="suite")
-    run = await run_selection(ctx, selection, examples, wait)
+    run = await run_selection(ctx, selection, examples, names, wait)
     return verdict_of(run, selection, wait)
 
 

@@ -114,7 +114,9 @@ async def test_a_cancelled_run_is_killed_at_once(broken) -> None:
     """The check's budget ending (or Ctrl-C) cancels it: the run's process group goes too."""
     broken("hang")
     selection = tu.SELECTIONS["mock-server"]
-    run = asyncio.create_task(tu.run_selection(context(), selection, tu.examples_dir(), 60))
+    run = asyncio.create_task(tu.run_selection(
+        context(), selection, tu.examples_dir(), ["test_client_greets_and_collects_until_close"],
+        60))
     for _ in range(50):
         await asyncio.sleep(0.1)
         if _our_pytest_children():
@@ -132,11 +134,25 @@ async def test_a_cancelled_run_is_killed_at_once(broken) -> None:
 
 @aio
 async def test_a_selection_that_runs_nothing_fails(monkeypatch) -> None:
-    nothing = dataclasses.replace(tu.SELECTIONS["raw-client"], keyword="no_such_test")
+    nothing = dataclasses.replace(tu.SELECTIONS["raw-client"], file="test_client_example.py")
     monkeypatch.setitem(tu.SELECTIONS, "raw-client", nothing)
     result = await tu.raw_client(context())
     assert result.verdict is Verdict.FAIL, result
-    assert "no test of" in result.summary and "exercises nothing" in result.summary
+    assert "no example test of" in result.summary and "exercises nothing" in result.summary
+
+
+@aio
+async def test_a_folder_name_never_selects_tests(tmp_path, monkeypatch) -> None:
+    """Examples installed under a folder whose name contains "raw" (a -k expression would
+    match it and select every test, or none)."""
+    drawn = tmp_path / "drawings" / "examples"
+    drawn.mkdir(parents=True)
+    for example in (ROOT / "docs" / "examples").glob("test_*.py"):
+        (drawn / example.name).write_text(example.read_text())
+    monkeypatch.setattr(tu, "examples_dir", lambda: drawn)
+    result = await tu.fixtures(context())
+    assert result.verdict is Verdict.PASS, result
+    assert len(result.evidence["tests"]) == 4
 
 
 @aio
