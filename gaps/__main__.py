@@ -351,6 +351,43 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def probed_gaps(source: str | None = None) -> list[str]:
+    """One line per gap of the catalog: number, name, priority, and what this version's
+    probes (or ``source``'s) check of it, or that nothing probes it yet.  The README points
+    here instead of listing the probed gaps, so it stays true as probes are added."""
+    from gaps.catalog import GAPS
+    from gaps.probe import DEFAULT_PROBES, load_checks
+
+    checks = load_checks(source or DEFAULT_PROBES)
+    width = max(len(gap.slug) for gap in GAPS)
+    lines = []
+    for gap in GAPS:
+        defined = {d.id for d in checks.get(gap.slug, [])}
+        if not defined:
+            state = "not probed by this version"
+        else:
+            catalog = [c.id for c in gap.checks]
+            state = f"probed: {sum(1 for c in catalog if c in defined)} of {len(catalog)} checks"
+            if missing := [c for c in catalog if c not in defined]:
+                state += f" (not yet: {', '.join(missing)})"
+        lines.append(f"{gap.id:>2}  {gap.slug:<{width}}  {gap.priority!s:<6}  {state}")
+    return lines
+
+
+def cmd_gaps(args: argparse.Namespace) -> int:
+    """The fourteen gaps and which of them this version probes."""
+    from gaps.probe import ProbeError
+
+    try:
+        lines = probed_gaps(args.probes)
+    except (ProbeError, ImportError) as exc:
+        print(f"wsgaps: --probes {args.probes}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="wsgaps", description="WebSocket gap analysis: probe servers, render gap reports.",
@@ -378,6 +415,10 @@ def parser() -> argparse.ArgumentParser:
     audit.set_defaults(func=cmd_audit)
     targets = sub.add_parser("targets", help="list the built-in targets")
     targets.set_defaults(func=cmd_targets)
+    gaps = sub.add_parser("gaps", help="list the fourteen gaps and which this version probes")
+    gaps.add_argument("--probes", default=None, metavar="PACKAGE|DIR",
+                      help="another probe set's checks instead of the built-in probes")
+    gaps.set_defaults(func=cmd_gaps)
     return top
 
 

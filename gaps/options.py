@@ -63,7 +63,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("gap", "probe only this gap, by name or number (repeatable; gaps not selected "
            "read unknown, \"not selected\", and never gate)",
            {"action": "append", "default": [], "metavar": "NAME|NUMBER"}),
-    Option("check", "run only this check, by ID such as heartbeat.ping-answered (repeatable; "
+    Option("check", "run only this check, by ID such as heartbeat.server-pings (repeatable; "
            "with --gap, the checks of those gaps and these checks)",
            {"action": "append", "default": [], "metavar": "ID"}),
     Option("probes", "collect the checks of this probe package (dotted name) or folder "

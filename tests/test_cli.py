@@ -399,3 +399,51 @@ def test_builds_show_as_progress_on_the_run_clock(monkeypatch) -> None:
     assert not any(line.startswith("quick") for line in said)  # no build step: nothing
     times = [float(line.split(" s  ", 1)[0]) for line in lines]
     assert times[0] >= 5.0 and times[-1] >= 5.5  # on the run's clock, not the build's
+
+
+def test_readme_documents_every_run_option_bench_script_and_placeholder() -> None:
+    from gaps.manifest import FIXED_PLACEHOLDERS
+    from gaps.options import OPTIONS
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Options"):readme.index("### Gating CI")]
+    for option in OPTIONS:
+        assert f"`--{option.name}" in table and f"`--gaps-{option.name}" in table, option.name
+    benchmarks = readme[readme.index("## Benchmarks"):readme.index("## Layout")]
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        assert f"`bench/{script.name}`" in benchmarks, \
+            f"describe bench/{script.name} in the README's Benchmarks section"
+    manifest = readme[readme.index("## Probing your own server"):
+                      readme.index("## In your own project")]
+    for name in FIXED_PLACEHOLDERS | {"port"}:
+        assert f"`{{{name}}}`" in manifest, name
+    assert "Relative paths are resolved against the manifest's folder" in manifest
+    own = readme[readme.index("## In your own project"):readme.index("## Testing your own")]
+    assert "python -m pip wheel --no-deps -w dist ." in own
+    # The job summary is the linkless summary.md, never matrix.md's relative links.
+    assert own.count('cat reports/summary.md >> "$GITHUB_STEP_SUMMARY"') == 2
+    assert "matrix.md >>" not in own
+    assert "wsgaps gaps" in readme[:readme.index("## The two commands")]
+
+
+def test_gaps_lists_the_fourteen_and_which_are_probed(tmp_path: Path) -> None:
+    from gaps.catalog import GAPS
+    from gaps.probe import load_checks
+
+    done = wsgaps("gaps")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(GAPS)
+    probed = load_checks()
+    for gap, line in zip(GAPS, lines, strict=True):
+        assert line.split()[:2] == [str(gap.id), gap.slug]
+        assert ("not probed by this version" in line) == (gap.slug not in probed), line
+    # Another probe set: one module, one of its gap's checks.
+    (tmp_path / "mine.py").write_text(
+        "from gaps.probe import check\n\n@check('heartbeat.server-pings')\n"
+        "async def pings(ctx):\n    raise NotImplementedError\n")
+    own = wsgaps("gaps", "--probes", str(tmp_path))
+    assert own.returncode == 0, own.stderr
+    first, second = own.stdout.splitlines()[:2]
+    assert first.endswith("probed: 1 of 2 checks (not yet: heartbeat.reaps-silent-peer)")
+    assert second.endswith("not probed by this version")

@@ -401,7 +401,7 @@ def test_write_reports_beside_results_by_default(tmp_path: Path) -> None:
     written = write_reports(files)
     names = {p.relative_to(tmp_path).as_posix() for p in written}
     assert names == {"one/gap-report.md", "one/gap-report.html", "two/gap-report.md",
-                     "two/gap-report.html", "matrix.md", "index.html"}
+                     "two/gap-report.html", "matrix.md", "summary.md", "index.html"}
     assert all(p.is_file() for p in written)
 
 
@@ -433,9 +433,9 @@ def test_cli_renders_and_prints_paths(tmp_path: Path, capsys) -> None:
     path = write_results(tmp_path, plain_run("one", True))
     assert main([str(path), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out.split()
-    assert len(printed) == 4
+    assert len(printed) == 5
     assert {Path(p).name for p in printed} == {"gap-report.md", "gap-report.html",
-                                              "matrix.md", "index.html"}
+                                              "matrix.md", "summary.md", "index.html"}
 
 
 def test_cli_default_renders_every_reports_folder(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -888,6 +888,21 @@ def test_unknown_says_which_unknown() -> None:
         for words in ("not probed by this version", "nothing applicable was probed",
                       "not selected"):
             assert words in text.split("Identified Gaps")[0]
+
+
+def test_summary_md_is_the_matrix_without_links(tmp_path: Path) -> None:
+    """For a CI job summary, where relative links go nowhere: the same cells, no link."""
+    files = [write_results(tmp_path, plain_run("alpha", True)),
+             write_results(tmp_path, hostile_run("beta"))]
+    written = write_reports(files)
+    summary = (tmp_path / "summary.md").read_text()
+    assert tmp_path / "summary.md" in written and written[-1] == tmp_path / "index.html"
+    matrix = (tmp_path / "matrix.md").read_text()
+    assert "](" in matrix and "](" not in summary
+    assert "<a" not in summary and "http" not in summary
+    assert "| 1 | Ping/Pong Heartbeat | High | ✅ Pass | ⚠️ Partial ⛔ |" in summary
+    assert "| 2 | Broadcast and Rooms | High | ❔ Unknown | ❌ Missing |" in summary
+    assert "download\nthe job's reports artifact" in summary
 
 
 # --- a crash is a finding -----------------------------------------------------------------

@@ -69,6 +69,13 @@ def render_matrix_markdown(runs: Sequence[RunWithFolder],
                            audits=_aligned(runs, audits), **_MD_GLOBALS)
 
 
+def render_summary_markdown(runs: Sequence[RunWithFolder]) -> str:
+    """``summary.md``: the matrix without any link, for a GitHub Actions job summary (or
+    any place the report folder is not beside it, where relative links go nowhere)."""
+    template = markdown_environment().get_template("summary.md.j2")
+    return template.render(m=matrix_view(runs), **_MD_GLOBALS)
+
+
 def render_index_html(runs: Sequence[RunWithFolder],
                       audits: Sequence[AuditLink | None] = ()) -> str:
     """``index.html``: the matrix as a self-contained HTML page linking to each HTML report.

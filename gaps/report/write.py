@@ -20,11 +20,13 @@ from gaps.report.render import (
     render_index_html,
     render_markdown,
     render_matrix_markdown,
+    render_summary_markdown,
 )
 from gaps.report.templates import ReportError
 from gaps.report.view import REPORT_HTML, REPORT_MD
 
 MATRIX_MD = "matrix.md"
+SUMMARY_MD = "summary.md"  # the matrix without links, for a CI job summary
 INDEX_HTML = "index.html"
 
 
@@ -107,7 +109,8 @@ def write_reports(result_files: Sequence[Path], out_dir: Path | None = None) -> 
 
     Per target, ``gap-report.md`` and ``gap-report.html`` go to ``<out_dir>/<target>/``
     (the target name made path-safe), or with no ``out_dir`` beside its ``results.json``.
-    ``matrix.md`` and ``index.html`` always go to ``out_dir``, or with no ``out_dir`` to the
+    ``matrix.md``, ``summary.md`` (the matrix without links, for a CI job summary) and
+    ``index.html`` always go to ``out_dir``, or with no ``out_dir`` to the
     folder holding each target folder (one matrix per such folder).  Targets appear in the
     matrix sorted by folder; a file given twice counts once.  Returned paths are absolute.
 
@@ -144,6 +147,7 @@ def write_reports(result_files: Sequence[Path], out_dir: Path | None = None) -> 
         members = [(s.run, s.folder.name) for s in placed if s.root == root]
         found = [audits[s.folder] for s in placed if s.root == root]
         rendered.append((root / MATRIX_MD, render_matrix_markdown(members, found)))
+        rendered.append((root / SUMMARY_MD, render_summary_markdown(members)))
         rendered.append((root / INDEX_HTML, render_index_html(members, found)))
     for path, text in rendered:
         write_text(path, text)
