@@ -136,7 +136,7 @@ WARMUP_WAIT = 20.0
 FAN_IN_WAIT = 30.0
 GRACE = 1.0
 # concurrency.churn
-CHURN_TIME = 5.0  # seconds of churn at most: a load bound, never scaled
+CHURN_TIME = 8.0  # seconds of churn at most: a load bound, never scaled
 CHURN_MAX = 20_000  # connections at most
 CHURN_PAD = 1024  # bytes of ASCII letters after each payload's head (see design notes)
 AT_ONCE = 20  # connections in flight at once, each replaced as it ends (below any backlog)
