@@ -51,7 +51,7 @@ Checks and verdicts:
   ASCII text with the run's nonce and a sequence number (``wsgaps-churn <nonce> n<seq>
   <pad>``, ``CHURN_PAD`` 1 KiB of seeded letters), then its TCP connection dropped without
   a Close (the way a closed tab or a lost network leaves), and the next one opened in its
-  place at once, for ``CHURN_TIME`` (5 s) or ``CHURN_MAX`` (20,000) connections, inside the
+  place at once, for ``CHURN_TIME`` (8 s) or ``CHURN_MAX`` (20,000) connections, inside the
   load slot.  A steady twenty, not waves of twenty: a wave waits for its slowest
   connection, and the target idles meanwhile (GoFr's race needs its threads busy, design
   notes); twenty pending handshakes stay below every listen backlog of the built-in stacks
