@@ -46,15 +46,16 @@ Checks and verdicts:
   ``skip`` with that reason: fan-out is gap 2's finding (``broadcast.fan-out``,
   ``broadcast.rooms``), and gap 6 does not count it again; no ``absent`` rule either.  Holds
   the load slot too.
-- ``churn`` [capability], on an instance of its own (``placement=ALONE``): waves of ``WAVE``
-  (20) short connections to ``echo``, each one handshake, one echo of ASCII text with the
-  run's nonce and a sequence number (``wsgaps-churn <nonce> n<seq> <pad>``, ``CHURN_PAD``
-  16 KiB of seeded letters: a message of a realistic size, which makes the target allocate
-  and collect as it would in use), then its TCP
-  connection dropped without a Close (the way a closed tab or a lost network leaves), the
-  next wave once the last has ended, for ``CHURN_TIME`` (5 s) or ``CHURN_MAX`` (20,000)
-  connections, inside the load slot; twenty at a time stays below every listen backlog of
-  the built-in stacks (asyncio 100, Go's somaxconn, Node 511).  A lost handshake (refused,
+- ``churn`` [capability], on an instance of its own (``placement=ALONE``): ``AT_ONCE`` (20)
+  short connections to ``echo`` in flight at all times, each one handshake, one echo of
+  ASCII text with the run's nonce and a sequence number (``wsgaps-churn <nonce> n<seq>
+  <pad>``, ``CHURN_PAD`` 1 KiB of seeded letters), then its TCP connection dropped without
+  a Close (the way a closed tab or a lost network leaves), and the next one opened in its
+  place at once, for ``CHURN_TIME`` (8 s) or ``CHURN_MAX`` (20,000) connections, inside the
+  load slot.  A steady twenty, not waves of twenty: a wave waits for its slowest
+  connection, and the target idles meanwhile (GoFr's race needs its threads busy, design
+  notes); twenty pending handshakes stay below every listen backlog of the built-in stacks
+  (asyncio 100, Go's somaxconn, Node 511).  A lost handshake (refused,
   reset, unanswered within ``CHURN_HANDSHAKE_WAIT``) is tried once more after
   ``CHURN_RETRY_PAUSE``, and counts as a failure only when the retry is lost too; an echo
   missing within ``CHURN_ECHO_WAIT``, altered or cut off is a failure.  Then, out of the load
@@ -69,7 +70,7 @@ Checks and verdicts:
   harness's ``error``.  Why: GoFr 1.56.6 has a race on every WebSocket connection's set-up
   that ends its process (``fatal error: stack overflow``, targets/gofr/expected.toml); fifty
   connections rarely lose it, thousands usually do, and only churn tells a user so.  A URL
-  target gets ``GENTLE_CHURN`` (10) connections, ``GENTLE_WAVE`` (2) at a time, no settle.
+  target gets ``GENTLE_CHURN`` (10) connections, ``GENTLE_AT_ONCE`` (2) at a time, no settle.
 - ``documented`` [capability, declared]: whether the stack documents its concurrency rules
   (one reader and one writer per connection, thread safety of send), from the manifest's
   ``declared."concurrency.documented"`` fact with its source; nothing declared is ``skip``.
@@ -135,11 +136,11 @@ WARMUP_WAIT = 20.0
 FAN_IN_WAIT = 30.0
 GRACE = 1.0
 # concurrency.churn
-CHURN_TIME = 5.0  # seconds of churn at most: a load bound, never scaled
+CHURN_TIME = 8.0  # seconds of churn at most: a load bound, never scaled
 CHURN_MAX = 20_000  # connections at most
-CHURN_PAD = 16 * 1024  # bytes of ASCII letters after each payload's head (see design notes)
-WAVE = 20  # connections open at once; a wave ends before the next begins (below any backlog)
-GENTLE_CHURN, GENTLE_WAVE = 10, 2  # a URL target
+CHURN_PAD = 1024  # bytes of ASCII letters after each payload's head (see design notes)
+AT_ONCE = 20  # connections in flight at once, each replaced as it ends (below any backlog)
+GENTLE_CHURN, GENTLE_AT_ONCE = 10, 2  # a URL target
 STOP_AFTER = 50  # failed exchanges after which the target has said enough
 CHURN_HANDSHAKE_WAIT = 5.0
 CHURN_ECHO_WAIT = 5.0
@@ -583,26 +584,43 @@ async def _churn_one(ctx: ProbeContext, churn: Churn, seq: int, waits: tuple[flo
        + 30)
 async def churn(ctx: ProbeContext) -> Outcome:
     if not ctx.manifest.managed:
-        outcome = await _churn(ctx, GENTLE_CHURN, GENTLE_WAVE, float("inf"))
+        seen = await _churn(ctx, GENTLE_CHURN, GENTLE_AT_ONCE, float("inf"))
+        outcome = await _judge_churn(ctx, seen)
         outcome.evidence["gentle"] = True
         outcome.summary = (f"a URL target is probed gently: {GENTLE_CHURN} connections, "
-                           f"{GENTLE_WAVE} at a time; " + outcome.summary)
+                           f"{GENTLE_AT_ONCE} at a time; " + outcome.summary)
         return outcome
-    wave = WAVE
+    at_once = AT_ONCE
     cap = ctx.hint("max_connections")
-    if cap is not None and cap < wave:
-        wave = max(1, int(cap))
-    open_files_for(2 * wave + FILE_MARGIN)
+    if cap is not None and cap < at_once:
+        at_once = max(1, int(cap))
+    open_files_for(2 * at_once + FILE_MARGIN)
     async with heavy_load(ctx) as queued:
-        outcome = await _churn(ctx, CHURN_MAX, wave, CHURN_TIME)
+        seen = await _churn(ctx, CHURN_MAX, at_once, CHURN_TIME)
+    # The settle is out of the load slot: it only watches the process, and nine targets'
+    # settles one after another would make the matrix wait for nothing.
+    outcome = await _judge_churn(ctx, seen)
     outcome.evidence["load_slot_wait_s"] = round(queued, 3)
     return outcome
 
 
-async def _churn(ctx: ProbeContext, most: int, wave: int, seconds: float) -> Outcome:
-    """Waves of ``wave`` short connections until ``seconds`` or ``most`` connections, the
-    target's process ends, or ``STOP_AFTER`` exchanges failed; then, for a managed target,
-    ``SETTLE_WAIT`` for its process to end after all, and one more exchange."""
+@dataclass
+class Churned:
+    """A churn's end: what it saw, how long it ran, how many connections were in flight."""
+
+    churn: Churn
+    span: float
+    at_once: int
+
+    @property
+    def rate(self) -> float:
+        return self.churn.made / self.span if self.span > 0 else 0.0
+
+
+async def _churn(ctx: ProbeContext, most: int, at_once: int, seconds: float) -> Churned:
+    """``at_once`` lanes, each opening a short connection as soon as its last one ended,
+    until ``seconds`` or ``most`` connections, the target's process ends, or ``STOP_AFTER``
+    exchanges failed."""
     loop = asyncio.get_running_loop()
     waits = (ctx.plan_wait(CHURN_HANDSHAKE_WAIT, name="handshake"),
              ctx.plan_wait(CHURN_ECHO_WAIT))
@@ -610,19 +628,28 @@ async def _churn(ctx: ProbeContext, most: int, wave: int, seconds: float) -> Out
     pad = "".join(ctx.rng.choices(string.ascii_letters, k=64)).encode("ascii")
     churn = Churn(f"{ctx.rng.getrandbits(32):08x}", pad * (CHURN_PAD // len(pad)))
     began = loop.time()
-    while (churn.started < most and loop.time() - began < seconds
-           and instance.exit_status() is None and churn.failed < STOP_AFTER):
-        count = min(wave, most - churn.started)
-        first = churn.started
-        await asyncio.gather(*(_churn_one(ctx, churn, first + k + 1, waits)
-                               for k in range(count)))
-    span = loop.time() - began
-    rate = churn.made / span if span > 0 else 0.0
+
+    async def lane() -> None:
+        while (churn.started < most and loop.time() - began < seconds
+               and instance.exit_status() is None and churn.failed < STOP_AFTER):
+            await _churn_one(ctx, churn, churn.started + 1, waits)
+
+    await asyncio.gather(*(lane() for _ in range(at_once)))
+    return Churned(churn, loop.time() - began, at_once)
+
+
+async def _judge_churn(ctx: ProbeContext, seen: Churned) -> Outcome:
+    """The verdict on a churn: for a managed target, after ``SETTLE_WAIT`` for its process
+    to end after all (``DYING_WAIT`` more once a crash report has begun), and one more
+    exchange."""
+    loop = asyncio.get_running_loop()
+    instance, churn, span = ctx.instance, seen.churn, seen.span
     facts: dict[str, Any] = {
-        "handshakes_per_s": round(rate, 1), "connections": churn.made,
+        "handshakes_per_s": round(seen.rate, 1), "connections": churn.made,
         "exchanges": churn.echoed, "attempted": churn.started,
         "failures": dict(churn.failures), "retried_handshakes": churn.retried,
-        "at_once": wave, "payload_bytes": len(_churn_payload(churn.nonce, 0, churn.pad)),
+        "at_once": seen.at_once,
+        "payload_bytes": len(_churn_payload(churn.nonce, 0, churn.pad)),
         "seconds": round(span, 3), "nonce": churn.nonce}
     if churn.named:
         facts["first_failures"] = churn.named
@@ -638,8 +665,8 @@ async def _churn(ctx: ProbeContext, most: int, wave: int, seconds: float) -> Out
             while loop.time() < dying and instance.exit_status() is None:
                 await asyncio.sleep(SETTLE_POLL)
         facts["settle_s"] = round(loop.time() - settled, 3)
-    what = (f"{churn.started} short connections in {span:.1f} s, {wave} at a time "
-            f"({rate:.0f} handshakes/s)")
+    what = (f"{churn.started} short connections in {span:.1f} s, {seen.at_once} at a time "
+            f"({seen.rate:.0f} handshakes/s)")
     status = instance.exit_status()
     if status is not None:
         head = instance.output.crash_head()
@@ -658,6 +685,8 @@ async def _churn(ctx: ProbeContext, most: int, wave: int, seconds: float) -> Out
         tally = ", ".join(f"{n} {kind}" for kind, n in sorted(churn.failures.items()))
         return failed(f"{what}: {churn.failed} failed ({tally}); the first: "
                       f"{churn.named[0]}", **facts)
+    waits = (ctx.plan_wait(CHURN_HANDSHAKE_WAIT, name="handshake"),
+             ctx.plan_wait(CHURN_ECHO_WAIT))
     after = Churn(churn.nonce, churn.pad)
     await _churn_one(ctx, after, churn.started + 1, waits)
     if after.failed:

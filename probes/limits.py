@@ -482,7 +482,7 @@ async def message_rate(ctx: ProbeContext) -> Outcome:
     client = await ctx.connect("echo", auto_pong=True)
     loop = asyncio.get_running_loop()
     burst = Burst()
-    async with heavy_load(ctx):
+    async with heavy_load(ctx) as queued:
         deadline = loop.time() + wait
         reader = asyncio.create_task(_read_echoes(client, nonce, burst, deadline))
         started = loop.time()
@@ -504,6 +504,7 @@ async def message_rate(ctx: ProbeContext) -> Outcome:
                 await reader
     evidence = {"burst": count, "sent": burst.sent, "echoed": burst.echoed,
                 "written_s": round(written, 3), "rate_hint": rate,
+                "load_slot_wait_s": round(queued, 3),
                 **client.evidence(limit=12)}
     after = (f"after {burst.echoed} of {burst.sent} sent ({count} planned, written in "
              f"{written:.2f} s)")

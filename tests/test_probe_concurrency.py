@@ -9,6 +9,7 @@ at a small time scale so that a lost barrier costs seconds, not half a minute.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import errno
 
@@ -16,7 +17,7 @@ import pytest
 
 from gaps.manifest import Declared, Manifest, url_manifest
 from gaps.model import Method, Verdict
-from gaps.probe import DECLARED, ProbeContext
+from gaps.probe import DECLARED, Outcome, ProbeContext
 from gaps.targets import Instance
 from gaps.wire.client import Message
 from gaps.wire.frames import Opcode
@@ -224,7 +225,7 @@ async def test_documented_is_decided_by_the_manifest() -> None:
 
 # -- churn ---------------------------------------------------------------------------------
 
-SHORT_CHURN = 2.0  # seconds of churn in these tests (the check's bound is CHURN_TIME, 5 s)
+SHORT_CHURN = 2.0  # seconds of churn in these tests (the check's bound is CHURN_TIME, 8 s)
 CHURN_SCALE = 0.5  # settle 4 s, handshake and echo waits 2.5 s
 
 
@@ -237,7 +238,7 @@ async def test_churn_passes_a_stack_that_answers_every_connection_and_stays_up(
     facts = result.evidence
     assert list(facts)[:2] == ["handshakes_per_s", "connections"]  # key figures first
     assert facts["connections"] == facts["exchanges"] == facts["attempted"] > 100
-    assert facts["failures"] == {} and facts["at_once"] == concurrency.WAVE
+    assert facts["failures"] == {} and facts["at_once"] == concurrency.AT_ONCE
     assert facts["settle_s"] >= concurrency.SETTLE_WAIT * CHURN_SCALE
     assert "every handshake and echo answered" in result.summary
     assert "exit_status" not in facts
@@ -257,6 +258,52 @@ async def test_churn_fails_a_stack_whose_process_dies_under_it(
     assert facts["connections"] >= 300  # the 300th connection doomed it
     # The check said it itself: the runner adds no second "process ended" in front.
     assert result.summary.count("process ended") == 1
+
+
+async def test_churn_keeps_its_connections_in_flight_and_settles_out_of_the_load_slot(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A steady AT_ONCE, not waves: one slow connection does not hold the others up (a wave
+    # would wait for it, and the target would idle meanwhile).
+    from gaps.toolkit import load
+
+    flight = {"now": 0, "most": 0, "during_slow": 0}
+    slow_done = asyncio.Event()
+
+    async def fake_one(ctx: ProbeContext, churn: concurrency.Churn, seq: int,
+                       waits: tuple[float, float]) -> None:
+        churn.started += 1
+        flight["now"] += 1
+        flight["most"] = max(flight["most"], flight["now"])
+        if seq == 1:  # the slow one: 0.5 s while the other lanes go on
+            await asyncio.sleep(0.5)
+            slow_done.set()
+        else:
+            if not slow_done.is_set():
+                flight["during_slow"] += 1
+            await asyncio.sleep(0.01)
+        churn.made += 1
+        churn.echoed += 1
+        flight["now"] -= 1
+
+    slot_held: list[bool] = []
+    real_judge = concurrency._judge_churn
+
+    async def judge(ctx: ProbeContext, seen: concurrency.Churned) -> Outcome:
+        lock = load._LOAD_LOCKS.get(id(asyncio.get_running_loop()))
+        slot_held.append(lock is not None and lock.locked())
+        return await real_judge(ctx, seen)
+
+    monkeypatch.setattr(concurrency, "CHURN_TIME", 1.0)
+    monkeypatch.setattr(concurrency, "SETTLE_WAIT", 0.2)
+    monkeypatch.setattr(concurrency, "_churn_one", fake_one)
+    monkeypatch.setattr(concurrency, "_judge_churn", judge)
+    async with reference_ctx() as ctx:
+        result = await concurrency.churn(ctx)
+    assert flight["most"] == concurrency.AT_ONCE
+    # In 0.5 s, 19 lanes of 10 ms connections: far more than one wave of 19.
+    assert flight["during_slow"] > 5 * (concurrency.AT_ONCE - 1), flight
+    assert slot_held == [False]
+    assert result.verdict is Verdict.PASS, result
 
 
 async def test_churn_probes_a_url_target_gently(full: ProbeContext) -> None:
