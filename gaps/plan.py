@@ -14,6 +14,7 @@ import contextlib
 import functools
 import heapq
 import itertools
+import math
 import os
 import ssl
 import time
@@ -429,11 +430,14 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
     async def on_one_instance(defns: list[CheckDef]) -> None:
         priority = max(d.budget for d in defns)
         # A load check's instance starts when its load is among the next LOADS_ADMITTED (a
-        # URL target's shared instance starts nothing).
-        admitted = (bounds.loads.hold(priority) if target.manifest.managed
-                    and any(d.load for d in defns) else contextlib.nullcontext())
+        # URL target's shared instance starts nothing), and then before any other: the
+        # loads take turns in the one load slot, so their queue is the run's longest chain
+        # and must start at once, beside the long waits.  Three live slots at most.
+        loading = target.manifest.managed and any(d.load for d in defns)
+        admitted = bounds.loads.hold(priority) if loading else contextlib.nullcontext()
+        first = math.inf if loading else priority
         try:
-            async with admitted, slots.instance(logs, priority=priority) as instance:
+            async with admitted, slots.instance(logs, priority=first) as instance:
                 ctx = _context(config, target, instance, slots, logs, priority)
 
                 async def one(defn: CheckDef) -> None:
