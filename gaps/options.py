@@ -21,9 +21,10 @@ DEFAULT_TARGET = "reference"
 # Live target instances at once, across the whole run.  An instance mostly waits (that is
 # what the checks measure: a silent peer, a redial that never comes), so this bound is about
 # memory and the harness's own loop, not CPU: the CPU goes to starting instances, which
-# ``gaps.plan.STARTS`` bounds on its own.  16 keep the matrix's longest tries from queueing
-# behind the dial-once targets' 30 s recovery waits (about 850 instance-seconds a run).
-DEFAULT_JOBS = 16
+# ``gaps.plan.STARTS`` bounds on its own.  24 keep the nine-target matrix's long waits from
+# queueing behind each other (16 did before this wave's checks: 129 s against 163 s, design
+# notes "Loads are admitted").
+DEFAULT_JOBS = 24
 
 
 @dataclass(frozen=True)

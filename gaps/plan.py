@@ -14,6 +14,7 @@ import contextlib
 import functools
 import heapq
 import itertools
+import math
 import os
 import ssl
 import time
@@ -89,6 +90,14 @@ STARTS = max(2, os.cpu_count() or 2)
 # one slot per LIGHT_START seconds, at most all of them (it then starts alone).  A Python
 # target starts in a fraction of a second, a JVM one in seconds of several cores' work.
 LIGHT_START = 1.0
+
+
+# Loads (``check(load=True)``) whose instances may be live at once: the one holding the
+# harness's load slot, one finishing after it (churn's settle, an instance stopping) and the
+# next one, started and ready when the slot frees.  More would only sit in the load slot's
+# queue holding live slots that other checks wait for (in a nine-target matrix, 9
+# message-rate and 9 churn instances queued for up to a minute each).
+LOADS_ADMITTED = 3
 
 
 def start_weight(cost: float | None) -> float:
@@ -306,11 +315,16 @@ class Bound:
 
 @dataclass
 class Bounds:
-    """The run's two bounds: live instances (``RunConfig.jobs``) and instances starting,
-    the latter in slots weighed by each target's start cost (``start_weight``)."""
+    """The run's bounds: live instances (``RunConfig.jobs``); instances starting, in slots
+    weighed by each target's start cost (``start_weight``); and load checks admitted to
+    start theirs (``LOADS_ADMITTED``).  The order is always admission, then a live slot,
+    then a start slot; the load slot itself (``toolkit.heavy_load``) is taken only while
+    holding a live one, and nobody waits for admission while holding anything, so no
+    two of them wait for each other."""
 
     live: Bound
     starting: Bound
+    loads: Bound = field(default_factory=lambda: Bound(LOADS_ADMITTED))
 
     @classmethod
     def of(cls, config: RunConfig) -> Bounds:
@@ -415,8 +429,15 @@ async def run_gap(config: RunConfig, target: TargetRun, slug: str, checks: list[
 
     async def on_one_instance(defns: list[CheckDef]) -> None:
         priority = max(d.budget for d in defns)
+        # A load check's instance starts when its load is among the next LOADS_ADMITTED (a
+        # URL target's shared instance starts nothing), and then before any other: the
+        # loads take turns in the one load slot, so their queue is the run's longest chain
+        # and must start at once, beside the long waits.  Three live slots at most.
+        loading = target.manifest.managed and any(d.load for d in defns)
+        admitted = bounds.loads.hold(priority) if loading else contextlib.nullcontext()
+        first = math.inf if loading else priority
         try:
-            async with slots.instance(logs, priority=priority) as instance:
+            async with admitted, slots.instance(logs, priority=first) as instance:
                 ctx = _context(config, target, instance, slots, logs, priority)
 
                 async def one(defn: CheckDef) -> None:

@@ -140,6 +140,7 @@ class CheckDef:
     timing: bool
     budget: float
     placement: Placement = Placement.SHARED
+    load: bool = False  # an ALONE check whose try is one heavy load (``check(load=True)``)
 
     @property
     def gap(self) -> str:
@@ -169,6 +170,7 @@ def check(
     timing: bool = False,
     budget: float = 60.0,
     placement: Placement = Placement.SHARED,
+    load: bool = False,
 ) -> Callable[[CheckFn], CheckDef]:
     """Register ``fn`` as the check ``check_id`` (which must be in the catalog).
 
@@ -186,6 +188,11 @@ def check(
     the docs a build step fetched): the planner starts no instance for them, and
     ``ctx.instance`` is not running.  A check the wire cannot show is
     not a function: see ``declared``.
+
+    ``load=True`` (``ALONE`` checks only) says the try is one heavy load that waits for the
+    harness's load slot (``toolkit.heavy_load``): the planner then starts its instance
+    only when it is among the next few loads (``gaps.plan.LOADS_ADMITTED``), so that
+    instances waiting in that queue do not hold the run's live slots meanwhile.
     """
     _known(check_id, absent)
     if not isinstance(placement, Placement) or placement is Placement.DECLARED:
@@ -193,8 +200,12 @@ def check(
                          "manifest alone is registered with declared(), which takes no "
                          "function")
 
+    if load and placement is not Placement.ALONE:
+        raise ValueError(f"{check_id}: load=True is for ALONE checks (an instance of their "
+                         f"own, started when the load's turn is near), not {placement!r}")
+
     def wrap(fn: CheckFn) -> CheckDef:
-        return CheckDef(check_id, fn, needs, absent, timing, budget, placement)
+        return CheckDef(check_id, fn, needs, absent, timing, budget, placement, load)
 
     return wrap
 

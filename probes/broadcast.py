@@ -292,7 +292,7 @@ async def _arrivals(receivers: Sequence[Listener], sent: Sent, deadline: float,
 
 
 # needs=(): a URL target (echo only) must hear why it is skipped, before the endpoint rule.
-@check("broadcast.scale", needs=(), placement=ALONE,
+@check("broadcast.scale", needs=(), placement=ALONE, load=True,
        budget=SCALE_CONNECT_WAIT + WARMUP_WAIT + SCALE_DELIVERY_WAIT + 40)
 async def scale(ctx: ProbeContext) -> Outcome:
     audience = Audience(ctx, endpoint_rule(ctx, "broadcast"))

@@ -579,7 +579,7 @@ async def _churn_one(ctx: ProbeContext, churn: Churn, seq: int, waits: tuple[flo
         await client.aclose()
 
 
-@check("concurrency.churn", placement=ALONE,
+@check("concurrency.churn", placement=ALONE, load=True,
        budget=CHURN_TIME + 2 * CHURN_HANDSHAKE_WAIT + CHURN_ECHO_WAIT + SETTLE_WAIT + DYING_WAIT
        + 30)
 async def churn(ctx: ProbeContext) -> Outcome:

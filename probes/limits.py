@@ -470,7 +470,8 @@ async def _read_echoes(client: WireClient, nonce: str, burst: Burst, deadline: f
         burst.last_echo_at = loop.time()
 
 
-@check("limits.message-rate", budget=RATE_WAIT + 40, placement=ALONE, absent="rate-limit")
+@check("limits.message-rate", budget=RATE_WAIT + 40, placement=ALONE, load=True,
+       absent="rate-limit")
 async def message_rate(ctx: ProbeContext) -> Outcome:
     if not ctx.manifest.managed:
         return skipped("a URL target (a server the harness does not run) is not flooded: "
@@ -637,7 +638,7 @@ def _target_files(ctx: ProbeContext, needed: int) -> tuple[int | None, Outcome |
 
 
 @check("limits.connection-cap", budget=CAP_CONNECT_WAIT + CAP_ECHO_WAIT + 60,
-       placement=ALONE, absent="connection-cap")
+       placement=ALONE, load=True, absent="connection-cap")
 async def connection_cap(ctx: ProbeContext) -> Outcome:
     if not ctx.manifest.managed:
         return skipped("a URL target (a server the harness does not run) is not loaded with "

@@ -335,3 +335,55 @@ async def test_running_out_of_files_while_starting_is_a_harness_error_not_not_re
         assert result.verdict is Verdict.ERROR, result
         assert result.summary.startswith("harness side: OSError: [Errno 24] Too many open "
                                          "files"), result.summary
+
+
+def loading(check_id: str, live: dict[str, int], **options):
+    """A check whose try is one load: it holds the harness's load slot for a moment."""
+    from gaps.toolkit import heavy_load
+
+    @check(check_id, **options)
+    async def body(ctx: ProbeContext):
+        live["now"] += 1
+        live["most"] = max(live["most"], live["now"])
+        async with heavy_load(ctx):
+            await asyncio.sleep(HOLD)  # longer than a start: the next admitted one is up
+        live["now"] -= 1
+        return passed("loaded")
+
+    return body
+
+
+async def test_load_checks_start_their_instances_only_when_admitted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gaps import plan
+
+    # Four loads: without the admission all four instances would start at once and three
+    # would wait in the load slot's queue, each holding a live slot.
+    monkeypatch.setattr(plan, "LOADS_ADMITTED", 2)
+    live = {"now": 0, "most": 0}
+    selection = {"reference": {
+        "concurrency": [loading("concurrency.churn", live, placement=ALONE, load=True)],
+        "limits": [loading("limits.message-rate", live, placement=ALONE, load=True),
+                   loading("limits.connection-cap", live, placement=ALONE, load=True)],
+        "broadcast": [loading("broadcast.scale", live, placement=ALONE, load=True)],
+    }}
+    await run_plan(config(tmp_path, jobs=8), selection)
+    assert live["most"] == 2, live
+
+
+async def test_admitted_loads_and_a_shared_load_cannot_wait_for_each_other(
+        tmp_path: Path) -> None:
+    # One live slot: the shared instance's load and the admitted load take turns.
+    live = {"now": 0, "most": 0}
+    selection = {"reference": {
+        "concurrency": [loading("concurrency.parallel-echo", live)],
+        "limits": [loading("limits.message-rate", live, placement=ALONE, load=True)],
+    }}
+    events: list[object] = []
+    await asyncio.wait_for(run_plan(config(tmp_path, jobs=1), selection, events.append), 30)
+    assert sum(isinstance(e, CheckDone) for e in events) == 2
+
+
+def test_load_is_for_alone_checks_only() -> None:
+    with pytest.raises(ValueError, match="load=True is for ALONE checks"):
+        check("concurrency.churn", load=True)
