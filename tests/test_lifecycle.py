@@ -534,7 +534,7 @@ def test_interrupted_build_leaves_no_process(tmp_path: Path) -> None:
     # Ctrl-C while the build runs: a real SIGINT, with Python's own handler installed for the
     # test.  Once in a full CI run (2026-12-05) the simulated one (_thread.interrupt_main,
     # which does nothing unless a Python handler is installed) never arrived and the build
-    # ran into its 60 s timeout; not reproduced in 3 runs since.  The short build timeout
+    # ran into its 60 s timeout; not reproduced in 7 runs since.  The short build timeout
     # makes a lost Ctrl-C a quick failure.
     path, mark = build_manifest(tmp_path, '["sh", "-c", "sleep 306 & sleep 307"]', timeout=15)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)

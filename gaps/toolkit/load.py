@@ -104,7 +104,9 @@ async def heavy_load(ctx: ProbeContext | None = None) -> AsyncIterator[float]:
     (``ProbeContext.off_budget``), since the queue is the harness's, not the target's, and
     the harness's CPU share while it held the slot is noted on it
     (``ProbeContext.note_harness_cpu``): a load's figures taken while the harness itself
-    was near its own ceiling say nothing about the target."""
+    was near its own ceiling say nothing about the target.  An ``ALONE`` check whose try is
+    one such load registers with ``check(load=True)``: its instance then starts only when
+    its turn is near (``gaps.plan.LOADS_ADMITTED``), not to wait here holding a live slot."""
     loop = asyncio.get_running_loop()
     lock = _LOAD_LOCKS.setdefault(id(loop), asyncio.Lock())
     asked = loop.time()
