@@ -606,11 +606,14 @@ async def churn(ctx: ProbeContext) -> Outcome:
 
 @dataclass
 class Churned:
-    """A churn's end: what it saw, how long it ran, how many connections were in flight."""
+    """A churn's end: what it saw, how long it ran, how many connections were in flight,
+    and the handshake and echo waits it planned (the connection after the settle uses them
+    too)."""
 
     churn: Churn
     span: float
     at_once: int
+    waits: tuple[float, float]
 
     @property
     def rate(self) -> float:
@@ -635,7 +638,7 @@ async def _churn(ctx: ProbeContext, most: int, at_once: int, seconds: float) -> 
             await _churn_one(ctx, churn, churn.started + 1, waits)
 
     await asyncio.gather(*(lane() for _ in range(at_once)))
-    return Churned(churn, loop.time() - began, at_once)
+    return Churned(churn, loop.time() - began, at_once, waits)
 
 
 async def _judge_churn(ctx: ProbeContext, seen: Churned) -> Outcome:
@@ -685,10 +688,8 @@ async def _judge_churn(ctx: ProbeContext, seen: Churned) -> Outcome:
         tally = ", ".join(f"{n} {kind}" for kind, n in sorted(churn.failures.items()))
         return failed(f"{what}: {churn.failed} failed ({tally}); the first: "
                       f"{churn.named[0]}", **facts)
-    waits = (ctx.plan_wait(CHURN_HANDSHAKE_WAIT, name="handshake"),
-             ctx.plan_wait(CHURN_ECHO_WAIT))
     after = Churn(churn.nonce, churn.pad)
-    await _churn_one(ctx, after, churn.started + 1, waits)
+    await _churn_one(ctx, after, churn.started + 1, seen.waits)
     if after.failed:
         return failed(f"{what}: all answered, but afterwards a new connection failed: "
                       f"{after.named[0]}", **facts)
